@@ -1,0 +1,84 @@
+/*
+ * cache_object - one stored HTTP response: immutable once built, reference-counted.
+ *
+ * A cache_object holds everything needed to answer a request from cache: status,
+ * the response headers kept for storage (hop-by-hop and per-connection headers
+ * already removed), the body, and the timing metadata (stored-at, freshness
+ * lifetime, stale windows).  It is allocated as a single block.  A hit hands the
+ * body pointer straight to libmicrohttpd and releases its reference when the
+ * response is destroyed, so the body is never copied on the hit path.
+ *
+ * The versioned binary encoding (cache_object_encode / cache_object_decode) is
+ * what the Redis tier stores.  Decoding validates every length; a value that
+ * fails to decode is reported as an error, never partially trusted.
+ *
+ * Ownership: cache_object_build returns one reference.  cache_object_ref adds
+ * one; cache_object_unref releases one and frees on the last.
+ * Thread-safety: immutable after build; the refcount is atomic, so objects may
+ * be shared across threads freely.
+ */
+#ifndef CACHEGW_CACHE_OBJECT_H
+#define CACHEGW_CACHE_OBJECT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_header {
+    const char *name;  /* lower-case, NUL-terminated */
+    const char *value; /* NUL-terminated */
+};
+
+/* Timing and identity metadata, all times in wall-clock milliseconds since the
+ * epoch (so they survive a trip through Redis to another instance). */
+struct cache_meta {
+    int64_t stored_at_ms;     /* when the response was received from upstream */
+    int64_t initial_age_s;    /* RFC 9111 §4.2.3 corrected_initial_age at store time */
+    int64_t ttl_ms;           /* freshness lifetime; fresh while age < ttl */
+    int64_t swr_ms;           /* stale-while-revalidate window after ttl */
+    int64_t sie_ms;           /* stale-if-error window after ttl */
+    uint64_t gen;             /* store generation / invalidation sequence at store time */
+};
+
+struct cache_object {
+    atomic_int refs;
+    int status;
+    struct cache_meta meta;
+    size_t n_headers;
+    struct http_header *headers; /* points inside the same allocation */
+    const char *key;             /* NUL-terminated, inside the allocation */
+    size_t key_len;
+    const char *body;            /* inside the allocation; may be empty */
+    size_t body_len;
+    size_t charge;               /* total bytes of the allocation (for byte bounds) */
+};
+
+/* Builds an object copying key, headers and body.  Header names are stored
+ * lower-cased.  Returns NULL on allocation failure. */
+struct cache_object *cache_object_build(const char *key, size_t key_len, int status,
+                                        const struct http_header *headers, size_t n_headers,
+                                        const char *body, size_t body_len,
+                                        const struct cache_meta *meta);
+
+struct cache_object *cache_object_ref(struct cache_object *obj);
+void cache_object_unref(struct cache_object *obj);
+
+/* Returns the value of the first header named name (case-insensitive), or NULL. */
+const char *cache_object_header(const struct cache_object *obj, const char *name);
+
+/* Current age in seconds at wall time now_ms (RFC 9111 §4.2.3). */
+int64_t cache_object_age_s(const struct cache_object *obj, int64_t now_ms);
+/* Fresh: age < ttl.  Within SWR / SIE windows: ttl <= age < ttl + window. */
+int cache_object_is_fresh(const struct cache_object *obj, int64_t now_ms);
+int cache_object_in_swr(const struct cache_object *obj, int64_t now_ms);
+int cache_object_in_sie(const struct cache_object *obj, int64_t now_ms);
+/* Milliseconds after which the object is useless (past ttl and both windows). */
+int64_t cache_object_expires_at_ms(const struct cache_object *obj);
+
+/* Encodes into a freshly malloc'd buffer (*out, *out_len).  Returns 0 or -ENOMEM. */
+int cache_object_encode(const struct cache_object *obj, char **out, size_t *out_len);
+/* Decodes a buffer produced by cache_object_encode.  Returns 0 and one reference
+ * in *out, or -EINVAL (bad magic/version/lengths) / -ENOMEM. */
+int cache_object_decode(const char *buf, size_t len, struct cache_object **out);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * config - the gateway's settings, from flags, environment and a .env file.
+ *
+ * Precedence, highest first: command-line flag, process environment, the .env
+ * file in the working directory (KEY=VALUE lines, '#' comments, optional
+ * quotes, optional "export " prefix), built-in default.  Every option has one
+ * flag and one environment name, listed by --help with its default.
+ *
+ * Values are validated while parsing; the first invalid one makes
+ * config_load return CONFIG_ERROR with one clear line in err naming the option
+ * (flag and env var) and never echoing a secret (the Redis URL password, the
+ * admin token).
+ *
+ * Ownership: struct config owns its strings; config_free releases them.
+ * Thread-safety: immutable after config_load; read freely from any thread.
+ */
+#ifndef CACHEGW_CONFIG_H
+#define CACHEGW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config {
+    /* HTTP listener */
+    char *host;                  /* HOST / --host, default "0.0.0.0" */
+    int port;                    /* PORT / --port, default 8080 */
+    int workers;                 /* WORKERS / --workers, default 0 = number of cores */
+    size_t max_body_bytes;       /* MAX_BODY_SIZE / --max-body-size, default 10 MiB */
+    size_t max_header_bytes;     /* MAX_HEADER_SIZE / --max-header-size, default 16 KiB */
+    int max_connections;         /* MAX_CONNECTIONS / --max-connections, default 4096 */
+    int client_timeout_s;        /* CLIENT_TIMEOUT / --client-timeout, idle keep-alive s, default 30 */
+    int shutdown_timeout_ms;     /* SHUTDOWN_TIMEOUT_MS / --shutdown-timeout-ms, default 10000 */
+
+    /* Upstream */
+    char *upstream_url;          /* UPSTREAM_URL / --upstream, default "http://127.0.0.1:3000" */
+    int upstream_connect_timeout_ms; /* UPSTREAM_CONNECT_TIMEOUT_MS / --upstream-connect-timeout-ms, 2000 */
+    int upstream_timeout_ms;     /* UPSTREAM_TIMEOUT_MS / --upstream-timeout-ms, total, 30000 */
+    int upstream_max_connections; /* UPSTREAM_MAX_CONNECTIONS / --upstream-max-connections, 256 */
+
+    /* Cache */
+    size_t cache_max_bytes;      /* CACHE_MAX_BYTES / --cache-max-bytes, default 256 MiB; 0 disables L1 */
+    size_t max_value_bytes;      /* MAX_VALUE_SIZE / --max-value-size, default 1 MiB */
+    int default_ttl_s;           /* DEFAULT_TTL / --default-ttl, default 60; 0 = no default caching */
+
+    /* Redis */
+    char *redis_url;             /* REDIS_URL / --redis-url, default NULL (memory only). SECRET */
+    char *redis_prefix;          /* REDIS_PREFIX / --redis-prefix, default "cachegw:" */
+    int redis_connect_timeout_ms; /* REDIS_CONNECT_TIMEOUT_MS / --redis-connect-timeout-ms, 2000 */
+    int redis_timeout_ms;        /* REDIS_TIMEOUT_MS / --redis-timeout-ms, 2000 */
+    int redis_pool_size;         /* REDIS_POOL_SIZE / --redis-pool-size, 10 */
+    int redis_health_interval_s; /* REDIS_HEALTH_INTERVAL / --redis-health-interval, 30 */
+    int redis_retries;           /* REDIS_RETRIES / --redis-retries, 1 */
+    char *redis_tls_ca_file;     /* REDIS_TLS_CA_FILE / --redis-tls-ca-file */
+    char *redis_tls_cert_file;   /* REDIS_TLS_CERT_FILE / --redis-tls-cert-file */
+    char *redis_tls_key_file;    /* REDIS_TLS_KEY_FILE / --redis-tls-key-file */
+    bool redis_tls_insecure;     /* REDIS_TLS_INSECURE / --redis-tls-insecure, default false */
+
+    /* Lua policies */
+    char *policies_dir;          /* POLICIES_DIR / --policies, default "./policies" */
+    char *lua_dir;               /* LUA_DIR / --lua-dir, the gateway's Lua library; default: built-in path */
+    size_t lua_memory_bytes;     /* LUA_MEMORY_LIMIT / --lua-memory-limit, per state, 64 MiB */
+    long lua_instruction_limit;  /* LUA_INSTRUCTION_LIMIT / --lua-instruction-limit, per call, 1000000 */
+
+    /* Admin / purge API */
+    char *admin_token;           /* ADMIN_TOKEN / --admin-token, SECRET; unset = no admin listener */
+    char *admin_host;            /* ADMIN_HOST / --admin-host, default "127.0.0.1" */
+    int admin_port;              /* ADMIN_PORT / --admin-port, default 8081 */
+
+    /* Logging */
+    int log_level;               /* LOG_LEVEL / --log-level (debug|info|warn|error), default info */
+    bool access_log;             /* ACCESS_LOG / --access-log, default false */
+
+    /* Modes (flags only) */
+    bool check_only;             /* --check: validate policies and exit */
+};
+
+enum config_result {
+    CONFIG_OK = 0,       /* run the gateway */
+    CONFIG_EXIT_OK = 1,  /* --help or --version was printed: exit 0 */
+    CONFIG_ERROR = 2,    /* invalid input: print err, exit 2 */
+};
+
+/* Fills cfg from argv, the environment (envp-style lookups through getenv)
+ * and dotenv_path (NULL = ".env"; a missing file is not an error).
+ * --help / --version print to stdout and return CONFIG_EXIT_OK.
+ * On CONFIG_ERROR, err holds one line (no trailing newline). */
+enum config_result config_load(struct config *cfg, int argc, char **argv,
+                               const char *dotenv_path, char *err, size_t err_len);
+
+/* Sets every field to its default (used by config_load and by tests). */
+void config_defaults(struct config *cfg);
+
+void config_free(struct config *cfg);
+
+/* Writes the --help text to stream (FILE *). */
+void config_print_help(void *stream);
+
+#endif
