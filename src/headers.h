@@ -1,0 +1,49 @@
+/*
+ * headers - an owned list of HTTP header fields, and the proxy's header rules.
+ *
+ * A header_list stores (lower-cased name, value) pairs in arrival order and owns
+ * their strings.  headers_is_hop_by_hop() implements RFC 9110 §7.6.1: the fixed
+ * hop-by-hop set plus every field named in the message's Connection header;
+ * those never cross the proxy in either direction.
+ *
+ * Ownership: header_list_add copies its arguments; header_list_free releases
+ * everything.  Thread-safety: none; a list belongs to one request at a time.
+ */
+#ifndef CACHEGW_HEADERS_H
+#define CACHEGW_HEADERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cache_object.h"
+
+struct header_list {
+    struct http_header *items; /* name and value are owned (malloc'd) */
+    size_t n;
+    size_t cap;
+};
+
+int header_list_add(struct header_list *l, const char *name, const char *value);
+int header_list_addn(struct header_list *l, const char *name, size_t name_len,
+                     const char *value, size_t value_len);
+/* First value for name (case-insensitive), or NULL. */
+const char *header_list_get(const struct header_list *l, const char *name);
+/* Removes every field with this name; returns how many were removed. */
+size_t header_list_remove(struct header_list *l, const char *name);
+void header_list_free(struct header_list *l);
+
+/* True when name must not be forwarded: the RFC 9110 §7.6.1 set (connection,
+ * keep-alive, te, transfer-encoding, upgrade, trailer, proxy-*), or a token
+ * of connection_value (the message's Connection header, may be NULL). */
+bool headers_is_hop_by_hop(const char *name, const char *connection_value);
+
+/* True when the comma-separated token list (e.g. a Cache-Control or Connection
+ * value) contains token, compared case-insensitively; a "token=value" element
+ * matches too. */
+bool headers_has_token(const char *list, const char *token);
+
+/* Parses "token=N" out of a comma-separated list (e.g. max-age=60).  Returns
+ * true and *out when present and a valid non-negative integer. */
+bool headers_token_int(const char *list, const char *token, long long *out);
+
+#endif
