@@ -1,0 +1,503 @@
+/* proxy.c - see proxy.h.
+ *
+ * libcurl's multi "socket" API is driven by the io_loop: curl tells us which
+ * sockets to watch (socket_cb) and when to call it back (timer_cb); we forward
+ * readiness with curl_multi_socket_action and collect finished transfers from
+ * curl_multi_info_read. */
+#include "proxy.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+
+/* A stream pauses the transfer above HIGH_WATER unread bytes and resumes it
+ * below LOW_WATER, so a slow client costs a bounded amount of memory. */
+enum { STREAM_HIGH_WATER = 1 << 20, STREAM_LOW_WATER = 256 << 10, EASY_CACHE_MAX = 256 };
+
+struct proxy {
+    struct io_loop *loop;
+    CURLM *multi;
+    struct io_timer *timer;
+    char *base_url;
+    struct proxy_options opts;
+    atomic_int active;
+    CURL *easy_cache[EASY_CACHE_MAX];
+    int n_easy_cache;
+};
+
+struct upstream_stream {
+    pthread_mutex_t lock;
+    struct upstream_fetch *fetch;
+    struct proxy *proxy;
+    struct buf data;
+    size_t rpos;
+    bool done;           /* transfer finished (success or failure) */
+    bool failed;
+    bool paused;         /* the transfer is paused because the stream is full */
+    bool unpause_posted;
+    stream_signal_fn resume;
+    void *resume_arg;
+    /* Lifecycle, loop thread only. */
+    bool transfer_ended;
+    bool consumer_gone;
+};
+
+static void check_multi_info(struct proxy *p);
+
+/* ---- loop integration ---- */
+
+static void on_socket_event(int fd, uint32_t events, void *arg)
+{
+    struct proxy *p = arg;
+    int flags = 0, running;
+    if (events & EPOLLIN) flags |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+    if (events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+    curl_multi_socket_action(p->multi, fd, flags, &running);
+    check_multi_info(p);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct proxy *p = userp;
+    if (what == CURL_POLL_REMOVE) {
+        io_loop_unwatch(p->loop, s);
+        return 0;
+    }
+    uint32_t ev = 0;
+    if (what & CURL_POLL_IN) ev |= EPOLLIN;
+    if (what & CURL_POLL_OUT) ev |= EPOLLOUT;
+    if (io_loop_watch(p->loop, s, ev, on_socket_event, p) != 0) return -1;
+    return 0;
+}
+
+static void on_timer(void *arg)
+{
+    struct proxy *p = arg;
+    int running;
+    p->timer = NULL;
+    curl_multi_socket_action(p->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(p);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct proxy *p = userp;
+    if (p->timer) {
+        io_timer_cancel(p->loop, p->timer);
+        p->timer = NULL;
+    }
+    if (timeout_ms >= 0) {
+        p->timer = io_timer_start(p->loop, (uint64_t)timeout_ms, on_timer, p);
+        if (p->timer == NULL) return -1;
+    }
+    return 0;
+}
+
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+int proxy_create(struct io_loop *loop, const struct proxy_options *opts, struct proxy **out)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, curl_init_once);
+    struct proxy *p = calloc(1, sizeof *p);
+    if (p == NULL) return -ENOMEM;
+    p->loop = loop;
+    p->opts = *opts;
+    p->base_url = strdup(opts->base_url);
+    p->multi = curl_multi_init();
+    if (p->base_url == NULL || p->multi == NULL) {
+        free(p->base_url);
+        if (p->multi) curl_multi_cleanup(p->multi);
+        free(p);
+        return -ENOMEM;
+    }
+    p->opts.base_url = p->base_url;
+    curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
+    curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
+    curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)opts->max_connections);
+    curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)opts->max_connections);
+    *out = p;
+    return 0;
+}
+
+void proxy_destroy(struct proxy *p)
+{
+    if (p == NULL) return;
+    if (p->timer) io_timer_cancel(p->loop, p->timer);
+    for (int i = 0; i < p->n_easy_cache; i++) curl_easy_cleanup(p->easy_cache[i]);
+    curl_multi_cleanup(p->multi);
+    free(p->base_url);
+    free(p);
+}
+
+int proxy_active(const struct proxy *p) { return atomic_load(&((struct proxy *)p)->active); }
+
+/* ---- response parsing ---- */
+
+static void deliver_ready(struct upstream_fetch *f)
+{
+    if (f->ready_sent) return;
+    f->ready_sent = true;
+    f->on_ready(f);
+}
+
+static size_t header_cb(char *data, size_t size, size_t nitems, void *userp)
+{
+    struct upstream_fetch *f = userp;
+    size_t len = size * nitems;
+    size_t n = len;
+    while (n > 0 && (data[n - 1] == '\r' || data[n - 1] == '\n')) n--;
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* A new status line: interim 1xx responses reset what came before. */
+        header_list_free(&f->resp_headers);
+        const char *sp = memchr(data, ' ', n);
+        f->status = sp ? atoi(sp + 1) : 0;
+        f->content_length = -1;
+        return len;
+    }
+    if (n == 0) return len; /* end of a header block */
+    const char *colon = memchr(data, ':', n);
+    if (colon == NULL) return len;
+    size_t name_len = (size_t)(colon - data);
+    const char *v = colon + 1;
+    const char *end = data + n;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t')) end--;
+    if (header_list_addn(&f->resp_headers, data, name_len, v, (size_t)(end - v)) != 0) return 0;
+    if (name_len == 14 && strncasecmp(data, "content-length", 14) == 0)
+        f->content_length = strtoll(v, NULL, 10);
+    return len;
+}
+
+static struct upstream_stream *stream_begin(struct upstream_fetch *f)
+{
+    struct upstream_stream *s = calloc(1, sizeof *s);
+    if (s == NULL) return NULL;
+    pthread_mutex_init(&s->lock, NULL);
+    s->fetch = f;
+    s->proxy = f->proxy;
+    s->data = f->body; /* bytes received so far start the stream */
+    memset(&f->body, 0, sizeof f->body);
+    f->stream = s;
+    return s;
+}
+
+/* Loop thread, stream lock held. */
+static void stream_signal(struct upstream_stream *s)
+{
+    if (s->resume) {
+        stream_signal_fn resume = s->resume;
+        s->resume = NULL;
+        resume(s->resume_arg);
+    }
+}
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct upstream_fetch *f = userp;
+    size_t len = size * nmemb;
+    struct upstream_stream *s = f->stream;
+    if (s == NULL) {
+        if (buf_append(&f->body, data, len) != 0) return 0;
+        bool too_big = f->buffer_limit > 0 && f->body.len > f->buffer_limit;
+        if (too_big && !f->head_only) {
+            if (stream_begin(f) == NULL) return 0;
+            deliver_ready(f);
+        }
+        return len;
+    }
+    pthread_mutex_lock(&s->lock);
+    if (s->data.len - s->rpos >= STREAM_HIGH_WATER) {
+        s->paused = true;
+        pthread_mutex_unlock(&s->lock);
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (s->rpos > 0 && s->rpos == s->data.len) s->rpos = s->data.len = 0;
+    int rc = buf_append(&s->data, data, len);
+    stream_signal(s);
+    pthread_mutex_unlock(&s->lock);
+    return rc == 0 ? len : 0;
+}
+
+/* Called once the headers are complete: a body announced larger than the
+ * buffer limit streams from its first byte. */
+static void maybe_stream_early(struct upstream_fetch *f)
+{
+    if (f->stream || f->head_only || f->buffer_limit == 0) return;
+    if (f->content_length >= 0 && (size_t)f->content_length > f->buffer_limit) {
+        if (stream_begin(f) != NULL) deliver_ready(f);
+    }
+}
+
+static size_t header_cb_outer(char *data, size_t size, size_t nitems, void *userp)
+{
+    size_t r = header_cb(data, size, nitems, userp);
+    struct upstream_fetch *f = userp;
+    size_t len = size * nitems;
+    if (r == len && (len <= 2) && f->status >= 200) maybe_stream_early(f);
+    return r;
+}
+
+/* ---- transfer lifecycle ---- */
+
+static void recycle_easy(struct proxy *p, CURL *easy)
+{
+    if (p->n_easy_cache < EASY_CACHE_MAX) {
+        curl_easy_reset(easy);
+        p->easy_cache[p->n_easy_cache++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
+}
+
+static void fetch_release_transfer(struct upstream_fetch *f)
+{
+    if (f->curl_headers) {
+        curl_slist_free_all(f->curl_headers);
+        f->curl_headers = NULL;
+    }
+    if (f->easy) {
+        curl_multi_remove_handle(f->proxy->multi, f->easy);
+        recycle_easy(f->proxy, f->easy);
+        f->easy = NULL;
+        atomic_fetch_sub(&f->proxy->active, 1);
+    }
+}
+
+static void stream_free_if_done(struct upstream_stream *s)
+{
+    if (!s->transfer_ended || !s->consumer_gone) return;
+    struct upstream_fetch *f = s->fetch;
+    buf_free(&s->data);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    f->stream = NULL;
+    if (f->on_free) f->on_free(f);
+}
+
+static void set_error(struct upstream_fetch *f, CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        f->error = UPSTREAM_REFUSED;
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        f->error = UPSTREAM_TIMEOUT;
+        break;
+    default:
+        f->error = UPSTREAM_BROKEN;
+        break;
+    }
+    snprintf(f->errmsg, sizeof f->errmsg, "%s", curl_easy_strerror(rc));
+}
+
+static void finish_transfer(struct proxy *p, CURL *easy, CURLcode rc)
+{
+    struct upstream_fetch *f = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
+    if (rc != CURLE_OK) set_error(f, rc);
+    fetch_release_transfer(f);
+    struct upstream_stream *s = f->stream;
+    if (s == NULL) {
+        deliver_ready(f);
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->done = true;
+    s->failed = rc != CURLE_OK;
+    stream_signal(s);
+    pthread_mutex_unlock(&s->lock);
+    s->transfer_ended = true;
+    stream_free_if_done(s);
+}
+
+static void check_multi_info(struct proxy *p)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(p->multi, &left)) != NULL) {
+        if (msg->msg == CURLMSG_DONE) finish_transfer(p, msg->easy_handle, msg->data.result);
+    }
+}
+
+static struct curl_slist *build_headers(const struct upstream_fetch *f)
+{
+    struct curl_slist *list = NULL, *tmp;
+    char line[8192];
+    for (size_t i = 0; i < f->req_headers.n; i++) {
+        const struct http_header *h = &f->req_headers.items[i];
+        /* "Name;" is curl's way of sending a header with an empty value. */
+        if (h->value[0] == '\0') snprintf(line, sizeof line, "%s;", h->name);
+        else snprintf(line, sizeof line, "%s: %s", h->name, h->value);
+        tmp = curl_slist_append(list, line);
+        if (tmp == NULL) goto fail;
+        list = tmp;
+    }
+    /* Without these curl would add its own Expect and Accept. */
+    const char *extra[] = {"Expect:", "Accept:"};
+    for (size_t i = 0; i < 2; i++) {
+        if (i == 1 && header_list_get(&f->req_headers, "accept")) continue;
+        tmp = curl_slist_append(list, extra[i]);
+        if (tmp == NULL) goto fail;
+        list = tmp;
+    }
+    return list;
+fail:
+    curl_slist_free_all(list);
+    return NULL;
+}
+
+static void start_transfer(void *arg)
+{
+    struct upstream_fetch *f = arg;
+    struct proxy *p = f->proxy;
+    CURL *easy = p->n_easy_cache > 0 ? p->easy_cache[--p->n_easy_cache] : curl_easy_init();
+    size_t url_len = strlen(p->base_url) + strlen(f->target) + 1;
+    char *url = malloc(url_len);
+    f->curl_headers = build_headers(f);
+    if (easy == NULL || url == NULL || f->curl_headers == NULL) {
+        if (easy) recycle_easy(p, easy);
+        free(url);
+        if (f->curl_headers) curl_slist_free_all(f->curl_headers);
+        f->curl_headers = NULL;
+        f->error = UPSTREAM_BROKEN;
+        snprintf(f->errmsg, sizeof f->errmsg, "out of memory");
+        deliver_ready(f);
+        return;
+    }
+    snprintf(url, url_len, "%s%s", p->base_url, f->target);
+    curl_easy_setopt(easy, CURLOPT_URL, url);
+    free(url); /* curl copies string options */
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, f);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_PROXY, "");
+    curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)p->opts.connect_timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)p->opts.total_timeout_ms);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, f->curl_headers);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb_outer);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, f);
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, f);
+    if (f->head_only) {
+        curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(f->method, "GET") == 0 && f->req_body_len == 0) {
+        curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    } else {
+        if (f->req_body_len > 0 || strcmp(f->method, "POST") == 0 || strcmp(f->method, "PUT") == 0 ||
+            strcmp(f->method, "PATCH") == 0) {
+            curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->req_body_len);
+            curl_easy_setopt(easy, CURLOPT_POSTFIELDS, f->req_body ? f->req_body : "");
+        }
+        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, f->method);
+    }
+    f->easy = easy;
+    f->status = 0;
+    f->content_length = -1;
+    atomic_fetch_add(&p->active, 1);
+    if (curl_multi_add_handle(p->multi, easy) != CURLM_OK) {
+        fetch_release_transfer(f);
+        f->error = UPSTREAM_BROKEN;
+        snprintf(f->errmsg, sizeof f->errmsg, "could not start the transfer");
+        deliver_ready(f);
+    }
+}
+
+int proxy_submit(struct proxy *p, struct upstream_fetch *f)
+{
+    f->proxy = p;
+    f->error = UPSTREAM_OK;
+    f->errmsg[0] = '\0';
+    f->stream = NULL;
+    f->ready_sent = false;
+    return io_loop_post(p->loop, start_transfer, f);
+}
+
+void upstream_fetch_clear(struct upstream_fetch *f)
+{
+    header_list_free(&f->req_headers);
+    header_list_free(&f->resp_headers);
+    buf_free(&f->body);
+    free(f->target);
+    f->target = NULL;
+}
+
+/* ---- streaming: consumer side ---- */
+
+static void unpause_task(void *arg)
+{
+    struct upstream_stream *s = arg;
+    pthread_mutex_lock(&s->lock);
+    s->unpause_posted = false;
+    bool resume = s->paused && !s->transfer_ended;
+    s->paused = false;
+    pthread_mutex_unlock(&s->lock);
+    if (resume && s->fetch->easy) curl_easy_pause(s->fetch->easy, CURLPAUSE_CONT);
+}
+
+enum stream_read upstream_stream_read(struct upstream_stream *s, char *dst, size_t max, size_t *n,
+                                      stream_signal_fn suspend, stream_signal_fn resume,
+                                      void *arg)
+{
+    enum stream_read r;
+    *n = 0;
+    pthread_mutex_lock(&s->lock);
+    size_t avail = s->data.len - s->rpos;
+    if (avail > 0) {
+        size_t take = avail < max ? avail : max;
+        memcpy(dst, s->data.data + s->rpos, take);
+        s->rpos += take;
+        *n = take;
+        r = STREAM_DATA;
+        if (s->paused && !s->unpause_posted && s->data.len - s->rpos < STREAM_LOW_WATER) {
+            /* Compact before the producer refills. */
+            memmove(s->data.data, s->data.data + s->rpos, s->data.len - s->rpos);
+            s->data.len -= s->rpos;
+            s->rpos = 0;
+            s->unpause_posted = io_loop_post(s->proxy->loop, unpause_task, s) == 0;
+        }
+    } else if (s->done) {
+        r = s->failed ? STREAM_FAILED : STREAM_END;
+    } else {
+        suspend(arg);
+        s->resume = resume;
+        s->resume_arg = arg;
+        r = STREAM_WAIT;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static void release_task(void *arg)
+{
+    struct upstream_stream *s = arg;
+    s->consumer_gone = true;
+    if (!s->transfer_ended) {
+        struct upstream_fetch *f = s->fetch;
+        fetch_release_transfer(f);
+        s->transfer_ended = true;
+    }
+    stream_free_if_done(s);
+}
+
+void upstream_stream_release(struct upstream_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->resume = NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (io_loop_post(s->proxy->loop, release_task, s) != 0)
+        LOG_E("proxy: could not release a stream (loop stopped); leaking it");
+}

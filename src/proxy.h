@@ -1,0 +1,122 @@
+/*
+ * proxy - upstream HTTP transfers on the I/O loop (libcurl multi, socket API).
+ *
+ * A caller fills a struct upstream_fetch (method, path, headers, body, and a
+ * completion callback) and hands it to proxy_submit() from any thread.  The
+ * transfer runs on the loop thread; connections to the upstream are kept alive
+ * and reused by the multi handle's connection cache.
+ *
+ * A response is buffered until it is complete, or until its body is known to
+ * exceed fetch->buffer_limit (Content-Length or bytes received).  Past that
+ * point the fetch switches to streaming: on_ready is called with
+ * fetch->stream set, and the body flows through a bounded upstream_stream that
+ * the HTTP worker drains (the transfer pauses while the stream is full).
+ *
+ * Ownership: the caller owns the fetch; the proxy borrows it from submit until
+ * on_ready has been called AND (for a streamed fetch) the stream has finished
+ * (on_ready is called exactly once; streaming completion is observed through
+ * the stream).  For a streamed fetch the stream owns the fetch from then on:
+ * release it with upstream_stream_release() from the consumer; the fetch is
+ * freed with the stream once both sides are done.
+ * Thread-safety: proxy_submit is safe from any thread; upstream_stream_* are
+ * internally locked; everything else is confined to the loop thread.
+ */
+#ifndef CACHEGW_PROXY_H
+#define CACHEGW_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "headers.h"
+#include "io_loop.h"
+
+struct proxy;
+struct upstream_stream;
+struct upstream_fetch;
+
+struct proxy_options {
+    const char *base_url;   /* http[s]://host[:port][/prefix], no trailing slash */
+    int connect_timeout_ms;
+    int total_timeout_ms;
+    int max_connections;
+};
+
+enum upstream_error {
+    UPSTREAM_OK = 0,
+    UPSTREAM_REFUSED,   /* could not connect: 502 */
+    UPSTREAM_TIMEOUT,   /* connect or total timeout: 504 */
+    UPSTREAM_BROKEN,    /* reset, bad response, other transport error: 502 */
+};
+
+typedef void (*upstream_ready_fn)(struct upstream_fetch *fetch);
+typedef void (*upstream_free_fn)(struct upstream_fetch *fetch);
+
+struct upstream_fetch {
+    /* Request: set by the caller before proxy_submit, unchanged afterwards. */
+    const char *method;         /* "GET", "POST", ... */
+    bool head_only;             /* send HEAD: no body is expected */
+    char *target;               /* path + "?" + query, starts with '/' */
+    struct header_list req_headers;
+    const char *req_body;       /* borrowed until on_ready */
+    size_t req_body_len;
+    size_t buffer_limit;        /* stream bodies longer than this; 0 = never stream */
+    upstream_ready_fn on_ready; /* loop thread, exactly once */
+    upstream_free_fn on_free;   /* called when a streamed fetch is finally freed */
+    void *arg;
+
+    /* Response: valid in on_ready. */
+    enum upstream_error error;
+    char errmsg[160];
+    int status;
+    struct header_list resp_headers; /* as received, hop-by-hop included */
+    struct buf body;                 /* whole body, unless streaming */
+    struct upstream_stream *stream;  /* non-NULL when streaming */
+    long long content_length;        /* -1 if unknown */
+
+    /* Private to proxy.c. */
+    void *easy;
+    struct proxy *proxy;
+    void *curl_headers;
+    bool ready_sent;
+};
+
+int proxy_create(struct io_loop *loop, const struct proxy_options *opts, struct proxy **out);
+/* Loop thread (or after the loop stopped): aborts transfers and frees. */
+void proxy_destroy(struct proxy *proxy);
+
+/* Starts the transfer.  Any thread.  Returns 0 or a negative errno (then
+ * on_ready is never called). */
+int proxy_submit(struct proxy *proxy, struct upstream_fetch *fetch);
+
+/* Number of transfers in progress (any thread, approximate). */
+int proxy_active(const struct proxy *proxy);
+
+/* ---- streaming ---- */
+
+enum stream_read {
+    STREAM_DATA,    /* *n bytes copied */
+    STREAM_WAIT,    /* nothing yet: call wake_arm and suspend */
+    STREAM_END,     /* body complete */
+    STREAM_FAILED,  /* transfer failed mid-body */
+};
+
+typedef void (*stream_signal_fn)(void *arg);
+
+/* Copies up to max bytes into dst.  When nothing is available and the body is
+ * not done, calls suspend(arg) while holding the stream's lock, remembers
+ * resume(arg), and returns STREAM_WAIT; the loop thread calls resume(arg)
+ * (once, under the same lock) when data, the end or a failure arrives.  Doing
+ * both under one lock guarantees a resume never precedes its suspend. */
+enum stream_read upstream_stream_read(struct upstream_stream *s, char *dst, size_t max, size_t *n,
+                                      stream_signal_fn suspend, stream_signal_fn resume,
+                                      void *arg);
+
+/* The consumer is done (response sent or client gone).  Aborts the transfer if
+ * it is still running.  Frees everything once the transfer has ended too. */
+void upstream_stream_release(struct upstream_stream *s);
+
+/* Frees a buffered (non-streamed) fetch's response and request parts. */
+void upstream_fetch_clear(struct upstream_fetch *fetch);
+
+#endif
