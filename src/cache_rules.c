@@ -1,0 +1,128 @@
+/* cache_rules.c - see cache_rules.h. */
+#include "cache_rules.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+bool cache_rules_request_cacheable(const char *method, const struct header_list *req,
+                                   const char **reason)
+{
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        *reason = "method";
+        return false;
+    }
+    /* RFC 9111 §3.5: a shared cache must not answer a request carrying
+     * Authorization from a shared entry; Cookie carries the same risk. */
+    if (header_list_get(req, "authorization")) {
+        *reason = "authorization";
+        return false;
+    }
+    if (header_list_get(req, "cookie")) {
+        *reason = "cookie";
+        return false;
+    }
+    *reason = NULL;
+    return true;
+}
+
+static bool status_default_cacheable(int status) { return status == 200 || status == 203; }
+
+/* RFC 9110 §15.1: statuses a cache may store when freshness is explicit. */
+static bool status_storable(int status)
+{
+    switch (status) {
+    case 200: case 203: case 204: case 300: case 301: case 308:
+    case 404: case 405: case 410: case 414: case 501:
+        return true;
+    default:
+        return false;
+    }
+}
+
+void cache_rules_response(int status, const struct header_list *resp, size_t body_len,
+                          int64_t response_time_ms, int64_t default_ttl_ms,
+                          size_t max_value_bytes, struct store_decision *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *cc = header_list_get(resp, "cache-control");
+    long long v;
+    if (!status_storable(status)) {
+        out->reason = "status";
+        return;
+    }
+    if (headers_has_token(cc, "no-store")) {
+        out->reason = "no-store";
+        return;
+    }
+    if (headers_has_token(cc, "private")) {
+        out->reason = "private";
+        return;
+    }
+    if (headers_has_token(cc, "no-cache")) {
+        out->reason = "no-cache";
+        return;
+    }
+    if (header_list_get(resp, "set-cookie")) {
+        out->reason = "set-cookie";
+        return;
+    }
+    if (header_list_get(resp, "vary")) {
+        out->reason = "vary";
+        return;
+    }
+    if (body_len > max_value_bytes) {
+        out->reason = "too-big";
+        return;
+    }
+
+    /* Age: the larger of the upstream's Age and the apparent age from Date. */
+    int64_t age_value = 0, apparent = 0;
+    const char *age = header_list_get(resp, "age");
+    if (age) age_value = strtoll(age, NULL, 10);
+    if (age_value < 0) age_value = 0;
+    const char *date = header_list_get(resp, "date");
+    time_t date_s = date ? curl_getdate(date, NULL) : -1;
+    if (date_s > 0) {
+        int64_t d = response_time_ms / 1000 - (int64_t)date_s;
+        apparent = d > 0 ? d : 0;
+    }
+    out->initial_age_s = age_value > apparent ? age_value : apparent;
+
+    int64_t ttl_ms = -1;
+    if (headers_token_int(cc, "s-maxage", &v)) ttl_ms = (int64_t)v * 1000;
+    else if (headers_token_int(cc, "max-age", &v)) ttl_ms = (int64_t)v * 1000;
+    else {
+        const char *expires = header_list_get(resp, "expires");
+        if (expires) {
+            time_t e = curl_getdate(expires, NULL);
+            int64_t base = date_s > 0 ? (int64_t)date_s : response_time_ms / 1000;
+            ttl_ms = e > 0 && (int64_t)e > base ? ((int64_t)e - base) * 1000 : 0;
+        }
+    }
+    if (ttl_ms < 0) {
+        if (!status_default_cacheable(status) || default_ttl_ms <= 0) {
+            out->reason = "no-freshness";
+            return;
+        }
+        ttl_ms = default_ttl_ms;
+    }
+    if (headers_token_int(cc, "stale-while-revalidate", &v)) out->swr_ms = (int64_t)v * 1000;
+    if (headers_token_int(cc, "stale-if-error", &v)) out->sie_ms = (int64_t)v * 1000;
+    if (ttl_ms <= out->initial_age_s * 1000 && out->swr_ms == 0 && out->sie_ms == 0) {
+        out->reason = "stale-on-arrival";
+        return;
+    }
+    out->ttl_ms = ttl_ms;
+    out->store = true;
+}
+
+bool cache_rules_header_storable(const char *name, const char *connection_value)
+{
+    static const char *const SKIP[] = {"content-length", "age", "set-cookie", "x-cache",
+                                       "cache-status", "date"};
+    for (size_t i = 0; i < sizeof SKIP / sizeof SKIP[0]; i++)
+        if (strcasecmp(name, SKIP[i]) == 0) return false;
+    return !headers_is_hop_by_hop(name, connection_value);
+}

@@ -1,0 +1,44 @@
+/*
+ * cache_rules - the HTTP caching decisions that need no policy: may a request
+ * be answered from a shared cache, may a response be stored, and for how long
+ * (RFC 9111 freshness: s-maxage, max-age, Expires, Age/Date, with a default TTL
+ * for successful responses that carry no freshness information).
+ *
+ * Pure functions of their arguments (time is passed in).
+ * Thread-safety: stateless; call from any thread.
+ */
+#ifndef CACHEGW_CACHE_RULES_H
+#define CACHEGW_CACHE_RULES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "headers.h"
+
+/* Request side.  Returns true when a GET/HEAD may use the shared cache;
+ * otherwise *reason says why ("method", "authorization", "cookie"). */
+bool cache_rules_request_cacheable(const char *method, const struct header_list *req,
+                                   const char **reason);
+
+struct store_decision {
+    bool store;
+    int64_t ttl_ms;        /* freshness lifetime */
+    int64_t initial_age_s; /* RFC 9111 §4.2.3 corrected initial age */
+    int64_t swr_ms;        /* Cache-Control stale-while-revalidate */
+    int64_t sie_ms;        /* Cache-Control stale-if-error */
+    const char *reason;    /* why not stored, for logs and Cache-Status */
+};
+
+/* Response side.  default_ttl_ms applies to 200/203 responses without
+ * explicit freshness (0 disables that).  body_len is compared with
+ * max_value_bytes; over it the response is not stored (reason "too-big"). */
+void cache_rules_response(int status, const struct header_list *resp, size_t body_len,
+                          int64_t response_time_ms, int64_t default_ttl_ms,
+                          size_t max_value_bytes, struct store_decision *out);
+
+/* True for a header that is stored with a cached response; false for
+ * hop-by-hop fields, framing (Content-Length, Transfer-Encoding), Age (it is
+ * recomputed), Set-Cookie and the gateway's own status fields. */
+bool cache_rules_header_storable(const char *name, const char *connection_value);
+
+#endif
