@@ -53,8 +53,16 @@ struct cache_object {
     size_t charge;               /* total bytes of the allocation (for byte bounds) */
 };
 
+/* Most headers an object may carry; decode rejects more. */
+#define CACHE_OBJECT_MAX_HEADERS 1024
+
 /* Builds an object copying key, headers and body.  Header names are stored
- * lower-cased.  Returns NULL on allocation failure. */
+ * lower-cased.  Returns NULL on allocation failure, and also when the input
+ * could not survive an encode/decode round trip: status outside 100..999, a
+ * header name that is not an RFC 9110 token, a header value containing CR, LF,
+ * more than CACHE_OBJECT_MAX_HEADERS headers, a key or header string of 4 GiB or
+ * more, or a negative (or absurdly large, > 2^52 ms) time or duration in meta, or
+ * initial_age_s > 2^31.  Callers treat NULL as "do not cache". */
 struct cache_object *cache_object_build(const char *key, size_t key_len, int status,
                                         const struct http_header *headers, size_t n_headers,
                                         const char *body, size_t body_len,

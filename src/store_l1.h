@@ -49,7 +49,10 @@ struct cache_object *store_l1_get(struct store_l1 *store, const char *key, size_
                                   int64_t now_ms);
 
 /* Inserts or replaces the entry for obj->key.  Returns 0, -E2BIG when the
- * object cannot fit the shard budget, -ENOMEM. */
+ * object cannot fit the shard budget (or the tier is disabled), -ENOMEM.
+ * Whatever the result, an older entry for the same key is removed: obj
+ * supersedes it even when obj itself cannot be kept.  An obj already past
+ * cache_object_expires_at_ms() at now_ms is not stored (returns 0). */
 int store_l1_put(struct store_l1 *store, struct cache_object *obj, int64_t now_ms);
 
 /* Removes one key.  Returns 1 if an entry was removed, 0 if none. */

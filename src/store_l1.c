@@ -1,0 +1,424 @@
+/* store_l1.c - see store_l1.h. */
+#include "store_l1.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define L1_DEFAULT_SHARDS 64u
+#define L1_MAX_SHARDS 4096u
+#define L1_INITIAL_BUCKETS 16u
+/* How many expired entries a put may drop from the LRU tail beyond what the byte
+ * bound requires.  Small, so that a put never holds the lock for long. */
+#define L1_EXPIRE_SCAN 4
+#define L1_CACHELINE 64
+
+/* One entry.  The key lives in obj (obj->key, obj->key_len), so a node adds only
+ * this fixed overhead on top of obj->charge. */
+struct l1_node {
+    struct l1_node *hnext; /* hash chain; reused as the release list once unlinked */
+    struct l1_node *prev;  /* LRU list: head is most recently used */
+    struct l1_node *next;
+    uint64_t hash;
+    struct cache_object *obj;
+};
+
+/* Bytes charged per entry besides the object: the node, plus one bucket slot
+ * (the table grows at load factor 1, so there is about one slot per entry). */
+#define L1_NODE_OVERHEAD (sizeof(struct l1_node) + sizeof(struct l1_node *))
+
+/* Shards are cache-line aligned so that two workers locking neighbouring shards
+ * do not bounce the same line.  entries/bytes/evictions/expired are written only
+ * under the lock but read without it by store_l1_get_stats, hence atomics. */
+struct l1_shard {
+    alignas(L1_CACHELINE) pthread_mutex_t lock;
+    struct l1_node **buckets;
+    size_t n_buckets; /* power of two */
+    struct l1_node *lru_head;
+    struct l1_node *lru_tail;
+    size_t budget;
+    atomic_uint_least64_t entries;
+    atomic_uint_least64_t bytes;
+    atomic_uint_least64_t evictions;
+    atomic_uint_least64_t expired;
+};
+
+struct store_l1 {
+    struct l1_shard *shards;
+    unsigned n_shards;
+    unsigned shard_shift; /* hash >> shard_shift selects the shard */
+    size_t max_bytes;
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* FNV-1a, followed by the murmur3 finalizer: FNV's low and high bits are poorly
+ * mixed for short keys, and we use both (high bits for the shard, low bits for
+ * the bucket). */
+static uint64_t l1_hash(const char *key, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 0x100000001b3ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
+
+static struct l1_shard *l1_shard_for(struct store_l1 *s, uint64_t hash)
+{
+    /* shard_shift is 64 for a single shard; shifting by 64 is undefined. */
+    return s->shard_shift >= 64 ? &s->shards[0] : &s->shards[hash >> s->shard_shift];
+}
+
+static size_t l1_charge(const struct l1_node *n) { return n->obj->charge + L1_NODE_OVERHEAD; }
+
+static void stat_add(atomic_uint_least64_t *c, uint64_t v)
+{
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+static void stat_sub(atomic_uint_least64_t *c, uint64_t v)
+{
+    atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
+}
+
+static struct l1_node **l1_find_slot(struct l1_shard *sh, uint64_t hash, const char *key,
+                                     size_t key_len)
+{
+    struct l1_node **pp = &sh->buckets[hash & (sh->n_buckets - 1)];
+    for (; *pp != NULL; pp = &(*pp)->hnext) {
+        const struct cache_object *o = (*pp)->obj;
+        if ((*pp)->hash == hash && o->key_len == key_len &&
+            (key_len == 0 || memcmp(o->key, key, key_len) == 0))
+            return pp;
+    }
+    return pp;
+}
+
+static void lru_unlink(struct l1_shard *sh, struct l1_node *n)
+{
+    if (n->prev != NULL) n->prev->next = n->next;
+    else sh->lru_head = n->next;
+    if (n->next != NULL) n->next->prev = n->prev;
+    else sh->lru_tail = n->prev;
+    n->prev = n->next = NULL;
+}
+
+static void lru_push_head(struct l1_shard *sh, struct l1_node *n)
+{
+    n->prev = NULL;
+    n->next = sh->lru_head;
+    if (sh->lru_head != NULL) sh->lru_head->prev = n;
+    sh->lru_head = n;
+    if (sh->lru_tail == NULL) sh->lru_tail = n;
+}
+
+/* Unlinks n from the table and the LRU list, updates the counters, and pushes n
+ * on *release so the caller can free it after unlocking.  slot, if known, is the
+ * pointer that points at n in its chain. */
+static void l1_remove(struct l1_shard *sh, struct l1_node *n, struct l1_node **slot,
+                      struct l1_node **release)
+{
+    if (slot == NULL) {
+        slot = &sh->buckets[n->hash & (sh->n_buckets - 1)];
+        while (*slot != n) slot = &(*slot)->hnext;
+    }
+    *slot = n->hnext;
+    lru_unlink(sh, n);
+    stat_sub(&sh->entries, 1);
+    stat_sub(&sh->bytes, l1_charge(n));
+    n->hnext = *release;
+    *release = n;
+}
+
+/* Frees nodes collected under the lock.  Called without the lock, so that the
+ * last unref of a large object (and the free it triggers) never stalls other
+ * threads waiting for the shard. */
+static void l1_release(struct l1_node *list)
+{
+    while (list != NULL) {
+        struct l1_node *next = list->hnext;
+        cache_object_unref(list->obj);
+        free(list);
+        list = next;
+    }
+}
+
+/* Doubles the table.  Failure to allocate is harmless: chains just get longer. */
+static void l1_maybe_grow(struct l1_shard *sh)
+{
+    uint64_t entries = atomic_load_explicit(&sh->entries, memory_order_relaxed);
+    if (entries <= sh->n_buckets || sh->n_buckets > SIZE_MAX / 2 / sizeof(struct l1_node *))
+        return;
+    size_t nb = sh->n_buckets * 2;
+    struct l1_node **b = calloc(nb, sizeof *b);
+    if (b == NULL) return;
+    for (size_t i = 0; i < sh->n_buckets; i++) {
+        struct l1_node *n = sh->buckets[i];
+        while (n != NULL) {
+            struct l1_node *next = n->hnext;
+            struct l1_node **slot = &b[n->hash & (nb - 1)];
+            n->hnext = *slot;
+            *slot = n;
+            n = next;
+        }
+    }
+    free(sh->buckets);
+    sh->buckets = b;
+    sh->n_buckets = nb;
+}
+
+static int l1_expired(const struct l1_node *n, int64_t now_ms)
+{
+    return cache_object_expires_at_ms(n->obj) <= now_ms;
+}
+
+/* Detaches every node of a locked shard onto *release. */
+static size_t l1_shard_drain(struct l1_shard *sh, struct l1_node **release)
+{
+    size_t count = 0;
+    while (sh->lru_head != NULL) {
+        l1_remove(sh, sh->lru_head, NULL, release);
+        count++;
+    }
+    return count;
+}
+
+/* ---- public API ---------------------------------------------------------- */
+
+int store_l1_create(size_t max_bytes, unsigned n_shards, struct store_l1 **out)
+{
+    if (out == NULL) return -EINVAL;
+    *out = NULL;
+    if (n_shards == 0) n_shards = L1_DEFAULT_SHARDS;
+    if (n_shards > L1_MAX_SHARDS) n_shards = L1_MAX_SHARDS;
+    unsigned n = 1, bits = 0;
+    while (n < n_shards) {
+        n <<= 1;
+        bits++;
+    }
+
+    int rc = -ENOMEM;
+    unsigned initialised = 0;
+    struct store_l1 *s = calloc(1, sizeof *s);
+    if (s == NULL) goto fail;
+    s->n_shards = n;
+    s->shard_shift = 64 - bits;
+    s->max_bytes = max_bytes;
+    /* aligned_alloc needs a size that is a multiple of the alignment; the
+     * alignas member makes sizeof(struct l1_shard) one. */
+    s->shards = aligned_alloc(alignof(struct l1_shard), n * sizeof(struct l1_shard));
+    if (s->shards == NULL) goto fail;
+    memset(s->shards, 0, n * sizeof(struct l1_shard));
+    for (; initialised < n; initialised++) {
+        struct l1_shard *sh = &s->shards[initialised];
+        sh->budget = max_bytes / n;
+        sh->n_buckets = L1_INITIAL_BUCKETS;
+        sh->buckets = calloc(sh->n_buckets, sizeof *sh->buckets);
+        if (sh->buckets == NULL) goto fail;
+        if (pthread_mutex_init(&sh->lock, NULL) != 0) {
+            free(sh->buckets);
+            goto fail;
+        }
+    }
+    *out = s;
+    return 0;
+
+fail:
+    if (s != NULL) {
+        for (unsigned i = 0; i < initialised; i++) {
+            pthread_mutex_destroy(&s->shards[i].lock);
+            free(s->shards[i].buckets);
+        }
+        free(s->shards);
+        free(s);
+    }
+    return rc;
+}
+
+void store_l1_destroy(struct store_l1 *store)
+{
+    if (store == NULL) return;
+    for (unsigned i = 0; i < store->n_shards; i++) {
+        struct l1_shard *sh = &store->shards[i];
+        struct l1_node *release = NULL;
+        l1_shard_drain(sh, &release);
+        l1_release(release);
+        pthread_mutex_destroy(&sh->lock);
+        free(sh->buckets);
+    }
+    free(store->shards);
+    free(store);
+}
+
+struct cache_object *store_l1_get(struct store_l1 *store, const char *key, size_t key_len,
+                                  int64_t now_ms)
+{
+    if (store == NULL || (key == NULL && key_len > 0) || store->max_bytes == 0) return NULL;
+    uint64_t hash = l1_hash(key, key_len);
+    struct l1_shard *sh = l1_shard_for(store, hash);
+    struct cache_object *found = NULL;
+    struct l1_node *release = NULL;
+
+    pthread_mutex_lock(&sh->lock);
+    struct l1_node **slot = l1_find_slot(sh, hash, key, key_len);
+    struct l1_node *n = *slot;
+    if (n != NULL) {
+        if (l1_expired(n, now_ms)) {
+            l1_remove(sh, n, slot, &release);
+            stat_add(&sh->expired, 1);
+        } else {
+            if (sh->lru_head != n) {
+                lru_unlink(sh, n);
+                lru_push_head(sh, n);
+            }
+            found = cache_object_ref(n->obj);
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+
+    l1_release(release);
+    return found;
+}
+
+int store_l1_put(struct store_l1 *store, struct cache_object *obj, int64_t now_ms)
+{
+    if (store == NULL || obj == NULL) return -EINVAL;
+    /* A disabled tier (max_bytes == 0) refuses with -E2BIG rather than
+     * pretending success: to the caller it is the same situation as an object
+     * that does not fit, and it lets callers count "not stored" uniformly. */
+    if (store->max_bytes == 0) return -E2BIG;
+
+    uint64_t hash = l1_hash(obj->key, obj->key_len);
+    struct l1_shard *sh = l1_shard_for(store, hash);
+    size_t charge = obj->charge + L1_NODE_OVERHEAD;
+    /* Decide everything that can fail before taking the lock.  An object
+     * already past its expiry is not stored (it would only evict useful entries
+     * before being dropped by the next get); to the caller that is
+     * indistinguishable from storing it, so it still reports success. */
+    int rc = 0;
+    struct l1_node *node = NULL;
+    if (charge > sh->budget || charge < obj->charge) rc = -E2BIG;
+    else if (cache_object_expires_at_ms(obj) <= now_ms) rc = 0;
+    else if ((node = malloc(sizeof *node)) == NULL) rc = -ENOMEM;
+
+    struct l1_node *release = NULL;
+    pthread_mutex_lock(&sh->lock);
+    /* The old entry goes whether or not the new object is stored: obj is a newer
+     * response for the key, so the superseded one must not keep being served. */
+    struct l1_node **slot = l1_find_slot(sh, hash, obj->key, obj->key_len);
+    if (*slot != NULL) l1_remove(sh, *slot, slot, &release);
+
+    if (node != NULL) {
+        node->hash = hash;
+        node->obj = cache_object_ref(obj);
+        node->hnext = sh->buckets[hash & (sh->n_buckets - 1)];
+        sh->buckets[hash & (sh->n_buckets - 1)] = node;
+        lru_push_head(sh, node);
+        stat_add(&sh->entries, 1);
+        stat_add(&sh->bytes, charge);
+
+        /* Enforce the bound from the LRU end.  The new node is at the head and
+         * fits the budget on its own, so it is never the victim. */
+        while (atomic_load_explicit(&sh->bytes, memory_order_relaxed) > sh->budget) {
+            struct l1_node *victim = sh->lru_tail;
+            stat_add(l1_expired(victim, now_ms) ? &sh->expired : &sh->evictions, 1);
+            l1_remove(sh, victim, NULL, &release);
+        }
+        /* Then drop a few entries that are already useless, if they sit at the
+         * tail; a full scan would make put cost O(entries). */
+        for (int i = 0; i < L1_EXPIRE_SCAN; i++) {
+            struct l1_node *victim = sh->lru_tail;
+            if (victim == node || !l1_expired(victim, now_ms)) break;
+            stat_add(&sh->expired, 1);
+            l1_remove(sh, victim, NULL, &release);
+        }
+        l1_maybe_grow(sh);
+    }
+    pthread_mutex_unlock(&sh->lock);
+
+    l1_release(release);
+    return rc;
+}
+
+int store_l1_delete(struct store_l1 *store, const char *key, size_t key_len)
+{
+    if (store == NULL || (key == NULL && key_len > 0)) return 0;
+    uint64_t hash = l1_hash(key, key_len);
+    struct l1_shard *sh = l1_shard_for(store, hash);
+    struct l1_node *release = NULL;
+
+    pthread_mutex_lock(&sh->lock);
+    struct l1_node **slot = l1_find_slot(sh, hash, key, key_len);
+    if (*slot != NULL) l1_remove(sh, *slot, slot, &release);
+    pthread_mutex_unlock(&sh->lock);
+
+    int removed = release != NULL;
+    l1_release(release);
+    return removed;
+}
+
+size_t store_l1_delete_prefix(struct store_l1 *store, const char *prefix, size_t prefix_len)
+{
+    if (store == NULL || (prefix == NULL && prefix_len > 0)) return 0;
+    size_t removed = 0;
+    for (unsigned i = 0; i < store->n_shards; i++) {
+        struct l1_shard *sh = &store->shards[i];
+        struct l1_node *release = NULL;
+        pthread_mutex_lock(&sh->lock);
+        struct l1_node *n = sh->lru_head;
+        while (n != NULL) {
+            struct l1_node *next = n->next;
+            const struct cache_object *o = n->obj;
+            if (o->key_len >= prefix_len &&
+                (prefix_len == 0 || memcmp(o->key, prefix, prefix_len) == 0)) {
+                l1_remove(sh, n, NULL, &release);
+                removed++;
+            }
+            n = next;
+        }
+        pthread_mutex_unlock(&sh->lock);
+        l1_release(release);
+    }
+    return removed;
+}
+
+void store_l1_clear(struct store_l1 *store)
+{
+    if (store == NULL) return;
+    for (unsigned i = 0; i < store->n_shards; i++) {
+        struct l1_shard *sh = &store->shards[i];
+        struct l1_node *release = NULL;
+        pthread_mutex_lock(&sh->lock);
+        l1_shard_drain(sh, &release);
+        pthread_mutex_unlock(&sh->lock);
+        l1_release(release);
+    }
+}
+
+void store_l1_get_stats(struct store_l1 *store, struct store_l1_stats *out)
+{
+    if (out == NULL) return;
+    memset(out, 0, sizeof *out);
+    if (store == NULL) return;
+    /* Counters are summed without locking: each is exact for its shard, the sum
+     * is a snapshot that may straddle concurrent updates, which is all a stats
+     * reader needs. */
+    out->max_bytes = store->max_bytes;
+    for (unsigned i = 0; i < store->n_shards; i++) {
+        struct l1_shard *sh = &store->shards[i];
+        out->entries += atomic_load_explicit(&sh->entries, memory_order_relaxed);
+        out->bytes += atomic_load_explicit(&sh->bytes, memory_order_relaxed);
+        out->evictions += atomic_load_explicit(&sh->evictions, memory_order_relaxed);
+        out->expired += atomic_load_explicit(&sh->expired, memory_order_relaxed);
+    }
+}
