@@ -1,0 +1,76 @@
+/* endpoints.c - see endpoints.h. */
+#include "endpoints.h"
+
+#include <stdio.h>
+
+#include "stats.h"
+#include "store_l1.h"
+
+int endpoints_health_cache_json(const struct gateway *gw, const struct health_redis_view *redis,
+                                char *buf, size_t len)
+{
+    struct store_l1_stats l1 = {0};
+    if (gw->l1) store_l1_get_stats(gw->l1, &l1);
+    bool degraded = redis->configured && !redis->available;
+    char latency[32];
+    if (redis->configured && redis->available && redis->latency_ms >= 0)
+        snprintf(latency, sizeof latency, "%.3f", redis->latency_ms);
+    else
+        snprintf(latency, sizeof latency, "null");
+    int n = snprintf(buf, len,
+                     "{\"status\": \"%s\", \"backend\": \"%s\", \"latency_ms\": %s, "
+                     "\"stats\": {\"hits\": %llu, \"misses\": %llu, \"hit_rate_percent\": %.2f, "
+                     "\"redis_available\": %s, \"memory_cache_size\": %llu}}\n",
+                     degraded ? "degraded" : "healthy",
+                     redis->configured && redis->available ? "redis" : "memory", latency,
+                     (unsigned long long)STATS_GET(hits), (unsigned long long)STATS_GET(misses),
+                     stats_hit_rate_percent(), redis->available ? "true" : "false",
+                     (unsigned long long)l1.entries);
+    return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+int endpoints_metrics_text(const struct gateway *gw, const struct health_redis_view *redis,
+                           char *buf, size_t len)
+{
+    struct store_l1_stats l1 = {0};
+    if (gw->l1) store_l1_get_stats(gw->l1, &l1);
+    struct {
+        const char *name;
+        uint64_t value;
+        const char *help;
+    } counters[] = {
+        {"cachegw_requests_total", STATS_GET(requests), "Requests handled (not counting own endpoints)"},
+        {"cachegw_cache_hits_total", STATS_GET(hits), "Requests answered from cache"},
+        {"cachegw_cache_hits_redis_total", STATS_GET(hits_l2), "Hits served from Redis"},
+        {"cachegw_cache_misses_total", STATS_GET(misses), "Cacheable requests sent upstream"},
+        {"cachegw_cache_bypass_total", STATS_GET(bypasses), "Requests not eligible for caching"},
+        {"cachegw_cache_stale_served_total", STATS_GET(stale_served), "Stale responses served"},
+        {"cachegw_coalesced_total", STATS_GET(coalesced), "Requests collapsed onto another's fetch"},
+        {"cachegw_cache_stores_total", STATS_GET(stores), "Responses stored"},
+        {"cachegw_cache_not_stored_total", STATS_GET(not_stored), "Cacheable responses not storable"},
+        {"cachegw_cache_too_big_total", STATS_GET(too_big), "Responses over MAX_VALUE_SIZE"},
+        {"cachegw_upstream_requests_total", STATS_GET(upstream_requests), "Upstream requests"},
+        {"cachegw_upstream_errors_total", STATS_GET(upstream_errors), "502/504 answered"},
+        {"cachegw_streamed_total", STATS_GET(streamed), "Responses streamed through"},
+        {"cachegw_invalidations_total", STATS_GET(invalidations), "Keys or prefixes invalidated"},
+        {"cachegw_rejected_total", STATS_GET(rejected), "Requests rejected by the gateway"},
+        {"cachegw_policy_errors_total", STATS_GET(policy_errors), "Lua policy errors"},
+    };
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        int n = snprintf(buf + off, len - off, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
+                         counters[i].name, counters[i].help, counters[i].name, counters[i].name,
+                         (unsigned long long)counters[i].value);
+        if (n < 0 || (size_t)n >= len - off) return -1;
+        off += (size_t)n;
+    }
+    int n = snprintf(buf + off, len - off,
+                     "# TYPE cachegw_memory_cache_entries gauge\ncachegw_memory_cache_entries %llu\n"
+                     "# TYPE cachegw_memory_cache_bytes gauge\ncachegw_memory_cache_bytes %llu\n"
+                     "# TYPE cachegw_redis_available gauge\ncachegw_redis_available %d\n"
+                     "# TYPE cachegw_active_requests gauge\ncachegw_active_requests %d\n",
+                     (unsigned long long)l1.entries, (unsigned long long)l1.bytes,
+                     redis->available ? 1 : 0, atomic_load(&((struct gateway *)gw)->active_requests));
+    if (n < 0 || (size_t)n >= len - off) return -1;
+    return (int)(off + (size_t)n);
+}

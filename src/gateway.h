@@ -1,0 +1,41 @@
+/*
+ * gateway - the process-wide context every request path shares.
+ *
+ * Built by main at start-up and torn down at exit; modules receive a pointer
+ * to it.  The pointers it holds are owned by main.
+ * Thread-safety: immutable after start-up except the atomics.
+ */
+#ifndef CACHEGW_GATEWAY_H
+#define CACHEGW_GATEWAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct io_loop;
+struct proxy;
+struct store_l1;
+struct coalescer;
+struct tiered_store;
+struct policy_engine;
+struct MHD_Daemon;
+struct MHD_Response;
+
+struct gateway {
+    const struct config *cfg;
+    struct io_loop *loop;
+    struct proxy *proxy;
+    struct store_l1 *l1;
+    struct coalescer *coalescer;
+    struct tiered_store *l2;         /* Redis tier; NULL when memory only */
+    struct policy_engine *policies;  /* NULL when no policy engine */
+    struct MHD_Daemon *daemon;
+    struct MHD_Response *health_response;
+    atomic_int active_requests;
+    atomic_bool draining;
+    int64_t started_ms;
+};
+
+#endif

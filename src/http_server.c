@@ -1,0 +1,775 @@
+/* http_server.c - see http_server.h.
+ *
+ * Life of a request (struct request), all on its worker thread unless noted:
+ *
+ *   uri_log_cb       allocates the request with the raw URI (path and query as
+ *                    the client sent them).
+ *   on_request #1    collects headers; never queues (a response queued in the
+ *                    first call loses keep-alive in libmicrohttpd 0.9.75).
+ *   on_request body  accumulates the body up to MAX_BODY_SIZE.
+ *   on_request last  answers own endpoints; plans the request (cacheable or
+ *                    pass); answers a fresh memory hit at once; otherwise
+ *                    suspends the connection, then joins the key's flight
+ *                    (waiter) or hands a fetch to the I/O loop (leader/pass).
+ *   fetch_ready      (I/O loop) records the result and resumes the connection.
+ *   on_request again answers from the result; a leader stores the response
+ *                    and wakes its waiters.
+ *   completed_cb     releases everything, including a flight whose client left.
+ *
+ * Suspension always precedes the event that resumes it (the flight or the
+ * fetch is registered after MHD_suspend_connection), so a resume can never
+ * arrive first. */
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cache_object.h"
+#include "cache_rules.h"
+#include "coalesce.h"
+#include "endpoints.h"
+#include "headers.h"
+#include "io_loop.h"
+#include "log.h"
+#include "proxy.h"
+#include "stats.h"
+#include "store_l1.h"
+
+enum phase {
+    PH_HEADERS,   /* first call not yet seen */
+    PH_BODY,      /* receiving the body */
+    PH_WAITING,   /* suspended until a fetch or a flight resumes us */
+    PH_ANSWERED,  /* a response was queued */
+};
+
+enum wait_kind {
+    WAIT_NONE,
+    WAIT_FETCH,   /* our own upstream fetch (leader or pass) */
+    WAIT_FLIGHT,  /* another request's fetch */
+};
+
+struct request {
+    struct gateway *gw;
+    struct MHD_Connection *conn;
+    enum phase phase;
+    enum wait_kind wait;
+    const char *method;       /* libmicrohttpd's string, valid for the request */
+    char *uri;                /* raw path[?query] */
+    struct header_list headers;
+    struct buf body;
+    bool body_too_big;
+    char client_ip[INET6_ADDRSTRLEN];
+    int64_t start_ms;
+
+    /* Plan. */
+    bool cacheable;
+    const char *bypass_reason;
+
+    /* Flight (cacheable misses). */
+    struct flight *flight;    /* set while we lead an open flight */
+    enum flight_outcome outcome;
+    struct cache_object *woken_obj;
+    int woken_status;
+
+    /* Fetch. */
+    struct upstream_fetch *fetch;
+
+    /* For the access log. */
+    int status;
+    const char *x_cache;
+};
+
+/* The upstream fetch plus what it owns. */
+struct owned_fetch {
+    struct upstream_fetch f;
+    struct buf req_body;
+    struct request *r;        /* cleared when the request lets go of a streamed fetch */
+};
+
+/* ---- small helpers ---- */
+
+static void add_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (MHD_add_response_header(resp, name, value) == MHD_NO)
+        LOG_D("header refused by libmicrohttpd: %s", name);
+}
+
+static enum MHD_Result queue(struct request *r, int status, struct MHD_Response *resp,
+                             const char *x_cache)
+{
+    r->status = status;
+    r->x_cache = x_cache;
+    r->phase = PH_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result answer_json(struct request *r, int status, const char *json,
+                                   const char *x_cache)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    add_header(resp, "Content-Type", "application/json");
+    add_header(resp, "Cache-Control", "no-store");
+    if (x_cache) add_header(resp, "X-Cache", x_cache);
+    return queue(r, status, resp, x_cache);
+}
+
+static enum MHD_Result answer_error(struct request *r, int status, const char *error,
+                                    const char *detail)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"error\": \"%s\", \"status\": %d%s%s%s}\n", error, status,
+             detail ? ", \"detail\": \"" : "", detail ? detail : "", detail ? "\"" : "");
+    return answer_json(r, status, body, NULL);
+}
+
+static void unref_object_cb(void *cls) { cache_object_unref(cls); }
+
+/* Answers from a stored object without copying its body. */
+static enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
+                                     const char *x_cache, const char *cache_status)
+{
+    struct cache_object *ref = cache_object_ref(obj);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        obj->body_len, (void *)obj->body, unref_object_cb, ref);
+    if (resp == NULL) {
+        cache_object_unref(ref);
+        return MHD_NO;
+    }
+    for (size_t i = 0; i < obj->n_headers; i++)
+        add_header(resp, obj->headers[i].name, obj->headers[i].value);
+    int64_t now = clock_wall_ms();
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)cache_object_age_s(obj, now));
+    add_header(resp, "Age", num);
+    add_header(resp, "X-Cache", x_cache);
+    add_header(resp, "Cache-Status", cache_status);
+    return queue(r, obj->status, resp, x_cache);
+}
+
+static void free_buffer_cb(void *cls) { free(cls); }
+
+/* A HEAD answered without a body still reports the upstream's length. */
+static ssize_t no_body_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void copy_forwardable_headers(struct MHD_Response *resp, const struct header_list *h)
+{
+    const char *connection = header_list_get(h, "connection");
+    for (size_t i = 0; i < h->n; i++) {
+        const char *name = h->items[i].name;
+        if (headers_is_hop_by_hop(name, connection)) continue;
+        if (strcmp(name, "content-length") == 0 || strcmp(name, "date") == 0) continue;
+        add_header(resp, name, h->items[i].value);
+    }
+}
+
+/* Answers with a buffered upstream response, handing its body over. */
+static enum MHD_Result answer_fetched(struct request *r, struct upstream_fetch *f,
+                                      const char *x_cache, const char *cache_status)
+{
+    struct MHD_Response *resp;
+    if (f->head_only && f->content_length > 0) {
+        resp = MHD_create_response_from_callback((uint64_t)f->content_length, 4096,
+                                                 no_body_reader, NULL, NULL);
+    } else {
+        char *data = f->body.data;
+        size_t len = f->body.len;
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            len, data ? data : (char *)"", data ? free_buffer_cb : NULL, data);
+        if (resp != NULL) memset(&f->body, 0, sizeof f->body);
+    }
+    if (resp == NULL) return MHD_NO;
+    copy_forwardable_headers(resp, &f->resp_headers);
+    add_header(resp, "X-Cache", x_cache);
+    add_header(resp, "Cache-Status", cache_status);
+    return queue(r, f->status, resp, x_cache);
+}
+
+/* ---- streaming ---- */
+
+struct stream_ctx {
+    struct upstream_stream *stream;
+    struct MHD_Connection *conn;
+};
+
+static void stream_suspend(void *arg) { MHD_suspend_connection(((struct stream_ctx *)arg)->conn); }
+static void stream_resume(void *arg) { MHD_resume_connection(((struct stream_ctx *)arg)->conn); }
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream_ctx *c = cls;
+    size_t n = 0;
+    switch (upstream_stream_read(c->stream, buf, max, &n, stream_suspend, stream_resume, c)) {
+    case STREAM_DATA:
+        return (ssize_t)n;
+    case STREAM_WAIT:
+        return 0;
+    case STREAM_END:
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    case STREAM_FAILED:
+    default:
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+}
+
+static void stream_free(void *cls)
+{
+    struct stream_ctx *c = cls;
+    upstream_stream_release(c->stream);
+    free(c);
+}
+
+static enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch *f,
+                                       const char *x_cache, const char *cache_status)
+{
+    struct stream_ctx *c = calloc(1, sizeof *c);
+    if (c == NULL) return MHD_NO;
+    c->stream = f->stream;
+    c->conn = r->conn;
+    uint64_t size = f->content_length >= 0 ? (uint64_t)f->content_length : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(size, 64 * 1024, stream_reader, c, stream_free);
+    if (resp == NULL) {
+        free(c);
+        return MHD_NO;
+    }
+    /* The stream owns the fetch from here on; it frees it via on_free. */
+    ((struct owned_fetch *)f)->r = NULL;
+    r->fetch = NULL;
+    copy_forwardable_headers(resp, &f->resp_headers);
+    add_header(resp, "X-Cache", x_cache);
+    add_header(resp, "Cache-Status", cache_status);
+    STATS_INC(streamed);
+    return queue(r, f->status, resp, x_cache);
+}
+
+/* ---- upstream fetches ---- */
+
+static void owned_fetch_free(struct upstream_fetch *f)
+{
+    struct owned_fetch *of = (struct owned_fetch *)f;
+    upstream_fetch_clear(f);
+    buf_free(&of->req_body);
+    free(of);
+}
+
+/* I/O loop thread: the response (or its first bytes, when streaming) is here. */
+static void fetch_ready(struct upstream_fetch *f)
+{
+    struct owned_fetch *of = (struct owned_fetch *)f;
+    MHD_resume_connection(of->r->conn);
+}
+
+static struct upstream_fetch *build_fetch(struct request *r, bool for_cache)
+{
+    const struct config *cfg = r->gw->cfg;
+    struct owned_fetch *of = calloc(1, sizeof *of);
+    if (of == NULL) return NULL;
+    struct upstream_fetch *f = &of->f;
+    of->r = r;
+    f->method = r->method;
+    /* A cacheable HEAD fetches the full GET so the entry serves both. */
+    f->head_only = !for_cache && strcmp(r->method, "HEAD") == 0;
+    if (for_cache) f->method = "GET";
+    f->target = strdup(r->uri);
+    f->buffer_limit = cfg->max_value_bytes;
+    f->on_ready = fetch_ready;
+    f->on_free = owned_fetch_free;
+    if (f->target == NULL) goto fail;
+
+    const char *connection = header_list_get(&r->headers, "connection");
+    const char *xff = NULL;
+    for (size_t i = 0; i < r->headers.n; i++) {
+        const char *name = r->headers.items[i].name;
+        const char *value = r->headers.items[i].value;
+        if (headers_is_hop_by_hop(name, connection)) continue;
+        if (strcmp(name, "host") == 0 || strcmp(name, "content-length") == 0 ||
+            strcmp(name, "expect") == 0)
+            continue;
+        if (strcmp(name, "x-forwarded-for") == 0) {
+            xff = value;
+            continue;
+        }
+        /* A fill fetch wants a full response it can store for everyone. */
+        if (for_cache && (strcmp(name, "if-none-match") == 0 ||
+                          strcmp(name, "if-modified-since") == 0 || strcmp(name, "range") == 0 ||
+                          strcmp(name, "if-range") == 0))
+            continue;
+        if (header_list_add(&f->req_headers, name, value) != 0) goto fail;
+    }
+    char line[1024];
+    if (xff) snprintf(line, sizeof line, "%s, %s", xff, r->client_ip);
+    else snprintf(line, sizeof line, "%s", r->client_ip);
+    const char *host = header_list_get(&r->headers, "host");
+    if (header_list_add(&f->req_headers, "X-Forwarded-For", line) != 0 ||
+        header_list_add(&f->req_headers, "X-Forwarded-Proto", "http") != 0 ||
+        (host && header_list_add(&f->req_headers, "X-Forwarded-Host", host) != 0))
+        goto fail;
+    const char *via = header_list_get(&r->headers, "via");
+    snprintf(line, sizeof line, "%s%s1.1 cachegw", via ? via : "", via ? ", " : "");
+    header_list_remove(&f->req_headers, "via");
+    if (header_list_add(&f->req_headers, "Via", line) != 0) goto fail;
+
+    if (!for_cache) {
+        of->req_body = r->body;
+        memset(&r->body, 0, sizeof r->body);
+        f->req_body = of->req_body.data;
+        f->req_body_len = of->req_body.len;
+    }
+    return f;
+fail:
+    owned_fetch_free(f);
+    return NULL;
+}
+
+/* Suspends the connection, then starts the fetch.  Returns the handler result. */
+static enum MHD_Result start_fetch(struct request *r, bool for_cache)
+{
+    struct upstream_fetch *f = build_fetch(r, for_cache);
+    if (f == NULL) return answer_error(r, 503, "out of memory", NULL);
+    r->fetch = f;
+    r->wait = WAIT_FETCH;
+    r->phase = PH_WAITING;
+    STATS_INC(upstream_requests);
+    MHD_suspend_connection(r->conn);
+    if (proxy_submit(r->gw->proxy, f) != 0) {
+        /* Never started: nothing will resume us, so do it ourselves. */
+        f->error = UPSTREAM_BROKEN;
+        snprintf(f->errmsg, sizeof f->errmsg, "gateway shutting down");
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
+}
+
+/* ---- flights ---- */
+
+/* Runs on the leader's thread: records what the waiter should do, resumes it. */
+static void flight_wake(void *waiter, enum flight_outcome outcome, struct cache_object *obj,
+                        int status)
+{
+    struct request *r = waiter;
+    r->outcome = outcome;
+    r->woken_obj = obj ? cache_object_ref(obj) : NULL;
+    r->woken_status = status;
+    MHD_resume_connection(r->conn);
+}
+
+static int upstream_error_status(const struct upstream_fetch *f)
+{
+    return f->error == UPSTREAM_TIMEOUT ? 504 : 502;
+}
+
+/* Stores a leader's buffered response if allowed, then closes its flight.
+ * Returns the stored object (one reference) or NULL.  Safe to call from the
+ * completion callback when the client left before the answer. */
+static struct cache_object *leader_finish(struct request *r, const char **not_stored_reason)
+{
+    struct upstream_fetch *f = r->fetch;
+    struct cache_object *obj = NULL;
+    *not_stored_reason = NULL;
+    if (f->error != UPSTREAM_OK) {
+        coalesce_finish(r->gw->coalescer, r->flight, FLIGHT_FAILED, NULL,
+                        upstream_error_status(f));
+        r->flight = NULL;
+        return NULL;
+    }
+    if (f->stream == NULL) {
+        int64_t now = clock_wall_ms();
+        struct store_decision d;
+        cache_rules_response(f->status, &f->resp_headers, f->body.len, now,
+                             (int64_t)r->gw->cfg->default_ttl_s * 1000,
+                             r->gw->cfg->max_value_bytes, &d);
+        if (d.store) {
+            const char *connection = header_list_get(&f->resp_headers, "connection");
+            struct http_header kept[128];
+            size_t n = 0;
+            for (size_t i = 0; i < f->resp_headers.n && n < 128; i++)
+                if (cache_rules_header_storable(f->resp_headers.items[i].name, connection))
+                    kept[n++] = f->resp_headers.items[i];
+            struct cache_meta meta = {.stored_at_ms = now,
+                                      .initial_age_s = d.initial_age_s,
+                                      .ttl_ms = d.ttl_ms,
+                                      .swr_ms = d.swr_ms,
+                                      .sie_ms = d.sie_ms};
+            obj = cache_object_build(r->uri, strlen(r->uri), f->status, kept, n, f->body.data,
+                                     f->body.len, &meta);
+            if (obj != NULL && store_l1_put(r->gw->l1, obj, now) == 0) STATS_INC(stores);
+        } else {
+            *not_stored_reason = d.reason;
+            if (d.reason && strcmp(d.reason, "too-big") == 0) STATS_INC(too_big);
+        }
+    } else {
+        *not_stored_reason = "too-big";
+        STATS_INC(too_big);
+    }
+    if (obj == NULL) STATS_INC(not_stored);
+    coalesce_finish(r->gw->coalescer, r->flight, obj ? FLIGHT_STORED : FLIGHT_RETRY, obj, 0);
+    r->flight = NULL;
+    return obj;
+}
+
+/* ---- the request state machine ---- */
+
+static enum MHD_Result answer_after_fetch(struct request *r)
+{
+    struct upstream_fetch *f = r->fetch;
+    r->wait = WAIT_NONE;
+    bool leader = r->flight != NULL;
+    if (f->error != UPSTREAM_OK) {
+        if (leader) leader_finish(r, &(const char *){NULL});
+        STATS_INC(upstream_errors);
+        LOG_W("upstream %s %s failed: %s", r->method, r->uri, f->errmsg);
+        int status = upstream_error_status(f);
+        return answer_error(r, status, status == 504 ? "upstream timeout" : "upstream unavailable",
+                            f->errmsg);
+    }
+    const char *x_cache = r->cacheable ? "MISS" : "BYPASS";
+    char cache_status[160];
+    if (leader) {
+        const char *why;
+        struct cache_object *obj = leader_finish(r, &why);
+        if (obj) {
+            snprintf(cache_status, sizeof cache_status, "cachegw; fwd=uri-miss; stored; ttl=%lld",
+                     (long long)(obj->meta.ttl_ms / 1000 - obj->meta.initial_age_s));
+            enum MHD_Result ret = answer_object(r, obj, "MISS", cache_status);
+            cache_object_unref(obj);
+            return ret;
+        }
+        snprintf(cache_status, sizeof cache_status, "cachegw; fwd=uri-miss; detail=%s",
+                 why ? why : "not-stored");
+    } else if (r->cacheable) {
+        snprintf(cache_status, sizeof cache_status, "cachegw; fwd=uri-miss; detail=uncollapsed");
+    } else {
+        snprintf(cache_status, sizeof cache_status, "cachegw; fwd=%s; detail=%s",
+                 strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ? "request"
+                                                                                 : "method",
+                 r->bypass_reason ? r->bypass_reason : "bypass");
+    }
+    if (f->stream) return answer_streamed(r, f, x_cache, cache_status);
+    return answer_fetched(r, f, x_cache, cache_status);
+}
+
+static enum MHD_Result answer_after_flight(struct request *r)
+{
+    r->wait = WAIT_NONE;
+    switch (r->outcome) {
+    case FLIGHT_STORED: {
+        struct cache_object *obj = r->woken_obj;
+        r->woken_obj = NULL;
+        STATS_INC(hits);
+        char cache_status[96];
+        snprintf(cache_status, sizeof cache_status, "cachegw; hit; detail=collapsed");
+        enum MHD_Result ret = answer_object(r, obj, "HIT", cache_status);
+        cache_object_unref(obj);
+        return ret;
+    }
+    case FLIGHT_FAILED:
+        STATS_INC(upstream_errors);
+        return answer_error(r, r->woken_status,
+                            r->woken_status == 504 ? "upstream timeout" : "upstream unavailable",
+                            "collapsed onto a failed fetch");
+    case FLIGHT_RETRY:
+    default:
+        /* Not shareable: fetch for ourselves, without joining a flight. */
+        return start_fetch(r, false);
+    }
+}
+
+static enum MHD_Result answer_own_endpoint(struct request *r, const char *path)
+{
+    struct gateway *gw = r->gw;
+    struct health_redis_view redis = {.configured = false, .available = false, .latency_ms = -1};
+    if (strcmp(path, "/health") == 0) {
+        r->status = 200;
+        r->phase = PH_ANSWERED;
+        return MHD_queue_response(r->conn, 200, gw->health_response);
+    }
+    char body[4096];
+    int n;
+    const char *type;
+    if (strcmp(path, "/health/cache") == 0) {
+        n = endpoints_health_cache_json(gw, &redis, body, sizeof body);
+        type = "application/json";
+    } else {
+        n = endpoints_metrics_text(gw, &redis, body, sizeof body);
+        type = "text/plain; version=0.0.4";
+    }
+    if (n < 0) return answer_error(r, 500, "internal error", NULL);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    add_header(resp, "Content-Type", type);
+    add_header(resp, "Cache-Control", "no-store");
+    return queue(r, 200, resp, NULL);
+}
+
+static bool is_own_endpoint(const char *method, const char *path)
+{
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return false;
+    return strcmp(path, "/health") == 0 || strcmp(path, "/health/cache") == 0 ||
+           strcmp(path, "/metrics") == 0;
+}
+
+static enum MHD_Result begin(struct request *r)
+{
+    /* The path alone (no query) decides the gateway's own endpoints. */
+    char path[64];
+    size_t plen = strcspn(r->uri, "?");
+    if (plen < sizeof path) {
+        memcpy(path, r->uri, plen);
+        path[plen] = '\0';
+        if (is_own_endpoint(r->method, path)) return answer_own_endpoint(r, path);
+    }
+    if (r->body_too_big) {
+        STATS_INC(rejected);
+        return answer_error(r, 413, "request body too large", NULL);
+    }
+    if (r->uri[0] != '/') {
+        STATS_INC(rejected);
+        return answer_error(r, 400, "bad request target", NULL);
+    }
+    STATS_INC(requests);
+
+    r->cacheable = r->gw->cfg->default_ttl_s >= 0 && r->gw->l1 != NULL &&
+                   cache_rules_request_cacheable(r->method, &r->headers, &r->bypass_reason);
+    if (!r->cacheable) {
+        STATS_INC(bypasses);
+        return start_fetch(r, false);
+    }
+
+    const char *key = r->uri;
+    size_t key_len = strlen(key);
+    int64_t now = clock_wall_ms();
+    struct cache_object *obj = store_l1_get(r->gw->l1, key, key_len, now);
+    if (obj != NULL && cache_object_is_fresh(obj, now)) {
+        STATS_INC(hits);
+        char cache_status[96];
+        int64_t ttl_left = (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 -
+                           obj->meta.initial_age_s;
+        snprintf(cache_status, sizeof cache_status, "cachegw; hit; ttl=%lld",
+                 (long long)ttl_left);
+        enum MHD_Result ret = answer_object(r, obj, "HIT", cache_status);
+        cache_object_unref(obj);
+        return ret;
+    }
+    cache_object_unref(obj);
+    STATS_INC(misses);
+
+    /* Suspend first: a flight may finish (and resume us) right after join. */
+    r->phase = PH_WAITING;
+    r->wait = WAIT_FLIGHT;
+    MHD_suspend_connection(r->conn);
+    struct flight *flight;
+    if (!coalesce_join(r->gw->coalescer, key, key_len, r, flight_wake, &flight)) {
+        STATS_INC(coalesced);
+        return MHD_YES;
+    }
+    r->flight = flight;
+    r->wait = WAIT_FETCH;
+    struct upstream_fetch *f = build_fetch(r, true);
+    if (f == NULL) {
+        coalesce_finish(r->gw->coalescer, r->flight, FLIGHT_RETRY, NULL, 0);
+        r->flight = NULL;
+        MHD_resume_connection(r->conn);
+        r->wait = WAIT_NONE;
+        r->phase = PH_BODY;
+        return MHD_YES; /* answered with an error on the resumed call */
+    }
+    r->fetch = f;
+    STATS_INC(upstream_requests);
+    if (proxy_submit(r->gw->proxy, f) != 0) {
+        f->error = UPSTREAM_BROKEN;
+        snprintf(f->errmsg, sizeof f->errmsg, "gateway shutting down");
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size)
+{
+    struct request *r = cls;
+    header_list_addn(&r->headers, key, key_size, value ? value : "", value ? value_size : 0);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct request *r = *con_cls;
+    if (r == NULL) return MHD_NO; /* uri_log_cb failed to allocate */
+    switch (r->phase) {
+    case PH_HEADERS: {
+        r->conn = conn;
+        r->method = method;
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, r);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_ip,
+                          sizeof r->client_ip);
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip,
+                          sizeof r->client_ip);
+        }
+        const char *cl = header_list_get(&r->headers, "content-length");
+        if (cl && strtoull(cl, NULL, 10) > r->gw->cfg->max_body_bytes) r->body_too_big = true;
+        r->phase = PH_BODY;
+        return MHD_YES;
+    }
+    case PH_BODY:
+        if (*upload_data_size > 0) {
+            if (!r->body_too_big) {
+                if (r->body.len + *upload_data_size > r->gw->cfg->max_body_bytes ||
+                    buf_append(&r->body, upload_data, *upload_data_size) != 0) {
+                    r->body_too_big = true;
+                    buf_free(&r->body);
+                }
+            }
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        if (r->fetch == NULL && r->wait == WAIT_NONE) return begin(r);
+        return answer_error(r, 503, "out of memory", NULL);
+    case PH_WAITING:
+        if (r->wait == WAIT_FETCH) return answer_after_fetch(r);
+        return answer_after_flight(r);
+    case PH_ANSWERED:
+    default:
+        return MHD_YES;
+    }
+}
+
+static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct gateway *gw = cls;
+    struct request *r = calloc(1, sizeof *r);
+    if (r == NULL) return NULL;
+    r->gw = gw;
+    r->uri = strdup(uri ? uri : "");
+    r->start_ms = clock_mono_ms();
+    r->phase = PH_HEADERS;
+    if (r->uri == NULL) {
+        free(r);
+        return NULL;
+    }
+    atomic_fetch_add(&gw->active_requests, 1);
+    return r;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct request *r = *con_cls;
+    if (r == NULL) return;
+    *con_cls = NULL;
+    struct gateway *gw = r->gw;
+    if (r->flight) {
+        /* The client left before the leader answered: still store and wake. */
+        const char *why;
+        if (r->fetch) cache_object_unref(leader_finish(r, &why));
+        else coalesce_finish(gw->coalescer, r->flight, FLIGHT_RETRY, NULL, 0);
+    }
+    if (gw->cfg->access_log) {
+        LOG_I("access %s %s %s %d %s %.1fms", r->client_ip, r->method ? r->method : "-", r->uri,
+              r->status, r->x_cache ? r->x_cache : "-",
+              (double)(clock_mono_ms() - r->start_ms));
+    }
+    if (r->fetch) owned_fetch_free(r->fetch);
+    cache_object_unref(r->woken_obj);
+    header_list_free(&r->headers);
+    buf_free(&r->body);
+    free(r->uri);
+    free(r);
+    atomic_fetch_sub(&gw->active_requests, 1);
+}
+
+int http_server_start(struct gateway *gw, char *err, size_t err_len)
+{
+    const struct config *cfg = gw->cfg;
+    static const char health[] = "{\"status\":\"ok\"}\n";
+    gw->health_response = MHD_create_response_from_buffer(sizeof health - 1, (void *)health,
+                                                          MHD_RESPMEM_PERSISTENT);
+    if (gw->health_response == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    add_header(gw->health_response, "Content-Type", "application/json");
+    add_header(gw->health_response, "Cache-Control", "no-store");
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (inet_pton(AF_INET, cfg->host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)cfg->port);
+    } else if (inet_pton(AF_INET6, cfg->host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)cfg->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, err_len, "invalid value for --host (HOST): '%s' (expected an IP address)",
+                 cfg->host);
+        return -1;
+    }
+    unsigned workers = cfg->workers > 0 ? (unsigned)cfg->workers
+                                        : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    if (workers == 0) workers = 1;
+    /* The per-connection pool holds the request line and headers. */
+    size_t pool = cfg->max_header_bytes + 16 * 1024;
+    gw->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_THREAD_POOL_SIZE, workers, MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, gw,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, gw, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->client_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    if (gw->daemon == NULL) {
+        snprintf(err, err_len, "cannot listen on %s:%d (address in use or not permitted)",
+                 cfg->host, cfg->port);
+        return -1;
+    }
+    LOG_I("cachegw listening on http://%s:%d (%u workers), upstream %s", cfg->host, cfg->port,
+          workers, cfg->upstream_url);
+    return 0;
+}
+
+void http_server_quiesce(struct gateway *gw)
+{
+    if (gw->daemon == NULL) return;
+    MHD_socket fd = MHD_quiesce_daemon(gw->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+int http_server_active(const struct gateway *gw)
+{
+    return atomic_load(&((struct gateway *)gw)->active_requests);
+}
+
+void http_server_stop(struct gateway *gw)
+{
+    if (gw->daemon) MHD_stop_daemon(gw->daemon);
+    gw->daemon = NULL;
+    if (gw->health_response) MHD_destroy_response(gw->health_response);
+    gw->health_response = NULL;
+}

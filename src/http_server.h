@@ -1,0 +1,29 @@
+/*
+ * http_server - the libmicrohttpd front end and the request state machine.
+ *
+ * Workers (libmicrohttpd's thread pool) parse requests, answer the gateway's
+ * own endpoints, look up the memory tier and answer hits directly.  Anything
+ * that needs the network (upstream fetch, Redis) is handed to the I/O loop
+ * while the connection is suspended; the loop resumes it when the result is
+ * ready, and the worker then answers (DESIGN.md invariant 1).
+ *
+ * Ownership: the server borrows the gateway context for its lifetime.
+ * Thread-safety: start/quiesce/stop from the main thread only.
+ */
+#ifndef CACHEGW_HTTP_SERVER_H
+#define CACHEGW_HTTP_SERVER_H
+
+#include <stddef.h>
+
+#include "gateway.h"
+
+/* Starts listening.  Returns 0, or -1 with err filled. */
+int http_server_start(struct gateway *gw, char *err, size_t err_len);
+/* Stops accepting new connections; in-flight requests continue. */
+void http_server_quiesce(struct gateway *gw);
+/* Requests in progress (including suspended ones). */
+int http_server_active(const struct gateway *gw);
+/* Stops the daemon.  Only call when http_server_active() is 0. */
+void http_server_stop(struct gateway *gw);
+
+#endif
