@@ -1,0 +1,886 @@
+/* config.c - see config.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "redis_url.h"
+
+#ifndef CACHEGW_VERSION
+#define CACHEGW_VERSION "dev"
+#endif
+
+enum opt_type {
+    OPT_STRING,    /* .min is the minimum length; an empty value means NULL if .def is NULL */
+    OPT_SECRET,    /* as OPT_STRING, but never echoed and wiped when freed */
+    OPT_INT,       /* int in [min, max] */
+    OPT_LONG,      /* long in [min, max] */
+    OPT_SIZE,      /* size_t in [min, max], with optional k/m/g/t units */
+    OPT_DURATION,  /* int in [min, max] of .unit_ms; suffixes ms, s, m, h */
+    OPT_BOOL,      /* bool; a flag alone means true */
+    OPT_LOG_LEVEL, /* int, through log_level_parse */
+    OPT_HTTP_URL,  /* http(s)://host[:port][/prefix], stored normalized */
+    OPT_REDIS_URL, /* secret; validated by redis_url_parse */
+};
+
+enum opt_group {
+    GROUP_LISTENER,
+    GROUP_UPSTREAM,
+    GROUP_CACHE,
+    GROUP_REDIS,
+    GROUP_LUA,
+    GROUP_ADMIN,
+    GROUP_LOGGING,
+    GROUP_GENERAL,
+    GROUP_COUNT
+};
+
+static const char *const GROUP_NAMES[GROUP_COUNT] = {
+    "Listener", "Upstream", "Cache", "Redis", "Lua policies", "Admin", "Logging", "General",
+};
+
+struct opt {
+    const char *flag;    /* without the leading "--" */
+    const char *env;     /* NULL for flag-only options */
+    enum opt_type type;
+    enum opt_group group;
+    unsigned long long min, max;
+    int unit_ms;         /* OPT_DURATION: milliseconds per stored unit (1 or 1000) */
+    const char *def;     /* default, parsed like any other value; NULL = unset */
+    const char *def_doc; /* shown by --help instead of def, when set */
+    const char *metavar; /* shown by --help; NULL = derived from the type */
+    const char *help;
+    size_t offset;
+};
+
+#define FIELD(f) offsetof(struct config, f)
+#define MS_MAX_HOUR 3600000ULL
+#define MS_MAX_DAY 86400000ULL
+
+/* The single list of options: parsing, the environment, .env and --help all
+ * read it, so an option added here is complete. */
+static const struct opt OPTIONS[] = {
+    /* Listener */
+    {.flag = "host", .env = "HOST", .type = OPT_STRING, .group = GROUP_LISTENER, .min = 1,
+     .def = "0.0.0.0", .metavar = "<addr>", .help = "Address the HTTP listener binds to.",
+     .offset = FIELD(host)},
+    {.flag = "port", .env = "PORT", .type = OPT_INT, .group = GROUP_LISTENER, .min = 1,
+     .max = 65535, .def = "8080", .help = "TCP port of the HTTP listener (1-65535).",
+     .offset = FIELD(port)},
+    {.flag = "workers", .env = "WORKERS", .type = OPT_INT, .group = GROUP_LISTENER, .min = 0,
+     .max = 256, .def = "0", .help = "Worker threads (0-256); 0 means one per CPU core.",
+     .offset = FIELD(workers)},
+    {.flag = "max-body-size", .env = "MAX_BODY_SIZE", .type = OPT_SIZE, .group = GROUP_LISTENER,
+     .min = 0, .max = SIZE_MAX, .def = "10MiB",
+     .help = "Largest request or upstream response body accepted.",
+     .offset = FIELD(max_body_bytes)},
+    {.flag = "max-header-size", .env = "MAX_HEADER_SIZE", .type = OPT_SIZE,
+     .group = GROUP_LISTENER, .min = 1024, .max = SIZE_MAX, .def = "16KiB",
+     .help = "Largest total size of a request's headers (at least 1KiB).",
+     .offset = FIELD(max_header_bytes)},
+    {.flag = "max-connections", .env = "MAX_CONNECTIONS", .type = OPT_INT,
+     .group = GROUP_LISTENER, .min = 1, .max = 1048576, .def = "4096",
+     .help = "Most client connections open at once.", .offset = FIELD(max_connections)},
+    {.flag = "client-timeout", .env = "CLIENT_TIMEOUT", .type = OPT_DURATION,
+     .group = GROUP_LISTENER, .min = 1, .max = 86400, .unit_ms = 1000, .def = "30",
+     .help = "Idle keep-alive timeout of a client connection.",
+     .offset = FIELD(client_timeout_s)},
+    {.flag = "shutdown-timeout-ms", .env = "SHUTDOWN_TIMEOUT_MS", .type = OPT_DURATION,
+     .group = GROUP_LISTENER, .min = 1, .max = MS_MAX_HOUR, .unit_ms = 1, .def = "10000",
+     .help = "How long a graceful shutdown waits for requests in flight.",
+     .offset = FIELD(shutdown_timeout_ms)},
+
+    /* Upstream */
+    {.flag = "upstream", .env = "UPSTREAM_URL", .type = OPT_HTTP_URL, .group = GROUP_UPSTREAM,
+     .def = "http://127.0.0.1:3000",
+     .help = "Origin server, http(s)://host[:port][/prefix]; a trailing '/' is dropped.",
+     .offset = FIELD(upstream_url)},
+    {.flag = "upstream-connect-timeout-ms", .env = "UPSTREAM_CONNECT_TIMEOUT_MS",
+     .type = OPT_DURATION, .group = GROUP_UPSTREAM, .min = 1, .max = MS_MAX_HOUR, .unit_ms = 1,
+     .def = "2000", .help = "Timeout for connecting to the upstream.",
+     .offset = FIELD(upstream_connect_timeout_ms)},
+    {.flag = "upstream-timeout-ms", .env = "UPSTREAM_TIMEOUT_MS", .type = OPT_DURATION,
+     .group = GROUP_UPSTREAM, .min = 1, .max = MS_MAX_DAY, .unit_ms = 1, .def = "30000",
+     .help = "Total timeout of one upstream request, connecting included.",
+     .offset = FIELD(upstream_timeout_ms)},
+    {.flag = "upstream-max-connections", .env = "UPSTREAM_MAX_CONNECTIONS", .type = OPT_INT,
+     .group = GROUP_UPSTREAM, .min = 1, .max = 65536, .def = "256",
+     .help = "Most connections open to the upstream at once.",
+     .offset = FIELD(upstream_max_connections)},
+
+    /* Cache */
+    {.flag = "cache-max-bytes", .env = "CACHE_MAX_BYTES", .type = OPT_SIZE, .group = GROUP_CACHE,
+     .min = 0, .max = SIZE_MAX, .def = "256MiB",
+     .help = "Memory budget of the in-process cache; 0 disables it.",
+     .offset = FIELD(cache_max_bytes)},
+    {.flag = "max-value-size", .env = "MAX_VALUE_SIZE", .type = OPT_SIZE, .group = GROUP_CACHE,
+     .min = 1, .max = SIZE_MAX, .def = "1MiB",
+     .help = "Largest response stored in the cache; larger ones pass through uncached.",
+     .offset = FIELD(max_value_bytes)},
+    {.flag = "default-ttl", .env = "DEFAULT_TTL", .type = OPT_DURATION, .group = GROUP_CACHE,
+     .min = 0, .max = INT_MAX, .unit_ms = 1000, .def = "60",
+     .help = "TTL when neither a policy nor the response sets one; 0 = don't cache.",
+     .offset = FIELD(default_ttl_s)},
+
+    /* Redis */
+    {.flag = "redis-url", .env = "REDIS_URL", .type = OPT_REDIS_URL, .group = GROUP_REDIS,
+     .def = NULL, .def_doc = "unset (memory only)", .metavar = "<url>",
+     .help = "Shared cache tier, redis://[user[:password]@]host[:port][/db] or rediss:// "
+             "for TLS. Secret: prefer the environment, flags show in ps.",
+     .offset = FIELD(redis_url)},
+    {.flag = "redis-prefix", .env = "REDIS_PREFIX", .type = OPT_STRING, .group = GROUP_REDIS,
+     .min = 0, .def = "cachegw:", .metavar = "<string>",
+     .help = "Prefix of every key the gateway writes to Redis.", .offset = FIELD(redis_prefix)},
+    {.flag = "redis-connect-timeout-ms", .env = "REDIS_CONNECT_TIMEOUT_MS", .type = OPT_DURATION,
+     .group = GROUP_REDIS, .min = 1, .max = MS_MAX_HOUR, .unit_ms = 1, .def = "2000",
+     .help = "Timeout for connecting to Redis.", .offset = FIELD(redis_connect_timeout_ms)},
+    {.flag = "redis-timeout-ms", .env = "REDIS_TIMEOUT_MS", .type = OPT_DURATION,
+     .group = GROUP_REDIS, .min = 1, .max = MS_MAX_HOUR, .unit_ms = 1, .def = "2000",
+     .help = "Timeout of one Redis command.", .offset = FIELD(redis_timeout_ms)},
+    {.flag = "redis-pool-size", .env = "REDIS_POOL_SIZE", .type = OPT_INT, .group = GROUP_REDIS,
+     .min = 1, .max = 1024, .def = "10", .help = "Redis connections in the pool (1-1024).",
+     .offset = FIELD(redis_pool_size)},
+    {.flag = "redis-health-interval", .env = "REDIS_HEALTH_INTERVAL", .type = OPT_DURATION,
+     .group = GROUP_REDIS, .min = 1, .max = 86400, .unit_ms = 1000, .def = "30",
+     .help = "Interval between health checks of an unreachable Redis.",
+     .offset = FIELD(redis_health_interval_s)},
+    {.flag = "redis-retries", .env = "REDIS_RETRIES", .type = OPT_INT, .group = GROUP_REDIS,
+     .min = 0, .max = 100, .def = "1",
+     .help = "Retries of a failed Redis command on a fresh connection (0-100).",
+     .offset = FIELD(redis_retries)},
+    {.flag = "redis-tls-ca-file", .env = "REDIS_TLS_CA_FILE", .type = OPT_STRING,
+     .group = GROUP_REDIS, .min = 0, .def = NULL, .def_doc = "system CA store",
+     .metavar = "<path>", .help = "CA bundle that verifies the Redis server (rediss://).",
+     .offset = FIELD(redis_tls_ca_file)},
+    {.flag = "redis-tls-cert-file", .env = "REDIS_TLS_CERT_FILE", .type = OPT_STRING,
+     .group = GROUP_REDIS, .min = 0, .def = NULL, .def_doc = "unset", .metavar = "<path>",
+     .help = "Client certificate for Redis TLS.", .offset = FIELD(redis_tls_cert_file)},
+    {.flag = "redis-tls-key-file", .env = "REDIS_TLS_KEY_FILE", .type = OPT_STRING,
+     .group = GROUP_REDIS, .min = 0, .def = NULL, .def_doc = "unset", .metavar = "<path>",
+     .help = "Private key of the client certificate.", .offset = FIELD(redis_tls_key_file)},
+    {.flag = "redis-tls-insecure", .env = "REDIS_TLS_INSECURE", .type = OPT_BOOL,
+     .group = GROUP_REDIS, .def = "false",
+     .help = "Skip verifying the Redis server's certificate (testing only).",
+     .offset = FIELD(redis_tls_insecure)},
+
+    /* Lua policies */
+    {.flag = "policies", .env = "POLICIES_DIR", .type = OPT_STRING, .group = GROUP_LUA, .min = 1,
+     .def = "./policies", .metavar = "<dir>", .help = "Directory of the Lua policy files.",
+     .offset = FIELD(policies_dir)},
+    {.flag = "lua-dir", .env = "LUA_DIR", .type = OPT_STRING, .group = GROUP_LUA, .min = 0,
+     .def = NULL, .def_doc = "built-in path", .metavar = "<dir>",
+     .help = "Directory of the gateway's own Lua library.", .offset = FIELD(lua_dir)},
+    {.flag = "lua-memory-limit", .env = "LUA_MEMORY_LIMIT", .type = OPT_SIZE, .group = GROUP_LUA,
+     .min = 1024 * 1024, .max = SIZE_MAX, .def = "64MiB",
+     .help = "Memory limit of each Lua state (at least 1MiB).",
+     .offset = FIELD(lua_memory_bytes)},
+    {.flag = "lua-instruction-limit", .env = "LUA_INSTRUCTION_LIMIT", .type = OPT_LONG,
+     .group = GROUP_LUA, .min = 1, .max = LONG_MAX, .def = "1000000",
+     .help = "Most Lua VM instructions one policy call may run.",
+     .offset = FIELD(lua_instruction_limit)},
+
+    /* Admin */
+    {.flag = "admin-token", .env = "ADMIN_TOKEN", .type = OPT_SECRET, .group = GROUP_ADMIN,
+     .min = 0, .def = NULL, .def_doc = "unset (no admin listener)", .metavar = "<token>",
+     .help = "Bearer token of the admin/purge API. Secret: prefer the environment, flags "
+             "show in ps.",
+     .offset = FIELD(admin_token)},
+    {.flag = "admin-host", .env = "ADMIN_HOST", .type = OPT_STRING, .group = GROUP_ADMIN,
+     .min = 1, .def = "127.0.0.1", .metavar = "<addr>",
+     .help = "Address the admin listener binds to.", .offset = FIELD(admin_host)},
+    {.flag = "admin-port", .env = "ADMIN_PORT", .type = OPT_INT, .group = GROUP_ADMIN, .min = 1,
+     .max = 65535, .def = "8081", .help = "TCP port of the admin listener (1-65535).",
+     .offset = FIELD(admin_port)},
+
+    /* Logging */
+    {.flag = "log-level", .env = "LOG_LEVEL", .type = OPT_LOG_LEVEL, .group = GROUP_LOGGING,
+     .def = "info", .help = "Least severe level logged.", .offset = FIELD(log_level)},
+    {.flag = "access-log", .env = "ACCESS_LOG", .type = OPT_BOOL, .group = GROUP_LOGGING,
+     .def = "false", .help = "Log one line per request.", .offset = FIELD(access_log)},
+
+    /* General (flags only) */
+    {.flag = "check", .env = NULL, .type = OPT_BOOL, .group = GROUP_GENERAL, .def = "false",
+     .help = "Load and validate the configuration and the policies, then exit.",
+     .offset = FIELD(check_only)},
+};
+
+#define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
+
+/* Room for a quoted value in an error line; longer values are cut. */
+#define SHOWN_VALUE_MAX 80
+
+static void *field_ptr(struct config *cfg, const struct opt *o)
+{
+    return (char *)cfg + o->offset;
+}
+
+static bool opt_is_string(const struct opt *o)
+{
+    return o->type == OPT_STRING || o->type == OPT_SECRET || o->type == OPT_HTTP_URL ||
+           o->type == OPT_REDIS_URL;
+}
+
+static bool opt_is_secret(const struct opt *o)
+{
+    return o->type == OPT_SECRET || o->type == OPT_REDIS_URL;
+}
+
+/* Writes "--flag (ENV)" or "--flag" into buf. */
+static void opt_name(const struct opt *o, char *buf, size_t len)
+{
+    if (o->env != NULL)
+        snprintf(buf, len, "--%s (%s)", o->flag, o->env);
+    else
+        snprintf(buf, len, "--%s", o->flag);
+}
+
+/* Copies a value for an error line: cut to SHOWN_VALUE_MAX bytes, control
+ * characters replaced, so err stays one printable line. */
+static void sanitize(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s[i] != '\0' && i + 1 < len && i < SHOWN_VALUE_MAX; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    buf[i] = '\0';
+    if (s[i] != '\0' && i >= 3) memcpy(buf + i - 3, "...", 3);
+}
+
+/* Writes the form of a value that an error line may show. */
+static void shown_value(const struct opt *o, const char *value, char *buf, size_t len)
+{
+    char tmp[512];
+    if (o->type == OPT_REDIS_URL || o->type == OPT_HTTP_URL) {
+        /* An http URL may carry user:password too; the same redaction fits. */
+        redis_url_redacted(value, tmp, sizeof tmp);
+        sanitize(tmp, buf, len);
+    } else if (opt_is_secret(o)) {
+        snprintf(buf, len, "<redacted>");
+    } else {
+        sanitize(value, buf, len);
+    }
+}
+
+static void invalid(const struct opt *o, const char *value, const char *expected, char *err,
+                    size_t err_len)
+{
+    char name[128], shown[SHOWN_VALUE_MAX + 8];
+    opt_name(o, name, sizeof name);
+    shown_value(o, value, shown, sizeof shown);
+    snprintf(err, err_len, "invalid value for %s: '%s' (%s)", name, shown, expected);
+}
+
+/* Reads a decimal number made only of digits; *end is left at the first
+ * other character.  Returns -1 if there is no digit or it overflows. */
+static int parse_digits(const char *s, unsigned long long *out, const char **end)
+{
+    unsigned long long v = 0;
+    const char *p = s;
+    if (*p < '0' || *p > '9') return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (ULLONG_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    *end = p;
+    return 0;
+}
+
+static int parse_size(const char *s, unsigned long long *out)
+{
+    static const struct {
+        const char *suffix;
+        unsigned long long mult;
+    } UNITS[] = {
+        {"", 1ULL},
+        {"b", 1ULL},
+        {"k", 1ULL << 10}, {"kb", 1ULL << 10}, {"kib", 1ULL << 10},
+        {"m", 1ULL << 20}, {"mb", 1ULL << 20}, {"mib", 1ULL << 20},
+        {"g", 1ULL << 30}, {"gb", 1ULL << 30}, {"gib", 1ULL << 30},
+        {"t", 1ULL << 40}, {"tb", 1ULL << 40}, {"tib", 1ULL << 40},
+    };
+    unsigned long long n;
+    const char *end;
+    if (parse_digits(s, &n, &end) != 0) return -1;
+    for (size_t i = 0; i < sizeof UNITS / sizeof UNITS[0]; i++) {
+        if (strcasecmp(end, UNITS[i].suffix) != 0) continue;
+        if (n > ULLONG_MAX / UNITS[i].mult) return -1;
+        *out = n * UNITS[i].mult;
+        return 0;
+    }
+    return -1;
+}
+
+/* Parses a duration into units of unit_ms milliseconds.  A bare number is
+ * already in those units; a suffixed one must convert exactly. */
+static int parse_duration(const char *s, int unit_ms, unsigned long long *out)
+{
+    static const struct {
+        const char *suffix;
+        unsigned long long ms;
+    } UNITS[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
+    unsigned long long n;
+    const char *end;
+    if (parse_digits(s, &n, &end) != 0) return -1;
+    if (*end == '\0') {
+        *out = n;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof UNITS / sizeof UNITS[0]; i++) {
+        if (strcmp(end, UNITS[i].suffix) != 0) continue;
+        if (n > ULLONG_MAX / UNITS[i].ms) return -1;
+        unsigned long long ms = n * UNITS[i].ms;
+        if (ms % (unsigned long long)unit_ms != 0) return -1;
+        *out = ms / (unsigned long long)unit_ms;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const YES[] = {"true", "1", "yes", "on"};
+    static const char *const NO[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, YES[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, NO[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static bool host_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_';
+}
+
+/* Checks http(s)://host[:port][/prefix] and returns a copy without trailing
+ * slashes in *out.  Returns -1 if invalid, -ENOMEM if out of memory. */
+static int normalize_http_url(const char *s, char **out)
+{
+    const char *p;
+    if (strncasecmp(s, "http://", 7) == 0)
+        p = s + 7;
+    else if (strncasecmp(s, "https://", 8) == 0)
+        p = s + 8;
+    else
+        return -1;
+
+    const char *host = p;
+    if (*p == '[') {
+        p++;
+        while (*p != '\0' && *p != ']') {
+            if (!(*p == ':' || *p == '.' || (*p >= '0' && *p <= '9') ||
+                  (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F')))
+                return -1;
+            p++;
+        }
+        if (*p != ']' || p == host + 1) return -1;
+        p++;
+    } else {
+        while (host_char_ok(*p)) p++;
+        if (p == host) return -1;
+    }
+    if (*p == ':') {
+        unsigned long long port;
+        const char *end;
+        if (parse_digits(p + 1, &port, &end) != 0 || port < 1 || port > 65535) return -1;
+        p = end;
+    }
+    if (*p != '\0' && *p != '/') return -1;
+    /* The prefix is joined with request paths, so it may hold path characters
+     * only: no query, fragment or spaces. */
+    for (const char *q = p; *q != '\0'; q++)
+        if (*q == '?' || *q == '#' || (unsigned char)*q <= 0x20 || *q == 0x7f) return -1;
+
+    size_t len = strlen(s);
+    while (len > (size_t)(p - s) && s[len - 1] == '/') len--;
+    *out = strndup(s, len);
+    return *out == NULL ? -ENOMEM : 0;
+}
+
+static int set_string(char **field, const char *value, bool secret)
+{
+    char *copy = NULL;
+    if (value != NULL) {
+        copy = strdup(value);
+        if (copy == NULL) return -ENOMEM;
+    }
+    if (*field != NULL) {
+        if (secret) explicit_bzero(*field, strlen(*field));
+        free(*field);
+    }
+    *field = copy;
+    return 0;
+}
+
+/* Parses text into o's field.  Returns 0, or -1 with one line in err. */
+static int opt_apply(const struct opt *o, struct config *cfg, const char *text, char *err,
+                     size_t err_len)
+{
+    void *field = field_ptr(cfg, o);
+    char expected[128];
+    unsigned long long n;
+
+    /* An empty value unsets an option that has no default, so that
+     * "REDIS_URL=" in the environment can switch off a .env setting. */
+    if (opt_is_string(o) && text != NULL && *text == '\0' && o->def == NULL) text = NULL;
+
+    switch (o->type) {
+    case OPT_STRING:
+    case OPT_SECRET:
+        if (text != NULL && strlen(text) < o->min) {
+            invalid(o, text, "expected a non-empty value", err, err_len);
+            return -1;
+        }
+        /* A token is compared with an Authorization header, which can't
+         * carry spaces or control characters: such a token would lock
+         * everyone out, most likely from a stray newline in a secret file. */
+        if (o->type == OPT_SECRET && text != NULL) {
+            for (const char *p = text; *p != '\0'; p++) {
+                if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+                    invalid(o, text, "expected printable characters without spaces", err,
+                            err_len);
+                    return -1;
+                }
+            }
+        }
+        if (set_string(field, text, o->type == OPT_SECRET) != 0) goto oom;
+        return 0;
+
+    case OPT_HTTP_URL: {
+        char *url = NULL;
+        if (text != NULL) {
+            int r = normalize_http_url(text, &url);
+            if (r == -ENOMEM) goto oom;
+            if (r != 0) {
+                invalid(o, text, "expected http://host[:port][/prefix]", err, err_len);
+                return -1;
+            }
+        }
+        free(*(char **)field);
+        *(char **)field = url;
+        return 0;
+    }
+
+    case OPT_REDIS_URL:
+        if (text != NULL) {
+            struct redis_url u;
+            char why[128];
+            int r = redis_url_parse(text, &u, why, sizeof why);
+            redis_url_free(&u);
+            if (r == -ENOMEM) goto oom;
+            if (r != 0) {
+                invalid(o, text, why, err, err_len);
+                return -1;
+            }
+        }
+        if (set_string(field, text, true) != 0) goto oom;
+        return 0;
+
+    case OPT_INT:
+    case OPT_LONG: {
+        const char *end;
+        if (parse_digits(text, &n, &end) != 0 || *end != '\0' || n < o->min || n > o->max) {
+            snprintf(expected, sizeof expected, "expected an integer from %llu to %llu", o->min,
+                     o->max);
+            invalid(o, text, expected, err, err_len);
+            return -1;
+        }
+        if (o->type == OPT_INT)
+            *(int *)field = (int)n;
+        else
+            *(long *)field = (long)n;
+        return 0;
+    }
+
+    case OPT_SIZE:
+        if (parse_size(text, &n) != 0) {
+            invalid(o, text, "expected a size such as 256MiB", err, err_len);
+            return -1;
+        }
+        if (n < o->min || n > o->max) {
+            snprintf(expected, sizeof expected, "expected a size of at least %llu bytes", o->min);
+            invalid(o, text, expected, err, err_len);
+            return -1;
+        }
+        *(size_t *)field = (size_t)n;
+        return 0;
+
+    case OPT_DURATION:
+        if (parse_duration(text, o->unit_ms, &n) != 0 || n < o->min || n > o->max) {
+            const char *unit = o->unit_ms == 1 ? "milliseconds" : "seconds";
+            snprintf(expected, sizeof expected,
+                     "expected %s from %llu to %llu, or a duration such as %s", unit, o->min,
+                     o->max, o->unit_ms == 1 ? "1500ms or 2s" : "90s or 5m");
+            invalid(o, text, expected, err, err_len);
+            return -1;
+        }
+        *(int *)field = (int)n;
+        return 0;
+
+    case OPT_BOOL:
+        if (parse_bool(text, field) != 0) {
+            invalid(o, text, "expected true/false, yes/no, on/off or 1/0", err, err_len);
+            return -1;
+        }
+        return 0;
+
+    case OPT_LOG_LEVEL: {
+        int level = log_level_parse(text);
+        if (level < 0) {
+            invalid(o, text, "expected debug, info, warn or error", err, err_len);
+            return -1;
+        }
+        *(int *)field = level;
+        return 0;
+    }
+    }
+    snprintf(err, err_len, "internal error: option --%s has no type", o->flag);
+    return -1;
+
+oom:
+    snprintf(err, err_len, "out of memory while reading --%s", o->flag);
+    return -1;
+}
+
+static const struct opt *find_by_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (strlen(OPTIONS[i].flag) == len && strncmp(OPTIONS[i].flag, name, len) == 0)
+            return &OPTIONS[i];
+    return NULL;
+}
+
+static const struct opt *find_by_env(const char *name)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (OPTIONS[i].env != NULL && strcmp(OPTIONS[i].env, name) == 0) return &OPTIONS[i];
+    return NULL;
+}
+
+/* Collects flag values into vals (borrowed from argv), last one winning. */
+static int parse_args(int argc, char **argv, const char **vals, char *err, size_t err_len)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        char shown[SHOWN_VALUE_MAX + 8];
+        if (arg[0] != '-' || strcmp(arg, "--") == 0 || strcmp(arg, "-") == 0) {
+            sanitize(arg, shown, sizeof shown);
+            snprintf(err, err_len, "unexpected argument '%s' (see --help)", shown);
+            return -1;
+        }
+        const char *name = arg + (arg[1] == '-' ? 2 : 1);
+        const char *eq = strchr(name, '=');
+        size_t name_len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = arg[1] == '-' ? find_by_flag(name, name_len) : NULL;
+        if (o == NULL) {
+            /* Only the name is echoed: the value might be a mistyped secret. */
+            char flag[SHOWN_VALUE_MAX + 8];
+            int n = (int)(eq != NULL ? eq - arg : (ptrdiff_t)strlen(arg));
+            snprintf(flag, sizeof flag, "%.*s", n, arg);
+            sanitize(flag, shown, sizeof shown);
+            snprintf(err, err_len, "unknown option '%s' (see --help)", shown);
+            return -1;
+        }
+        const char *value;
+        if (eq != NULL) {
+            value = eq + 1;
+        } else if (o->type == OPT_BOOL) {
+            value = "true";
+        } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+            value = argv[++i];
+        } else {
+            char oname[128];
+            opt_name(o, oname, sizeof oname);
+            snprintf(err, err_len, "missing value for %s", oname);
+            return -1;
+        }
+        vals[o - OPTIONS] = value;
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+        s[--n] = '\0';
+    return s;
+}
+
+static bool valid_key(const char *k)
+{
+    if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') || *k == '_')) return false;
+    for (k++; *k != '\0'; k++)
+        if (!((*k >= 'A' && *k <= 'Z') || (*k >= 'a' && *k <= 'z') ||
+              (*k >= '0' && *k <= '9') || *k == '_'))
+            return false;
+    return true;
+}
+
+/* Decodes the value part of a .env line in place: quotes, escapes, a
+ * trailing comment.  Returns the value, or NULL with *why set. */
+static char *dotenv_value(char *v, const char **why)
+{
+    if (*v == '"' || *v == '\'') {
+        char quote = *v;
+        char *r = v + 1, *w = v;
+        for (;; r++) {
+            if (*r == '\0') {
+                *why = "unterminated quoted value";
+                return NULL;
+            }
+            if (*r == quote) break;
+            if (quote == '"' && *r == '\\' && r[1] != '\0') {
+                switch (r[1]) {
+                case 'n': *w++ = '\n'; r++; continue;
+                case 't': *w++ = '\t'; r++; continue;
+                case '"': *w++ = '"'; r++; continue;
+                case '\\': *w++ = '\\'; r++; continue;
+                default: break; /* other backslashes stay literal */
+                }
+            }
+            *w++ = *r;
+        }
+        char *after = trim(r + 1);
+        if (*after != '\0' && *after != '#') {
+            *why = "unexpected text after the closing quote";
+            return NULL;
+        }
+        *w = '\0';
+        return v;
+    }
+    /* Unquoted: a '#' after whitespace starts a comment; one inside a word
+     * (as in a URL fragment or password) is kept. */
+    for (char *p = v; *p != '\0'; p++) {
+        if (*p == '#' && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
+            *p = '\0';
+            break;
+        }
+    }
+    return trim(v);
+}
+
+/* Reads the .env file at path into vals (owned copies, indexed like OPTIONS).
+ * Keys that name no option are skipped; a missing file is not an error. */
+static int dotenv_read(const char *path, char **vals, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        if (errno == ENOENT) return 0;
+        snprintf(err, err_len, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = -1;
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    ssize_t got;
+    while ((got = getline(&line, &cap, f)) != -1) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#') continue;
+        if (strncmp(s, "export", 6) == 0 && (s[6] == ' ' || s[6] == '\t')) s = trim(s + 6);
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            snprintf(err, err_len, "%s:%u: expected KEY=VALUE", path, lineno);
+            goto done;
+        }
+        *eq = '\0';
+        char *key = trim(s);
+        if (!valid_key(key)) {
+            snprintf(err, err_len, "%s:%u: invalid key (expected KEY=VALUE)", path, lineno);
+            goto done;
+        }
+        const char *why = NULL;
+        char *value = dotenv_value(trim(eq + 1), &why);
+        if (value == NULL) {
+            snprintf(err, err_len, "%s:%u: %s for %.64s", path, lineno, why, key);
+            goto done;
+        }
+        const struct opt *o = find_by_env(key);
+        if (o == NULL) continue;
+        char *copy = strdup(value);
+        if (copy == NULL) {
+            snprintf(err, err_len, "out of memory reading %s", path);
+            goto done;
+        }
+        size_t idx = (size_t)(o - OPTIONS);
+        if (vals[idx] != NULL) explicit_bzero(vals[idx], strlen(vals[idx]));
+        free(vals[idx]);
+        vals[idx] = copy;
+    }
+    if (ferror(f)) {
+        snprintf(err, err_len, "cannot read %s: %s", path, strerror(errno));
+        goto done;
+    }
+    rc = 0;
+done:
+    if (line != NULL) explicit_bzero(line, cap);
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+void config_defaults(struct config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (opt_apply(&OPTIONS[i], cfg, OPTIONS[i].def, err, sizeof err) != 0) {
+            /* Only a bad default in the table or an allocation failure at
+             * start-up can get here; neither leaves a usable gateway. */
+            fprintf(stderr, "cachegw: config defaults: %s\n", err);
+            abort();
+        }
+    }
+}
+
+enum config_result config_load(struct config *cfg, int argc, char **argv,
+                               const char *dotenv_path, char *err, size_t err_len)
+{
+    const char *flag_vals[N_OPTIONS] = {0};
+    char *dotenv_vals[N_OPTIONS] = {0};
+    char scratch[8];
+    enum config_result rc = CONFIG_ERROR;
+
+    if (err == NULL || err_len == 0) {
+        err = scratch;
+        err_len = sizeof scratch;
+    }
+    err[0] = '\0';
+    memset(cfg, 0, sizeof *cfg);
+
+    /* --help and --version win over anything else on the line, even errors:
+     * a value can never be "--help" because values starting with "--" must be
+     * written --name=value. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            config_print_help(stdout);
+            return CONFIG_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("cachegw %s\n", CACHEGW_VERSION);
+            return CONFIG_EXIT_OK;
+        }
+    }
+
+    if (parse_args(argc, argv, flag_vals, err, err_len) != 0) goto done;
+    if (dotenv_read(dotenv_path != NULL ? dotenv_path : ".env", dotenv_vals, err, err_len) != 0)
+        goto done;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct opt *o = &OPTIONS[i];
+        const char *text = flag_vals[i];
+        if (text == NULL && o->env != NULL) text = getenv(o->env);
+        if (text == NULL) text = dotenv_vals[i];
+        if (text == NULL) text = o->def;
+        if (opt_apply(o, cfg, text, err, err_len) != 0) goto done;
+    }
+    rc = CONFIG_OK;
+
+done:
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (dotenv_vals[i] != NULL) explicit_bzero(dotenv_vals[i], strlen(dotenv_vals[i]));
+        free(dotenv_vals[i]);
+    }
+    if (rc != CONFIG_OK) config_free(cfg);
+    return rc;
+}
+
+void config_free(struct config *cfg)
+{
+    if (cfg == NULL) return;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct opt *o = &OPTIONS[i];
+        if (!opt_is_string(o)) continue;
+        char **field = field_ptr(cfg, o);
+        if (*field != NULL && opt_is_secret(o)) explicit_bzero(*field, strlen(*field));
+        free(*field);
+        *field = NULL;
+    }
+    memset(cfg, 0, sizeof *cfg);
+}
+
+static const char *metavar(const struct opt *o)
+{
+    if (o->metavar != NULL) return o->metavar;
+    switch (o->type) {
+    case OPT_INT:
+    case OPT_LONG: return "<n>";
+    case OPT_SIZE: return "<size>";
+    case OPT_DURATION: return o->unit_ms == 1 ? "<ms>" : "<seconds>";
+    case OPT_BOOL: return "[=<bool>]";
+    case OPT_LOG_LEVEL: return "<level>";
+    case OPT_HTTP_URL:
+    case OPT_REDIS_URL: return "<url>";
+    default: return "<string>";
+    }
+}
+
+/* Prints text indented by 6 columns, wrapped at spaces to fit 80 columns. */
+static void print_wrapped(FILE *out, const char *text)
+{
+    enum { INDENT = 6, WIDTH = 80 - INDENT };
+    const char *p = text;
+    while (*p != '\0') {
+        size_t n = strlen(p);
+        if (n > WIDTH) {
+            n = WIDTH;
+            while (n > 0 && p[n] != ' ') n--;
+            if (n == 0) n = strcspn(p, " "); /* one word longer than a line */
+        }
+        fprintf(out, "%*s%.*s\n", INDENT, "", (int)n, p);
+        p += n;
+        while (*p == ' ') p++;
+    }
+}
+
+void config_print_help(void *stream)
+{
+    FILE *out = stream;
+    fprintf(out,
+            "Usage: cachegw [options]\n"
+            "\n"
+            "A caching HTTP gateway. Every option can also be set through its environment\n"
+            "variable or in a .env file in the working directory; a flag wins over the\n"
+            "environment, which wins over .env, which wins over the default.\n"
+            "Sizes take k/KB/KiB, m/MB/MiB, g/GB/GiB suffixes (all powers of 1024);\n"
+            "durations are plain numbers in the unit shown, or take ms/s/m/h suffixes.\n"
+            "Booleans: true/false, yes/no, on/off, 1/0; a flag alone means true.\n");
+    for (int g = 0; g < GROUP_COUNT; g++) {
+        fprintf(out, "\n%s:\n", GROUP_NAMES[g]);
+        for (size_t i = 0; i < N_OPTIONS; i++) {
+            const struct opt *o = &OPTIONS[i];
+            if ((int)o->group != g) continue;
+            char left[96];
+            snprintf(left, sizeof left, "--%s %s", o->flag, metavar(o));
+            if (o->type == OPT_BOOL) snprintf(left, sizeof left, "--%s%s", o->flag, metavar(o));
+            fprintf(out, "  %-40s %s\n", left, o->env != NULL ? o->env : "(flag only)");
+            const char *def = o->def_doc != NULL ? o->def_doc : o->def != NULL ? o->def : "unset";
+            const char *unit = o->type != OPT_DURATION ? "" : o->unit_ms == 1 ? " ms" : " s";
+            print_wrapped(out, o->help);
+            fprintf(out, "      Default: %s%s\n", def, unit);
+        }
+        if (g == GROUP_GENERAL) {
+            fprintf(out, "  %-40s %s\n      %s\n", "-h, --help", "(flag only)",
+                    "Print this help and exit.");
+            fprintf(out, "  %-40s %s\n      %s\n", "--version", "(flag only)",
+                    "Print the version and exit.");
+        }
+    }
+}
