@@ -43,8 +43,11 @@ static bool status_storable(int status)
 
 void cache_rules_response(int status, const struct header_list *resp, size_t body_len,
                           int64_t response_time_ms, int64_t default_ttl_ms,
-                          size_t max_value_bytes, struct store_decision *out)
+                          size_t max_value_bytes, const struct store_overrides *ov,
+                          struct store_decision *out)
 {
+    static const struct store_overrides NONE = {-1, -1, -1, false, false};
+    if (ov == NULL) ov = &NONE;
     memset(out, 0, sizeof *out);
     const char *cc = header_list_get(resp, "cache-control");
     long long v;
@@ -52,19 +55,19 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
         out->reason = "status";
         return;
     }
-    if (headers_has_token(cc, "no-store")) {
+    if (headers_has_token(cc, "no-store") && !ov->ignore_no_store) {
         out->reason = "no-store";
         return;
     }
-    if (headers_has_token(cc, "private")) {
+    if (headers_has_token(cc, "private") && !ov->allow_private) {
         out->reason = "private";
         return;
     }
-    if (headers_has_token(cc, "no-cache")) {
+    if (headers_has_token(cc, "no-cache") && ov->ttl_ms < 0) {
         out->reason = "no-cache";
         return;
     }
-    if (header_list_get(resp, "set-cookie")) {
+    if (header_list_get(resp, "set-cookie") && !ov->ignore_no_store) {
         out->reason = "set-cookie";
         return;
     }
@@ -91,7 +94,8 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
     out->initial_age_s = age_value > apparent ? age_value : apparent;
 
     int64_t ttl_ms = -1;
-    if (headers_token_int(cc, "s-maxage", &v)) ttl_ms = (int64_t)v * 1000;
+    if (ov->ttl_ms >= 0) ttl_ms = ov->ttl_ms;
+    else if (headers_token_int(cc, "s-maxage", &v)) ttl_ms = (int64_t)v * 1000;
     else if (headers_token_int(cc, "max-age", &v)) ttl_ms = (int64_t)v * 1000;
     else {
         const char *expires = header_list_get(resp, "expires");
@@ -110,6 +114,10 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
     }
     if (headers_token_int(cc, "stale-while-revalidate", &v)) out->swr_ms = (int64_t)v * 1000;
     if (headers_token_int(cc, "stale-if-error", &v)) out->sie_ms = (int64_t)v * 1000;
+    if (ov->swr_ms >= 0) out->swr_ms = ov->swr_ms;
+    if (ov->sie_ms >= 0) out->sie_ms = ov->sie_ms;
+    /* A policy's ttl counts from when we received the response. */
+    if (ov->ttl_ms >= 0) out->initial_age_s = 0;
     if (ttl_ms <= out->initial_age_s * 1000 && out->swr_ms == 0 && out->sie_ms == 0) {
         out->reason = "stale-on-arrival";
         return;

@@ -29,12 +29,26 @@ struct store_decision {
     const char *reason;    /* why not stored, for logs and Cache-Status */
 };
 
+/* What a route policy says about storage; -1 / false = not said. */
+struct store_overrides {
+    int64_t ttl_ms;        /* replaces the upstream's freshness lifetime */
+    int64_t swr_ms;
+    int64_t sie_ms;
+    bool allow_private;    /* the key is per user: Cache-Control: private may be stored */
+    bool ignore_no_store;  /* store even no-store / Set-Cookie responses */
+};
+
 /* Response side.  default_ttl_ms applies to 200/203 responses without
  * explicit freshness (0 disables that).  body_len is compared with
- * max_value_bytes; over it the response is not stored (reason "too-big"). */
+ * max_value_bytes; over it the response is not stored (reason "too-big").
+ * ov (may be NULL) carries a route policy's explicit settings: its ttl
+ * applies to any storable status and wins over Cache-Control max-age,
+ * no-cache and Expires, but never over no-store/Set-Cookie (unless
+ * ignore_no_store) or private (unless allow_private). */
 void cache_rules_response(int status, const struct header_list *resp, size_t body_len,
                           int64_t response_time_ms, int64_t default_ttl_ms,
-                          size_t max_value_bytes, struct store_decision *out);
+                          size_t max_value_bytes, const struct store_overrides *ov,
+                          struct store_decision *out);
 
 /* True for a header that is stored with a cached response; false for
  * hop-by-hop fields, framing (Content-Length, Transfer-Encoding), Age (it is

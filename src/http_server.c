@@ -391,7 +391,7 @@ static struct cache_object *leader_finish(struct request *r, const char **not_st
         struct store_decision d;
         cache_rules_response(f->status, &f->resp_headers, f->body.len, now,
                              (int64_t)r->gw->cfg->default_ttl_s * 1000,
-                             r->gw->cfg->max_value_bytes, &d);
+                             r->gw->cfg->max_value_bytes, NULL, &d);
         if (d.store) {
             const char *connection = header_list_get(&f->resp_headers, "connection");
             struct http_header kept[128];

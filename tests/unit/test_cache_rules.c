@@ -34,31 +34,31 @@ TEST(freshness_sources_in_order)
 {
     struct store_decision d;
     struct header_list l = hl("Cache-Control", "max-age=60, s-maxage=10", NULL, NULL);
-    cache_rules_response(200, &l, 10, NOW, 5000, 1000, &d);
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
     CHECK(d.store);
     CHECK_EQ_INT(d.ttl_ms, 10000); /* s-maxage wins for a shared cache */
     header_list_free(&l);
 
     l = hl("Cache-Control", "public, max-age=60", NULL, NULL);
-    cache_rules_response(200, &l, 10, NOW, 5000, 1000, &d);
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
     CHECK_EQ_INT(d.ttl_ms, 60000);
     header_list_free(&l);
 
     l = hl("Date", "Tue, 14 Nov 2023 22:13:20 GMT", "Expires", "Tue, 14 Nov 2023 22:15:20 GMT");
-    cache_rules_response(200, &l, 10, NOW, 5000, 1000, &d);
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
     CHECK(d.store);
     CHECK_EQ_INT(d.ttl_ms, 120000);
     header_list_free(&l);
 
     struct header_list none = {0};
-    cache_rules_response(200, &none, 10, NOW, 5000, 1000, &d);
+    cache_rules_response(200, &none, 10, NOW, 5000, 1000, NULL, &d);
     CHECK(d.store);
     CHECK_EQ_INT(d.ttl_ms, 5000); /* the default TTL */
-    cache_rules_response(200, &none, 10, NOW, 0, 1000, &d);
+    cache_rules_response(200, &none, 10, NOW, 0, 1000, NULL, &d);
     CHECK(!d.store);
-    cache_rules_response(404, &none, 10, NOW, 5000, 1000, &d);
+    cache_rules_response(404, &none, 10, NOW, 5000, 1000, NULL, &d);
     CHECK(!d.store); /* default TTL is for successful responses only */
-    cache_rules_response(500, &none, 10, NOW, 5000, 1000, &d);
+    cache_rules_response(500, &none, 10, NOW, 5000, 1000, NULL, &d);
     CHECK(!d.store);
 }
 
@@ -70,12 +70,12 @@ TEST(not_storable_responses)
                               {"Vary", "*"},                   {"Cache-Control", "max-age=0"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct header_list l = hl(cases[i][0], cases[i][1], NULL, NULL);
-        cache_rules_response(200, &l, 10, NOW, 5000, 1000, &d);
+        cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
         CHECK(!d.store);
         header_list_free(&l);
     }
     struct header_list none = {0};
-    cache_rules_response(200, &none, 1001, NOW, 5000, 1000, &d);
+    cache_rules_response(200, &none, 1001, NOW, 5000, 1000, NULL, &d);
     CHECK(!d.store);
     CHECK_EQ_STR(d.reason, "too-big");
 }
@@ -86,7 +86,7 @@ TEST(age_and_stale_extensions)
     struct header_list l =
         hl("Cache-Control", "max-age=100, stale-while-revalidate=30, stale-if-error=600", "Age",
            "40");
-    cache_rules_response(200, &l, 10, NOW, 0, 1000, &d);
+    cache_rules_response(200, &l, 10, NOW, 0, 1000, NULL, &d);
     CHECK(d.store);
     CHECK_EQ_INT(d.initial_age_s, 40);
     CHECK_EQ_INT(d.swr_ms, 30000);
@@ -104,6 +104,32 @@ TEST(stored_header_filter)
     CHECK(!cache_rules_header_storable("x-foo", "close, x-foo"));
 }
 
+TEST(policy_overrides)
+{
+    struct store_decision d;
+    struct store_overrides ov = {.ttl_ms = 300000, .swr_ms = -1, .sie_ms = 5000};
+    struct header_list l = hl("Cache-Control", "max-age=0, no-cache", NULL, NULL);
+    cache_rules_response(200, &l, 10, NOW, 0, 1000, &ov, &d);
+    CHECK(d.store);
+    CHECK_EQ_INT(d.ttl_ms, 300000);
+    CHECK_EQ_INT(d.sie_ms, 5000);
+    header_list_free(&l);
+    l = hl("Cache-Control", "private, max-age=30", NULL, NULL);
+    cache_rules_response(200, &l, 10, NOW, 0, 1000, &ov, &d);
+    CHECK(!d.store); /* private needs a per-user key */
+    ov.allow_private = true;
+    cache_rules_response(200, &l, 10, NOW, 0, 1000, &ov, &d);
+    CHECK(d.store);
+    header_list_free(&l);
+    l = hl("Set-Cookie", "a=b", NULL, NULL);
+    cache_rules_response(200, &l, 10, NOW, 0, 1000, &ov, &d);
+    CHECK(!d.store);
+    ov.ignore_no_store = true;
+    cache_rules_response(200, &l, 10, NOW, 0, 1000, &ov, &d);
+    CHECK(d.store);
+    header_list_free(&l);
+}
+
 int main(void)
 {
     RUN(request_rules);
@@ -111,5 +137,6 @@ int main(void)
     RUN(not_storable_responses);
     RUN(age_and_stale_extensions);
     RUN(stored_header_filter);
+    RUN(policy_overrides);
     return TEST_SUMMARY();
 }

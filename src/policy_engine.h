@@ -1,0 +1,59 @@
+/*
+ * policy_engine - the active policy generation and each worker's Lua host.
+ *
+ * The main thread loads policies at start-up and on SIGHUP (policy_engine_reload):
+ * every file is compiled and validated into a fresh set first; only if all pass
+ * does the set become active, atomically.  A failed reload changes nothing and
+ * reports file:line.
+ *
+ * Workers call policy_engine_acquire() at the start of a request.  It returns
+ * the calling thread's Lua host, rebuilt first if a newer generation is active.
+ * The request keeps its reference until policy_engine_release(), so a request
+ * runs wholly under one generation (DESIGN.md invariant 4) even if a reload
+ * lands while it waits on the network; the old host is destroyed, on its own
+ * thread, when its last request ends (Lua states never leave their thread:
+ * invariant 3).
+ *
+ * Ownership: acquire returns a reference; release it on the same thread.
+ * Thread-safety: reload and the status getters from any thread (internally
+ * locked); acquire/release are per worker thread.
+ */
+#ifndef CACHEGW_POLICY_ENGINE_H
+#define CACHEGW_POLICY_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lua_host.h"
+
+struct policy_engine;
+struct worker_policy;
+
+/* Loads the policies (fails on invalid ones: start-up refuses them). */
+int policy_engine_create(const char *policies_dir, const char *lua_dir,
+                         const struct lua_limits *limits, struct policy_engine **out, char *err,
+                         size_t err_len);
+void policy_engine_destroy(struct policy_engine *e);
+
+/* Compiles and validates everything anew; swaps only on success.  Returns 0,
+ * or a negative errno with err = "file:line: message". */
+int policy_engine_reload(struct policy_engine *e, char *err, size_t err_len);
+
+/* Worker thread: the host to decide this request with, or NULL when a host
+ * cannot be built (the request is then served uncached). */
+struct worker_policy *policy_engine_acquire(struct policy_engine *e);
+struct lua_host *worker_policy_host(struct worker_policy *wp);
+void policy_engine_release(struct worker_policy *wp);
+
+struct policy_engine_status {
+    uint64_t generation;
+    uint64_t reloads;          /* successful reloads since start */
+    uint64_t reload_failures;
+    int64_t last_reload_ms;    /* wall clock of the last attempt, 0 = never */
+    size_t routes;
+    size_t files;
+    char last_error[512];      /* empty when the last attempt succeeded */
+};
+void policy_engine_status(struct policy_engine *e, struct policy_engine_status *out);
+
+#endif
