@@ -31,21 +31,32 @@ dir=$2
 PASS=s3cret-test
 
 stop_all() {
+    pids=""
     for pidfile in "$dir"/redis-*.pid; do
         [ -f "$pidfile" ] || continue
         pid=$(cat "$pidfile" 2>/dev/null || true)
+        rm -f "$pidfile"
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
             # A paused server (a test that SIGSTOPped it and died) ignores TERM.
             kill -CONT "$pid" 2>/dev/null || true
             kill -TERM "$pid" 2>/dev/null || true
-            i=0
-            while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
-                sleep 0.1
-                i=$((i + 1))
-            done
-            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+            pids="$pids $pid"
         fi
-        rm -f "$pidfile"
+    done
+    # All at once: each takes a second or two to shut down.
+    i=0
+    while [ $i -lt 50 ]; do
+        alive=""
+        for pid in $pids; do
+            kill -0 "$pid" 2>/dev/null && alive="$alive $pid"
+        done
+        pids=$alive
+        [ -z "$pids" ] && return 0
+        sleep 0.1
+        i=$((i + 1))
+    done
+    for pid in $pids; do
+        kill -KILL "$pid" 2>/dev/null || true
     done
 }
 
@@ -118,6 +129,10 @@ wait_ping() {
     done
     echo "redis-test-servers: $name did not answer PING; its log:" >&2
     cat "$dir/redis-$name.log" >&2 || true
+    if grep -q "Address already in use" "$dir/redis-$name.log" 2>/dev/null; then
+        echo "redis-test-servers: the port is taken, probably by the test servers of another" \
+            "build directory: stop them with '$0 stop <that dir>'" >&2
+    fi
     return 1
 }
 

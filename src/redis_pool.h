@@ -1,0 +1,124 @@
+/*
+ * redis_pool - N Redis connections (redis_conn) on the I/O loop, with health
+ * checks, background reconnection and retries; the only way the gateway talks
+ * to Redis.
+ *
+ * Commands go round-robin to the connections that are READY.  When none is,
+ * redis_pool_command fails at once with -ENOTCONN (no callback), so callers
+ * fall back to the memory tier immediately; nothing is queued while Redis is
+ * down.  A command whose connection timed out or broke is retried on another
+ * READY connection, at most `retries` times.  Every READY connection gets a
+ * PING every health_interval_s (its round trip is the pool's latency).  A
+ * connection that fails is reconnected in the background with capped
+ * exponential backoff and jitter (reconnect_min_ms doubling to
+ * reconnect_max_ms); when one connection comes back after an outage, the
+ * others retry at once.  redis_pool_available() is false from the moment the
+ * last connection drops until one is READY again.
+ *
+ * Host names are resolved once in redis_pool_create (the calling thread; at
+ * start-up that is the main thread) and, after a failed connection attempt,
+ * again in a short-lived detached helper thread (getaddrinfo is blocking and
+ * must not run on the loop), at most once a second; the result is posted back
+ * to the loop.  IP literals are never resolved.
+ *
+ * Log lines (grepped for by users): "Redis cache connected successfully
+ * (SSL/TLS enabled)" or "Redis cache connected successfully" on the first
+ * success and on each recovery; "Redis connection failed: <reason>" followed by
+ * "Using in-memory cache" once per outage (further failed attempts log at
+ * debug).  Insecure TLS logs a warning at creation.  The password never
+ * appears in any log line, reason or error.
+ *
+ * Subscriptions (redis_pool_subscribe) get a dedicated connection each, with
+ * the same reconnection, and are told when they are subscribed again after a
+ * gap during which messages may have been missed.
+ *
+ * Ownership: the pool copies everything it needs from the options (URL strings,
+ * file names); it owns its connections, TLS context and subscriptions.
+ * Life cycle: create (any thread) -> post redis_pool_start to the loop ->
+ * commands on the loop -> redis_pool_stop on the loop (fails every pending
+ * command) -> redis_pool_destroy (any thread, once stop has run or if the pool
+ * was never started).
+ * Thread-safety: redis_pool_available, redis_pool_connected and
+ * redis_pool_last_latency_ms are atomic and safe from any thread; everything
+ * else is confined to the loop thread (create and destroy excepted, see above).
+ */
+#ifndef CACHEGW_REDIS_POOL_H
+#define CACHEGW_REDIS_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "io_loop.h"
+#include "redis_conn.h"
+#include "redis_url.h"
+
+struct redis_pool;
+struct redis_sub;
+
+struct redis_pool_options {
+    const struct redis_url *url; /* copied */
+    int pool_size; /* connections; 0: 10 */
+    int connect_timeout_ms; /* TCP + TLS + AUTH; 0: 2000 */
+    int op_timeout_ms; /* per command; 0: 2000 */
+    int retries; /* retries of a command that timed out or lost its
+                                    connection, on another connection; < 0: 0 */
+    int health_interval_s; /* PING period per connection; 0: 30 */
+    const char *tls_ca_file; /* rediss: CA bundle (replaces the system store) */
+    const char *tls_cert_file; /* rediss: client certificate (mTLS) */
+    const char *tls_key_file; /* rediss: its key */
+    bool tls_insecure; /* rediss: no certificate verification (logged) */
+    int reconnect_min_ms; /* first reconnect delay; 0: 100 */
+    int reconnect_max_ms; /* backoff cap; 0: 5000 */
+    int max_pending; /* commands in flight per connection; 0: 1024 */
+    size_t max_reply_bytes; /* largest reply accepted; 0: 64 MiB */
+};
+
+/* Validates the options, creates the TLS context (rediss) and resolves the
+ * host.  A host that does not resolve is not an error here (Redis being
+ * unreachable at start-up never is): connection attempts report it and retry.
+ * Returns 0, or -EINVAL (bad options, unreadable CA / certificate / key; reason
+ * in err, never containing the password) or -ENOMEM. */
+int redis_pool_create(struct io_loop *loop, const struct redis_pool_options *o,
+                      struct redis_pool **out, char *err, size_t errlen);
+/* Starts connecting.  Loop thread (post it). */
+void redis_pool_start(struct redis_pool *p);
+/* Closes every connection; pending commands fail ("pool stopped"), no
+ * reconnection follows.  Loop thread.  Must not be called from inside one of
+ * the pool's own callbacks. */
+void redis_pool_stop(struct redis_pool *p);
+/* Frees the pool (see the life cycle above).  NULL is a no-op. */
+void redis_pool_destroy(struct redis_pool *p);
+
+/* Any thread. */
+bool redis_pool_available(const struct redis_pool *p);
+int redis_pool_connected(const struct redis_pool *p); /* READY connections */
+double redis_pool_last_latency_ms(const struct redis_pool *p); /* last PING RTT; < 0: none yet */
+bool redis_pool_tls(const struct redis_pool *p);
+
+/* Sends a command (binary-safe argv) on a READY connection.  Returns 0 and
+ * later calls fn exactly once on the loop thread; or fails at once, without
+ * calling fn: -ENOTCONN (no connection READY, or stopped), -ENOBUFS (every
+ * READY connection has max_pending commands in flight), -EINVAL, -ENOMEM. */
+int redis_pool_command(struct redis_pool *p, int argc, const char **argv, const size_t *lens,
+                       redis_reply_fn fn, void *arg);
+/* PING; its round trip updates redis_pool_last_latency_ms.  As above. */
+int redis_pool_ping(struct redis_pool *p, redis_reply_fn fn, void *arg);
+
+/* A subscription's callbacks, on the loop thread.  on_state(subscribed=true)
+ * after each successful SUBSCRIBE, with after_gap set when an earlier attempt
+ * failed or the previous session dropped (messages may have been missed);
+ * on_state(subscribed=false) when the session drops. */
+typedef void (*redis_sub_message_fn)(void *arg, const char *payload, size_t len);
+typedef void (*redis_sub_state_fn)(void *arg, bool subscribed, bool after_gap);
+
+/* Subscribes to channel on a dedicated connection (connects now if the pool is
+ * started, else at start).  Loop thread, or the creating thread before start.
+ * Returns 0 or -ENOMEM / -ENOTCONN (stopped). */
+int redis_pool_subscribe(struct redis_pool *p, const char *channel, size_t channel_len,
+                         redis_sub_message_fn on_message, redis_sub_state_fn on_state, void *arg,
+                         struct redis_sub **out);
+/* Closes the subscription's connection and frees it.  No callback follows.
+ * Loop thread (or before start). */
+void redis_pool_unsubscribe(struct redis_pool *p, struct redis_sub *s);
+
+#endif
