@@ -1,0 +1,386 @@
+/* store_redis.c - see store_redis.h. */
+#include "store_redis.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define INSTANCE_ID_LEN 16
+#define SCAN_BATCH "1000"
+
+struct store_redis {
+    struct redis_pool *pool;
+    struct io_loop *loop;
+    char *prefix;
+    size_t prefix_len;
+    size_t max_value_bytes;
+    char instance_id[INSTANCE_ID_LEN + 1];
+    char *channel;
+    size_t channel_len;
+    struct redis_sub *sub;
+    store_redis_invalidation_fn on_invalidation;
+    void *invalidation_arg;
+
+    atomic_uint_fast64_t hits, misses, errors, decode_failures, stores, too_big;
+    atomic_uint_fast64_t invalidations_sent, invalidations_received;
+};
+
+#define COUNT(s, field) atomic_fetch_add_explicit(&(s)->field, 1, memory_order_relaxed)
+
+/* prefix + key in a fresh buffer (not NUL-terminated in meaning: binary). */
+static char *full_key(const struct store_redis *s, const char *key, size_t key_len, size_t *out_len)
+{
+    char *k = malloc(s->prefix_len + key_len + 1);
+    if (k == NULL) return NULL;
+    memcpy(k, s->prefix, s->prefix_len);
+    if (key_len) memcpy(k + s->prefix_len, key, key_len);
+    k[s->prefix_len + key_len] = '\0';
+    *out_len = s->prefix_len + key_len;
+    return k;
+}
+
+static int err_code(const char *err)
+{
+    return strcmp(err, REDIS_ERR_TIMEOUT) == 0 ? -ETIMEDOUT : -ENOTCONN;
+}
+
+/* ---- fire-and-forget commands ---- */
+
+static void counted_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct store_redis *s = arg;
+    if (err != NULL || r->type == REDIS_REPLY_ERROR) {
+        COUNT(s, errors);
+        LOG_D("redis: command failed: %s", err ? err : r->str);
+    }
+}
+
+static void store_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct store_redis *s = arg;
+    if (err != NULL || r->type == REDIS_REPLY_ERROR) {
+        COUNT(s, errors);
+        LOG_D("redis: SET failed: %s", err ? err : r->str);
+        return;
+    }
+    COUNT(s, stores);
+}
+
+static int simple_key_command(struct store_redis *s, const char *cmd, const char *key,
+                              size_t key_len)
+{
+    size_t fk_len;
+    char *fk = full_key(s, key, key_len, &fk_len);
+    if (fk == NULL) return -ENOMEM;
+    const char *argv[2] = {cmd, fk};
+    size_t lens[2] = {strlen(cmd), fk_len};
+    int rc = redis_pool_command(s->pool, 2, argv, lens, counted_reply, s);
+    free(fk);
+    return rc;
+}
+
+/* ---- get ---- */
+
+struct get_op {
+    struct store_redis *s;
+    store_redis_get_fn fn;
+    void *arg;
+    size_t key_len;
+    char key[]; /* the logical key (without prefix) */
+};
+
+static void get_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct get_op *op = arg;
+    struct store_redis *s = op->s;
+    struct cache_object *obj = NULL;
+    int code = 0;
+    if (err != NULL) {
+        COUNT(s, errors);
+        code = err_code(err);
+    } else if (r->type == REDIS_REPLY_NIL) {
+        COUNT(s, misses);
+    } else if (r->type == REDIS_REPLY_STRING) {
+        int rc = cache_object_decode(r->str, r->len, &obj);
+        if (rc == 0 && (obj->key_len != op->key_len || memcmp(obj->key, op->key, op->key_len))) {
+            cache_object_unref(obj);
+            obj = NULL;
+            rc = -EINVAL;
+        }
+        if (rc == -EINVAL) {
+            /* Never serve it, and do not let it cost a decode per request. */
+            COUNT(s, decode_failures);
+            COUNT(s, misses);
+            /* The key is not logged: a policy may key on a credential. */
+            LOG_W("Redis: deleting an undecodable cache value (%zu bytes)", r->len);
+            simple_key_command(s, "DEL", op->key, op->key_len);
+        } else if (rc < 0) {
+            COUNT(s, errors);
+            code = rc;
+        } else if (clock_wall_ms() >= cache_object_expires_at_ms(obj)) {
+            cache_object_unref(obj);
+            obj = NULL;
+            COUNT(s, misses);
+        } else {
+            COUNT(s, hits);
+        }
+    } else {
+        /* An error reply (WRONGTYPE, OOM, ...) or a type GET never returns. */
+        COUNT(s, errors);
+        LOG_D("redis: GET answered %s", r->type == REDIS_REPLY_ERROR ? r->str : "a non-string");
+        code = -EIO;
+    }
+    op->fn(op->arg, obj, code);
+    free(op);
+}
+
+int store_redis_get(struct store_redis *s, const char *key, size_t key_len, store_redis_get_fn fn,
+                    void *arg)
+{
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    struct get_op *op = malloc(sizeof *op + key_len + 1);
+    size_t fk_len;
+    char *fk = full_key(s, key, key_len, &fk_len);
+    if (op == NULL || fk == NULL) {
+        free(op);
+        free(fk);
+        return -ENOMEM;
+    }
+    op->s = s;
+    op->fn = fn;
+    op->arg = arg;
+    op->key_len = key_len;
+    memcpy(op->key, key, key_len);
+    op->key[key_len] = '\0';
+    const char *argv[2] = {"GET", fk};
+    size_t lens[2] = {3, fk_len};
+    int rc = redis_pool_command(s->pool, 2, argv, lens, get_reply, op);
+    free(fk);
+    if (rc < 0) free(op);
+    return rc;
+}
+
+/* ---- put / delete ---- */
+
+int store_redis_put(struct store_redis *s, struct cache_object *obj)
+{
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    int64_t ttl = cache_object_expires_at_ms(obj) - clock_wall_ms();
+    if (ttl <= 0) return -ESTALE;
+    char *val = NULL;
+    size_t val_len = 0;
+    int rc = cache_object_encode(obj, &val, &val_len);
+    if (rc < 0) return rc;
+    if (s->max_value_bytes && val_len > s->max_value_bytes) {
+        COUNT(s, too_big);
+        free(val);
+        return -E2BIG;
+    }
+    size_t fk_len;
+    char *fk = full_key(s, obj->key, obj->key_len, &fk_len);
+    if (fk == NULL) {
+        free(val);
+        return -ENOMEM;
+    }
+    char px[24];
+    snprintf(px, sizeof px, "%lld", (long long)ttl);
+    const char *argv[5] = {"SET", fk, val, "PX", px};
+    size_t lens[5] = {3, fk_len, val_len, 2, strlen(px)};
+    rc = redis_pool_command(s->pool, 5, argv, lens, store_reply, s);
+    free(fk);
+    free(val);
+    return rc;
+}
+
+int store_redis_delete(struct store_redis *s, const char *key, size_t key_len)
+{
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    return simple_key_command(s, "DEL", key, key_len);
+}
+
+/* ---- delete by prefix: SCAN + UNLINK ---- */
+
+struct scan_op {
+    struct store_redis *s;
+    char cursor[32];
+    size_t pattern_len;
+    char pattern[]; /* escaped prefix + "*" */
+};
+
+static int scan_next(struct scan_op *op);
+
+static void scan_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct scan_op *op = arg;
+    struct store_redis *s = op->s;
+    if (err != NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+        COUNT(s, errors);
+        LOG_D("redis: prefix delete stopped: %s", err ? err
+                                                  : r->type == REDIS_REPLY_ERROR
+                                                      ? r->str
+                                                      : "unexpected SCAN reply");
+        free(op);
+        return;
+    }
+    const redisReply *keys = r->element[1];
+    if (keys->elements > 0) {
+        const char **argv = malloc((keys->elements + 1) * sizeof *argv);
+        size_t *lens = malloc((keys->elements + 1) * sizeof *lens);
+        if (argv && lens) {
+            argv[0] = "UNLINK";
+            lens[0] = 6;
+            size_t n = 1;
+            for (size_t i = 0; i < keys->elements; i++) {
+                if (keys->element[i]->type != REDIS_REPLY_STRING) continue;
+                argv[n] = keys->element[i]->str;
+                lens[n++] = keys->element[i]->len;
+            }
+            if (n > 1) redis_pool_command(s->pool, (int)n, argv, lens, counted_reply, s);
+        }
+        free(argv);
+        free(lens);
+    }
+    snprintf(op->cursor, sizeof op->cursor, "%.*s", (int)r->element[0]->len, r->element[0]->str);
+    if (strcmp(op->cursor, "0") == 0 || scan_next(op) < 0) free(op);
+}
+
+static int scan_next(struct scan_op *op)
+{
+    const char *argv[6] = {"SCAN", op->cursor, "MATCH", op->pattern, "COUNT", SCAN_BATCH};
+    size_t lens[6] = {4, strlen(op->cursor), 5, op->pattern_len, 5, strlen(SCAN_BATCH)};
+    return redis_pool_command(op->s->pool, 6, argv, lens, scan_reply, op);
+}
+
+int store_redis_delete_prefix(struct store_redis *s, const char *key_prefix, size_t len)
+{
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    size_t total = s->prefix_len + len;
+    struct scan_op *op = malloc(sizeof *op + 2 * total + 2);
+    if (op == NULL) return -ENOMEM;
+    op->s = s;
+    strcpy(op->cursor, "0");
+    size_t n = 0;
+    for (size_t i = 0; i < total; i++) {
+        char c = i < s->prefix_len ? s->prefix[i] : key_prefix[i - s->prefix_len];
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') op->pattern[n++] = '\\';
+        op->pattern[n++] = c;
+    }
+    op->pattern[n++] = '*';
+    op->pattern[n] = '\0';
+    op->pattern_len = n;
+    int rc = scan_next(op);
+    if (rc < 0) free(op);
+    return rc;
+}
+
+/* ---- invalidation pub/sub ---- */
+
+int store_redis_publish_invalidation(struct store_redis *s, char kind, const char *key, size_t len)
+{
+    if (kind != 'k' && kind != 'p') return -EINVAL;
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    size_t msg_len = INSTANCE_ID_LEN + 2 + len;
+    char *msg = malloc(msg_len);
+    if (msg == NULL) return -ENOMEM;
+    memcpy(msg, s->instance_id, INSTANCE_ID_LEN);
+    msg[INSTANCE_ID_LEN] = ':';
+    msg[INSTANCE_ID_LEN + 1] = kind;
+    if (len) memcpy(msg + INSTANCE_ID_LEN + 2, key, len);
+    const char *argv[3] = {"PUBLISH", s->channel, msg};
+    size_t lens[3] = {7, s->channel_len, msg_len};
+    int rc = redis_pool_command(s->pool, 3, argv, lens, counted_reply, s);
+    free(msg);
+    if (rc == 0) COUNT(s, invalidations_sent);
+    return rc;
+}
+
+static void on_message(void *arg, const char *payload, size_t len)
+{
+    struct store_redis *s = arg;
+    if (len < INSTANCE_ID_LEN + 2 || payload[INSTANCE_ID_LEN] != ':') return;
+    if (memcmp(payload, s->instance_id, INSTANCE_ID_LEN) == 0) return; /* our own */
+    char kind = payload[INSTANCE_ID_LEN + 1];
+    if (kind != 'k' && kind != 'p') return;
+    COUNT(s, invalidations_received);
+    if (s->on_invalidation)
+        s->on_invalidation(s->invalidation_arg, kind, payload + INSTANCE_ID_LEN + 2,
+                           len - INSTANCE_ID_LEN - 2);
+}
+
+static void on_sub_state(void *arg, bool subscribed, bool after_gap)
+{
+    struct store_redis *s = arg;
+    if (subscribed && after_gap) {
+        LOG_I("Redis invalidation channel re-subscribed: dropping the memory tier (messages "
+              "may have been missed)");
+        if (s->on_invalidation) s->on_invalidation(s->invalidation_arg, '*', NULL, 0);
+    }
+}
+
+int store_redis_on_invalidation(struct store_redis *s, store_redis_invalidation_fn fn, void *arg)
+{
+    s->on_invalidation = fn;
+    s->invalidation_arg = arg;
+    if (s->sub != NULL) return 0;
+    return redis_pool_subscribe(s->pool, s->channel, s->channel_len, on_message, on_sub_state, s,
+                                &s->sub);
+}
+
+/* ---- life cycle ---- */
+
+int store_redis_create(struct redis_pool *pool, struct io_loop *loop, const char *prefix,
+                       size_t max_value_bytes, struct store_redis **out)
+{
+    struct store_redis *s = calloc(1, sizeof *s);
+    if (s == NULL) return -ENOMEM;
+    if (prefix == NULL) prefix = "";
+    s->pool = pool;
+    s->loop = loop;
+    s->prefix = strdup(prefix);
+    s->prefix_len = strlen(prefix);
+    s->max_value_bytes = max_value_bytes;
+    s->channel_len = s->prefix_len + strlen("invalidate");
+    s->channel = malloc(s->channel_len + 1);
+    if (s->prefix == NULL || s->channel == NULL) {
+        store_redis_destroy(s);
+        return -ENOMEM;
+    }
+    snprintf(s->channel, s->channel_len + 1, "%sinvalidate", prefix);
+    uint64_t id;
+    if (getrandom(&id, sizeof id, GRND_NONBLOCK) != (ssize_t)sizeof id)
+        id = (uint64_t)clock_mono_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() ^ (uintptr_t)s;
+    snprintf(s->instance_id, sizeof s->instance_id, "%016llx", (unsigned long long)id);
+    *out = s;
+    return 0;
+}
+
+void store_redis_destroy(struct store_redis *s)
+{
+    if (s == NULL) return;
+    if (s->sub) redis_pool_unsubscribe(s->pool, s->sub);
+    free(s->prefix);
+    free(s->channel);
+    free(s);
+}
+
+void store_redis_get_stats(const struct store_redis *s, struct store_redis_stats *out)
+{
+    struct store_redis *m = (struct store_redis *)s;
+    out->hits = atomic_load(&m->hits);
+    out->misses = atomic_load(&m->misses);
+    out->errors = atomic_load(&m->errors);
+    out->decode_failures = atomic_load(&m->decode_failures);
+    out->stores = atomic_load(&m->stores);
+    out->too_big = atomic_load(&m->too_big);
+    out->invalidations_sent = atomic_load(&m->invalidations_sent);
+    out->invalidations_received = atomic_load(&m->invalidations_received);
+}
+
+const char *store_redis_instance_id(const struct store_redis *s) { return s->instance_id; }

@@ -1,0 +1,99 @@
+/*
+ * store_redis - the shared cache tier (L2): cache_objects stored in Redis under
+ * a namespace prefix, plus cross-instance invalidation over pub/sub.
+ *
+ * Values are cache_object_encode()d and stored with SET prefix+key value PX
+ * <ms until cache_object_expires_at_ms>, so Redis drops them when they are no
+ * longer useful.  A value that fails to decode (or names another key) is never
+ * served: it counts as a miss and a decode failure and is deleted.  A plain
+ * DEL, so a valid value written by another instance in the instant between our
+ * GET and DEL may be lost too: one extra miss, never a wrong answer.
+ *
+ * Invalidations are published on the channel prefix+"invalidate" as
+ * "<16 hex digits: instance id>:<kind><key bytes>" and received on a dedicated
+ * subscriber connection; messages carrying this instance's id are ignored, so
+ * only OTHER instances act on them.  When the subscription is re-established
+ * after a gap (a failed attempt or a dropped session), messages may have been
+ * missed: the callback gets kind '*' (no key), meaning "drop your memory tier".
+ *
+ * All operations fail at once (< 0, no callback) when Redis is unavailable, so
+ * callers fall back to the memory tier without waiting.
+ *
+ * Ownership: the store borrows the pool (which must outlive it); store_redis_get
+ * hands its callback one reference to the object (or NULL); put borrows obj for
+ * the call only.  Life cycle: create -> use on the loop -> redis_pool_stop (fails
+ * pending operations, whose callbacks still run) -> store_redis_destroy (loop
+ * thread, or after the loop stopped) -> redis_pool_destroy.
+ * Thread-safety: confined to the loop thread, except store_redis_get_stats
+ * (atomic counters, any thread).
+ */
+#ifndef CACHEGW_STORE_REDIS_H
+#define CACHEGW_STORE_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache_object.h"
+#include "io_loop.h"
+#include "redis_pool.h"
+
+struct store_redis;
+
+struct store_redis_stats {
+    uint64_t hits; /* GETs answered with a valid object */
+    uint64_t misses; /* GETs answered nil (or with an unusable value) */
+    uint64_t errors; /* operations that failed (timeout, lost connection, error reply) */
+    uint64_t decode_failures; /* values that did not decode: deleted, counted as misses too */
+    uint64_t stores; /* SETs acknowledged */
+    uint64_t too_big; /* puts refused for exceeding max_value_bytes */
+    uint64_t invalidations_sent;
+    uint64_t invalidations_received; /* from other instances ('*' not counted) */
+};
+
+/* prefix is copied ("" allowed).  max_value_bytes bounds an encoded value
+ * (0: no bound).  Returns 0 or -ENOMEM. */
+int store_redis_create(struct redis_pool *pool, struct io_loop *loop, const char *prefix,
+                       size_t max_value_bytes, struct store_redis **out);
+void store_redis_destroy(struct store_redis *s);
+
+/* err: 0 (obj is the hit, or NULL for a miss), -ETIMEDOUT, -ENOTCONN (the
+ * connection was lost) or -EIO (Redis answered an error). */
+typedef void (*store_redis_get_fn)(void *arg, struct cache_object *obj, int err);
+
+/* GET prefix+key.  Returns 0 and later calls fn once on the loop thread, or
+ * fails at once without calling fn: -ENOTCONN (Redis unavailable), -ENOBUFS,
+ * -ENOMEM. */
+int store_redis_get(struct store_redis *s, const char *key, size_t key_len, store_redis_get_fn fn,
+                    void *arg);
+
+/* SET prefix+obj->key with a PX of the object's remaining useful life.
+ * Fire and forget (the outcome is counted).  Returns 0, -E2BIG (encoded value
+ * over max_value_bytes), -ESTALE (already expired), -ENOTCONN, -ENOBUFS,
+ * -ENOMEM. */
+int store_redis_put(struct store_redis *s, struct cache_object *obj);
+
+/* DEL prefix+key.  Fire and forget.  Returns 0 or as above. */
+int store_redis_delete(struct store_redis *s, const char *key, size_t key_len);
+
+/* Deletes every key starting with prefix+key_prefix: SCAN MATCH (glob
+ * characters escaped) and UNLINK, batch after batch, in the background.
+ * Returns 0 or as above. */
+int store_redis_delete_prefix(struct store_redis *s, const char *key_prefix, size_t len);
+
+/* kind: 'k' (exact key), 'p' (key prefix), or '*' (key NULL, len 0: messages
+ * may have been missed; drop the whole memory tier). */
+typedef void (*store_redis_invalidation_fn)(void *arg, char kind, const char *key, size_t key_len);
+
+/* Publishes an invalidation ('k' or 'p') for other instances.  Fire and
+ * forget.  Returns 0, -EINVAL, or as above. */
+int store_redis_publish_invalidation(struct store_redis *s, char kind, const char *key, size_t len);
+/* Subscribes (once; later calls replace fn/arg) and delivers other instances'
+ * invalidations to fn on the loop thread.  Loop thread, or before the pool is
+ * started.  Returns 0 or -ENOMEM / -ENOTCONN (pool stopped). */
+int store_redis_on_invalidation(struct store_redis *s, store_redis_invalidation_fn fn, void *arg);
+
+void store_redis_get_stats(const struct store_redis *s, struct store_redis_stats *out);
+/* This instance's id as it appears in published messages (16 hex digits). */
+const char *store_redis_instance_id(const struct store_redis *s);
+
+#endif
