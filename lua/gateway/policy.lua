@@ -1,0 +1,630 @@
+--[[
+gateway.policy - the route policy DSL: loading, validation and per-request decisions.
+
+ENTRY POINTS (used by the C host, src/lua_host.c, and by busted specs)
+
+  policy.load(files) -> set
+      files: array of { name = "policies/users.lua", source = "<lua text>" }, in load order.
+      Each file runs as a text chunk, load(source, "@" .. name, "t", env), in its own
+      environment: reads fall through to the DSL (route, gw, json, cachecontrol, url) and the
+      sandbox's read-only globals; globals a file assigns while loading stay in that file,
+      and after loading the environment is sealed, so request-time code cannot keep state in
+      globals.  Raises "file:line: message" on the first invalid route (the line of the
+      route "..." declaration), syntax error or runtime error.
+  set:decide(req) -> decision
+      req = { method = "GET", path = "/users/42", query_string = "a=1" or nil,
+              header = { ["lower-case name"] = "value" }, client_ip = "..." }
+      The library adds req.params (route params, decoded), and lazily req.query
+      (name -> first value, decoded) and req.cookie (name -> value).
+      decision = {
+        action   = "cache" | "bypass" | "default" | "invalidate",
+        key      = "users:42",          -- cache/default: the cache key (sanitised);
+                                        -- default on other methods: the key a GET of the
+                                        -- same URL has (the RFC 9111 4.4 invalidation target)
+        ttl, swr, sie = seconds or nil, -- nil: not set by the policy (upstream headers decide)
+        per_user = bool,                -- the key is derived from the request's credentials
+        ignore_no_store = bool,
+        has_response_hook = bool,       -- call set:on_response after the upstream answers
+        tags = { "t1", ... } or nil,
+        invalidate = { { key = "posts:", prefix = true, tag = false }, ... } or nil,
+        route = "GET /users/:id", route_id = N (0 when no route matched),
+        reason = "route" | "bypass" | "credentials" | "no_route" | "no_key" | "write"
+               | "invalidate" | "default",
+      }
+      "default" means no route matched: the C side applies plain RFC 9111 shared-cache
+      rules.  A GET/HEAD carrying Authorization or Cookie on a route whose key is not
+      per-user (and on no route) is answered "bypass" with reason "credentials".
+  set:on_response(route_id, req, res) -> verdict | nil
+      res = { status = 200, header = { ... } }.  Only meaningful for routes with
+      on_response.  verdict = { store = bool, ttl = seconds or nil, tags = {...} or nil };
+      nil means "no opinion" (store as the normal rules allow, keep the ttl).
+  set.routes        array of compiled routes in declaration order (route_id = index)
+  set.current       name of the route whose code is running (for error reports), or nil
+  policy.decide(req), policy.on_response(route_id, req, res)
+      the same, on the most recently loaded set.
+
+The DSL itself is documented in docs/policies.md.
+]]
+local M = {}
+
+local G = _ENV -- the sandbox's read-only globals in the gateway; _G under busted
+local type, pairs, ipairs, tostring, error, setmetatable, getmetatable, rawget, rawset, load =
+    type, pairs, ipairs, tostring, error, setmetatable, getmetatable, rawget, rawset, load
+local find, sub, match, format, gsub = string.find, string.sub, string.match, string.format,
+    string.gsub
+local concat, sort = table.concat, table.sort
+local huge = math.huge
+
+local gw = require "cachegw_helpers"
+local router = require "gateway.router"
+local keys = require "gateway.keys"
+local url = require "gateway.url"
+local json = require "gateway.json"
+local cachecontrol = require "gateway.cachecontrol"
+
+-- The __metatable value of tables policies must not change; the gateway's sandboxed
+-- rawset refuses tables whose metatable carries it.
+local PROTECTED = "cachegw.protected"
+
+-- Field name -> allowed types, and which kind of route may use it.
+local FIELDS = {
+    name = { types = { "string" }, on = "all" },
+    bypass = { types = { "boolean", "function" }, on = "all" },
+    ignore_query = { types = { "table" }, on = "rw" },
+    key = { types = { "string", "function" }, on = "read" },
+    ttl = { types = { "number" }, on = "read" },
+    stale_while_revalidate = { types = { "number" }, on = "read" },
+    stale_if_error = { types = { "number" }, on = "read" },
+    per_user = { types = { "boolean" }, on = "read" },
+    tags = { types = { "table", "function" }, on = "read" },
+    on_response = { types = { "function" }, on = "read" },
+    ignore_no_store = { types = { "boolean" }, on = "read" },
+    invalidate = { types = { "table", "function" }, on = "write" },
+    invalidate_tags = { types = { "table", "function" }, on = "write" },
+}
+
+local VERDICT_FIELDS = { store = "boolean", ttl = "number", tags = "table" }
+
+local DEFAULT_IGNORED = url.compile_ignore(keys.default_ignore())
+
+-- Helpers ------------------------------------------------------------------------------------
+
+local function fail(where, msg)
+    error(where .. msg, 0)
+end
+
+local function edit_distance(a, b)
+    local prev = {}
+    for j = 0, #b do prev[j] = j end
+    for i = 1, #a do
+        local cur = { [0] = i }
+        for j = 1, #b do
+            local cost = sub(a, i, i) == sub(b, j, j) and 0 or 1
+            local v = prev[j] + 1
+            if cur[j - 1] + 1 < v then v = cur[j - 1] + 1 end
+            if prev[j - 1] + cost < v then v = prev[j - 1] + cost end
+            cur[j] = v
+        end
+        prev = cur
+    end
+    return prev[#b]
+end
+
+local function suggestion(name)
+    local best, best_d
+    for f in pairs(FIELDS) do
+        local d = edit_distance(name, f)
+        if d <= 2 and (best_d == nil or d < best_d or (d == best_d and f < best)) then
+            best, best_d = f, d
+        end
+    end
+    return best and (" (did you mean '" .. best .. "'?)") or ""
+end
+
+local function sorted_keys(t)
+    local ks = {}
+    for k in pairs(t) do ks[#ks + 1] = k end
+    sort(ks, function(a, b)
+        local ta, tb = type(a), type(b)
+        if ta ~= tb then return ta < tb end
+        if ta == "string" or ta == "number" then return a < b end
+        return false
+    end)
+    return ks
+end
+
+local function is_finite_nonneg(n)
+    return n == n and n >= 0 and n < huge
+end
+
+local function has_credentials(h)
+    local a = h["authorization"]
+    if a ~= nil and a ~= "" then return true end
+    local c = h["cookie"]
+    return c ~= nil and c ~= ""
+end
+
+local function parse_cookies(s)
+    local t = {}
+    if type(s) ~= "string" then return t end
+    for pair in (s .. ";"):gmatch("([^;]*);") do
+        local k, v = match(pair, "^%s*([^=]-)%s*=%s*(.-)%s*$")
+        if k and k ~= "" and t[k] == nil then t[k] = v end
+    end
+    return t
+end
+
+-- req.query, req.cookie and req.params are built on first use.
+local REQ_MT = {
+    __index = function(t, k)
+        local v
+        if k == "query" then
+            v = url.query_table(rawget(t, "query_string"))
+        elseif k == "cookie" then
+            local h = rawget(t, "header")
+            v = parse_cookies(h and h["cookie"])
+        elseif k == "params" then
+            v = {}
+        else
+            return nil
+        end
+        rawset(t, k, v)
+        return v
+    end,
+}
+
+local function prepare_request(req)
+    if getmetatable(req) == nil then setmetatable(req, REQ_MT) end
+    if rawget(req, "header") == nil then rawset(req, "header", {}) end
+    return req
+end
+
+-- Compiling a route --------------------------------------------------------------------------
+
+local function compile_list(where, rname, field, list, param_set, allow_prefix)
+    local out = {}
+    for i, v in ipairs(list) do
+        if type(v) ~= "string" then
+            fail(where, format("field '%s' in route '%s': entry %d must be a string, got %s",
+                field, rname, i, type(v)))
+        end
+        local prefix = false
+        local text = v
+        if allow_prefix and sub(v, -1) == "*" then
+            prefix = true
+            text = sub(v, 1, -2)
+            if text == "" then
+                fail(where, format("field '%s' in route '%s': '*' alone would drop every " ..
+                    "entry; use a prefix such as 'posts:*'", field, rname))
+            end
+        end
+        local tmpl, err = keys.compile(text, param_set)
+        if not tmpl then fail(where, format("field '%s' in route '%s': %s", field, rname, err)) end
+        out[#out + 1] = { tmpl = tmpl, prefix = prefix }
+    end
+    local n = 0
+    for _ in pairs(list) do n = n + 1 end
+    if n ~= #out then
+        fail(where, format("field '%s' in route '%s' must be a list of strings", field, rname))
+    end
+    return out
+end
+
+local function compile_route(set, spec, opts, where)
+    if type(spec) ~= "string" then
+        fail(where, "route expects a string such as \"GET /users/:id\", got " .. type(spec))
+    end
+    local mspec, pattern = match(spec, "^%s*(%S+)%s+(%S+)%s*$")
+    if not mspec then
+        pattern = match(spec, "^%s*(/%S*)%s*$")
+        mspec = "GET"
+    end
+    if not pattern then
+        fail(where, "bad route '" .. spec ..
+            "' (expected \"METHOD /path\", e.g. \"GET /users/:id\")")
+    end
+    local methods, merr = router.parse_methods(mspec)
+    if not methods then fail(where, "route '" .. spec .. "': " .. merr) end
+    local pat, perr = router.compile(pattern)
+    if not pat then fail(where, "route '" .. spec .. "': " .. perr) end
+    local rname = mspec .. " " .. pattern
+
+    if type(opts) ~= "table" then
+        fail(where, "route '" .. rname .. "' expects an options table { ... }, got " .. type(opts))
+    end
+
+    local kind
+    if methods["*"] then
+        kind = "any"
+    else
+        local reads, writes = 0, 0
+        for m in pairs(methods) do
+            if m == "GET" or m == "HEAD" then reads = reads + 1 else writes = writes + 1 end
+        end
+        if reads > 0 and writes > 0 then
+            fail(where, "route '" .. rname .. "' mixes read (GET/HEAD) and write methods; " ..
+                "declare them as separate routes")
+        end
+        kind = reads > 0 and "read" or "write"
+    end
+
+    for _, k in ipairs(sorted_keys(opts)) do
+        local v = opts[k]
+        if type(k) ~= "string" then
+            fail(where, "route '" .. rname .. "': options must be named fields " ..
+                "(found a positional value; a missing '='?)")
+        end
+        local f = FIELDS[k]
+        if not f then
+            fail(where, "unknown field '" .. k .. "' in route '" .. rname .. "'" .. suggestion(k))
+        end
+        local ok = false
+        for _, t in ipairs(f.types) do
+            if type(v) == t then ok = true end
+        end
+        if not ok then
+            fail(where, format("field '%s' in route '%s' must be a %s, got %s", k, rname,
+                concat(f.types, " or "), type(v)))
+        end
+        if kind == "any" and k ~= "name" and k ~= "bypass" then
+            fail(where, format("field '%s' is not allowed on route '%s': a '*' route may only " ..
+                "set bypass (declare explicit methods to cache or invalidate)", k, rname))
+        elseif f.on == "read" and kind == "write" then
+            fail(where, format("field '%s' only applies to GET/HEAD routes, not '%s'", k, rname))
+        elseif f.on == "write" and kind == "read" then
+            fail(where, format("field '%s' is not allowed on read route '%s' (invalidations " ..
+                "belong on write routes: POST/PUT/PATCH/DELETE)", k, rname))
+        end
+        if type(v) == "number" and not is_finite_nonneg(v) then
+            fail(where, format("field '%s' in route '%s' must be a non-negative number of " ..
+                "seconds, got %s", k, rname, tostring(v)))
+        end
+    end
+    if kind == "any" and not opts.bypass then
+        fail(where, "route '" .. rname .. "': a '*' route must set bypass (declare explicit " ..
+            "methods to cache or invalidate)")
+    end
+
+    local r = {
+        spec = spec, name = opts.name or rname, where = where, kind = kind,
+        methods = methods, pat = pat,
+        ttl = opts.ttl, swr = opts.stale_while_revalidate, sie = opts.stale_if_error,
+        ignore_no_store = opts.ignore_no_store == true,
+        on_response = opts.on_response,
+    }
+    r.where_at = gsub(where, ":%s*$", "")
+
+    if type(opts.bypass) == "function" then
+        r.bypass_fn = opts.bypass
+    else
+        r.bypass = opts.bypass == true
+    end
+
+    if opts.ignore_query then
+        local extra = keys.default_ignore()
+        for i, v in ipairs(opts.ignore_query) do
+            if type(v) ~= "string" then
+                fail(where, format("field 'ignore_query' in route '%s': entry %d must be a " ..
+                    "string", rname, i))
+            end
+            extra[#extra + 1] = v
+        end
+        r.ignored = url.compile_ignore(extra)
+    else
+        r.ignored = DEFAULT_IGNORED
+    end
+
+    local credential_key = false
+    if type(opts.key) == "function" then
+        r.key_fn = opts.key
+    elseif type(opts.key) == "string" then
+        local tmpl, err = keys.compile(opts.key, pat.param_set)
+        if not tmpl then fail(where, "field 'key' in route '" .. rname .. "': " .. err) end
+        r.key_tmpl = tmpl
+        if tmpl.uses.auth_hash then credential_key = true end
+        for _, h in ipairs(tmpl.uses.header) do
+            if h == "authorization" or h == "cookie" then credential_key = true end
+        end
+    end
+
+    if opts.per_user == true then
+        if opts.key == nil then
+            fail(where, "per_user route '" .. rname .. "' needs a key that includes {auth_hash}")
+        elseif r.key_tmpl and not credential_key then
+            fail(where, "per_user route '" .. rname .. "': key '" .. opts.key .. "' must " ..
+                "include {auth_hash} (a header such as x-user-id can be forged by the client; " ..
+                "key on the credential itself)")
+        end
+        r.per_user = true
+    elseif opts.per_user == false then
+        r.per_user = false
+    else
+        r.per_user = credential_key
+    end
+
+    if type(opts.tags) == "function" then
+        r.tags_fn = opts.tags
+    elseif opts.tags then
+        r.tags = compile_list(where, rname, "tags", opts.tags, pat.param_set, false)
+    end
+    if type(opts.invalidate) == "function" then
+        r.invalidate_fn = opts.invalidate
+    elseif opts.invalidate then
+        r.invalidate = compile_list(where, rname, "invalidate", opts.invalidate, pat.param_set,
+            true)
+    end
+    if type(opts.invalidate_tags) == "function" then
+        r.invalidate_tags_fn = opts.invalidate_tags
+    elseif opts.invalidate_tags then
+        r.invalidate_tags = compile_list(where, rname, "invalidate_tags", opts.invalidate_tags,
+            pat.param_set, false)
+    end
+
+    local ok, existing = set.router:add(methods, pat, r)
+    if not ok then
+        fail(where, "duplicate route '" .. rname .. "' (already declared as '" .. existing.name ..
+            "' at " .. existing.where_at .. ")")
+    end
+    r.id = #set.routes + 1
+    set.routes[r.id] = r
+    return r
+end
+
+-- Loading ------------------------------------------------------------------------------------
+
+local Set = {}
+Set.__index = Set
+
+local last_loaded
+
+-- Builds a file's environment: an empty proxy (so every global write reaches __newindex)
+-- over the file's own definitions, the DSL, then the sandbox's globals.
+local function file_env(set, name, pending)
+    local sealed = false
+    local api = {
+        gw = gw, json = json, cachecontrol = cachecontrol, url = url,
+    }
+    setmetatable(api, { __index = G })
+    local defs = setmetatable({}, { __index = api })
+
+    function api.route(spec, opts)
+        if set.sealed then error("route() can only be called while policies load", 2) end
+        local where = gw.where(2)
+        if where == "" then where = name .. ": " end
+        if opts ~= nil then return compile_route(set, spec, opts, where) end
+        local p = { spec = spec, where = where }
+        pending[#pending + 1] = p
+        return function(o)
+            p.done = true
+            return compile_route(set, spec, o, where)
+        end
+    end
+
+    local env = setmetatable({}, {
+        __index = defs,
+        __newindex = function(_, k, v)
+            if sealed then
+                error("policy code may not set global '" .. tostring(k) ..
+                    "' while handling a request (use a local)", 2)
+            end
+            defs[k] = v
+        end,
+        __metatable = PROTECTED,
+    })
+    return env, function() sealed = true end
+end
+
+function M.load(files)
+    if type(files) ~= "table" then error("policy.load expects a list of files", 2) end
+    local set = setmetatable({ routes = {}, router = router.new(), files = {} }, Set)
+    for i, f in ipairs(files) do
+        if type(f) ~= "table" or type(f.name) ~= "string" or type(f.source) ~= "string" then
+            error("policy.load: file " .. i .. " must be { name = string, source = string }", 2)
+        end
+        local pending = {}
+        local env, seal = file_env(set, f.name, pending)
+        local chunk, err = load(f.source, "@" .. f.name, "t", env)
+        if not chunk then error(err, 0) end
+        chunk()
+        for _, p in ipairs(pending) do
+            if not p.done then
+                fail(p.where, "route '" .. tostring(p.spec) .. "' has no options table " ..
+                    "(write route \"" .. tostring(p.spec) .. "\" { ... })")
+            end
+        end
+        seal()
+        set.files[i] = f.name
+    end
+    set.sealed = true
+    last_loaded = set
+    return set
+end
+
+-- Deciding -----------------------------------------------------------------------------------
+
+local function call_bypass(r, req)
+    if r.bypass then return true end
+    if r.bypass_fn then return r.bypass_fn(req) and true or false end
+    return false
+end
+
+local function expand_list(list, ctx, out, as_tag)
+    for i = 1, #list do
+        local e = list[i]
+        out[#out + 1] = { key = keys.sanitize(keys.expand(e.tmpl, ctx)), prefix = e.prefix,
+                          tag = as_tag or nil }
+    end
+end
+
+local function fn_list(r, what, list, allow_prefix)
+    if list == nil then return {} end
+    if type(list) ~= "table" then
+        error(format("%s%s function of route '%s' must return a list of strings, got %s",
+            r.where, what, r.name, type(list)), 0)
+    end
+    local out = {}
+    for i, v in ipairs(list) do
+        if type(v) ~= "string" then
+            error(format("%s%s function of route '%s' returned a %s at position %d",
+                r.where, what, r.name, type(v), i), 0)
+        end
+        local prefix = allow_prefix and sub(v, -1) == "*"
+        if prefix then v = sub(v, 1, -2) end
+        out[i] = { key = keys.sanitize(v), prefix = prefix or false }
+    end
+    return out
+end
+
+local function tag_keys(entries)
+    local t = {}
+    for i = 1, #entries do t[i] = entries[i].key end
+    return t
+end
+
+function Set:decide(req)
+    prepare_request(req)
+    local method, header = req.method, req.header
+    local r, params = self.router:match(method, req.path)
+    local is_read = method == "GET" or method == "HEAD"
+
+    if r == nil then
+        self.current = nil
+        local ctx = keys.context(req, nil, DEFAULT_IGNORED)
+        local d = { action = "default", route_id = 0, reason = "no_route",
+                    key = keys.sanitize(keys.default_key(ctx, "GET")) }
+        if is_read and has_credentials(header) then
+            d.action, d.reason = "bypass", "credentials"
+        end
+        return d
+    end
+
+    rawset(req, "params", params)
+    self.current = r.name
+    local d = { route_id = r.id, route = r.name, per_user = r.per_user,
+                has_response_hook = r.on_response ~= nil, ignore_no_store = r.ignore_no_store }
+
+    if call_bypass(r, req) then
+        d.action, d.reason = "bypass", "bypass"
+        return d
+    end
+
+    if r.kind == "any" then
+        -- A '*' route whose bypass function said no: behave as if no route matched.
+        local ctx = keys.context(req, params, DEFAULT_IGNORED)
+        d.action, d.reason = "default", "default"
+        d.key = keys.sanitize(keys.default_key(ctx, "GET"))
+        if is_read and has_credentials(header) then
+            d.action, d.reason = "bypass", "credentials"
+        end
+        return d
+    end
+
+    local ctx = keys.context(req, params, r.ignored)
+
+    if r.kind == "write" then
+        local inv = {}
+        if r.invalidate then expand_list(r.invalidate, ctx, inv, false) end
+        if r.invalidate_fn then
+            for _, e in ipairs(fn_list(r, "invalidate", r.invalidate_fn(req), true)) do
+                inv[#inv + 1] = e
+            end
+        end
+        if r.invalidate_tags then expand_list(r.invalidate_tags, ctx, inv, true) end
+        if r.invalidate_tags_fn then
+            for _, e in ipairs(fn_list(r, "invalidate_tags", r.invalidate_tags_fn(req), false)) do
+                e.prefix = false
+                e.tag = true
+                inv[#inv + 1] = e
+            end
+        end
+        if #inv == 0 then
+            d.action, d.reason = "bypass", "write"
+        else
+            d.action, d.reason, d.invalidate = "invalidate", "invalidate", inv
+        end
+        return d
+    end
+
+    if not r.per_user and has_credentials(header) then
+        d.action, d.reason = "bypass", "credentials"
+        return d
+    end
+
+    local key
+    if r.key_fn then
+        key = r.key_fn(req)
+        if key == nil or key == false then
+            d.action, d.reason = "bypass", "no_key"
+            return d
+        end
+        local tk = type(key)
+        if tk == "number" then
+            key = tostring(key)
+        elseif tk ~= "string" then
+            error(format("%skey function of route '%s' must return a string, got %s",
+                r.where, r.name, tk), 0)
+        end
+    elseif r.key_tmpl then
+        key = keys.expand(r.key_tmpl, ctx)
+    else
+        key = keys.default_key(ctx)
+    end
+
+    d.action, d.reason = "cache", "route"
+    d.key = keys.sanitize(key)
+    d.ttl, d.swr, d.sie = r.ttl, r.swr, r.sie
+    if r.tags then
+        local t = {}
+        expand_list(r.tags, ctx, t, true)
+        d.tags = tag_keys(t)
+    elseif r.tags_fn then
+        d.tags = tag_keys(fn_list(r, "tags", r.tags_fn(req), false))
+    end
+    return d
+end
+
+function Set:on_response(route_id, req, res)
+    local r = self.routes[route_id]
+    if r == nil or r.on_response == nil then return nil end
+    prepare_request(req)
+    rawset(req, "params", router.match_one(r.pat, req.path) or {})
+    if type(res) ~= "table" then res = {} end
+    if res.header == nil then res.header = {} end
+    self.current = r.name
+    local v = r.on_response(req, res)
+    if v == nil then return nil end
+    if type(v) ~= "table" then
+        error(format("%son_response of route '%s' must return a table or nil, got %s",
+            r.where, r.name, type(v)), 0)
+    end
+    for k, val in pairs(v) do
+        local want = VERDICT_FIELDS[k]
+        if want == nil then
+            error(format("%son_response of route '%s' returned unknown field '%s' " ..
+                "(use store, ttl, tags)", r.where, r.name, tostring(k)), 0)
+        end
+        if type(val) ~= want then
+            error(format("%son_response of route '%s': field '%s' must be a %s, got %s",
+                r.where, r.name, k, want, type(val)), 0)
+        end
+    end
+    if v.ttl ~= nil and not is_finite_nonneg(v.ttl) then
+        error(format("%son_response of route '%s': ttl must be a non-negative number, got %s",
+            r.where, r.name, tostring(v.ttl)), 0)
+    end
+    local out = { store = v.store ~= false, ttl = v.ttl }
+    if v.tags then out.tags = tag_keys(fn_list(r, "on_response tags", v.tags, false)) end
+    return out
+end
+
+function M.decide(req)
+    if last_loaded == nil then error("policy.decide: no policy set loaded", 2) end
+    return last_loaded:decide(req)
+end
+
+function M.on_response(route_id, req, res)
+    if last_loaded == nil then error("policy.on_response: no policy set loaded", 2) end
+    return last_loaded:on_response(route_id, req, res)
+end
+
+return M

@@ -1,0 +1,1218 @@
+/* lua_host.c - see lua_host.h. */
+#include "lua_host.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+#include "lua_helpers.h"
+
+/* The __metatable value marking tables policies must not modify (see gateway/policy.lua). */
+#define PROTECTED_MARK "cachegw.protected"
+/* Loading runs this many per-call budgets: validation does real work for every route. */
+#define LOAD_BUDGET_FACTOR 10
+/* After a memory error, rebuild the state if a full collection leaves it this full. */
+#define REBUILD_NUM 3
+#define REBUILD_DEN 4
+/* Per host, at most this many policy-error lines per second; the rest are counted. */
+#define ERROR_LOGS_PER_SECOND 5
+
+static atomic_uint_fast64_t error_count_;
+static atomic_uint_fast64_t budget_kills_;
+static atomic_uint_fast64_t memory_kills_;
+static atomic_uint_fast64_t next_generation_ = 1;
+
+/* ---- policy sets ------------------------------------------------------------------------ */
+
+struct lua_source {
+    char *name;      /* module name "gateway.router", or the policy file's display path */
+    char *chunkname; /* "@" + display path */
+    char *text;
+    size_t len;
+};
+
+struct policy_set {
+    atomic_int refs;
+    uint64_t generation;
+    struct lua_limits lim;
+    struct lua_source *modules;
+    size_t n_modules;
+    struct lua_source *policies;
+    size_t n_policies;
+    size_t route_count;
+};
+
+static void sources_free(struct lua_source *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(s[i].name);
+        free(s[i].chunkname);
+        free(s[i].text);
+    }
+    free(s);
+}
+
+static void set_free(struct policy_set *set)
+{
+    if (set == NULL) return;
+    sources_free(set->modules, set->n_modules);
+    sources_free(set->policies, set->n_policies);
+    free(set);
+}
+
+struct policy_set *policy_set_ref(struct policy_set *set)
+{
+    atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
+    return set;
+}
+
+void policy_set_unref(struct policy_set *set)
+{
+    if (set == NULL) return;
+    if (atomic_fetch_sub_explicit(&set->refs, 1, memory_order_acq_rel) == 1) set_free(set);
+}
+
+size_t policy_set_route_count(const struct policy_set *set) { return set->route_count; }
+size_t policy_set_file_count(const struct policy_set *set) { return set->n_policies; }
+uint64_t policy_set_generation(const struct policy_set *set) { return set->generation; }
+
+static struct lua_limits limits_or_default(const struct lua_limits *lim)
+{
+    struct lua_limits l = {LUA_HOST_DEFAULT_MEMORY, LUA_HOST_DEFAULT_INSTRUCTIONS};
+    if (lim != NULL && lim->memory_bytes > 0) l.memory_bytes = lim->memory_bytes;
+    if (lim != NULL && lim->instructions > 0) l.instructions = lim->instructions;
+    return l;
+}
+
+/* "dir/file" for messages and chunk names, without a leading "./" or a doubled "/". */
+static char *display_path(const char *dir, const char *sub, const char *file)
+{
+    while (dir[0] == '.' && dir[1] == '/') {
+        dir += 2;
+        while (*dir == '/') dir++;
+    }
+    if (strcmp(dir, ".") == 0) dir = "";
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/') dl--;
+    char *out = NULL;
+    int n = asprintf(&out, "%.*s%s%s%s%s", (int)dl, dir, dl ? "/" : "", sub, sub[0] ? "/" : "",
+                     file);
+    return n < 0 ? NULL : out;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int read_file(const char *path, const char *shown, char **text, size_t *len, char *err,
+                     size_t err_len)
+{
+    int rc = 0;
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        rc = -errno;
+        snprintf(err, err_len, "cannot read %s: %s", shown, strerror(errno));
+        goto done;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        rc = -errno;
+        snprintf(err, err_len, "cannot stat %s: %s", shown, strerror(errno));
+        goto done;
+    }
+    if ((size_t)st.st_size > LUA_HOST_MAX_FILE_BYTES) {
+        rc = -EFBIG;
+        snprintf(err, err_len, "%s: file is larger than %zu bytes", shown,
+                 (size_t)LUA_HOST_MAX_FILE_BYTES);
+        goto done;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        rc = -ENOMEM;
+        snprintf(err, err_len, "out of memory reading %s", shown);
+        goto done;
+    }
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    if (ferror(f)) {
+        rc = -EIO;
+        snprintf(err, err_len, "cannot read %s: I/O error", shown);
+        goto done;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    buf = NULL;
+done:
+    free(buf);
+    if (f != NULL) fclose(f);
+    return rc;
+}
+
+/*
+ * Reads every "*.lua" in dir (sorted by name; dot files and *_spec.lua skipped) into
+ * *out.  With module_prefix set ("gateway."), names are module names; otherwise they are
+ * display paths.
+ */
+static int read_dir(const char *dir, const char *shown_dir, const char *shown_sub,
+                    const char *module_prefix, struct lua_source **out, size_t *n_out,
+                    char *err, size_t err_len)
+{
+    int rc = 0;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct lua_source *src = NULL;
+    size_t n_src = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        rc = -errno;
+        char *shown = display_path(shown_dir, shown_sub, "");
+        snprintf(err, err_len, "cannot open directory %s: %s", shown ? shown : dir,
+                 strerror(errno));
+        free(shown);
+        goto done;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *nm = de->d_name;
+        if (nm[0] == '.' || !has_suffix(nm, ".lua") || has_suffix(nm, "_spec.lua")) continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            char **nn = realloc(names, ncap * sizeof *nn);
+            if (nn == NULL) goto nomem;
+            names = nn;
+            cap = ncap;
+        }
+        if ((names[n] = strdup(nm)) == NULL) goto nomem;
+        n++;
+    }
+    if (n > 0) qsort(names, n, sizeof *names, cmp_names);
+    src = calloc(n ? n : 1, sizeof *src);
+    if (src == NULL) goto nomem;
+    for (size_t i = 0; i < n; i++, n_src++) {
+        struct lua_source *s = &src[i];
+        char *path = NULL;
+        char *shown = display_path(shown_dir, shown_sub, names[i]);
+        if (shown == NULL || asprintf(&path, "%s/%s", dir, names[i]) < 0) {
+            free(shown);
+            goto nomem;
+        }
+        if (asprintf(&s->chunkname, "@%s", shown) < 0) s->chunkname = NULL;
+        if (module_prefix != NULL) {
+            size_t base = strlen(names[i]) - 4; /* without ".lua" */
+            if (asprintf(&s->name, "%s%.*s", module_prefix, (int)base, names[i]) < 0)
+                s->name = NULL;
+        } else {
+            s->name = strdup(shown);
+        }
+        if (s->chunkname == NULL || s->name == NULL) {
+            free(path);
+            free(shown);
+            n_src++;
+            goto nomem;
+        }
+        rc = read_file(path, shown, &s->text, &s->len, err, err_len);
+        free(path);
+        free(shown);
+        if (rc != 0) {
+            n_src++;
+            goto done;
+        }
+    }
+    *out = src;
+    *n_out = n_src;
+    src = NULL;
+    goto done;
+nomem:
+    rc = -ENOMEM;
+    snprintf(err, err_len, "out of memory reading %s", dir);
+done:
+    if (src != NULL) sources_free(src, n_src);
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (d != NULL) closedir(d);
+    return rc;
+}
+
+/* ---- the sandbox ------------------------------------------------------------------------ */
+
+struct sandbox {
+    lua_State *L;
+    size_t mem_used, mem_limit;
+    bool killed;     /* the instruction budget fired during the current call */
+    int hook_budget; /* instructions per call */
+    const struct policy_set *set;
+};
+
+static struct sandbox *sandbox_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
+
+static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct sandbox *sb = ud;
+    size_t old = ptr != NULL ? osize : 0; /* with ptr NULL, osize is a type tag */
+    if (nsize == 0) {
+        free(ptr);
+        sb->mem_used -= old;
+        return NULL;
+    }
+    if (nsize > old && nsize - old > sb->mem_limit - sb->mem_used) return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p == NULL) return nsize <= old ? ptr : NULL; /* Lua requires shrinking to succeed */
+    sb->mem_used = sb->mem_used - old + nsize;
+    return p;
+}
+
+/*
+ * The count hook.  The first firing marks the call killed and re-arms the hook to fire on
+ * every instruction, so that an error caught by a pcall inside the policy is raised again
+ * at the very next instruction until the error leaves the outermost call.
+ */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct sandbox *sb = sandbox_of(L);
+    if (!sb->killed) {
+        sb->killed = true;
+        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    }
+    /* Level 0 is the Lua function that was running: hooks get no frame of their own. */
+    luaL_where(L, 0);
+    lua_pushfstring(L, "instruction budget exceeded (%d instructions)", sb->hook_budget);
+    lua_concat(L, 2);
+    lua_error(L);
+}
+
+static void arm_budget(struct sandbox *sb, long budget)
+{
+    sb->killed = false;
+    sb->hook_budget = budget > INT_MAX ? INT_MAX : (int)budget;
+    lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, sb->hook_budget);
+}
+
+static void disarm_budget(struct sandbox *sb) { lua_sethook(sb->L, NULL, 0, 0); }
+
+/* Message handler for every lua_pcall: the message plus a traceback. */
+static int msg_handler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+            msg = lua_tostring(L, -1);
+        } else {
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+        }
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+enum call_result { CALL_OK = 0, CALL_ERROR, CALL_BUDGET, CALL_MEMORY };
+
+/*
+ * Calls fn(ud) protected, under budget instructions.  On failure copies the message
+ * (without the traceback, which goes to the debug log) into err.
+ */
+static enum call_result sandbox_call(struct sandbox *sb, lua_CFunction fn, void *ud, long budget,
+                                     char *err, size_t err_len)
+{
+    lua_State *L = sb->L;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, msg_handler);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, ud);
+    arm_budget(sb, budget);
+    int rc = lua_pcall(L, 1, 0, top + 1);
+    bool killed = sb->killed;
+    disarm_budget(sb);
+    enum call_result res = CALL_OK;
+    if (rc != LUA_OK) {
+        res = rc == LUA_ERRMEM ? CALL_MEMORY : killed ? CALL_BUDGET : CALL_ERROR;
+        const char *msg = lua_tostring(L, -1);
+        if (msg == NULL) msg = "(no message)";
+        const char *tb = strstr(msg, "\nstack traceback:");
+        size_t len = tb ? (size_t)(tb - msg) : strlen(msg);
+        if (res == CALL_MEMORY) {
+            snprintf(err, err_len, "not enough memory (Lua memory limit %zu bytes)",
+                     sb->mem_limit);
+        } else if (err_len > 0) {
+            snprintf(err, err_len, "%.*s", (int)len, msg);
+        }
+        if (tb != NULL) LOG_D("lua: %s", msg);
+    }
+    lua_settop(L, top);
+    return res;
+}
+
+/* ---- sandbox globals --------------------------------------------------------------------- */
+
+static int ro_newindex(lua_State *L)
+{
+    return luaL_error(L, "attempt to modify a read-only table (field '%s')",
+                      luaL_tolstring(L, 2, NULL));
+}
+
+/* __pairs of a read-only proxy: iterate the real table without handing it out. */
+static int ro_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (lua_next(L, lua_upvalueindex(1))) return 2;
+    lua_pushnil(L);
+    return 1;
+}
+
+static int ro_pairs(lua_State *L)
+{
+    luaL_getmetafield(L, 1, "__index"); /* the real table */
+    lua_pushcclosure(L, ro_next, 1);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Replaces the table at the top of the stack with a read-only proxy for it. */
+static void push_readonly(lua_State *L)
+{
+    lua_newtable(L);                   /* real proxy */
+    lua_createtable(L, 0, 4);          /* real proxy mt */
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ro_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, ro_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushliteral(L, PROTECTED_MARK);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_remove(L, -2);
+}
+
+static int safe_rawset(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    lua_settop(L, 3);
+    int t = luaL_getmetafield(L, 1, "__metatable");
+    if (t == LUA_TSTRING && strcmp(lua_tostring(L, -1), PROTECTED_MARK) == 0)
+        return luaL_error(L, "attempt to modify a read-only table with rawset");
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* setmetatable without __gc: finalizers would run policy code outside any budgeted call. */
+static int safe_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "__gc metamethods are not allowed in policies");
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+/* load(chunk [, name [, mode [, env]]]): text only, env defaulting to the sandbox's. */
+static int safe_load(lua_State *L)
+{
+    int nargs = lua_gettop(L);
+    luaL_checkany(L, 1);
+    lua_settop(L, 4);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the original load */
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushliteral(L, "t");
+    if (nargs >= 4)
+        lua_pushvalue(L, 4);
+    else
+        lua_pushvalue(L, lua_upvalueindex(2)); /* the sandbox's globals */
+    lua_call(L, 4, 2);
+    if (lua_isnil(L, -2)) return 2; /* nil, message */
+    lua_pop(L, 1);
+    return 1;
+}
+
+/*
+ * xpcall(f, handler, ...) that runs the handler after the error has unwound, like
+ * pcall(f, ...) followed by handler(err).  Lua calls a real xpcall handler at the point of
+ * the error; when that error came from the budget hook, hooks are still disabled there,
+ * so a looping handler could never be stopped.  Without the debug library a handler
+ * cannot inspect the failing stack anyway, so nothing is lost.
+ */
+static int safe_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_remove(L, 2);
+    lua_insert(L, 1); /* handler, f, args... */
+    if (lua_pcall(L, n - 2, LUA_MULTRET, 0) == LUA_OK) {
+        lua_pushboolean(L, 1);
+        lua_replace(L, 1); /* true, results... */
+        return lua_gettop(L);
+    }
+    lua_call(L, 1, 1); /* handler(err), unprotected: a budget kill propagates */
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+}
+
+static int safe_collectgarbage(lua_State *L)
+{
+    const char *opt = luaL_optstring(L, 1, "collect");
+    if (strcmp(opt, "count") != 0)
+        return luaL_error(L, "collectgarbage('%s') is not allowed in policies (only 'count')", opt);
+    lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT, 0) +
+                          (lua_Number)lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0);
+    return 1;
+}
+
+static int safe_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    log_msg(LOG_INFO, "policy print: %.*s", (int)(len > 1500 ? 1500 : len), s);
+    return 0;
+}
+
+/*
+ * require(name): "cachegw_helpers" is the gw table; "gateway.<x>" loads the set's module
+ * source as text in the sandbox's environment, once.  Upvalues: 1 = loaded table,
+ * 2 = sandbox globals.
+ */
+static int safe_require(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    if (lua_getfield(L, lua_upvalueindex(1), name) != LUA_TNIL) {
+        if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+            return luaL_error(L, "require: loop while loading module '%s'", name);
+        return 1;
+    }
+    lua_pop(L, 1);
+    const struct policy_set *set = sandbox_of(L)->set;
+    const struct lua_source *src = NULL;
+    for (size_t i = 0; set != NULL && i < set->n_modules; i++)
+        if (strcmp(set->modules[i].name, name) == 0) src = &set->modules[i];
+    if (src == NULL)
+        return luaL_error(L, "module '%s' not found (policies may only require gateway.* "
+                             "modules)", name);
+    lua_pushboolean(L, 0); /* loading marker */
+    lua_setfield(L, lua_upvalueindex(1), name);
+    if (luaL_loadbufferx(L, src->text, src->len, src->chunkname, "t") != LUA_OK)
+        return lua_error(L);
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_setupvalue(L, -2, 1); /* _ENV */
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    } else if (lua_istable(L, -1)) {
+        push_readonly(L); /* a policy must not patch a module other files share */
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, lua_upvalueindex(1), name);
+    return 1;
+}
+
+static void open_lib(lua_State *L, const char *name, lua_CFunction open)
+{
+    luaL_requiref(L, name, open, 1);
+    lua_pop(L, 1);
+}
+
+/*
+ * Builds the sandbox in a fresh state (protected: every step allocates).  Leaves the
+ * sandbox globals proxy in the registry under "cachegw.env" and require's loaded table
+ * under "cachegw.loaded".
+ */
+static int sandbox_setup(lua_State *L)
+{
+    open_lib(L, LUA_GNAME, luaopen_base);
+    open_lib(L, LUA_STRLIBNAME, luaopen_string);
+    open_lib(L, LUA_TABLIBNAME, luaopen_table);
+    open_lib(L, LUA_MATHLIBNAME, luaopen_math);
+    open_lib(L, LUA_UTF8LIBNAME, luaopen_utf8);
+
+    lua_pushglobaltable(L);
+    int g = lua_gettop(L);
+    static const char *const removed[] = {"dofile", "loadfile", "warn", "require", NULL};
+    for (const char *const *r = removed; *r; r++) {
+        lua_pushnil(L);
+        lua_setfield(L, g, *r);
+    }
+    lua_getfield(L, g, LUA_STRLIBNAME);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "dump");
+    lua_pop(L, 1);
+    /* Hide the string metatable: its __index is the real string table. */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushliteral(L, PROTECTED_MARK);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+
+    lua_pushcfunction(L, safe_rawset);
+    lua_setfield(L, g, "rawset");
+    lua_getfield(L, g, "setmetatable");
+    lua_pushcclosure(L, safe_setmetatable, 1);
+    lua_setfield(L, g, "setmetatable");
+    lua_pushcfunction(L, safe_collectgarbage);
+    lua_setfield(L, g, "collectgarbage");
+    lua_pushcfunction(L, safe_xpcall);
+    lua_setfield(L, g, "xpcall");
+    lua_pushcfunction(L, safe_print);
+    lua_setfield(L, g, "print");
+
+    /* The proxy policies see as their globals: reads go to an overlay of read-only library
+     * tables, then to the real globals; every write raises. */
+    lua_createtable(L, 0, 8); /* overlay */
+    int overlay = lua_gettop(L);
+    static const char *const libs[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                       LUA_UTF8LIBNAME, NULL};
+    for (const char *const *l = libs; *l; l++) {
+        lua_getfield(L, g, *l);
+        push_readonly(L);
+        lua_setfield(L, overlay, *l);
+    }
+    lua_helpers_open(L);
+    push_readonly(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, overlay, "gw");
+    int gw = lua_gettop(L);
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, g);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, overlay);
+
+    lua_newtable(L); /* proxy */
+    int proxy = lua_gettop(L);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, overlay);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, ro_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, PROTECTED_MARK);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, proxy);
+    lua_pushvalue(L, proxy);
+    lua_setfield(L, overlay, "_G");
+
+    lua_getfield(L, g, "load");
+    lua_pushvalue(L, proxy);
+    lua_pushcclosure(L, safe_load, 2);
+    lua_setfield(L, g, "load");
+
+    lua_newtable(L); /* loaded modules */
+    int loaded = lua_gettop(L);
+    lua_pushvalue(L, gw);
+    lua_setfield(L, loaded, "cachegw_helpers");
+    lua_pushvalue(L, loaded);
+    lua_pushvalue(L, proxy);
+    lua_pushcclosure(L, safe_require, 2);
+    lua_setfield(L, g, "require");
+
+    lua_pushvalue(L, proxy);
+    lua_setfield(L, LUA_REGISTRYINDEX, "cachegw.env");
+    lua_pushvalue(L, loaded);
+    lua_setfield(L, LUA_REGISTRYINDEX, "cachegw.loaded");
+    return 0;
+}
+
+static void sandbox_close(struct sandbox *sb)
+{
+    if (sb->L == NULL) return;
+    /* No finalizers can exist (setmetatable refuses __gc), but keep anything that would
+     * run during close on a one-instruction leash anyway. */
+    sb->killed = true;
+    lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, 1);
+    lua_close(sb->L);
+    sb->L = NULL;
+}
+
+static int sandbox_open(struct sandbox *sb, const struct policy_set *set,
+                        const struct lua_limits *lim, char *err, size_t err_len)
+{
+    memset(sb, 0, sizeof *sb);
+    sb->mem_limit = lim->memory_bytes;
+    sb->set = set;
+    sb->L = lua_newstate(sandbox_alloc, sb);
+    if (sb->L == NULL) {
+        snprintf(err, err_len, "cannot create a Lua state (memory limit %zu bytes)",
+                 sb->mem_limit);
+        return -ENOMEM;
+    }
+    *(struct sandbox **)lua_getextraspace(sb->L) = sb;
+    enum call_result r = sandbox_call(sb, sandbox_setup, NULL, LONG_MAX, err, err_len);
+    if (r != CALL_OK) {
+        sandbox_close(sb);
+        return r == CALL_MEMORY ? -ENOMEM : -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- loading policies ------------------------------------------------------------------- */
+
+struct load_ctx {
+    const struct policy_set *set;
+    size_t route_count;
+    int ref_set, ref_decide, ref_on_response; /* filled when want_refs */
+    bool want_refs;
+};
+
+/* policy = require "gateway.policy"; set = policy.load(files) */
+static int load_tramp(lua_State *L)
+{
+    struct load_ctx *c = lua_touserdata(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, "cachegw.env");
+    lua_getfield(L, -1, "require");
+    lua_pushliteral(L, "gateway.policy");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "load");
+    lua_createtable(L, (int)c->set->n_policies, 0);
+    for (size_t i = 0; i < c->set->n_policies; i++) {
+        const struct lua_source *s = &c->set->policies[i];
+        lua_createtable(L, 0, 2);
+        lua_pushstring(L, s->name);
+        lua_setfield(L, -2, "name");
+        lua_pushlstring(L, s->text, s->len);
+        lua_setfield(L, -2, "source");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_call(L, 1, 1);
+    int set = lua_gettop(L);
+    if (!lua_istable(L, set)) return luaL_error(L, "policy.load did not return a table");
+    lua_getfield(L, set, "routes");
+    c->route_count = (size_t)luaL_len(L, -1);
+    lua_pop(L, 1);
+    if (c->want_refs) {
+        lua_getfield(L, set, "decide");
+        lua_getfield(L, set, "on_response");
+        if (!lua_isfunction(L, -1) || !lua_isfunction(L, -2))
+            return luaL_error(L, "gateway.policy set lacks decide/on_response");
+        c->ref_on_response = luaL_ref(L, LUA_REGISTRYINDEX);
+        c->ref_decide = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_pushvalue(L, set);
+        c->ref_set = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    return 0;
+}
+
+static int sandbox_load_policies(struct sandbox *sb, const struct lua_limits *lim,
+                                 struct load_ctx *c, char *err, size_t err_len)
+{
+    long budget = lim->instructions > LONG_MAX / LOAD_BUDGET_FACTOR
+                      ? LONG_MAX
+                      : lim->instructions * LOAD_BUDGET_FACTOR;
+    enum call_result r = sandbox_call(sb, load_tramp, c, budget, err, err_len);
+    if (r == CALL_OK) return 0;
+    return r == CALL_MEMORY ? -ENOMEM : -EINVAL;
+}
+
+int policy_set_load(const char *policies_dir, const char *lua_dir, const struct lua_limits *lim,
+                    struct policy_set **out, char *err, size_t err_len)
+{
+    int rc;
+    char *gateway_dir = NULL;
+    struct sandbox sb = {0};
+    *out = NULL;
+    if (err_len > 0) err[0] = '\0';
+    struct policy_set *set = calloc(1, sizeof *set);
+    if (set == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    atomic_init(&set->refs, 1);
+    set->lim = limits_or_default(lim);
+    if (asprintf(&gateway_dir, "%s/gateway", lua_dir) < 0) {
+        gateway_dir = NULL;
+        rc = -ENOMEM;
+        snprintf(err, err_len, "out of memory");
+        goto done;
+    }
+    rc = read_dir(gateway_dir, lua_dir, "gateway", "gateway.", &set->modules, &set->n_modules,
+                  err, err_len);
+    if (rc != 0) goto done;
+    rc = read_dir(policies_dir, policies_dir, "", NULL, &set->policies, &set->n_policies, err,
+                  err_len);
+    if (rc != 0) goto done;
+
+    rc = sandbox_open(&sb, set, &set->lim, err, err_len);
+    if (rc != 0) goto done;
+    struct load_ctx c = {.set = set};
+    rc = sandbox_load_policies(&sb, &set->lim, &c, err, err_len);
+    if (rc != 0) goto done;
+    set->route_count = c.route_count;
+    set->generation = atomic_fetch_add(&next_generation_, 1);
+    *out = set;
+    set = NULL;
+done:
+    sandbox_close(&sb);
+    free(gateway_dir);
+    if (set != NULL) set_free(set);
+    return rc;
+}
+
+/* ---- hosts ------------------------------------------------------------------------------ */
+
+struct lua_host {
+    struct sandbox sb; /* first: the allocator and hook find it through the extra space */
+    struct policy_set *set;
+    struct lua_limits lim;
+    int ref_set, ref_decide, ref_on_response;
+    time_t log_second;
+    unsigned logs_this_second;
+    uint64_t logs_suppressed;
+};
+
+static int host_build(struct lua_host *h, char *err, size_t err_len)
+{
+    int rc = sandbox_open(&h->sb, h->set, &h->lim, err, err_len);
+    if (rc != 0) return rc;
+    struct load_ctx c = {.set = h->set, .want_refs = true};
+    rc = sandbox_load_policies(&h->sb, &h->lim, &c, err, err_len);
+    if (rc != 0) {
+        sandbox_close(&h->sb);
+        return rc;
+    }
+    h->ref_set = c.ref_set;
+    h->ref_decide = c.ref_decide;
+    h->ref_on_response = c.ref_on_response;
+    return 0;
+}
+
+int lua_host_create(struct policy_set *set, const struct lua_limits *lim, struct lua_host **out,
+                    char *err, size_t err_len)
+{
+    *out = NULL;
+    if (err_len > 0) err[0] = '\0';
+    struct lua_host *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    h->set = policy_set_ref(set);
+    h->lim = limits_or_default(lim);
+    int rc = host_build(h, err, err_len);
+    if (rc != 0) {
+        policy_set_unref(h->set);
+        free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+void lua_host_destroy(struct lua_host *h)
+{
+    if (h == NULL) return;
+    sandbox_close(&h->sb);
+    policy_set_unref(h->set);
+    free(h);
+}
+
+struct policy_set *lua_host_set(struct lua_host *h) { return h->set; }
+
+size_t lua_host_memory_used(const struct lua_host *h) { return h->sb.L ? h->sb.mem_used : 0; }
+
+/* ---- per-request calls ------------------------------------------------------------------ */
+
+static void push_headers(lua_State *L, const struct http_header *hs, size_t n)
+{
+    lua_createtable(L, 0, n > INT_MAX ? INT_MAX : (int)n);
+    int t = lua_gettop(L);
+    char lower[128];
+    for (size_t i = 0; i < n; i++) {
+        const char *name = hs[i].name, *value = hs[i].value;
+        if (name == NULL || value == NULL) continue;
+        size_t len = strlen(name);
+        bool needs_lower = false;
+        for (size_t k = 0; k < len; k++)
+            if (name[k] >= 'A' && name[k] <= 'Z') needs_lower = true;
+        if (needs_lower) {
+            if (len >= sizeof lower) continue; /* no real header name is this long */
+            for (size_t k = 0; k <= len; k++)
+                lower[k] = (name[k] >= 'A' && name[k] <= 'Z') ? (char)(name[k] + 32) : name[k];
+            name = lower;
+        }
+        if (lua_getfield(L, t, name) == LUA_TNIL) {
+            lua_pop(L, 1);
+            lua_pushstring(L, value);
+        } else {
+            lua_pushstring(L, strcmp(name, "cookie") == 0 ? "; " : ", ");
+            lua_pushstring(L, value);
+            lua_concat(L, 3);
+        }
+        lua_setfield(L, t, name);
+    }
+}
+
+static void push_request(lua_State *L, const struct policy_request *r)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, r->method ? r->method : "GET");
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, r->path ? r->path : "/");
+    lua_setfield(L, -2, "path");
+    if (r->query != NULL && r->query[0] != '\0') {
+        lua_pushstring(L, r->query);
+        lua_setfield(L, -2, "query_string");
+    }
+    if (r->client_ip != NULL) {
+        lua_pushstring(L, r->client_ip);
+        lua_setfield(L, -2, "client_ip");
+    }
+    push_headers(L, r->headers, r->n_headers);
+    lua_setfield(L, -2, "header");
+}
+
+static char *dup_or_raise(lua_State *L, const char *s)
+{
+    char *d = strdup(s);
+    if (d == NULL) luaL_error(L, "out of memory");
+    return d;
+}
+
+static int64_t seconds_field_ms(lua_State *L, int t, const char *name)
+{
+    int64_t ms = -1;
+    if (lua_getfield(L, t, name) == LUA_TNUMBER) {
+        lua_Number s = lua_tonumber(L, -1);
+        if (s >= 0 && s < 9.2e15) ms = (int64_t)llround(s * 1000.0);
+    }
+    lua_pop(L, 1);
+    return ms;
+}
+
+static bool bool_field(lua_State *L, int t, const char *name)
+{
+    lua_getfield(L, t, name);
+    bool b = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return b;
+}
+
+/* Reads an array of strings at t[name] into *out / *n (NULL, 0 when absent). */
+static void string_list_field(lua_State *L, int t, const char *name, char ***out, size_t *n)
+{
+    if (lua_getfield(L, t, name) == LUA_TTABLE) {
+        size_t len = (size_t)luaL_len(L, -1);
+        if (len > 0) {
+            *out = calloc(len, sizeof **out);
+            if (*out == NULL) luaL_error(L, "out of memory");
+            for (size_t i = 0; i < len; i++) {
+                if (lua_geti(L, -1, (lua_Integer)i + 1) == LUA_TSTRING) {
+                    (*out)[*n] = dup_or_raise(L, lua_tostring(L, -1));
+                    (*n)++;
+                }
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static const char *static_reason(const char *r)
+{
+    static const char *const known[] = {"route",   "bypass",     "credentials", "no_route",
+                                        "no_key",  "write",      "invalidate",  "default",
+                                        "policy_error", NULL};
+    for (const char *const *k = known; r != NULL && *k; k++)
+        if (strcmp(*k, r) == 0) return *k;
+    return "policy";
+}
+
+struct decide_ctx {
+    struct lua_host *h;
+    const struct policy_request *req;
+    struct policy_decision *out;
+};
+
+/* Everything that touches Lua runs in here, under lua_pcall: Lua may raise anywhere.
+ * Strings are copied straight into *out, which the caller frees on error. */
+static int decide_tramp(lua_State *L)
+{
+    struct decide_ctx *c = lua_touserdata(L, 1);
+    struct policy_decision *out = c->out;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_decide);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_set);
+    push_request(L, c->req);
+    lua_call(L, 2, 1);
+    int d = lua_gettop(L);
+    if (!lua_istable(L, d)) return luaL_error(L, "policy decide returned no table");
+
+    lua_getfield(L, d, "action");
+    const char *action = lua_tostring(L, -1);
+    if (action == NULL) return luaL_error(L, "policy decision has no action");
+    if (strcmp(action, "cache") == 0)
+        out->action = POLICY_CACHE;
+    else if (strcmp(action, "bypass") == 0)
+        out->action = POLICY_BYPASS;
+    else if (strcmp(action, "invalidate") == 0)
+        out->action = POLICY_INVALIDATE;
+    else if (strcmp(action, "default") == 0)
+        out->action = POLICY_DEFAULT;
+    else
+        return luaL_error(L, "policy decision has an unknown action '%s'", action);
+    lua_pop(L, 1);
+
+    if (lua_getfield(L, d, "key") == LUA_TSTRING) out->key = dup_or_raise(L, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, d, "route") == LUA_TSTRING)
+        out->route = dup_or_raise(L, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, d, "reason");
+    out->reason = static_reason(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, d, "route_id");
+    out->route_id = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    out->ttl_ms = seconds_field_ms(L, d, "ttl");
+    out->swr_ms = seconds_field_ms(L, d, "swr");
+    out->sie_ms = seconds_field_ms(L, d, "sie");
+    out->per_user = bool_field(L, d, "per_user");
+    out->ignore_no_store = bool_field(L, d, "ignore_no_store");
+    out->has_response_hook = bool_field(L, d, "has_response_hook");
+    string_list_field(L, d, "tags", &out->tags, &out->n_tags);
+
+    if (lua_getfield(L, d, "invalidate") == LUA_TTABLE) {
+        size_t len = (size_t)luaL_len(L, -1);
+        if (len > 0) {
+            out->invalidate = calloc(len, sizeof *out->invalidate);
+            if (out->invalidate == NULL) return luaL_error(L, "out of memory");
+            for (size_t i = 0; i < len; i++) {
+                if (lua_geti(L, -1, (lua_Integer)i + 1) == LUA_TTABLE) {
+                    int e = lua_gettop(L);
+                    if (lua_getfield(L, e, "key") == LUA_TSTRING) {
+                        struct policy_target *tg = &out->invalidate[out->n_invalidate];
+                        tg->key = dup_or_raise(L, lua_tostring(L, -1));
+                        out->n_invalidate++;
+                        tg->prefix = bool_field(L, e, "prefix");
+                        tg->tag = bool_field(L, e, "tag");
+                    }
+                    lua_pop(L, 1);
+                }
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+struct current_ctx {
+    struct lua_host *h;
+    char *buf;
+    size_t len;
+};
+
+static int current_tramp(lua_State *L)
+{
+    struct current_ctx *c = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_set);
+    if (lua_getfield(L, -1, "current") == LUA_TSTRING)
+        snprintf(c->buf, c->len, "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+static void rebuild(struct lua_host *h)
+{
+    char err[512];
+    sandbox_close(&h->sb);
+    if (host_build(h, err, sizeof err) != 0)
+        LOG_E("policy: cannot rebuild the Lua state: %s (will retry)", err);
+    else
+        LOG_W("policy: Lua state rebuilt after running out of memory");
+}
+
+/* Counts, logs (rate-limited) and recovers after a failed call. */
+static void policy_failed(struct lua_host *h, enum call_result r, const char *msg)
+{
+    atomic_fetch_add(&error_count_, 1);
+    if (r == CALL_BUDGET) atomic_fetch_add(&budget_kills_, 1);
+    if (r == CALL_MEMORY) atomic_fetch_add(&memory_kills_, 1);
+
+    /* The garbage of a call that ran out of memory is collectable now.  No finalizer can
+     * run (setmetatable refuses __gc), so this executes no policy code. */
+    if (r == CALL_MEMORY) lua_gc(h->sb.L, LUA_GCCOLLECT, 0);
+
+    char route[256] = "";
+    struct current_ctx c = {h, route, sizeof route};
+    char ignored[8];
+    sandbox_call(&h->sb, current_tramp, &c, 1000, ignored, sizeof ignored);
+
+    time_t now = time(NULL);
+    if (now != h->log_second) {
+        if (h->logs_suppressed > 0)
+            LOG_W("policy: %llu more policy errors were not logged",
+                  (unsigned long long)h->logs_suppressed);
+        h->log_second = now;
+        h->logs_this_second = 0;
+        h->logs_suppressed = 0;
+    }
+    if (h->logs_this_second < ERROR_LOGS_PER_SECOND) {
+        h->logs_this_second++;
+        if (route[0])
+            LOG_W("policy error in route '%s': %s", route, msg);
+        else
+            LOG_W("policy error: %s", msg);
+    } else {
+        h->logs_suppressed++;
+    }
+
+    /* If live data still fills the state (a policy keeping state in upvalues), start over
+     * from the set rather than failing every later request. */
+    if (r == CALL_MEMORY && h->sb.mem_used > h->sb.mem_limit / REBUILD_DEN * REBUILD_NUM)
+        rebuild(h);
+}
+
+static void decision_init(struct policy_decision *d, uint64_t generation)
+{
+    memset(d, 0, sizeof *d);
+    d->ttl_ms = d->swr_ms = d->sie_ms = -1;
+    d->reason = "policy_error";
+    d->action = POLICY_BYPASS;
+    d->generation = generation;
+}
+
+int lua_host_decide(struct lua_host *h, const struct policy_request *req,
+                    struct policy_decision *out)
+{
+    decision_init(out, h->set->generation);
+    if (h->sb.L == NULL) rebuild(h);
+    if (h->sb.L == NULL) {
+        atomic_fetch_add(&error_count_, 1);
+        return -1;
+    }
+    struct decide_ctx c = {h, req, out};
+    char err[512];
+    enum call_result r = sandbox_call(&h->sb, decide_tramp, &c, h->lim.instructions, err,
+                                      sizeof err);
+    if (r == CALL_OK) return 0;
+    policy_decision_free(out);
+    decision_init(out, h->set->generation);
+    policy_failed(h, r, err);
+    return -1;
+}
+
+struct response_ctx {
+    struct lua_host *h;
+    const struct policy_decision *d;
+    const struct policy_request *req;
+    int status;
+    const struct http_header *headers;
+    size_t n_headers;
+    struct policy_verdict *out;
+};
+
+static int response_tramp(lua_State *L)
+{
+    struct response_ctx *c = lua_touserdata(L, 1);
+    struct policy_verdict *out = c->out;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_on_response);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_set);
+    lua_pushinteger(L, c->d->route_id);
+    push_request(L, c->req);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, c->status);
+    lua_setfield(L, -2, "status");
+    push_headers(L, c->headers, c->n_headers);
+    lua_setfield(L, -2, "header");
+    lua_call(L, 4, 1);
+    int v = lua_gettop(L);
+    if (lua_isnil(L, v)) return 0;
+    if (!lua_istable(L, v)) return luaL_error(L, "on_response verdict is not a table");
+    out->store = bool_field(L, v, "store");
+    out->ttl_ms = seconds_field_ms(L, v, "ttl");
+    string_list_field(L, v, "tags", &out->tags, &out->n_tags);
+    return 0;
+}
+
+int lua_host_on_response(struct lua_host *h, const struct policy_decision *d,
+                         const struct policy_request *req, int status,
+                         const struct http_header *headers, size_t n_headers,
+                         struct policy_verdict *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ttl_ms = -1;
+    if (d->generation != h->set->generation) return -ESTALE;
+    out->store = true;
+    if (!d->has_response_hook || d->route_id <= 0) return 0;
+    if (h->sb.L == NULL) rebuild(h);
+    if (h->sb.L == NULL) {
+        atomic_fetch_add(&error_count_, 1);
+        out->store = false;
+        return -1;
+    }
+    struct response_ctx c = {h, d, req, status, headers, n_headers, out};
+    char err[512];
+    enum call_result r = sandbox_call(&h->sb, response_tramp, &c, h->lim.instructions, err,
+                                      sizeof err);
+    if (r == CALL_OK) return 0;
+    policy_verdict_free(out);
+    out->store = false;
+    out->ttl_ms = -1;
+    policy_failed(h, r, err);
+    return -1;
+}
+
+void policy_decision_free(struct policy_decision *d)
+{
+    if (d == NULL) return;
+    free(d->key);
+    free(d->route);
+    for (size_t i = 0; i < d->n_tags; i++) free(d->tags[i]);
+    free(d->tags);
+    for (size_t i = 0; i < d->n_invalidate; i++) free(d->invalidate[i].key);
+    free(d->invalidate);
+    d->key = d->route = NULL;
+    d->tags = NULL;
+    d->n_tags = 0;
+    d->invalidate = NULL;
+    d->n_invalidate = 0;
+}
+
+void policy_verdict_free(struct policy_verdict *v)
+{
+    if (v == NULL) return;
+    for (size_t i = 0; i < v->n_tags; i++) free(v->tags[i]);
+    free(v->tags);
+    v->tags = NULL;
+    v->n_tags = 0;
+}
+
+uint64_t lua_host_error_count(void) { return atomic_load(&error_count_); }
+uint64_t lua_host_budget_kill_count(void) { return atomic_load(&budget_kills_); }
+uint64_t lua_host_memory_kill_count(void) { return atomic_load(&memory_kills_); }

@@ -1,0 +1,167 @@
+/*
+ * lua_host - the sandboxed Lua policy engine: policy generations and per-thread states.
+ *
+ * A policy_set is one immutable, validated generation of Lua sources: the gateway's own
+ * library (lua_dir/gateway/NAME.lua, required as gateway.*) and the user's route policies
+ * (policies_dir/NAME.lua, in name order; *_spec.lua and dot files are skipped).
+ * policy_set_load reads them, runs them once in a throw-away sandbox to validate them
+ * (this is all `cachegw --check` does), and keeps the source text.  A lua_host is one
+ * lua_State built from a set; each HTTP worker owns one and asks it, per request, what the
+ * policy decides (lua_host_decide) and, for routes with an on_response hook, whether to
+ * store the upstream's answer (lua_host_on_response).
+ *
+ * The sandbox (allow-list, as in Redis scripting): only the base, string, table, math and
+ * utf8 libraries; no dofile/loadfile/warn; load() accepts text chunks only and defaults to
+ * the sandbox's environment; string.dump is gone; collectgarbage only answers "count";
+ * xpcall runs its handler after unwinding (so the budget hook can stop a looping handler);
+ * setmetatable refuses __gc (so no policy code ever runs outside a budgeted call); print
+ * goes to the log; require only loads gateway.* modules of the set (and "cachegw_helpers",
+ * the `gw` table, see lua_helpers.h).  Globals and the library tables are read-only
+ * proxies, and each policy file runs in its own environment, sealed after loading, so no
+ * state leaks between files or requests through globals.  A custom lua_Alloc caps each
+ * state at lua_limits.memory_bytes; a count hook caps each call at
+ * lua_limits.instructions and, once fired, fires on every instruction until the call
+ * returns, so a pcall inside the policy cannot swallow the kill.  Loading (validation and
+ * lua_host_create) runs with ten times the per-call instruction budget.
+ *
+ * Failure: functions return 0 or a negative errno code.  A policy error at request time
+ * (runtime error, instruction budget, memory limit) never propagates: the call returns -1,
+ * the result says POLICY_BYPASS (or store = false), the error is logged as
+ * "policy error in route 'X': file:line: msg" (rate-limited per host) and counted.  After
+ * a memory error the host collects garbage and, if the state is still mostly full,
+ * rebuilds it from its set.
+ *
+ * Ownership: policy_set_load returns one reference; policy_set_ref/unref count them
+ * atomically and the last unref frees the set.  A lua_host holds a reference to its set
+ * for its lifetime; lua_host_set borrows it (ref it to keep it).  Strings in
+ * policy_decision and policy_verdict are malloc'd and owned by the struct until
+ * policy_decision_free / policy_verdict_free, except `reason`, which is static.  Requests
+ * and headers passed in are borrowed for the call only.
+ *
+ * Thread-safety: a policy_set is immutable after load and may be shared by any threads.
+ * A lua_host is confined to one thread.  The counters are global atomics.
+ */
+#ifndef CACHEGW_LUA_HOST_H
+#define CACHEGW_LUA_HOST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache_object.h" /* struct http_header */
+
+/* Zero fields mean the defaults below. */
+struct lua_limits {
+    size_t memory_bytes; /* per lua_State; default LUA_HOST_DEFAULT_MEMORY */
+    long instructions;   /* per call; default LUA_HOST_DEFAULT_INSTRUCTIONS */
+};
+#define LUA_HOST_DEFAULT_MEMORY ((size_t)64 << 20)
+#define LUA_HOST_DEFAULT_INSTRUCTIONS 1000000L
+#define LUA_HOST_MAX_FILE_BYTES ((size_t)1 << 20) /* per source file */
+
+struct policy_set;
+struct lua_host;
+
+/*
+ * Reads lua_dir/gateway/NAME.lua and policies_dir/NAME.lua, compiles and runs them in a fresh
+ * sandbox under lim (NULL = defaults), and on success stores one reference in *out.
+ * Errors: -EINVAL when a policy fails to compile or validate, with err holding exactly
+ * "policies/users.lua:12: unknown field 'tll' in route 'GET /users/:id' (did you mean
+ * 'ttl'?)"; -errno (with the path in err) when a directory or file can't be read;
+ * -EFBIG for a file over LUA_HOST_MAX_FILE_BYTES; -ENOMEM.  File names in messages are
+ * the directory as given plus the file name, with a leading "./" dropped.
+ */
+int policy_set_load(const char *policies_dir, const char *lua_dir, const struct lua_limits *lim,
+                    struct policy_set **out, char *err, size_t err_len);
+struct policy_set *policy_set_ref(struct policy_set *set);
+void policy_set_unref(struct policy_set *set);
+size_t policy_set_route_count(const struct policy_set *set);
+size_t policy_set_file_count(const struct policy_set *set); /* policy files, not modules */
+/* A process-unique, increasing number per loaded set. */
+uint64_t policy_set_generation(const struct policy_set *set);
+
+/* One per worker thread: builds a state from an already-validated set (takes a reference
+ * to it).  Errors: -ENOMEM, or -EINVAL with err (e.g. lim is smaller than at load). */
+int lua_host_create(struct policy_set *set, const struct lua_limits *lim,
+                    struct lua_host **out, char *err, size_t err_len);
+void lua_host_destroy(struct lua_host *host);
+struct policy_set *lua_host_set(struct lua_host *host); /* the generation it runs; borrowed */
+/* Bytes the host's Lua state currently holds (for tests and /metrics). */
+size_t lua_host_memory_used(const struct lua_host *host);
+
+struct policy_request {
+    const char *method;                /* "GET", ... */
+    const char *path;                  /* raw path, no query, starts with '/' */
+    const char *query;                 /* raw query string without '?', or NULL */
+    const struct http_header *headers; /* names lower-case; repeats are joined */
+    size_t n_headers;
+    const char *client_ip; /* may be NULL */
+};
+
+enum policy_action {
+    POLICY_DEFAULT,   /* no route matched: apply plain RFC 9111 shared-cache rules */
+    POLICY_CACHE,     /* look up / store under key with the given ttl and windows */
+    POLICY_BYPASS,    /* forward uncached; store nothing */
+    POLICY_INVALIDATE /* forward; on a 2xx answer apply the invalidate targets */
+};
+
+struct policy_target {
+    char *key;   /* exact key, or prefix when prefix is set, or tag when tag is set */
+    bool prefix; /* drop every key starting with key */
+    bool tag;    /* drop every entry stored with this tag */
+};
+
+struct policy_decision {
+    enum policy_action action;
+    /* POLICY_CACHE: the cache key.  POLICY_DEFAULT: the default key "GET:/path?query"
+     * (for non-GET requests, the key a GET of the same URL has).  NULL otherwise. */
+    char *key;
+    /* Seconds from the policy, in ms; -1 = not set, let the upstream's headers decide.
+     * An explicit ttl overrides the upstream's Cache-Control for storage, except that
+     * no-store and Set-Cookie responses are still never stored unless ignore_no_store. */
+    int64_t ttl_ms, swr_ms, sie_ms;
+    bool per_user;          /* key derives from the credentials: private responses may be stored */
+    bool ignore_no_store;   /* the route stores even no-store / Set-Cookie responses */
+    bool has_response_hook; /* call lua_host_on_response before storing */
+    int route_id;           /* 1-based route index in the set; 0 = no route matched */
+    char *route;            /* route name, NULL when no route matched */
+    char **tags;            /* tags to store the entry under */
+    size_t n_tags;
+    struct policy_target *invalidate; /* POLICY_INVALIDATE targets */
+    size_t n_invalidate;
+    /* Static: "route", "bypass", "credentials", "no_route", "no_key", "write",
+     * "invalidate", "default", "policy_error", "policy". */
+    const char *reason;
+    uint64_t generation; /* policy_set_generation of the set that decided */
+};
+
+/* Fills *out (always; free it with policy_decision_free).  Returns 0, or -1 on a policy
+ * error: out->action = POLICY_BYPASS, reason "policy_error", logged and counted. */
+int lua_host_decide(struct lua_host *host, const struct policy_request *req,
+                    struct policy_decision *out);
+
+struct policy_verdict {
+    bool store;     /* false: never store this response */
+    int64_t ttl_ms; /* -1 = keep the decision's ttl */
+    char **tags;    /* replaces the decision's tags when non-NULL */
+    size_t n_tags;
+};
+
+/* Runs the decided route's on_response(req, res) on the same host.  Without a hook:
+ * store = true, ttl_ms = -1 and no call into Lua.  Returns 0; -1 on a policy error
+ * (store = false, logged, counted); -ESTALE (store = false) when the decision came from
+ * another generation than the host runs, so a request never mixes two policy sets. */
+int lua_host_on_response(struct lua_host *host, const struct policy_decision *decision,
+                         const struct policy_request *req, int status,
+                         const struct http_header *headers, size_t n_headers,
+                         struct policy_verdict *out);
+
+void policy_decision_free(struct policy_decision *d);
+void policy_verdict_free(struct policy_verdict *v);
+
+/* Process-wide counters for /health/cache and /metrics. */
+uint64_t lua_host_error_count(void);       /* every policy error at request time */
+uint64_t lua_host_budget_kill_count(void); /* of which: instruction budget exceeded */
+uint64_t lua_host_memory_kill_count(void); /* of which: memory limit hit */
+
+#endif
