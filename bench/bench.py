@@ -96,6 +96,7 @@ class Servers:
 
 
 NGINX_CONF = """
+{user}
 worker_processes 1;
 daemon off;
 pid {tmp}/nginx.pid;
@@ -128,9 +129,19 @@ def start_nginx(servers):
     conf = os.path.join(servers.tmp, "nginx.conf")
     os.makedirs(os.path.join(servers.tmp, "nginx-cache"), exist_ok=True)
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(tmp=servers.tmp, api=API_PORT, port=NGINX_PORT))
+        # As root, nginx's workers would drop to www-data, which cannot write
+        # the private temp dir holding the cache.
+        user = "user root;" if os.geteuid() == 0 else ""
+        f.write(NGINX_CONF.format(user=user, tmp=servers.tmp, api=API_PORT, port=NGINX_PORT))
     servers.start(["nginx", "-c", conf, "-p", servers.tmp], cpu=0, name="nginx")
-    wait_http(NGINX_PORT, "/fast")
+    try:
+        wait_http(NGINX_PORT, "/fast")
+    except RuntimeError:
+        for name in ("nginx.log", "nginx-error.log"):
+            path = os.path.join(servers.tmp, name)
+            if os.path.exists(path):
+                log(open(path).read())
+        raise
 
 
 def start_gateway(servers, extra_env=None):
@@ -145,8 +156,12 @@ def parse_wrk(out):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
     def lat(pct):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        m = re.search(rf"^\s+{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        if m is None:
+            raise RuntimeError("cannot parse wrk output:\n" + out)
         v, unit = float(m.group(1)), m.group(2)
+        if unit == "m":
+            return v * 60000
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -229,7 +244,7 @@ def scenario_slow(rounds, seconds):
     base, loaded = [], []
     for i in range(rounds):
         base.append(wrk(GW_PORT, "/fast", seconds))
-        slow = subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds + 4}s",
+        slow = subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds + 4}s", "--latency",
                                  "-H", "Authorization: Bearer slow-load",
                                  f"http://127.0.0.1:{GW_PORT}/slow?delay_ms=500"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
