@@ -158,6 +158,8 @@ static void teardown(struct redis_conn *c)
     c->watched = 0;
     if (c->reader) redisReaderFree(c->reader);
     c->reader = NULL;
+    /* Unsent (or sent) bytes may hold the AUTH command and its password. */
+    if (c->out.data) memset(c->out.data, 0, c->out.cap);
     buf_free(&c->out);
     c->out_off = 0;
     c->write_wants_read = c->read_wants_write = false;
@@ -420,7 +422,11 @@ static void hs_auth_cb(void *arg, const redisReply *r, const char *err)
     if (err != NULL || r->type != REDIS_REPLY_ERROR) return;
     char text[160];
     safe_error_text(c, r, text, sizeof text);
-    set_reason(c, "authentication failed (%s)", text);
+    /* A server at maxclients answers the first command with an error too. */
+    if (strstr(text, "max number of clients") != NULL)
+        set_reason(c, "server refused the connection (%s)", text);
+    else
+        set_reason(c, "authentication failed (%s)", text);
     conn_fail(c, NULL);
 }
 
@@ -567,6 +573,8 @@ static int flush_out(struct redis_conn *c)
         c->out_off += (size_t)w;
     }
     if (!out_pending(c)) {
+        /* The handshake's bytes hold the password: do not leave them behind. */
+        if (c->state == REDIS_CONN_HANDSHAKE && c->out.data) memset(c->out.data, 0, c->out.len);
         c->out.len = c->out_off = 0;
         /* Do not keep a large buffer around after a burst. */
         if (c->out.cap > 256 * 1024) buf_free(&c->out);

@@ -218,9 +218,14 @@ static void resolve_done(void *arg)
 static void *resolve_thread(void *arg)
 {
     struct resolve_job *j = arg;
+    struct redis_pool *p = j->p;
     j->n = resolve(j->host, j->port, j->addrs, j->err, sizeof j->err);
-    if (io_loop_post(j->loop, resolve_done, j) < 0) {
-        struct redis_pool *p = j->p;
+    /* The loop outlives the pool, not this thread: touch it only while the
+     * pool is not destroyed, and keep destroy out while posting. */
+    pthread_mutex_lock(&p->lock);
+    int rc = p->destroyed ? -ESHUTDOWN : io_loop_post(j->loop, resolve_done, j);
+    pthread_mutex_unlock(&p->lock);
+    if (rc < 0) {
         resolve_job_free(j);
         pool_unref(p);
     }
@@ -789,6 +794,10 @@ void redis_pool_stop(struct redis_pool *p)
 void redis_pool_destroy(struct redis_pool *p)
 {
     if (p == NULL) return;
+    /* First: a resolver thread finishing now must no longer post to the loop. */
+    pthread_mutex_lock(&p->lock);
+    p->destroyed = true;
+    pthread_mutex_unlock(&p->lock);
     if (p->slots) {
         for (int i = 0; i < p->n_slots; i++) redis_conn_destroy(p->slots[i].conn);
         free(p->slots);
@@ -807,9 +816,6 @@ void redis_pool_destroy(struct redis_pool *p)
         memset(p->password, 0, strlen(p->password));
         free(p->password);
     }
-    pthread_mutex_lock(&p->lock);
-    p->destroyed = true;
-    pthread_mutex_unlock(&p->lock);
     pool_unref(p);
 }
 

@@ -32,8 +32,9 @@
  * the same reconnection, and are told when they are subscribed again after a
  * gap during which messages may have been missed.
  *
- * Ownership: the pool copies everything it needs from the options (URL strings,
- * file names); it owns its connections, TLS context and subscriptions.
+ * Ownership: the pool borrows the loop (which must outlive it) and copies
+ * everything it needs from the options (URL strings, file names); it owns its
+ * connections, TLS context and subscriptions.
  * Life cycle: create (any thread) -> post redis_pool_start to the loop ->
  * commands on the loop -> redis_pool_stop on the loop (fails every pending
  * command) -> redis_pool_destroy (any thread, once stop has run or if the pool

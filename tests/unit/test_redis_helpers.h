@@ -305,6 +305,7 @@ static __attribute__((unused)) int count_substr(const char *hay, const char *nee
 struct server {
     pid_t pid;
     int port;
+    int64_t spawned_us;
     char dir[300];
 };
 
@@ -321,6 +322,7 @@ static __attribute__((unused)) bool server_start(struct server *s, int port)
     s->port = port;
     snprintf(s->dir, sizeof s->dir, "%s/private-%d", redis_dir(), port);
     mkdir(s->dir, 0755);
+    s->spawned_us = now_us();
     pid_t pid = fork();
     if (pid == 0) {
         char portstr[16];

@@ -395,8 +395,10 @@ TEST(redis_down_at_start_then_started)
     CHECK(server_start(&srv, PORT_DOWN_AT_START));
     int64_t t_up = now_us();
     int ms = wait_until(pred_available, e.pool, 3000);
-    fprintf(stderr, "  available %d ms after redis-server answered (backoff cap 500 ms)\n",
-            (int)((now_us() - t_up) / 1000));
+    fprintf(stderr,
+            "  available %d ms after redis-server was spawned, %d ms after it answered the "
+            "test's PING (backoff cap 500 ms)\n",
+            (int)((now_us() - srv.spawned_us) / 1000), (int)((now_us() - t_up) / 1000));
     CHECK(ms >= 0 && ms <= 500 + 200);
     CMD(&c, &e, 2000, "PING");
     CHECK_EQ_INT(c.rc, 0);
@@ -456,8 +458,10 @@ TEST(redis_killed_mid_traffic_then_restarted)
     CHECK(server_start(&srv, PORT_KILL));
     int64_t t_up = now_us();
     int ms = wait_until(pred_available, e.pool, 3000);
-    fprintf(stderr, "  back %d ms after the restart (backoff cap 400 ms)\n",
-            (int)((now_us() - t_up) / 1000));
+    fprintf(stderr,
+            "  back %d ms after redis-server was respawned, %d ms after it answered the "
+            "test's PING (backoff cap 400 ms)\n",
+            (int)((now_us() - srv.spawned_us) / 1000), (int)((now_us() - t_up) / 1000));
     CHECK(ms >= 0 && ms < 700);
     CMD(&c, &e, 2000, "PING");
     CHECK_EQ_STR(c.str, "PONG");
@@ -594,6 +598,90 @@ TEST(a_command_on_a_lost_connection_is_retried_on_another)
     server_kill(&srv);
 }
 
+/* ---- large values: partial writes, many TLS records, the reply bound ---- */
+
+struct big {
+    struct redis_pool *pool;
+    char *value;
+    size_t len;
+    int set_ok;
+    bool get_ok;
+    char err[256];
+    sem_t done;
+};
+
+static void big_get_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct big *b = arg;
+    if (err) snprintf(b->err, sizeof b->err, "%s", err);
+    b->get_ok = r && r->type == REDIS_REPLY_STRING && r->len == b->len &&
+                memcmp(r->str, b->value, b->len) == 0;
+    sem_post(&b->done);
+}
+
+static void big_set_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct big *b = arg;
+    if (r && r->type == REDIS_REPLY_STATUS) b->set_ok++;
+}
+
+static void big_task(void *arg)
+{
+    struct big *b = arg;
+    /* SET, SET, GET pipelined: the GET's reply follows two large writes. */
+    const char *argv[3] = {"SET", "test:pool:big", b->value};
+    size_t lens[3] = {3, strlen(argv[1]), b->len};
+    int rc = redis_pool_command(b->pool, 3, argv, lens, big_set_reply, b);
+    rc |= redis_pool_command(b->pool, 3, argv, lens, big_set_reply, b);
+    const char *get[2] = {"GET", argv[1]};
+    size_t get_lens[2] = {3, lens[1]};
+    rc |= redis_pool_command(b->pool, 2, get, get_lens, big_get_reply, b);
+    if (rc != 0) sem_post(&b->done);
+}
+
+static void big_round_trip(const char *url, struct redis_pool_options o, size_t len, bool expect_ok)
+{
+    struct env e;
+    char err[256];
+    env_loop(&e);
+    o.pool_size = 1;
+    CHECK_EQ_INT(env_pool(&e, url, o, err, sizeof err), 0);
+    CHECK(wait_until(pred_available, e.pool, 3000) >= 0);
+    struct big b = {.pool = e.pool, .len = len};
+    b.value = malloc(len);
+    for (size_t i = 0; i < len; i++) b.value[i] = (char)(i * 7 + i / 251);
+    sem_init(&b.done, 0, 0);
+    int64_t t0 = now_us();
+    io_loop_post(e.loop, big_task, &b);
+    CHECK(sem_wait_ms(&b.done, 5000));
+    char shown[200];
+    redis_url_redacted(url, shown, sizeof shown);
+    fprintf(stderr, "  %s: 2 x SET + GET of %zu bytes in %.1f ms%s%s\n", shown, len,
+            (now_us() - t0) / 1000.0, b.err[0] ? ": " : "", b.err);
+    CHECK_EQ_INT(b.get_ok, expect_ok);
+    CHECK_EQ_INT(b.set_ok, 2);
+    if (!expect_ok) CHECK(strstr(b.err, "reply larger than") != NULL);
+    struct cmd c;
+    CMD(&c, &e, 3000, "DEL", "test:pool:big");
+    free(b.value);
+    env_free(&e);
+}
+
+TEST(large_values_cross_intact)
+{
+    big_round_trip("redis://127.0.0.1:16379", opts(), 8u << 20, true);
+    struct redis_pool_options o = opts();
+    o.tls_ca_file = cert_path("ca.crt");
+    big_round_trip("rediss://:" TEST_PASSWORD "@localhost:16380", o, 8u << 20, true);
+}
+
+TEST(replies_over_the_bound_break_the_connection)
+{
+    struct redis_pool_options o = opts();
+    o.max_reply_bytes = 1u << 20;
+    big_round_trip("redis://127.0.0.1:16379", o, 2u << 20, false);
+}
+
 struct stop_case {
     struct redis_pool *pool;
     struct cmd c;
@@ -648,5 +736,7 @@ int main(void)
     RUN(paused_with_one_retry_fails_within_two_timeouts);
     RUN(a_command_on_a_lost_connection_is_retried_on_another);
     RUN(stop_fails_pending_commands);
+    RUN(large_values_cross_intact);
+    RUN(replies_over_the_bound_break_the_connection);
     return TEST_SUMMARY();
 }
