@@ -391,6 +391,9 @@ local function file_env(set, name, pending)
         if set.sealed then error("route() can only be called while policies load", 2) end
         local where = gw.where(2)
         if where == "" then where = name .. ": " end
+        if type(spec) ~= "string" then
+            fail(where, "route expects a string such as \"GET /users/:id\", got " .. type(spec))
+        end
         if opts ~= nil then return compile_route(set, spec, opts, where) end
         local p = { spec = spec, where = where }
         pending[#pending + 1] = p

@@ -476,12 +476,14 @@ TEST(shipped_policies_decide_users)
     struct policy_request put = {.method = "PUT", .path = "/users/42"};
     CHECK_EQ_INT(lua_host_decide(h, &put, &d), 0);
     CHECK_EQ_INT(d.action, POLICY_INVALIDATE);
-    CHECK_EQ_INT(d.n_invalidate, 2);
-    if (d.n_invalidate == 2) {
+    CHECK_EQ_INT(d.n_invalidate, 3);
+    if (d.n_invalidate == 3) {
         CHECK_EQ_STR(d.invalidate[0].key, "users:42");
         CHECK(!d.invalidate[0].prefix);
         CHECK_EQ_STR(d.invalidate[1].key, "user_profile:42");
         CHECK(!d.invalidate[1].prefix);
+        CHECK_EQ_STR(d.invalidate[2].key, "users_list:");
+        CHECK(d.invalidate[2].prefix);
     }
     CHECK(d.key == NULL);
     policy_decision_free(&d);
@@ -489,9 +491,9 @@ TEST(shipped_policies_decide_users)
     struct policy_request post = {.method = "POST", .path = "/posts"};
     CHECK_EQ_INT(lua_host_decide(h, &post, &d), 0);
     CHECK_EQ_INT(d.action, POLICY_INVALIDATE);
-    CHECK_EQ_INT(d.n_invalidate, 3);
+    CHECK_EQ_INT(d.n_invalidate, 4);
     for (size_t i = 0; i < d.n_invalidate; i++) CHECK(d.invalidate[i].prefix);
-    if (d.n_invalidate == 3) CHECK_EQ_STR(d.invalidate[0].key, "posts:");
+    if (d.n_invalidate == 4) CHECK_EQ_STR(d.invalidate[0].key, "posts:");
     policy_decision_free(&d);
     lua_host_destroy(h);
 }
