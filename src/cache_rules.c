@@ -71,8 +71,9 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
         out->reason = "set-cookie";
         return;
     }
-    if (header_list_get(resp, "vary")) {
-        out->reason = "vary";
+    const char *vary = header_list_get(resp, "vary");
+    if (vary && headers_has_token(vary, "*")) {
+        out->reason = "vary-star";
         return;
     }
     if (body_len > max_value_bytes) {
@@ -133,4 +134,31 @@ bool cache_rules_header_storable(const char *name, const char *connection_value)
     for (size_t i = 0; i < sizeof SKIP / sizeof SKIP[0]; i++)
         if (strcasecmp(name, SKIP[i]) == 0) return false;
     return !headers_is_hop_by_hop(name, connection_value);
+}
+
+int cache_rules_variant_key(const char *base_key, const char *vary,
+                            const struct header_list *req, char *out, size_t out_len)
+{
+    int n = snprintf(out, out_len, "%s#vary", base_key);
+    if (n < 0 || (size_t)n >= out_len) return -1;
+    size_t off = (size_t)n;
+    const char *p = vary;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        const char *start = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t') p++;
+        if (p == start) continue;
+        char name[128];
+        size_t len = (size_t)(p - start) < sizeof name - 1 ? (size_t)(p - start) : sizeof name - 1;
+        for (size_t i = 0; i < len; i++) {
+            char c = start[i];
+            name[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        name[len] = '\0';
+        const char *v = header_list_get(req, name);
+        n = snprintf(out + off, out_len - off, "|%s=%s", name, v ? v : "");
+        if (n < 0 || (size_t)n >= out_len - off) return -1;
+        off += (size_t)n;
+    }
+    return 0;
 }

@@ -50,6 +50,16 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
                           size_t max_value_bytes, const struct store_overrides *ov,
                           struct store_decision *out);
 
+/* Vary support: a response with Vary is stored under a variant key made of
+ * the base key and the request's values of the varied fields; the base key
+ * holds a marker object whose CACHE_RULES_VARY_HEADER lists the fields. */
+#define CACHE_RULES_VARY_HEADER "x-cachegw-vary"
+
+/* Writes the variant key for base_key into out.  vary is the response's Vary
+ * value.  Returns 0, or -1 if it does not fit. */
+int cache_rules_variant_key(const char *base_key, const char *vary,
+                            const struct header_list *req, char *out, size_t out_len);
+
 /* True for a header that is stored with a cached response; false for
  * hop-by-hop fields, framing (Content-Length, Transfer-Encoding), Age (it is
  * recomputed), Set-Cookie and the gateway's own status fields. */

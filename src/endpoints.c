@@ -2,9 +2,32 @@
 #include "endpoints.h"
 
 #include <stdio.h>
+#include <time.h>
 
+#include "policy_engine.h"
 #include "stats.h"
 #include "store_l1.h"
+
+/* Writes s as a JSON string literal (quotes included). */
+static void json_quote(const char *s, char *out, size_t len)
+{
+    size_t o = 0;
+    if (len < 3) return;
+    out[o++] = '"';
+    for (; *s && o + 8 < len; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, len - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o++] = '"';
+    out[o] = '\0';
+}
 
 int endpoints_health_cache_json(const struct gateway *gw, const struct health_redis_view *redis,
                                 char *buf, size_t len)
@@ -20,13 +43,39 @@ int endpoints_health_cache_json(const struct gateway *gw, const struct health_re
     int n = snprintf(buf, len,
                      "{\"status\": \"%s\", \"backend\": \"%s\", \"latency_ms\": %s, "
                      "\"stats\": {\"hits\": %llu, \"misses\": %llu, \"hit_rate_percent\": %.2f, "
-                     "\"redis_available\": %s, \"memory_cache_size\": %llu}}\n",
+                     "\"redis_available\": %s, \"memory_cache_size\": %llu}",
                      degraded ? "degraded" : "healthy",
                      redis->configured && redis->available ? "redis" : "memory", latency,
                      (unsigned long long)STATS_GET(hits), (unsigned long long)STATS_GET(misses),
                      stats_hit_rate_percent(), redis->available ? "true" : "false",
                      (unsigned long long)l1.entries);
-    return n < 0 || (size_t)n >= len ? -1 : n;
+    if (n < 0 || (size_t)n >= len) return -1;
+    size_t off = (size_t)n;
+    if (gw->policies) {
+        struct policy_engine_status st;
+        policy_engine_status(gw->policies, &st);
+        char when[32] = "null";
+        if (st.last_reload_ms > 0) {
+            time_t t = (time_t)(st.last_reload_ms / 1000);
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            strftime(when, sizeof when, "\"%Y-%m-%dT%H:%M:%SZ\"", &tm);
+        }
+        char errjson[1100] = "null";
+        if (st.last_error[0]) json_quote(st.last_error, errjson, sizeof errjson);
+        n = snprintf(buf + off, len - off,
+                     ", \"policies\": {\"generation\": %llu, \"routes\": %zu, \"files\": %zu, "
+                     "\"reloads\": %llu, \"reload_failures\": %llu, \"last_reload\": %s, "
+                     "\"last_error\": %s, \"errors\": %llu}",
+                     (unsigned long long)st.generation, st.routes, st.files,
+                     (unsigned long long)st.reloads, (unsigned long long)st.reload_failures, when,
+                     errjson, (unsigned long long)lua_host_error_count());
+        if (n < 0 || (size_t)n >= len - off) return -1;
+        off += (size_t)n;
+    }
+    n = snprintf(buf + off, len - off, "}\n");
+    if (n < 0 || (size_t)n >= len - off) return -1;
+    return (int)(off + (size_t)n);
 }
 
 int endpoints_metrics_text(const struct gateway *gw, const struct health_redis_view *redis,

@@ -22,6 +22,7 @@
 #include "http_server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -33,11 +34,13 @@
 #include "buf.h"
 #include "cache_object.h"
 #include "cache_rules.h"
+#include "cache_tiers.h"
 #include "coalesce.h"
 #include "endpoints.h"
 #include "headers.h"
 #include "io_loop.h"
 #include "log.h"
+#include "policy_engine.h"
 #include "proxy.h"
 #include "stats.h"
 #include "store_l1.h"
@@ -71,6 +74,12 @@ struct request {
     /* Plan. */
     bool cacheable;
     const char *bypass_reason;
+    char *key;                     /* cache key (cacheable) */
+    char *path;                    /* uri without the query */
+    struct worker_policy *wp;      /* the policy generation this request runs under */
+    struct policy_decision dec;    /* valid when has_dec */
+    bool has_dec;
+    struct store_overrides ov;     /* what the route policy says about storage */
 
     /* Flight (cacheable misses). */
     struct flight *flight;    /* set while we lead an open flight */
@@ -372,6 +381,41 @@ static int upstream_error_status(const struct upstream_fetch *f)
     return f->error == UPSTREAM_TIMEOUT ? 504 : 502;
 }
 
+static void policy_request_of(const struct request *r, struct policy_request *pr)
+{
+    const char *q = strchr(r->uri, '?');
+    pr->method = r->method;
+    pr->path = r->path;
+    pr->query = q ? q + 1 : NULL;
+    pr->headers = r->headers.items;
+    pr->n_headers = r->headers.n;
+    pr->client_ip = r->client_ip;
+}
+
+/* The route's on_response hook may refuse storage or change the TTL. */
+static void apply_response_hook(struct request *r, struct upstream_fetch *f,
+                                struct store_decision *d)
+{
+    struct policy_request pr;
+    struct policy_verdict v = {0};
+    policy_request_of(r, &pr);
+    if (lua_host_on_response(worker_policy_host(r->wp), &r->dec, &pr, f->status,
+                             f->resp_headers.items, f->resp_headers.n, &v) != 0)
+        STATS_INC(policy_errors);
+    if (!v.store) {
+        d->store = false;
+        d->reason = "policy";
+    } else if (v.ttl_ms >= 0) {
+        d->ttl_ms = v.ttl_ms;
+        d->initial_age_s = 0;
+        if (d->ttl_ms == 0 && d->swr_ms == 0 && d->sie_ms == 0) {
+            d->store = false;
+            d->reason = "policy";
+        }
+    }
+    policy_verdict_free(&v);
+}
+
 /* Stores a leader's buffered response if allowed, then closes its flight.
  * Returns the stored object (one reference) or NULL.  Safe to call from the
  * completion callback when the client left before the answer. */
@@ -391,7 +435,8 @@ static struct cache_object *leader_finish(struct request *r, const char **not_st
         struct store_decision d;
         cache_rules_response(f->status, &f->resp_headers, f->body.len, now,
                              (int64_t)r->gw->cfg->default_ttl_s * 1000,
-                             r->gw->cfg->max_value_bytes, NULL, &d);
+                             r->gw->cfg->max_value_bytes, &r->ov, &d);
+        if (d.store && r->has_dec && r->dec.has_response_hook) apply_response_hook(r, f, &d);
         if (d.store) {
             const char *connection = header_list_get(&f->resp_headers, "connection");
             struct http_header kept[128];
@@ -404,8 +449,25 @@ static struct cache_object *leader_finish(struct request *r, const char **not_st
                                       .ttl_ms = d.ttl_ms,
                                       .swr_ms = d.swr_ms,
                                       .sie_ms = d.sie_ms};
-            obj = cache_object_build(r->uri, strlen(r->uri), f->status, kept, n, f->body.data,
-                                     f->body.len, &meta);
+            const char *vary = header_list_get(&f->resp_headers, "vary");
+            char variant[2048];
+            const char *store_key = r->key;
+            if (vary && strstr(r->key, "#vary|") == NULL) {
+                if (cache_rules_variant_key(r->key, vary, &r->headers, variant,
+                                            sizeof variant) == 0) {
+                    struct http_header marker = {CACHE_RULES_VARY_HEADER, vary};
+                    struct cache_object *m = cache_object_build(r->key, strlen(r->key), 200,
+                                                                &marker, 1, "", 0, &meta);
+                    if (m) store_l1_put(r->gw->l1, m, now);
+                    cache_object_unref(m);
+                    store_key = variant;
+                } else {
+                    store_key = NULL;
+                }
+            }
+            if (store_key)
+                obj = cache_object_build(store_key, strlen(store_key), f->status, kept, n,
+                                         f->body.data, f->body.len, &meta);
             if (obj != NULL && store_l1_put(r->gw->l1, obj, now) == 0) STATS_INC(stores);
         } else {
             *not_stored_reason = d.reason;
@@ -419,6 +481,40 @@ static struct cache_object *leader_finish(struct request *r, const char **not_st
     coalesce_finish(r->gw->coalescer, r->flight, obj ? FLIGHT_STORED : FLIGHT_RETRY, obj, 0);
     r->flight = NULL;
     return obj;
+}
+
+/* After a successful write: the route's invalidations, or RFC 9111 §4.4 (an
+ * unsafe method invalidates the target URI and its Location and
+ * Content-Location).  Applied before the client gets its answer, so its next
+ * read already misses. */
+static void apply_invalidations(struct request *r, const struct upstream_fetch *f)
+{
+    struct gateway *gw = r->gw;
+    bool read = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    if (r->has_dec && r->dec.action == POLICY_INVALIDATE) {
+        if (f->status < 200 || f->status >= 300) return;
+        for (size_t i = 0; i < r->dec.n_invalidate; i++) {
+            const struct policy_target *t = &r->dec.invalidate[i];
+            if (t->tag) LOG_W("tag invalidation of '%s' is not supported yet", t->key);
+            else if (t->prefix) cache_tiers_invalidate_prefix(gw, t->key);
+            else cache_tiers_invalidate_key(gw, t->key);
+        }
+        return;
+    }
+    if (read || f->status < 200 || f->status >= 400) return;
+    if (r->has_dec && r->dec.action == POLICY_BYPASS) return;
+    char key[2048];
+    if (r->has_dec && r->dec.key) cache_tiers_invalidate_key(gw, r->dec.key);
+    else if (snprintf(key, sizeof key, "GET:%s", r->uri) < (int)sizeof key)
+        cache_tiers_invalidate_key(gw, key);
+    const char *names[] = {"location", "content-location"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = header_list_get(&f->resp_headers, names[i]);
+        /* Only same-origin, path-absolute references name our entries. */
+        if (v && v[0] == '/' && v[1] != '/' &&
+            snprintf(key, sizeof key, "GET:%s", v) < (int)sizeof key)
+            cache_tiers_invalidate_key(gw, key);
+    }
 }
 
 /* ---- the request state machine ---- */
@@ -436,6 +532,7 @@ static enum MHD_Result answer_after_fetch(struct request *r)
         return answer_error(r, status, status == 504 ? "upstream timeout" : "upstream unavailable",
                             f->errmsg);
     }
+    if (!leader) apply_invalidations(r, f);
     const char *x_cache = r->cacheable ? "MISS" : "BYPASS";
     char cache_status[160];
     if (leader) {
@@ -469,6 +566,15 @@ static enum MHD_Result answer_after_flight(struct request *r)
     case FLIGHT_STORED: {
         struct cache_object *obj = r->woken_obj;
         r->woken_obj = NULL;
+        const char *vary = cache_object_header(obj, "vary");
+        char variant[2048];
+        if (vary && (cache_rules_variant_key(r->key, vary, &r->headers, variant,
+                                             sizeof variant) != 0 ||
+                     strcmp(variant, obj->key) != 0) && strcmp(r->key, obj->key) != 0) {
+            /* Another variant was fetched: this request needs its own. */
+            cache_object_unref(obj);
+            return start_fetch(r, false);
+        }
         STATS_INC(hits);
         char cache_status[96];
         snprintf(cache_status, sizeof cache_status, "cachegw; hit; detail=collapsed");
@@ -523,6 +629,65 @@ static bool is_own_endpoint(const char *method, const char *path)
            strcmp(path, "/metrics") == 0;
 }
 
+/* Decides how to serve the request: the route policy when one matches,
+ * otherwise the default rules (RFC 9111 shared cache).  Sets cacheable, key,
+ * bypass_reason and the storage overrides.  Returns 0 or -ENOMEM. */
+static int plan(struct request *r)
+{
+    struct gateway *gw = r->gw;
+    size_t plen = strcspn(r->uri, "?");
+    r->path = strndup(r->uri, plen);
+    if (r->path == NULL) return -ENOMEM;
+    r->ov = (struct store_overrides){.ttl_ms = -1, .swr_ms = -1, .sie_ms = -1};
+    bool read = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+
+    if (gw->policies) r->wp = policy_engine_acquire(gw->policies);
+    if (r->wp) {
+        struct policy_request pr;
+        policy_request_of(r, &pr);
+        if (lua_host_decide(worker_policy_host(r->wp), &pr, &r->dec) != 0)
+            STATS_INC(policy_errors);
+        r->has_dec = true;
+        switch (r->dec.action) {
+        case POLICY_CACHE:
+            r->cacheable = read && gw->l1 != NULL && r->dec.key != NULL;
+            r->bypass_reason = r->cacheable ? NULL : "policy";
+            r->ov.ttl_ms = r->dec.ttl_ms;
+            r->ov.swr_ms = r->dec.swr_ms;
+            r->ov.sie_ms = r->dec.sie_ms;
+            r->ov.allow_private = r->dec.per_user;
+            r->ov.ignore_no_store = r->dec.ignore_no_store;
+            break;
+        case POLICY_DEFAULT:
+            /* The library already sent credentialed requests to "bypass". */
+            r->cacheable = read && gw->l1 != NULL && r->dec.key != NULL &&
+                           cache_rules_request_cacheable(r->method, &r->headers,
+                                                         &r->bypass_reason);
+            break;
+        case POLICY_BYPASS:
+        case POLICY_INVALIDATE:
+        default:
+            r->cacheable = false;
+            r->bypass_reason = r->dec.reason ? r->dec.reason : "policy";
+            break;
+        }
+        if (r->cacheable) {
+            r->key = strdup(r->dec.key);
+            if (r->key == NULL) return -ENOMEM;
+        }
+        return 0;
+    }
+    r->cacheable = gw->l1 != NULL &&
+                   cache_rules_request_cacheable(r->method, &r->headers, &r->bypass_reason);
+    if (r->cacheable) {
+        size_t n = strlen(r->uri) + 5;
+        r->key = malloc(n);
+        if (r->key == NULL) return -ENOMEM;
+        snprintf(r->key, n, "GET:%s", r->uri);
+    }
+    return 0;
+}
+
 static enum MHD_Result begin(struct request *r)
 {
     /* The path alone (no query) decides the gateway's own endpoints. */
@@ -542,18 +707,32 @@ static enum MHD_Result begin(struct request *r)
         return answer_error(r, 400, "bad request target", NULL);
     }
     STATS_INC(requests);
-
-    r->cacheable = r->gw->cfg->default_ttl_s >= 0 && r->gw->l1 != NULL &&
-                   cache_rules_request_cacheable(r->method, &r->headers, &r->bypass_reason);
+    if (plan(r) != 0) return answer_error(r, 503, "out of memory", NULL);
     if (!r->cacheable) {
         STATS_INC(bypasses);
         return start_fetch(r, false);
     }
 
-    const char *key = r->uri;
+    const char *key = r->key;
     size_t key_len = strlen(key);
     int64_t now = clock_wall_ms();
     struct cache_object *obj = store_l1_get(r->gw->l1, key, key_len, now);
+    const char *vary = obj ? cache_object_header(obj, CACHE_RULES_VARY_HEADER) : NULL;
+    if (vary) {
+        /* A Vary marker: look up this request's variant instead. */
+        char variant[2048];
+        int rc = cache_rules_variant_key(r->key, vary, &r->headers, variant, sizeof variant);
+        cache_object_unref(obj);
+        obj = NULL;
+        if (rc == 0) {
+            free(r->key);
+            r->key = strdup(variant);
+            if (r->key == NULL) return answer_error(r, 503, "out of memory", NULL);
+            key = r->key;
+            key_len = strlen(key);
+            obj = store_l1_get(r->gw->l1, key, key_len, now);
+        }
+    }
     if (obj != NULL && cache_object_is_fresh(obj, now)) {
         STATS_INC(hits);
         char cache_status[96];
@@ -583,10 +762,9 @@ static enum MHD_Result begin(struct request *r)
     if (f == NULL) {
         coalesce_finish(r->gw->coalescer, r->flight, FLIGHT_RETRY, NULL, 0);
         r->flight = NULL;
+        r->wait = WAIT_NONE; /* answered 503 on the resumed call */
         MHD_resume_connection(r->conn);
-        r->wait = WAIT_NONE;
-        r->phase = PH_BODY;
-        return MHD_YES; /* answered with an error on the resumed call */
+        return MHD_YES;
     }
     r->fetch = f;
     STATS_INC(upstream_requests);
@@ -650,7 +828,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return answer_error(r, 503, "out of memory", NULL);
     case PH_WAITING:
         if (r->wait == WAIT_FETCH) return answer_after_fetch(r);
-        return answer_after_flight(r);
+        if (r->wait == WAIT_FLIGHT) return answer_after_flight(r);
+        return answer_error(r, 503, "out of memory", NULL);
     case PH_ANSWERED:
     default:
         return MHD_YES;
@@ -693,6 +872,10 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
               (double)(clock_mono_ms() - r->start_ms));
     }
     if (r->fetch) owned_fetch_free(r->fetch);
+    if (r->has_dec) policy_decision_free(&r->dec);
+    if (r->wp) policy_engine_release(r->wp);
+    free(r->key);
+    free(r->path);
     cache_object_unref(r->woken_obj);
     header_list_free(&r->headers);
     buf_free(&r->body);

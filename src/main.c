@@ -18,8 +18,35 @@
 #include "http_server.h"
 #include "io_loop.h"
 #include "log.h"
+#include "policy_engine.h"
 #include "proxy.h"
 #include "store_l1.h"
+
+/* The gateway's own Lua library: LUA_DIR, else ./lua, else the source tree's. */
+static const char *lua_dir_of(const struct config *cfg)
+{
+    if (cfg->lua_dir) return cfg->lua_dir;
+    if (access("lua/gateway/policy.lua", R_OK) == 0) return "lua";
+    return CACHEGW_SOURCE_DIR "/lua";
+}
+
+/* `cachegw --check`: validate the policies like `nginx -t`. */
+static int check_policies(const struct config *cfg)
+{
+    struct lua_limits lim = {.memory_bytes = cfg->lua_memory_bytes,
+                             .instructions = cfg->lua_instruction_limit};
+    struct policy_set *set = NULL;
+    char err[1024];
+    int rc = policy_set_load(cfg->policies_dir, lua_dir_of(cfg), &lim, &set, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "cachegw: policy check failed: %s\n", err);
+        return 1;
+    }
+    printf("cachegw: policies OK: %zu routes in %zu files (%s)\n", policy_set_route_count(set),
+           policy_set_file_count(set), cfg->policies_dir);
+    policy_set_unref(set);
+    return 0;
+}
 
 static int run(struct config *cfg)
 {
@@ -30,6 +57,22 @@ static int run(struct config *cfg)
     if (io_loop_create(&gw.loop) != 0 || coalesce_create(&gw.coalescer) != 0) {
         LOG_E("out of memory at start-up");
         goto done;
+    }
+    if (access(cfg->policies_dir, F_OK) == 0) {
+        struct lua_limits lim = {.memory_bytes = cfg->lua_memory_bytes,
+                                 .instructions = cfg->lua_instruction_limit};
+        if (policy_engine_create(cfg->policies_dir, lua_dir_of(cfg), &lim, &gw.policies, err,
+                                 sizeof err) != 0) {
+            LOG_E("invalid policies, not starting: %s", err);
+            goto done;
+        }
+        struct policy_engine_status st;
+        policy_engine_status(gw.policies, &st);
+        LOG_I("policies loaded: %zu routes in %zu files from %s", st.routes, st.files,
+              cfg->policies_dir);
+    } else {
+        LOG_W("policies directory %s not found: default HTTP caching rules only",
+              cfg->policies_dir);
     }
     if (cfg->cache_max_bytes > 0 && store_l1_create(cfg->cache_max_bytes, 0, &gw.l1) != 0) {
         LOG_E("cannot create the memory cache (%zu bytes)", cfg->cache_max_bytes);
@@ -62,7 +105,13 @@ static int run(struct config *cfg)
         int sig = 0;
         if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
-            LOG_I("SIGHUP received: no policy engine loaded, nothing to reload");
+            if (gw.policies == NULL) {
+                LOG_W("SIGHUP received: no policies directory, nothing to reload");
+                continue;
+            }
+            LOG_I("SIGHUP received: reloading policies from %s", cfg->policies_dir);
+            if (policy_engine_reload(gw.policies, err, sizeof err) != 0)
+                LOG_E("policy reload failed, keeping the running policies: %s", err);
             continue;
         }
         LOG_I("%s received: draining (up to %d ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -87,6 +136,7 @@ stop_loop:
     io_loop_stop(gw.loop);
 done:
     proxy_destroy(gw.proxy);
+    policy_engine_destroy(gw.policies);
     store_l1_destroy(gw.l1);
     coalesce_destroy(gw.coalescer);
     io_loop_destroy(gw.loop);
@@ -118,7 +168,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level((enum log_level)cfg.log_level);
-    int rc = run(&cfg);
+    int rc = cfg.check_only ? check_policies(&cfg) : run(&cfg);
     config_free(&cfg);
     return rc;
 }

@@ -200,7 +200,7 @@ class CoreTest(GatewayTestCase):
         gw.get("/users/5")
         gw.get("/users/5")
         h = gw.health_cache()
-        self.assertEqual(set(h), {"status", "backend", "latency_ms", "stats"})
+        self.assertTrue({"status", "backend", "latency_ms", "stats"} <= set(h), h)
         self.assertEqual(h["status"], "healthy")
         self.assertEqual(h["backend"], "memory")
         self.assertIn(h["latency_ms"], (None, 0))

@@ -67,7 +67,7 @@ TEST(not_storable_responses)
     struct store_decision d;
     const char *cases[][2] = {{"Cache-Control", "no-store"},   {"Cache-Control", "private"},
                               {"Cache-Control", "no-cache"},   {"Set-Cookie", "a=b"},
-                              {"Vary", "*"},                   {"Cache-Control", "max-age=0"}};
+                              {"Vary", "X-A, *"},              {"Cache-Control", "max-age=0"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct header_list l = hl(cases[i][0], cases[i][1], NULL, NULL);
         cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
@@ -130,6 +130,20 @@ TEST(policy_overrides)
     header_list_free(&l);
 }
 
+TEST(variant_keys)
+{
+    char a[256], b[256];
+    struct header_list r1 = hl("Accept-Language", "fr", NULL, NULL);
+    struct header_list r2 = hl("Accept-Language", "de", NULL, NULL);
+    CHECK_EQ_INT(cache_rules_variant_key("k", "Accept-Language, X-U", &r1, a, sizeof a), 0);
+    CHECK_EQ_STR(a, "k#vary|accept-language=fr|x-u=");
+    CHECK_EQ_INT(cache_rules_variant_key("k", "accept-language,x-u", &r2, b, sizeof b), 0);
+    CHECK(strcmp(a, b) != 0);
+    CHECK_EQ_INT(cache_rules_variant_key("k", "Accept-Language", &r1, a, 8), -1);
+    header_list_free(&r1);
+    header_list_free(&r2);
+}
+
 int main(void)
 {
     RUN(request_rules);
@@ -138,5 +152,6 @@ int main(void)
     RUN(age_and_stale_extensions);
     RUN(stored_header_filter);
     RUN(policy_overrides);
+    RUN(variant_keys);
     return TEST_SUMMARY();
 }
