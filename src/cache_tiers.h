@@ -3,22 +3,50 @@
  * and, when REDIS_URL is set, the Redis tier (store_redis), plus the
  * invalidation fan-out to other instances.
  *
- * Invalidation functions may be called from any thread: the memory tier is
- * changed at once (so the caller's next read already misses), and the Redis
- * work and the broadcast to other instances are posted to the I/O loop.
+ * Everything here may be called from any thread.  The memory tier is changed
+ * at once (so the caller's next read already sees it); Redis work is posted to
+ * the I/O loop, because store_redis is confined to it.  A Redis that is down
+ * or slow never fails a caller: reads report an error and callers go on to the
+ * upstream (DESIGN.md invariant 2).
  *
- * Thread-safety: as stated per function.
+ * Ownership: l2_get hands done() one reference (or NULL); l2_put takes its
+ * own reference.
  */
 #ifndef CACHEGW_CACHE_TIERS_H
 #define CACHEGW_CACHE_TIERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "cache_object.h"
 #include "gateway.h"
 
-/* Drops one key everywhere.  Any thread. */
+/* Wires the Redis tier's cross-instance invalidations into the memory tier.
+ * Call once at start-up, after gw->l2 is set and before the loop starts. */
+int cache_tiers_start(struct gateway *gw);
+
+/* True when the Redis tier is configured and currently usable. */
+bool cache_tiers_l2_available(const struct gateway *gw);
+
+/* Loop thread: obj is one reference or NULL (miss); err < 0 when Redis failed. */
+typedef void (*cache_tiers_get_fn)(void *arg, struct cache_object *obj, int err);
+
+/* Reads key from Redis.  Returns 0 and calls done exactly once on the loop
+ * thread, or fails at once (-ENOTCONN when there is no usable Redis tier). */
+int cache_tiers_l2_get(struct gateway *gw, const char *key, cache_tiers_get_fn done, void *arg);
+
+/* Writes obj to Redis in the background (fire and forget). */
+void cache_tiers_l2_put(struct gateway *gw, struct cache_object *obj);
+
+/* Loop thread: latency_ms < 0 when the PING failed. */
+typedef void (*cache_tiers_ping_fn)(void *arg, double latency_ms);
+/* A live PING round trip.  Returns 0 and calls done once on the loop thread,
+ * or fails at once. */
+int cache_tiers_ping(struct gateway *gw, cache_tiers_ping_fn done, void *arg);
+
+/* Drops one key everywhere (memory, Redis, other instances' memory). */
 void cache_tiers_invalidate_key(struct gateway *gw, const char *key);
-/* Drops every key that starts with prefix everywhere.  Any thread. */
+/* Drops every key that starts with prefix everywhere. */
 void cache_tiers_invalidate_prefix(struct gateway *gw, const char *prefix);
 
 #endif

@@ -18,7 +18,8 @@ struct io_loop;
 struct proxy;
 struct store_l1;
 struct coalescer;
-struct tiered_store;
+struct store_redis;
+struct redis_pool;
 struct policy_engine;
 struct MHD_Daemon;
 struct MHD_Response;
@@ -29,7 +30,8 @@ struct gateway {
     struct proxy *proxy;
     struct store_l1 *l1;
     struct coalescer *coalescer;
-    struct tiered_store *l2;         /* Redis tier; NULL when memory only */
+    struct redis_pool *redis;        /* NULL when memory only */
+    struct store_redis *l2;          /* Redis tier; NULL when memory only */
     struct policy_engine *policies;  /* NULL when no policy engine */
     struct MHD_Daemon *daemon;
     struct MHD_Response *health_response;

@@ -42,6 +42,7 @@
 #include "log.h"
 #include "policy_engine.h"
 #include "proxy.h"
+#include "redis_pool.h"
 #include "stats.h"
 #include "store_l1.h"
 
@@ -56,6 +57,8 @@ enum wait_kind {
     WAIT_NONE,
     WAIT_FETCH,   /* our own upstream fetch (leader or pass) */
     WAIT_FLIGHT,  /* another request's fetch */
+    WAIT_L2,      /* a Redis lookup (leader) */
+    WAIT_PING,    /* /health/cache's live Redis PING */
 };
 
 struct request {
@@ -89,6 +92,11 @@ struct request {
 
     /* Fetch. */
     struct upstream_fetch *fetch;
+
+    /* Redis lookup and /health/cache PING results (written by the loop before resuming). */
+    struct cache_object *l2_obj;
+    int l2_err;
+    double ping_ms;
 
     /* For the access log. */
     int status;
@@ -458,7 +466,10 @@ static struct cache_object *leader_finish(struct request *r, const char **not_st
                     struct http_header marker = {CACHE_RULES_VARY_HEADER, vary};
                     struct cache_object *m = cache_object_build(r->key, strlen(r->key), 200,
                                                                 &marker, 1, "", 0, &meta);
-                    if (m) store_l1_put(r->gw->l1, m, now);
+                    if (m) {
+                        store_l1_put(r->gw->l1, m, now);
+                        cache_tiers_l2_put(r->gw, m);
+                    }
                     cache_object_unref(m);
                     store_key = variant;
                 } else {
@@ -469,6 +480,7 @@ static struct cache_object *leader_finish(struct request *r, const char **not_st
                 obj = cache_object_build(store_key, strlen(store_key), f->status, kept, n,
                                          f->body.data, f->body.len, &meta);
             if (obj != NULL && store_l1_put(r->gw->l1, obj, now) == 0) STATS_INC(stores);
+            if (obj != NULL) cache_tiers_l2_put(r->gw, obj);
         } else {
             *not_stored_reason = d.reason;
             if (d.reason && strcmp(d.reason, "too-big") == 0) STATS_INC(too_big);
@@ -590,36 +602,56 @@ static enum MHD_Result answer_after_flight(struct request *r)
     case FLIGHT_RETRY:
     default:
         /* Not shareable: fetch for ourselves, without joining a flight. */
+        STATS_INC(misses);
         return start_fetch(r, false);
     }
+}
+
+static enum MHD_Result answer_status_page(struct request *r, bool metrics, double latency_ms)
+{
+    struct gateway *gw = r->gw;
+    struct health_redis_view redis = {.configured = gw->redis != NULL,
+                                      .available = cache_tiers_l2_available(gw),
+                                      .latency_ms = latency_ms};
+    char body[8192];
+    int n = metrics ? endpoints_metrics_text(gw, &redis, body, sizeof body)
+                    : endpoints_health_cache_json(gw, &redis, body, sizeof body);
+    if (n < 0) return answer_error(r, 500, "internal error", NULL);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    add_header(resp, "Content-Type", metrics ? "text/plain; version=0.0.4" : "application/json");
+    add_header(resp, "Cache-Control", "no-store");
+    return queue(r, 200, resp, NULL);
+}
+
+/* Loop thread: the PING for /health/cache came back (or failed). */
+static void ping_done(void *arg, double latency_ms)
+{
+    struct request *r = arg;
+    r->ping_ms = latency_ms;
+    MHD_resume_connection(r->conn);
 }
 
 static enum MHD_Result answer_own_endpoint(struct request *r, const char *path)
 {
     struct gateway *gw = r->gw;
-    struct health_redis_view redis = {.configured = false, .available = false, .latency_ms = -1};
     if (strcmp(path, "/health") == 0) {
         r->status = 200;
         r->phase = PH_ANSWERED;
         return MHD_queue_response(r->conn, 200, gw->health_response);
     }
-    char body[4096];
-    int n;
-    const char *type;
-    if (strcmp(path, "/health/cache") == 0) {
-        n = endpoints_health_cache_json(gw, &redis, body, sizeof body);
-        type = "application/json";
-    } else {
-        n = endpoints_metrics_text(gw, &redis, body, sizeof body);
-        type = "text/plain; version=0.0.4";
+    if (strcmp(path, "/health/cache") == 0 && cache_tiers_l2_available(gw)) {
+        /* latency_ms is a live PING, bounded by the Redis operation timeout. */
+        r->phase = PH_WAITING;
+        r->wait = WAIT_PING;
+        r->ping_ms = -1;
+        MHD_suspend_connection(r->conn);
+        if (cache_tiers_ping(gw, ping_done, r) != 0) MHD_resume_connection(r->conn);
+        return MHD_YES;
     }
-    if (n < 0) return answer_error(r, 500, "internal error", NULL);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL) return MHD_NO;
-    add_header(resp, "Content-Type", type);
-    add_header(resp, "Cache-Control", "no-store");
-    return queue(r, 200, resp, NULL);
+    return answer_status_page(r, strcmp(path, "/metrics") == 0,
+                              gw->redis ? redis_pool_last_latency_ms(gw->redis) : -1);
 }
 
 static bool is_own_endpoint(const char *method, const char *path)
@@ -627,6 +659,84 @@ static bool is_own_endpoint(const char *method, const char *path)
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return false;
     return strcmp(path, "/health") == 0 || strcmp(path, "/health/cache") == 0 ||
            strcmp(path, "/metrics") == 0;
+}
+
+/* The leader (already suspended) fetches from the upstream. */
+static enum MHD_Result leader_fetch(struct request *r)
+{
+    STATS_INC(misses);
+    r->wait = WAIT_FETCH;
+    struct upstream_fetch *f = build_fetch(r, true);
+    if (f == NULL) {
+        coalesce_finish(r->gw->coalescer, r->flight, FLIGHT_RETRY, NULL, 0);
+        r->flight = NULL;
+        r->wait = WAIT_NONE; /* answered 503 on the resumed call */
+        MHD_resume_connection(r->conn);
+        return MHD_YES;
+    }
+    r->fetch = f;
+    STATS_INC(upstream_requests);
+    if (proxy_submit(r->gw->proxy, f) != 0) {
+        f->error = UPSTREAM_BROKEN;
+        snprintf(f->errmsg, sizeof f->errmsg, "gateway shutting down");
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
+}
+
+/* Loop thread: the Redis lookup finished. */
+static void l2_done(void *arg, struct cache_object *obj, int err)
+{
+    struct request *r = arg;
+    r->l2_obj = obj;
+    r->l2_err = err;
+    MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result answer_after_l2(struct request *r)
+{
+    struct gateway *gw = r->gw;
+    struct cache_object *obj = r->l2_obj;
+    r->l2_obj = NULL;
+    r->wait = WAIT_NONE;
+    int64_t now = clock_wall_ms();
+    const char *vary = obj ? cache_object_header(obj, CACHE_RULES_VARY_HEADER) : NULL;
+    if (vary) {
+        /* A Vary marker from Redis: keep it, then look up our variant. */
+        char variant[2048];
+        store_l1_put(gw->l1, obj, now);
+        int rc = cache_rules_variant_key(r->key, vary, &r->headers, variant, sizeof variant);
+        cache_object_unref(obj);
+        char *k = rc == 0 ? strdup(variant) : NULL;
+        MHD_suspend_connection(r->conn);
+        r->phase = PH_WAITING;
+        if (k != NULL) {
+            free(r->key);
+            r->key = k;
+            r->wait = WAIT_L2;
+            if (cache_tiers_l2_get(gw, r->key, l2_done, r) == 0) return MHD_YES;
+        }
+        return leader_fetch(r);
+    }
+    if (obj && cache_object_is_fresh(obj, now)) {
+        store_l1_put(gw->l1, obj, now);
+        STATS_INC(hits);
+        STATS_INC(hits_l2);
+        coalesce_finish(gw->coalescer, r->flight, FLIGHT_STORED, obj, 0);
+        r->flight = NULL;
+        char cache_status[96];
+        int64_t ttl_left = (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 -
+                           obj->meta.initial_age_s;
+        snprintf(cache_status, sizeof cache_status, "cachegw; hit; ttl=%lld; detail=redis",
+                 (long long)ttl_left);
+        enum MHD_Result ret = answer_object(r, obj, "HIT", cache_status);
+        cache_object_unref(obj);
+        return ret;
+    }
+    cache_object_unref(obj);
+    MHD_suspend_connection(r->conn);
+    r->phase = PH_WAITING;
+    return leader_fetch(r);
 }
 
 /* Decides how to serve the request: the route policy when one matches,
@@ -650,7 +760,7 @@ static int plan(struct request *r)
         r->has_dec = true;
         switch (r->dec.action) {
         case POLICY_CACHE:
-            r->cacheable = read && gw->l1 != NULL && r->dec.key != NULL;
+            r->cacheable = read && r->dec.key != NULL;
             r->bypass_reason = r->cacheable ? NULL : "policy";
             r->ov.ttl_ms = r->dec.ttl_ms;
             r->ov.swr_ms = r->dec.swr_ms;
@@ -660,7 +770,7 @@ static int plan(struct request *r)
             break;
         case POLICY_DEFAULT:
             /* The library already sent credentialed requests to "bypass". */
-            r->cacheable = read && gw->l1 != NULL && r->dec.key != NULL &&
+            r->cacheable = read && r->dec.key != NULL &&
                            cache_rules_request_cacheable(r->method, &r->headers,
                                                          &r->bypass_reason);
             break;
@@ -677,8 +787,7 @@ static int plan(struct request *r)
         }
         return 0;
     }
-    r->cacheable = gw->l1 != NULL &&
-                   cache_rules_request_cacheable(r->method, &r->headers, &r->bypass_reason);
+    r->cacheable = cache_rules_request_cacheable(r->method, &r->headers, &r->bypass_reason);
     if (r->cacheable) {
         size_t n = strlen(r->uri) + 5;
         r->key = malloc(n);
@@ -745,7 +854,6 @@ static enum MHD_Result begin(struct request *r)
         return ret;
     }
     cache_object_unref(obj);
-    STATS_INC(misses);
 
     /* Suspend first: a flight may finish (and resume us) right after join. */
     r->phase = PH_WAITING;
@@ -757,23 +865,11 @@ static enum MHD_Result begin(struct request *r)
         return MHD_YES;
     }
     r->flight = flight;
-    r->wait = WAIT_FETCH;
-    struct upstream_fetch *f = build_fetch(r, true);
-    if (f == NULL) {
-        coalesce_finish(r->gw->coalescer, r->flight, FLIGHT_RETRY, NULL, 0);
-        r->flight = NULL;
-        r->wait = WAIT_NONE; /* answered 503 on the resumed call */
-        MHD_resume_connection(r->conn);
-        return MHD_YES;
+    if (cache_tiers_l2_available(r->gw)) {
+        r->wait = WAIT_L2;
+        if (cache_tiers_l2_get(r->gw, r->key, l2_done, r) == 0) return MHD_YES;
     }
-    r->fetch = f;
-    STATS_INC(upstream_requests);
-    if (proxy_submit(r->gw->proxy, f) != 0) {
-        f->error = UPSTREAM_BROKEN;
-        snprintf(f->errmsg, sizeof f->errmsg, "gateway shutting down");
-        MHD_resume_connection(r->conn);
-    }
-    return MHD_YES;
+    return leader_fetch(r);
 }
 
 static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -829,6 +925,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case PH_WAITING:
         if (r->wait == WAIT_FETCH) return answer_after_fetch(r);
         if (r->wait == WAIT_FLIGHT) return answer_after_flight(r);
+        if (r->wait == WAIT_L2) return answer_after_l2(r);
+        if (r->wait == WAIT_PING) return answer_status_page(r, false, r->ping_ms);
         return answer_error(r, 503, "out of memory", NULL);
     case PH_ANSWERED:
     default:
@@ -877,6 +975,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->key);
     free(r->path);
     cache_object_unref(r->woken_obj);
+    cache_object_unref(r->l2_obj);
     header_list_free(&r->headers);
     buf_free(&r->body);
     free(r->uri);

@@ -20,6 +20,10 @@
 #include "log.h"
 #include "policy_engine.h"
 #include "proxy.h"
+#include "cache_tiers.h"
+#include "redis_pool.h"
+#include "redis_url.h"
+#include "store_redis.h"
 #include "store_l1.h"
 
 /* The gateway's own Lua library: LUA_DIR, else ./lua, else the source tree's. */
@@ -45,6 +49,41 @@ static int check_policies(const struct config *cfg)
     printf("cachegw: policies OK: %zu routes in %zu files (%s)\n", policy_set_route_count(set),
            policy_set_file_count(set), cfg->policies_dir);
     policy_set_unref(set);
+    return 0;
+}
+
+static void start_redis_task(void *arg) { redis_pool_start(arg); }
+static void stop_redis_task(void *arg) { redis_pool_stop(arg); }
+
+/* Sets up the Redis tier (REDIS_URL).  Connection happens in the background:
+ * a Redis that is down at start-up is retried while the memory tier serves. */
+static int setup_redis(struct gateway *gw, const struct config *cfg, char *err, size_t err_len)
+{
+    struct redis_url url;
+    char uerr[256];
+    if (redis_url_parse(cfg->redis_url, &url, uerr, sizeof uerr) != 0) {
+        snprintf(err, err_len, "invalid REDIS_URL: %s", uerr);
+        return -1;
+    }
+    struct redis_pool_options o = {.url = &url,
+                                   .pool_size = cfg->redis_pool_size,
+                                   .connect_timeout_ms = cfg->redis_connect_timeout_ms,
+                                   .op_timeout_ms = cfg->redis_timeout_ms,
+                                   .retries = cfg->redis_retries,
+                                   .health_interval_s = cfg->redis_health_interval_s,
+                                   .tls_ca_file = cfg->redis_tls_ca_file,
+                                   .tls_cert_file = cfg->redis_tls_cert_file,
+                                   .tls_key_file = cfg->redis_tls_key_file,
+                                   .tls_insecure = cfg->redis_tls_insecure};
+    int rc = redis_pool_create(gw->loop, &o, &gw->redis, err, err_len);
+    redis_url_free(&url);
+    if (rc != 0) return -1;
+    if (store_redis_create(gw->redis, gw->loop, cfg->redis_prefix, cfg->max_value_bytes,
+                           &gw->l2) != 0 ||
+        cache_tiers_start(gw) != 0) {
+        snprintf(err, err_len, "out of memory setting up the Redis tier");
+        return -1;
+    }
     return 0;
 }
 
@@ -74,7 +113,9 @@ static int run(struct config *cfg)
         LOG_W("policies directory %s not found: default HTTP caching rules only",
               cfg->policies_dir);
     }
-    if (cfg->cache_max_bytes > 0 && store_l1_create(cfg->cache_max_bytes, 0, &gw.l1) != 0) {
+    /* CACHE_MAX_BYTES=0 keeps a disabled memory tier (every lookup misses), so
+     * the Redis tier alone can serve. */
+    if (store_l1_create(cfg->cache_max_bytes, 0, &gw.l1) != 0) {
         LOG_E("cannot create the memory cache (%zu bytes)", cfg->cache_max_bytes);
         goto done;
     }
@@ -86,11 +127,16 @@ static int run(struct config *cfg)
         LOG_E("cannot create the upstream client");
         goto done;
     }
+    if (cfg->redis_url && setup_redis(&gw, cfg, err, sizeof err) != 0) {
+        LOG_E("%s", err);
+        goto done;
+    }
     if (io_loop_start(gw.loop) != 0) {
         LOG_E("cannot start the I/O loop");
         goto done;
     }
-    LOG_I("Using in-memory cache (%zu bytes)", cfg->cache_max_bytes);
+    if (gw.redis) io_loop_post(gw.loop, start_redis_task, gw.redis);
+    else LOG_I("Using in-memory cache (%zu bytes); no REDIS_URL", cfg->cache_max_bytes);
     if (http_server_start(&gw, err, sizeof err) != 0) {
         LOG_E("%s", err);
         goto stop_loop;
@@ -133,8 +179,11 @@ static int run(struct config *cfg)
     LOG_I("stopped cleanly");
     rc = 0;
 stop_loop:
+    if (gw.redis) io_loop_post(gw.loop, stop_redis_task, gw.redis);
     io_loop_stop(gw.loop);
 done:
+    store_redis_destroy(gw.l2);
+    redis_pool_destroy(gw.redis);
     proxy_destroy(gw.proxy);
     policy_engine_destroy(gw.policies);
     store_l1_destroy(gw.l1);

@@ -136,9 +136,13 @@ static int describe_failure(SSL *ssl, int e, int saved_errno, const char *during
         set_err(err, errlen, "connection closed by server %s", during);
         ret = -ECONNRESET;
     } else if (e == SSL_ERROR_SYSCALL) {
-        if (saved_errno != 0) {
+        if (saved_errno == ECONNRESET || saved_errno == EPIPE) {
+            set_err(err, errlen, "connection %s by server %s",
+                    saved_errno == EPIPE ? "closed" : "reset", during);
+            ret = -ECONNRESET;
+        } else if (saved_errno != 0) {
             set_err(err, errlen, "%s %s", strerror(saved_errno), during);
-            ret = saved_errno == ECONNRESET || saved_errno == EPIPE ? -ECONNRESET : -EIO;
+            ret = -EIO;
         } else {
             set_err(err, errlen, "connection closed by server %s", during);
             ret = -ECONNRESET;
