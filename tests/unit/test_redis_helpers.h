@@ -305,38 +305,74 @@ static __attribute__((unused)) int count_substr(const char *hay, const char *nee
 struct server {
     pid_t pid;
     int port;
+    bool tls; /* TLS only (port 0), the fixture's certificates, no password */
     int64_t spawned_us;
     char dir[300];
 };
 
-static __attribute__((unused)) bool port_answers(int port)
+static __attribute__((unused)) bool port_answers_tls(int port, bool tls)
 {
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "redis-cli -h 127.0.0.1 -p %d PING 2>/dev/null | grep -q PONG", port);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "redis-cli -h 127.0.0.1 -p %d %s%s PING 2>/dev/null | grep -q PONG",
+             port, tls ? "--tls --cacert " : "", tls ? cert_path("ca.crt") : "");
     return system(cmd) == 0;
 }
 
-/* Starts redis-server in the foreground (a child we can signal) on port. */
+static __attribute__((unused)) bool port_answers(int port) { return port_answers_tls(port, false); }
+
+/* Starts redis-server in the foreground (a child we can signal) on port;
+ * over TLS only when s->tls is set beforehand. */
 static __attribute__((unused)) bool server_start(struct server *s, int port)
 {
     s->port = port;
     snprintf(s->dir, sizeof s->dir, "%s/private-%d", redis_dir(), port);
     mkdir(s->dir, 0755);
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    const char *argv[32] = {"redis-server",
+                            "--bind",
+                            "127.0.0.1",
+                            "--save",
+                            "",
+                            "--appendonly",
+                            "no",
+                            "--dir",
+                            s->dir,
+                            "--daemonize",
+                            "no",
+                            "--protected-mode",
+                            "no"};
+    int argc = 13;
+    if (s->tls) {
+        const char *more[] = {"--port",
+                              "0",
+                              "--tls-port",
+                              portstr,
+                              "--tls-cert-file",
+                              cert_path("server.crt"),
+                              "--tls-key-file",
+                              cert_path("server.key"),
+                              "--tls-ca-cert-file",
+                              cert_path("ca.crt"),
+                              "--tls-auth-clients",
+                              "no"};
+        for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) argv[argc++] = more[i];
+    } else {
+        argv[argc++] = "--port";
+        argv[argc++] = portstr;
+    }
+    argv[argc] = NULL;
     s->spawned_us = now_us();
     pid_t pid = fork();
     if (pid == 0) {
-        char portstr[16];
-        snprintf(portstr, sizeof portstr, "%d", port);
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, STDOUT_FILENO);
-        execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", "--dir", s->dir, "--daemonize", "no", "--protected-mode",
-               "no", (char *)NULL);
+        execvp("redis-server", (char *const *)argv);
         _exit(127);
     }
     s->pid = pid;
     for (int i = 0; i < 200; i++) {
-        if (port_answers(port)) return true;
+        if (port_answers_tls(port, s->tls)) return true;
         sleep_ms(20);
     }
     fprintf(stderr, "private redis-server on %d did not start\n", port);

@@ -8,6 +8,7 @@
 #define PORT_KILL 16391
 #define PORT_STOP 16392
 #define PORT_RETRY 16393
+#define PORT_KILL_TLS 16394
 
 static struct redis_pool_options opts(void)
 {
@@ -417,11 +418,14 @@ TEST(redis_down_at_start_then_started)
     free(log);
 }
 
-TEST(redis_killed_mid_traffic_then_restarted)
+/* Over TLS too: writes to the dead server go through OpenSSL, whose own socket
+ * BIO would raise SIGPIPE (this process does not ignore it). */
+static void killed_mid_traffic(bool tls)
 {
-    struct server srv = {0};
-    port_free(PORT_KILL);
-    CHECK(server_start(&srv, PORT_KILL));
+    struct server srv = {.tls = tls};
+    int port = tls ? PORT_KILL_TLS : PORT_KILL;
+    port_free(port);
+    CHECK(server_start(&srv, port));
     struct env e;
     char err[256];
     struct capture cap;
@@ -429,7 +433,10 @@ TEST(redis_killed_mid_traffic_then_restarted)
     env_loop(&e);
     struct redis_pool_options o = opts();
     o.op_timeout_ms = 8000; /* the failure must come from the kill, not a timeout */
-    CHECK_EQ_INT(env_pool(&e, "redis://127.0.0.1:16391", o, err, sizeof err), 0);
+    o.tls_ca_file = cert_path("ca.crt");
+    char url[100];
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d", tls ? "rediss" : "redis", port);
+    CHECK_EQ_INT(env_pool(&e, url, o, err, sizeof err), 0);
     CHECK(wait_until(pred_available, e.pool, 3000) >= 0);
     for (int i = 0; i < 100 && redis_pool_connected(e.pool) < 3; i++) sleep_ms(10);
 
@@ -455,7 +462,7 @@ TEST(redis_killed_mid_traffic_then_restarted)
     CHECK_EQ_INT(c.rc, -ENOTCONN);
 
     sleep_ms(300);
-    CHECK(server_start(&srv, PORT_KILL));
+    CHECK(server_start(&srv, port));
     int64_t t_up = now_us();
     int ms = wait_until(pred_available, e.pool, 3000);
     fprintf(stderr,
@@ -470,9 +477,15 @@ TEST(redis_killed_mid_traffic_then_restarted)
     char *log = capture_stop(&cap);
     CHECK_EQ_INT(count_substr(log, "Redis connection failed: "), 1);
     CHECK_EQ_INT(count_substr(log, "Using in-memory cache"), 1);
-    CHECK_EQ_INT(count_substr(log, "Redis cache connected successfully\n"), 2);
+    CHECK_EQ_INT(count_substr(log, tls ? "Redis cache connected successfully (SSL/TLS enabled)\n"
+                                       : "Redis cache connected successfully\n"),
+                 2);
     free(log);
 }
+
+TEST(redis_killed_mid_traffic_then_restarted) { killed_mid_traffic(false); }
+
+TEST(tls_redis_killed_mid_traffic_then_restarted) { killed_mid_traffic(true); }
 
 TEST(redis_paused_times_out_then_recovers)
 {
@@ -732,6 +745,7 @@ int main(void)
     RUN(latency_is_measured);
     RUN(redis_down_at_start_then_started);
     RUN(redis_killed_mid_traffic_then_restarted);
+    RUN(tls_redis_killed_mid_traffic_then_restarted);
     RUN(redis_paused_times_out_then_recovers);
     RUN(paused_with_one_retry_fails_within_two_timeouts);
     RUN(a_command_on_a_lost_connection_is_retried_on_another);

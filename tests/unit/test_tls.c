@@ -197,6 +197,39 @@ TEST(client_certificates_are_presented)
     tls_ctx_free(ctx);
 }
 
+TEST(writing_to_a_closed_peer_returns_an_error_not_sigpipe)
+{
+    /* SIGPIPE keeps its default action here: if the BIO wrote with write(2),
+     * this test would kill the process. */
+    CHECK(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
+    SSL_CTX *ctx = make_ctx(cert_path("ca.crt"), NULL, NULL, false);
+    char err[256] = "";
+    int fd = connect_to("127.0.0.1", TLS_PORT);
+    SSL *ssl = NULL;
+    CHECK_EQ_INT(tls_client_new(ctx, fd, "127.0.0.1", &ssl, err, sizeof err), 0);
+    uint32_t want = 0;
+    int rc;
+    while ((rc = tls_handshake(ssl, &want, err, sizeof err)) == -EAGAIN) wait_fd(fd, want);
+    CHECK_EQ_INT(rc, 0);
+    const char quit[] = "*1\r\n$4\r\nQUIT\r\n";
+    CHECK_EQ_INT(tls_write(ssl, quit, sizeof quit - 1, &want, err, sizeof err), sizeof quit - 1);
+    sleep_ms(200); /* the server answers +OK and closes */
+    ssize_t n = 0;
+    char chunk[4096];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 200 && n >= 0; i++) {
+        n = tls_write(ssl, chunk, sizeof chunk, &want, err, sizeof err);
+        if (n == -EAGAIN) n = 0;
+        sleep_ms(1);
+    }
+    CHECK(n < 0);
+    fprintf(stderr, "  write after close: %s\n", err);
+    CHECK(strstr(err, "by server") != NULL);
+    SSL_free(ssl);
+    close(fd);
+    tls_ctx_free(ctx);
+}
+
 int main(void)
 {
     redis_dir();
@@ -207,5 +240,6 @@ int main(void)
     RUN(handshake_rejects_a_wrong_host);
     RUN(insecure_mode_skips_verification);
     RUN(client_certificates_are_presented);
+    RUN(writing_to_a_closed_peer_returns_an_error_not_sigpipe);
     return TEST_SUMMARY();
 }
