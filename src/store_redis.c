@@ -318,8 +318,7 @@ static void on_sub_state(void *arg, bool subscribed, bool after_gap)
 {
     struct store_redis *s = arg;
     if (subscribed && after_gap) {
-        LOG_I("Redis invalidation channel re-subscribed: dropping the memory tier (messages "
-              "may have been missed)");
+        LOG_D("redis: invalidation channel re-subscribed after a gap: telling the owner");
         if (s->on_invalidation) s->on_invalidation(s->invalidation_arg, '*', NULL, 0);
     }
 }
