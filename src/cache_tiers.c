@@ -211,3 +211,9 @@ void cache_tiers_invalidate_prefix(struct gateway *gw, const char *prefix)
     post_invalidation(gw, 'p', prefix);
     LOG_D("invalidated prefix %s (%zu entries in memory)", prefix, n);
 }
+
+void cache_tiers_invalidate_tag(struct gateway *gw, const char *tag)
+{
+    STATS_INC(invalidations);
+    LOG_W("tag invalidation of '%s' is not implemented yet", tag);
+}

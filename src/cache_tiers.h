@@ -48,5 +48,7 @@ int cache_tiers_ping(struct gateway *gw, cache_tiers_ping_fn done, void *arg);
 void cache_tiers_invalidate_key(struct gateway *gw, const char *key);
 /* Drops every key that starts with prefix everywhere. */
 void cache_tiers_invalidate_prefix(struct gateway *gw, const char *prefix);
+/* Drops every entry stored with this tag (surrogate key) everywhere. */
+void cache_tiers_invalidate_tag(struct gateway *gw, const char *tag);
 
 #endif
