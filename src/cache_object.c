@@ -124,6 +124,19 @@ static int object_meta_ok(int status, const struct cache_meta *m)
     return 1;
 }
 
+/* Entries with validators outlive their windows so a stale copy can be
+ * revalidated (a 304 costs far less than a full body). */
+static void set_keep(struct cache_object *obj)
+{
+    obj->keep_ms = 0;
+    if (cache_object_header(obj, "etag") == NULL && cache_object_header(obj, "last-modified") == NULL)
+        return;
+    int64_t keep = obj->meta.ttl_ms;
+    if (keep < 60000) keep = 60000;
+    if (keep > 86400000) keep = 86400000;
+    obj->keep_ms = keep;
+}
+
 static struct cache_object *object_alloc(const struct layout *l, int status, size_t n_headers,
                                          size_t key_len, size_t body_len,
                                          const struct cache_meta *meta)
@@ -197,6 +210,7 @@ struct cache_object *cache_object_build(const char *key, size_t key_len, int sta
     copy_str(&cursor, key, key_len, 0);
     cursor = base + l.body_off;
     copy_str(&cursor, body, body_len, 0);
+    set_keep(obj);
     return obj;
 }
 
@@ -284,6 +298,7 @@ int64_t cache_object_expires_at_ms(const struct cache_object *obj)
     const struct cache_meta *m = &obj->meta;
     int64_t window = m->swr_ms > m->sie_ms ? m->swr_ms : m->sie_ms;
     /* Every term is bounded by object_meta_ok, so this cannot overflow. */
+    if (obj->keep_ms > window) window = obj->keep_ms;
     return m->stored_at_ms - m->initial_age_s * 1000 + m->ttl_ms + window;
 }
 
@@ -452,6 +467,7 @@ int cache_object_decode(const char *buf, size_t len, struct cache_object **out)
     cursor = base + l.body_off;
     copy_str(&cursor, buf + body_pos, (size_t)body_len, 0);
 
+    set_keep(obj);
     *out = obj;
     return 0;
 }

@@ -51,6 +51,9 @@ struct cache_object {
     const char *body;            /* inside the allocation; may be empty */
     size_t body_len;
     size_t charge;               /* total bytes of the allocation (for byte bounds) */
+    int64_t keep_ms;             /* extra retention past the windows (derived, not stored):
+                                    an entry with validators is kept so it can be
+                                    revalidated with a conditional request */
 };
 
 /* Most headers an object may carry; decode rejects more. */
@@ -80,7 +83,9 @@ int64_t cache_object_age_s(const struct cache_object *obj, int64_t now_ms);
 int cache_object_is_fresh(const struct cache_object *obj, int64_t now_ms);
 int cache_object_in_swr(const struct cache_object *obj, int64_t now_ms);
 int cache_object_in_sie(const struct cache_object *obj, int64_t now_ms);
-/* Milliseconds after which the object is useless (past ttl and both windows). */
+/* Milliseconds after which the object is useless: past ttl, both windows and,
+ * for an entry with an ETag or Last-Modified, the revalidation retention
+ * (keep_ms: as long again as its ttl, between 1 minute and 1 day). */
 int64_t cache_object_expires_at_ms(const struct cache_object *obj);
 
 /* Encodes into a freshly malloc'd buffer (*out, *out_len).  Returns 0 or -ENOMEM. */

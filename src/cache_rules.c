@@ -3,6 +3,7 @@
 
 #include <curl/curl.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -161,4 +162,91 @@ int cache_rules_variant_key(const char *base_key, const char *vary,
         off += (size_t)n;
     }
     return 0;
+}
+
+void cache_rules_request_cc(const struct header_list *req, struct request_cc *out)
+{
+    const char *cc = header_list_get(req, "cache-control");
+    long long v;
+    out->max_age_s = headers_token_int(cc, "max-age", &v) ? (int64_t)v : -1;
+    out->min_fresh_s = headers_token_int(cc, "min-fresh", &v) ? (int64_t)v : -1;
+    if (headers_token_int(cc, "max-stale", &v)) out->max_stale_s = (int64_t)v;
+    else out->max_stale_s = headers_has_token(cc, "max-stale") ? INT64_MAX : -1;
+    out->no_cache = headers_has_token(cc, "no-cache");
+    if (cc == NULL) out->no_cache = headers_has_token(header_list_get(req, "pragma"), "no-cache");
+    out->no_store = headers_has_token(cc, "no-store");
+    out->only_if_cached = headers_has_token(cc, "only-if-cached");
+}
+
+static bool forbids_stale(const struct cache_object *obj)
+{
+    const char *cc = cache_object_header(obj, "cache-control");
+    return headers_has_token(cc, "must-revalidate") || headers_has_token(cc, "proxy-revalidate") ||
+           headers_has_token(cc, "no-cache");
+}
+
+enum usability cache_rules_usability(const struct cache_object *obj, const struct request_cc *cc,
+                                     int64_t now_ms)
+{
+    int64_t age_ms = now_ms - obj->meta.stored_at_ms + obj->meta.initial_age_s * 1000;
+    if (age_ms < 0) age_ms = 0;
+    int64_t left_ms = obj->meta.ttl_ms - age_ms; /* > 0 while fresh */
+    if (cc->no_cache) return USE_REVALIDATE;
+    bool fresh = left_ms > 0;
+    if (cc->max_age_s >= 0 && age_ms > cc->max_age_s * 1000) fresh = false;
+    if (cc->min_fresh_s >= 0 && left_ms < cc->min_fresh_s * 1000) fresh = false;
+    if (fresh) return USE_FRESH;
+    if (forbids_stale(obj)) return USE_REVALIDATE;
+    if (cc->max_stale_s >= 0 && left_ms <= 0 &&
+        (cc->max_stale_s == INT64_MAX || -left_ms <= cc->max_stale_s * 1000))
+        return USE_STALE_OK;
+    /* The client's own max-age forbids stale answers too. */
+    if (cc->max_age_s >= 0 || cc->min_fresh_s >= 0) return USE_REVALIDATE;
+    if (left_ms <= 0 && -left_ms < obj->meta.swr_ms) return USE_SWR;
+    return USE_REVALIDATE;
+}
+
+bool cache_rules_stale_if_error(const struct cache_object *obj, int64_t now_ms)
+{
+    if (obj == NULL || forbids_stale(obj)) return false;
+    return cache_object_is_fresh(obj, now_ms) || cache_object_in_sie(obj, now_ms);
+}
+
+/* Compares two entity tags weakly: W/ prefixes are ignored. */
+static bool etag_weak_eq(const char *a, size_t alen, const char *b)
+{
+    if (alen >= 2 && strncmp(a, "W/", 2) == 0) {
+        a += 2;
+        alen -= 2;
+    }
+    if (strncmp(b, "W/", 2) == 0) b += 2;
+    return strlen(b) == alen && strncmp(a, b, alen) == 0;
+}
+
+bool cache_rules_not_modified(const struct header_list *req, const struct cache_object *obj)
+{
+    if (obj->status != 200) return false;
+    const char *inm = header_list_get(req, "if-none-match");
+    if (inm) {
+        const char *etag = cache_object_header(obj, "etag");
+        const char *p = inm;
+        while (*p) {
+            while (*p == ' ' || *p == ',' || *p == '\t') p++;
+            const char *start = p;
+            while (*p && *p != ',') p++;
+            const char *end = p;
+            while (end > start && (end[-1] == ' ' || end[-1] == '\t')) end--;
+            if (end - start == 1 && *start == '*') return true;
+            if (etag && end > start && etag_weak_eq(start, (size_t)(end - start), etag))
+                return true;
+        }
+        return false; /* If-Modified-Since is ignored when If-None-Match is present */
+    }
+    const char *ims = header_list_get(req, "if-modified-since");
+    const char *lm = cache_object_header(obj, "last-modified");
+    if (ims && lm) {
+        time_t since = curl_getdate(ims, NULL), modified = curl_getdate(lm, NULL);
+        return since > 0 && modified > 0 && modified <= since;
+    }
+    return false;
 }

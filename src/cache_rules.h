@@ -50,6 +50,35 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
                           size_t max_value_bytes, const struct store_overrides *ov,
                           struct store_decision *out);
 
+/* Request Cache-Control directives (RFC 9111 §5.2.1); -1 = absent. */
+struct request_cc {
+    int64_t max_age_s;
+    int64_t min_fresh_s;
+    int64_t max_stale_s; /* INT64_MAX for a bare max-stale */
+    bool no_cache;       /* also set by Pragma: no-cache without Cache-Control */
+    bool no_store;
+    bool only_if_cached;
+};
+void cache_rules_request_cc(const struct header_list *req, struct request_cc *out);
+
+enum usability {
+    USE_FRESH,       /* answer from cache */
+    USE_STALE_OK,    /* stale, but the client accepts it (max-stale) */
+    USE_SWR,         /* stale within stale-while-revalidate: answer, refresh in background */
+    USE_REVALIDATE,  /* must go upstream (conditionally when it has validators) */
+};
+/* How a stored object may be used for a request at wall time now_ms.
+ * must-revalidate / proxy-revalidate / no-cache in the stored response forbid
+ * any stale use. */
+enum usability cache_rules_usability(const struct cache_object *obj, const struct request_cc *cc,
+                                     int64_t now_ms);
+/* True when obj may be served stale because the upstream failed (within its
+ * stale-if-error window and not must-revalidate). */
+bool cache_rules_stale_if_error(const struct cache_object *obj, int64_t now_ms);
+/* True when the request's If-None-Match / If-Modified-Since match obj, so a
+ * 304 may answer it (RFC 9110 §13.1.1, §13.1.3; weak ETag comparison). */
+bool cache_rules_not_modified(const struct header_list *req, const struct cache_object *obj);
+
 /* Vary support: a response with Vary is stored under a variant key made of
  * the base key and the request's values of the varied fields; the base key
  * holds a marker object whose CACHE_RULES_VARY_HEADER lists the fields. */

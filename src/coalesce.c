@@ -76,8 +76,23 @@ void coalesce_destroy(struct coalescer *c)
     free(c);
 }
 
+static bool join_or_lead(struct coalescer *c, const char *key, size_t key_len, void *who,
+                         flight_wake_fn wake, struct flight **out, bool lead_only);
+
 bool coalesce_join(struct coalescer *c, const char *key, size_t key_len, void *who,
                    flight_wake_fn wake, struct flight **out)
+{
+    return join_or_lead(c, key, key_len, who, wake, out, false);
+}
+
+bool coalesce_try_lead(struct coalescer *c, const char *key, size_t key_len,
+                       struct flight **out)
+{
+    return join_or_lead(c, key, key_len, NULL, NULL, out, true) && *out != NULL;
+}
+
+static bool join_or_lead(struct coalescer *c, const char *key, size_t key_len, void *who,
+                         flight_wake_fn wake, struct flight **out, bool lead_only)
 {
     uint64_t h = hash_key(key, key_len);
     unsigned si = (unsigned)(h >> 59) % SHARDS;
@@ -95,6 +110,12 @@ bool coalesce_join(struct coalescer *c, const char *key, size_t key_len, void *w
     pthread_mutex_lock(&s->lock);
     for (struct flight *f = s->buckets[b]; f; f = f->next) {
         if (f->hash == h && f->key_len == key_len && memcmp(f->key, key, key_len) == 0) {
+            if (lead_only) {
+                pthread_mutex_unlock(&s->lock);
+                free(w);
+                free(fresh);
+                return false;
+            }
             w->who = who;
             w->wake = wake;
             w->next = f->waiters;

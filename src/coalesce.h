@@ -43,6 +43,13 @@ void coalesce_destroy(struct coalescer *c);
 bool coalesce_join(struct coalescer *c, const char *key, size_t key_len, void *waiter,
                    flight_wake_fn wake, struct flight **flight);
 
+/* Opens a flight for key only if none is open (a background refresh uses
+ * this: requests already served stale must not wait).  Returns true with
+ * *flight set when the caller now leads; false when a flight was open or on
+ * allocation failure. */
+bool coalesce_try_lead(struct coalescer *c, const char *key, size_t key_len,
+                       struct flight **flight);
+
 /* Closes the flight and wakes every waiter.  flight may be NULL (no-op). */
 void coalesce_finish(struct coalescer *c, struct flight *flight, enum flight_outcome outcome,
                      struct cache_object *obj, int status);

@@ -33,6 +33,7 @@
 
 #include "buf.h"
 #include "cache_object.h"
+#include "cache_fill.h"
 #include "cache_rules.h"
 #include "cache_tiers.h"
 #include "coalesce.h"
@@ -83,6 +84,8 @@ struct request {
     struct policy_decision dec;    /* valid when has_dec */
     bool has_dec;
     struct store_overrides ov;     /* what the route policy says about storage */
+    struct request_cc cc;          /* the request's Cache-Control */
+    struct cache_object *stale_obj; /* a stale entry: revalidation base, stale-if-error */
 
     /* Flight (cacheable misses). */
     struct flight *flight;    /* set while we lead an open flight */
@@ -103,11 +106,14 @@ struct request {
     const char *x_cache;
 };
 
+struct refresh;
+
 /* The upstream fetch plus what it owns. */
 struct owned_fetch {
     struct upstream_fetch f;
     struct buf req_body;
     struct request *r;        /* cleared when the request lets go of a streamed fetch */
+    struct refresh *refresh;  /* set for a background refresh (no request) */
 };
 
 /* ---- small helpers ---- */
@@ -156,9 +162,10 @@ static void unref_object_cb(void *cls) { cache_object_unref(cls); }
 static enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
                                      const char *x_cache, const char *cache_status)
 {
+    bool not_modified = cache_rules_not_modified(&r->headers, obj);
     struct cache_object *ref = cache_object_ref(obj);
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
-        obj->body_len, (void *)obj->body, unref_object_cb, ref);
+        not_modified ? 0 : obj->body_len, (void *)obj->body, unref_object_cb, ref);
     if (resp == NULL) {
         cache_object_unref(ref);
         return MHD_NO;
@@ -171,7 +178,7 @@ static enum MHD_Result answer_object(struct request *r, struct cache_object *obj
     add_header(resp, "Age", num);
     add_header(resp, "X-Cache", x_cache);
     add_header(resp, "Cache-Status", cache_status);
-    return queue(r, obj->status, resp, x_cache);
+    return queue(r, not_modified ? 304 : obj->status, resp, x_cache);
 }
 
 static void free_buffer_cb(void *cls) { free(cls); }
@@ -400,15 +407,41 @@ static void policy_request_of(const struct request *r, struct policy_request *pr
     pr->client_ip = r->client_ip;
 }
 
-/* The route's on_response hook may refuse storage or change the TTL. */
-static void apply_response_hook(struct request *r, struct upstream_fetch *f,
-                                struct store_decision *d)
+static bool stale_if_error_ok(const struct request *r)
 {
+    return r->stale_obj && cache_rules_stale_if_error(r->stale_obj, clock_wall_ms());
+}
+
+/* Answers with the stale entry; detail says why (stale-if-error, ...). */
+static enum MHD_Result answer_stale(struct request *r, const char *detail)
+{
+    char cache_status[128];
+    snprintf(cache_status, sizeof cache_status, "cachegw; hit; fwd=stale; detail=%s", detail);
+    STATS_INC(stale_served);
+    STATS_INC(hits);
+    return answer_object(r, r->stale_obj, "HIT", cache_status);
+}
+
+/* Makes a fill fetch conditional on the stale entry's validators, so an
+ * unchanged resource costs a 304 instead of a full body. */
+static void add_validators(struct upstream_fetch *f, const struct cache_object *stale)
+{
+    if (stale == NULL) return;
+    const char *etag = cache_object_header(stale, "etag");
+    const char *lm = cache_object_header(stale, "last-modified");
+    if (etag) header_list_add(&f->req_headers, "If-None-Match", etag);
+    if (lm) header_list_add(&f->req_headers, "If-Modified-Since", lm);
+}
+
+static void response_hook_adapter(void *arg, int status, const struct header_list *headers,
+                                  struct store_decision *d)
+{
+    struct request *r = arg;
     struct policy_request pr;
     struct policy_verdict v = {0};
     policy_request_of(r, &pr);
-    if (lua_host_on_response(worker_policy_host(r->wp), &r->dec, &pr, f->status,
-                             f->resp_headers.items, f->resp_headers.n, &v) != 0)
+    if (lua_host_on_response(worker_policy_host(r->wp), &r->dec, &pr, status, headers->items,
+                             headers->n, &v) != 0)
         STATS_INC(policy_errors);
     if (!v.store) {
         d->store = false;
@@ -432,64 +465,32 @@ static struct cache_object *leader_finish(struct request *r, const char **not_st
     struct upstream_fetch *f = r->fetch;
     struct cache_object *obj = NULL;
     *not_stored_reason = NULL;
-    if (f->error != UPSTREAM_OK) {
+    if (f->error != UPSTREAM_OK || (f->status >= 500 && stale_if_error_ok(r))) {
         coalesce_finish(r->gw->coalescer, r->flight, FLIGHT_FAILED, NULL,
-                        upstream_error_status(f));
+                        f->error != UPSTREAM_OK ? upstream_error_status(f) : f->status);
         r->flight = NULL;
         return NULL;
     }
     if (f->stream == NULL) {
-        int64_t now = clock_wall_ms();
-        struct store_decision d;
-        cache_rules_response(f->status, &f->resp_headers, f->body.len, now,
-                             (int64_t)r->gw->cfg->default_ttl_s * 1000,
-                             r->gw->cfg->max_value_bytes, &r->ov, &d);
-        if (d.store && r->has_dec && r->dec.has_response_hook) apply_response_hook(r, f, &d);
-        if (d.store) {
-            const char *connection = header_list_get(&f->resp_headers, "connection");
-            struct http_header kept[128];
-            size_t n = 0;
-            for (size_t i = 0; i < f->resp_headers.n && n < 128; i++)
-                if (cache_rules_header_storable(f->resp_headers.items[i].name, connection))
-                    kept[n++] = f->resp_headers.items[i];
-            struct cache_meta meta = {.stored_at_ms = now,
-                                      .initial_age_s = d.initial_age_s,
-                                      .ttl_ms = d.ttl_ms,
-                                      .swr_ms = d.swr_ms,
-                                      .sie_ms = d.sie_ms};
-            const char *vary = header_list_get(&f->resp_headers, "vary");
-            char variant[2048];
-            const char *store_key = r->key;
-            if (vary && strstr(r->key, "#vary|") == NULL) {
-                if (cache_rules_variant_key(r->key, vary, &r->headers, variant,
-                                            sizeof variant) == 0) {
-                    struct http_header marker = {CACHE_RULES_VARY_HEADER, vary};
-                    struct cache_object *m = cache_object_build(r->key, strlen(r->key), 200,
-                                                                &marker, 1, "", 0, &meta);
-                    if (m) {
-                        store_l1_put(r->gw->l1, m, now);
-                        cache_tiers_l2_put(r->gw, m);
-                    }
-                    cache_object_unref(m);
-                    store_key = variant;
-                } else {
-                    store_key = NULL;
-                }
-            }
-            if (store_key)
-                obj = cache_object_build(store_key, strlen(store_key), f->status, kept, n,
-                                         f->body.data, f->body.len, &meta);
-            if (obj != NULL && store_l1_put(r->gw->l1, obj, now) == 0) STATS_INC(stores);
-            if (obj != NULL) cache_tiers_l2_put(r->gw, obj);
-        } else {
-            *not_stored_reason = d.reason;
-            if (d.reason && strcmp(d.reason, "too-big") == 0) STATS_INC(too_big);
-        }
+        struct fill_input in = {.key = r->key,
+                                .req_headers = &r->headers,
+                                .status = f->status,
+                                .resp_headers = &f->resp_headers,
+                                .body = f->body.data,
+                                .body_len = f->body.len,
+                                .revalidated = r->stale_obj,
+                                .ov = &r->ov,
+                                .request_no_store = r->cc.no_store,
+                                .hook = r->has_dec && r->dec.has_response_hook
+                                            ? response_hook_adapter
+                                            : NULL,
+                                .hook_arg = r};
+        obj = cache_fill(r->gw, &in, not_stored_reason);
     } else {
         *not_stored_reason = "too-big";
         STATS_INC(too_big);
+        STATS_INC(not_stored);
     }
-    if (obj == NULL) STATS_INC(not_stored);
     coalesce_finish(r->gw->coalescer, r->flight, obj ? FLIGHT_STORED : FLIGHT_RETRY, obj, 0);
     r->flight = NULL;
     return obj;
@@ -536,6 +537,12 @@ static enum MHD_Result answer_after_fetch(struct request *r)
     struct upstream_fetch *f = r->fetch;
     r->wait = WAIT_NONE;
     bool leader = r->flight != NULL;
+    if ((f->error != UPSTREAM_OK || f->status >= 500) && stale_if_error_ok(r)) {
+        if (leader) leader_finish(r, &(const char *){NULL});
+        LOG_W("upstream %s %s failed (%s): serving stale", r->method, r->uri,
+              f->error != UPSTREAM_OK ? f->errmsg : "5xx");
+        return answer_stale(r, "stale-if-error");
+    }
     if (f->error != UPSTREAM_OK) {
         if (leader) leader_finish(r, &(const char *){NULL});
         STATS_INC(upstream_errors);
@@ -551,11 +558,17 @@ static enum MHD_Result answer_after_fetch(struct request *r)
         const char *why;
         struct cache_object *obj = leader_finish(r, &why);
         if (obj) {
-            snprintf(cache_status, sizeof cache_status, "cachegw; fwd=uri-miss; stored; ttl=%lld",
+            snprintf(cache_status, sizeof cache_status, "cachegw; fwd=%s; fwd-status=%d; stored; ttl=%lld",
+                     r->stale_obj ? "stale" : "uri-miss", f->status,
                      (long long)(obj->meta.ttl_ms / 1000 - obj->meta.initial_age_s));
             enum MHD_Result ret = answer_object(r, obj, "MISS", cache_status);
             cache_object_unref(obj);
             return ret;
+        }
+        if (f->status == 304 && r->stale_obj) {
+            /* Revalidated but not re-stored: the stale copy is still current. */
+            return answer_object(r, r->stale_obj, "MISS",
+                                 "cachegw; fwd=stale; fwd-status=304; detail=not-stored");
         }
         snprintf(cache_status, sizeof cache_status, "cachegw; fwd=uri-miss; detail=%s",
                  why ? why : "not-stored");
@@ -595,6 +608,7 @@ static enum MHD_Result answer_after_flight(struct request *r)
         return ret;
     }
     case FLIGHT_FAILED:
+        if (stale_if_error_ok(r)) return answer_stale(r, "stale-if-error");
         STATS_INC(upstream_errors);
         return answer_error(r, r->woken_status,
                             r->woken_status == 504 ? "upstream timeout" : "upstream unavailable",
@@ -674,6 +688,7 @@ static enum MHD_Result leader_fetch(struct request *r)
         MHD_resume_connection(r->conn);
         return MHD_YES;
     }
+    add_validators(f, r->stale_obj);
     r->fetch = f;
     STATS_INC(upstream_requests);
     if (proxy_submit(r->gw->proxy, f) != 0) {
@@ -733,10 +748,113 @@ static enum MHD_Result answer_after_l2(struct request *r)
         cache_object_unref(obj);
         return ret;
     }
-    cache_object_unref(obj);
+    if (obj) {
+        if (cache_rules_usability(obj, &r->cc, now) == USE_STALE_OK) {
+            coalesce_finish(gw->coalescer, r->flight, FLIGHT_STORED, obj, 0);
+            r->flight = NULL;
+            cache_object_unref(r->stale_obj);
+            r->stale_obj = obj;
+            return answer_stale(r, "max-stale");
+        }
+        if (r->stale_obj == NULL) r->stale_obj = obj;
+        else cache_object_unref(obj);
+    }
     MHD_suspend_connection(r->conn);
     r->phase = PH_WAITING;
     return leader_fetch(r);
+}
+
+/* ---- background refresh (stale-while-revalidate) ---- */
+
+struct refresh {
+    struct gateway *gw;
+    struct flight *flight;
+    struct cache_object *stale;
+    struct store_overrides ov;
+    struct header_list req_headers; /* for Vary */
+    char *key;
+};
+
+static void refresh_free(struct refresh *rf)
+{
+    cache_object_unref(rf->stale);
+    header_list_free(&rf->req_headers);
+    free(rf->key);
+    free(rf);
+}
+
+/* Loop thread: the refresh's response is here.  No Lua runs here (invariant
+ * 3), so routes with an on_response hook never refresh in the background. */
+static void refresh_ready(struct upstream_fetch *f)
+{
+    struct owned_fetch *of = (struct owned_fetch *)f;
+    struct refresh *rf = of->refresh;
+    struct gateway *gw = rf->gw;
+    of->refresh = NULL;
+    if (f->stream) {
+        coalesce_finish(gw->coalescer, rf->flight, FLIGHT_RETRY, NULL, 0);
+        refresh_free(rf);
+        upstream_stream_release(f->stream); /* aborts; the fetch is freed via on_free */
+        return;
+    }
+    if (f->error != UPSTREAM_OK || f->status >= 500) {
+        LOG_W("background refresh of %s failed: %s", rf->key,
+              f->error != UPSTREAM_OK ? f->errmsg : "5xx");
+        coalesce_finish(gw->coalescer, rf->flight, FLIGHT_FAILED, NULL,
+                        f->error == UPSTREAM_TIMEOUT ? 504 : 502);
+    } else {
+        struct fill_input in = {.key = rf->key,
+                                .req_headers = &rf->req_headers,
+                                .status = f->status,
+                                .resp_headers = &f->resp_headers,
+                                .body = f->body.data,
+                                .body_len = f->body.len,
+                                .revalidated = rf->stale,
+                                .ov = &rf->ov};
+        const char *why;
+        struct cache_object *obj = cache_fill(gw, &in, &why);
+        coalesce_finish(gw->coalescer, rf->flight, obj ? FLIGHT_STORED : FLIGHT_RETRY, obj, 0);
+        cache_object_unref(obj);
+    }
+    refresh_free(rf);
+    owned_fetch_free(f);
+}
+
+/* Refreshes r->stale_obj in the background, once per key. */
+static void start_background_refresh(struct request *r)
+{
+    struct gateway *gw = r->gw;
+    if (r->has_dec && r->dec.has_response_hook) return;
+    struct flight *flight;
+    if (!coalesce_try_lead(gw->coalescer, r->key, strlen(r->key), &flight)) return;
+    struct refresh *rf = calloc(1, sizeof *rf);
+    struct upstream_fetch *f = rf ? build_fetch(r, true) : NULL;
+    if (rf) {
+        rf->gw = gw;
+        rf->flight = flight;
+        rf->stale = cache_object_ref(r->stale_obj);
+        rf->ov = r->ov;
+        rf->key = strdup(r->key);
+        for (size_t i = 0; i < r->headers.n; i++)
+            header_list_add(&rf->req_headers, r->headers.items[i].name, r->headers.items[i].value);
+    }
+    if (f == NULL || rf->key == NULL) {
+        if (f) owned_fetch_free(f);
+        if (rf) refresh_free(rf);
+        coalesce_finish(gw->coalescer, flight, FLIGHT_RETRY, NULL, 0);
+        return;
+    }
+    add_validators(f, r->stale_obj);
+    struct owned_fetch *of = (struct owned_fetch *)f;
+    of->r = NULL;
+    of->refresh = rf;
+    f->on_ready = refresh_ready;
+    STATS_INC(upstream_requests);
+    if (proxy_submit(gw->proxy, f) != 0) {
+        coalesce_finish(gw->coalescer, flight, FLIGHT_RETRY, NULL, 0);
+        refresh_free(rf);
+        owned_fetch_free(f);
+    }
 }
 
 /* Decides how to serve the request: the route policy when one matches,
@@ -817,6 +935,7 @@ static enum MHD_Result begin(struct request *r)
     }
     STATS_INC(requests);
     if (plan(r) != 0) return answer_error(r, 503, "out of memory", NULL);
+    cache_rules_request_cc(&r->headers, &r->cc);
     if (!r->cacheable) {
         STATS_INC(bypasses);
         return start_fetch(r, false);
@@ -842,7 +961,17 @@ static enum MHD_Result begin(struct request *r)
             obj = store_l1_get(r->gw->l1, key, key_len, now);
         }
     }
-    if (obj != NULL && cache_object_is_fresh(obj, now)) {
+    enum usability use = obj ? cache_rules_usability(obj, &r->cc, now) : USE_REVALIDATE;
+    if (obj != NULL && use == USE_STALE_OK) {
+        r->stale_obj = obj;
+        return answer_stale(r, "max-stale");
+    }
+    if (obj != NULL && use == USE_SWR) {
+        r->stale_obj = obj;
+        start_background_refresh(r);
+        return answer_stale(r, "stale-while-revalidate");
+    }
+    if (obj != NULL && use == USE_FRESH) {
         STATS_INC(hits);
         char cache_status[96];
         int64_t ttl_left = (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 -
@@ -853,7 +982,8 @@ static enum MHD_Result begin(struct request *r)
         cache_object_unref(obj);
         return ret;
     }
-    cache_object_unref(obj);
+    r->stale_obj = obj; /* NULL, or stale: the base for revalidation and stale-if-error */
+    if (r->cc.only_if_cached) return answer_error(r, 504, "not cached (only-if-cached)", NULL);
 
     /* Suspend first: a flight may finish (and resume us) right after join. */
     r->phase = PH_WAITING;
@@ -976,6 +1106,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->path);
     cache_object_unref(r->woken_obj);
     cache_object_unref(r->l2_obj);
+    cache_object_unref(r->stale_obj);
     header_list_free(&r->headers);
     buf_free(&r->body);
     free(r->uri);

@@ -685,12 +685,31 @@ static int sandbox_open(struct sandbox *sb, const struct policy_set *set,
 
 /* ---- loading policies ------------------------------------------------------------------- */
 
+/* What a decision says that is static per route, read once per host so the per-request
+ * call returns only what varies (see decide_raw in gateway/policy.lua). */
+struct route_info {
+    char *name;
+    int64_t ttl_ms, swr_ms, sie_ms;
+    bool per_user, has_hook, ignore_no_store;
+};
+
+static void route_infos_free(struct route_info *ri, size_t n)
+{
+    for (size_t i = 0; ri != NULL && i < n; i++) free(ri[i].name);
+    free(ri);
+}
+
 struct load_ctx {
     const struct policy_set *set;
     size_t route_count;
-    int ref_set, ref_decide, ref_on_response; /* filled when want_refs */
+    /* Filled when want_refs: */
     bool want_refs;
+    int ref_set, ref_decide, ref_on_response;
+    struct route_info *routes; /* route_count entries; the caller frees it on failure */
 };
+
+static int64_t seconds_field_ms(lua_State *L, int t, const char *name);
+static bool bool_field(lua_State *L, int t, const char *name);
 
 /* policy = require "gateway.policy"; set = policy.load(files) */
 static int load_tramp(lua_State *L)
@@ -718,14 +737,35 @@ static int load_tramp(lua_State *L)
     c->route_count = (size_t)luaL_len(L, -1);
     lua_pop(L, 1);
     if (c->want_refs) {
-        lua_getfield(L, set, "decide");
+        lua_getfield(L, set, "decide_raw");
         lua_getfield(L, set, "on_response");
         if (!lua_isfunction(L, -1) || !lua_isfunction(L, -2))
-            return luaL_error(L, "gateway.policy set lacks decide/on_response");
+            return luaL_error(L, "gateway.policy set lacks decide_raw/on_response");
         c->ref_on_response = luaL_ref(L, LUA_REGISTRYINDEX);
         c->ref_decide = luaL_ref(L, LUA_REGISTRYINDEX);
         lua_pushvalue(L, set);
         c->ref_set = luaL_ref(L, LUA_REGISTRYINDEX);
+
+        c->routes = calloc(c->route_count ? c->route_count : 1, sizeof *c->routes);
+        if (c->routes == NULL) return luaL_error(L, "out of memory");
+        lua_getfield(L, set, "routes");
+        for (size_t i = 0; i < c->route_count; i++) {
+            struct route_info *ri = &c->routes[i];
+            lua_geti(L, -1, (lua_Integer)i + 1);
+            int r = lua_gettop(L);
+            lua_getfield(L, r, "name");
+            ri->name = strdup(luaL_optstring(L, -1, "?"));
+            if (ri->name == NULL) return luaL_error(L, "out of memory");
+            lua_pop(L, 1);
+            ri->ttl_ms = seconds_field_ms(L, r, "ttl");
+            ri->swr_ms = seconds_field_ms(L, r, "swr");
+            ri->sie_ms = seconds_field_ms(L, r, "sie");
+            ri->per_user = bool_field(L, r, "per_user");
+            ri->has_hook = bool_field(L, r, "on_response");
+            ri->ignore_no_store = bool_field(L, r, "ignore_no_store");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
     }
     return 0;
 }
@@ -788,10 +828,11 @@ done:
 /* ---- hosts ------------------------------------------------------------------------------ */
 
 struct lua_host {
-    struct sandbox sb; /* first: the allocator and hook find it through the extra space */
+    struct sandbox sb;
     struct policy_set *set;
     struct lua_limits lim;
     int ref_set, ref_decide, ref_on_response;
+    struct route_info *routes; /* set->route_count entries */
     time_t log_second;
     unsigned logs_this_second;
     uint64_t logs_suppressed;
@@ -803,10 +844,18 @@ static int host_build(struct lua_host *h, char *err, size_t err_len)
     if (rc != 0) return rc;
     struct load_ctx c = {.set = h->set, .want_refs = true};
     rc = sandbox_load_policies(&h->sb, &h->lim, &c, err, err_len);
+    if (rc == 0 && c.route_count != h->set->route_count) {
+        snprintf(err, err_len, "policies loaded %zu routes, expected %zu", c.route_count,
+                 h->set->route_count);
+        rc = -EINVAL;
+    }
     if (rc != 0) {
+        route_infos_free(c.routes, c.route_count);
         sandbox_close(&h->sb);
         return rc;
     }
+    route_infos_free(h->routes, h->set->route_count); /* from before a rebuild */
+    h->routes = c.routes;
     h->ref_set = c.ref_set;
     h->ref_decide = c.ref_decide;
     h->ref_on_response = c.ref_on_response;
@@ -839,6 +888,7 @@ void lua_host_destroy(struct lua_host *h)
 {
     if (h == NULL) return;
     sandbox_close(&h->sb);
+    route_infos_free(h->routes, h->set->route_count);
     policy_set_unref(h->set);
     free(h);
 }
@@ -879,15 +929,40 @@ static void push_headers(lua_State *L, const struct http_header *hs, size_t n)
     }
 }
 
+/* Pushes s with control characters percent-encoded: paths and queries go into cache keys
+ * as they are, so they must never carry raw control bytes (see gateway/keys.lua). */
+static void push_clean(lua_State *L, const char *s)
+{
+    const char *p = s;
+    while (*p && (unsigned char)*p >= 0x20 && *p != 0x7f) p++;
+    if (*p == '\0') {
+        lua_pushlstring(L, s, (size_t)(p - s));
+        return;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f) {
+            char esc[4];
+            snprintf(esc, sizeof esc, "%%%02X", c);
+            luaL_addlstring(&b, esc, 3);
+        } else {
+            luaL_addchar(&b, (char)c);
+        }
+    }
+    luaL_pushresult(&b);
+}
+
 static void push_request(lua_State *L, const struct policy_request *r)
 {
     lua_createtable(L, 0, 8);
     lua_pushstring(L, r->method ? r->method : "GET");
     lua_setfield(L, -2, "method");
-    lua_pushstring(L, r->path ? r->path : "/");
+    push_clean(L, r->path ? r->path : "/");
     lua_setfield(L, -2, "path");
     if (r->query != NULL && r->query[0] != '\0') {
-        lua_pushstring(L, r->query);
+        push_clean(L, r->query);
         lua_setfield(L, -2, "query_string");
     }
     if (r->client_ip != NULL) {
@@ -969,12 +1044,11 @@ static int decide_tramp(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_decide);
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_set);
     push_request(L, c->req);
-    lua_call(L, 2, 1);
-    int d = lua_gettop(L);
-    if (!lua_istable(L, d)) return luaL_error(L, "policy decide returned no table");
+    /* action, key, route_id, reason, list */
+    lua_call(L, 2, 5);
+    int base = lua_gettop(L) - 4;
 
-    lua_getfield(L, d, "action");
-    const char *action = lua_tostring(L, -1);
+    const char *action = lua_tostring(L, base);
     if (action == NULL) return luaL_error(L, "policy decision has no action");
     if (strcmp(action, "cache") == 0)
         out->action = POLICY_CACHE;
@@ -986,49 +1060,53 @@ static int decide_tramp(lua_State *L)
         out->action = POLICY_DEFAULT;
     else
         return luaL_error(L, "policy decision has an unknown action '%s'", action);
-    lua_pop(L, 1);
-
-    if (lua_getfield(L, d, "key") == LUA_TSTRING) out->key = dup_or_raise(L, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    if (lua_getfield(L, d, "route") == LUA_TSTRING)
-        out->route = dup_or_raise(L, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    lua_getfield(L, d, "reason");
-    out->reason = static_reason(lua_tostring(L, -1));
-    lua_pop(L, 1);
-    lua_getfield(L, d, "route_id");
-    out->route_id = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    out->ttl_ms = seconds_field_ms(L, d, "ttl");
-    out->swr_ms = seconds_field_ms(L, d, "swr");
-    out->sie_ms = seconds_field_ms(L, d, "sie");
-    out->per_user = bool_field(L, d, "per_user");
-    out->ignore_no_store = bool_field(L, d, "ignore_no_store");
-    out->has_response_hook = bool_field(L, d, "has_response_hook");
-    string_list_field(L, d, "tags", &out->tags, &out->n_tags);
-
-    if (lua_getfield(L, d, "invalidate") == LUA_TTABLE) {
-        size_t len = (size_t)luaL_len(L, -1);
-        if (len > 0) {
-            out->invalidate = calloc(len, sizeof *out->invalidate);
-            if (out->invalidate == NULL) return luaL_error(L, "out of memory");
-            for (size_t i = 0; i < len; i++) {
-                if (lua_geti(L, -1, (lua_Integer)i + 1) == LUA_TTABLE) {
-                    int e = lua_gettop(L);
-                    if (lua_getfield(L, e, "key") == LUA_TSTRING) {
-                        struct policy_target *tg = &out->invalidate[out->n_invalidate];
-                        tg->key = dup_or_raise(L, lua_tostring(L, -1));
-                        out->n_invalidate++;
-                        tg->prefix = bool_field(L, e, "prefix");
-                        tg->tag = bool_field(L, e, "tag");
-                    }
-                    lua_pop(L, 1);
+    if (lua_type(L, base + 1) == LUA_TSTRING && out->action != POLICY_BYPASS)
+        out->key = dup_or_raise(L, lua_tostring(L, base + 1));
+    lua_Integer id = lua_tointeger(L, base + 2);
+    out->reason = static_reason(lua_tostring(L, base + 3));
+    if (id >= 1 && (size_t)id <= c->h->set->route_count) {
+        const struct route_info *ri = &c->h->routes[id - 1];
+        out->route_id = (int)id;
+        out->route = dup_or_raise(L, ri->name);
+        out->per_user = ri->per_user;
+        out->has_response_hook = ri->has_hook;
+        out->ignore_no_store = ri->ignore_no_store;
+        if (out->action == POLICY_CACHE) {
+            out->ttl_ms = ri->ttl_ms;
+            out->swr_ms = ri->swr_ms;
+            out->sie_ms = ri->sie_ms;
+        }
+    }
+    if (lua_type(L, base + 4) != LUA_TTABLE) return 0;
+    int list = base + 4;
+    size_t len = (size_t)luaL_len(L, list);
+    if (len == 0) return 0;
+    if (out->action == POLICY_CACHE) {
+        out->tags = calloc(len, sizeof *out->tags);
+        if (out->tags == NULL) return luaL_error(L, "out of memory");
+        for (size_t i = 0; i < len; i++) {
+            if (lua_geti(L, list, (lua_Integer)i + 1) == LUA_TSTRING)
+                out->tags[out->n_tags++] = dup_or_raise(L, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    } else if (out->action == POLICY_INVALIDATE) {
+        out->invalidate = calloc(len, sizeof *out->invalidate);
+        if (out->invalidate == NULL) return luaL_error(L, "out of memory");
+        for (size_t i = 0; i < len; i++) {
+            if (lua_geti(L, list, (lua_Integer)i + 1) == LUA_TTABLE) {
+                int e = lua_gettop(L);
+                if (lua_getfield(L, e, "key") == LUA_TSTRING) {
+                    struct policy_target *tg = &out->invalidate[out->n_invalidate];
+                    tg->key = dup_or_raise(L, lua_tostring(L, -1));
+                    out->n_invalidate++;
+                    tg->prefix = bool_field(L, e, "prefix");
+                    tg->tag = bool_field(L, e, "tag");
                 }
                 lua_pop(L, 1);
             }
+            lua_pop(L, 1);
         }
     }
-    lua_pop(L, 1);
     return 0;
 }
 

@@ -16,8 +16,7 @@ end
 
 local function expand(template, r, params, param_set)
     local tmpl = assert(keys.compile(template, param_set or { id = true }))
-    local ctx = keys.context(r, params or {}, url.compile_ignore(keys.default_ignore()))
-    return keys.expand(tmpl, ctx)
+    return keys.expand(tmpl, r, params or {}, url.compile_ignore(keys.default_ignore()))
 end
 
 describe("gateway.keys", function()
@@ -54,6 +53,22 @@ describe("gateway.keys", function()
         assert.equal("anon", expand("{auth_hash}", req {}))
     end)
 
+    it("percent-encodes control characters in header values and decoded query params",
+        function()
+            local r = req { query_string = "q=a%0Ab", header = { ["x-a"] = "1\t2" } }
+            assert.equal("a%0Ab|1%092", expand("{query.q}|{header.x-a}", r))
+            -- literal text is cleaned when the template compiles
+            assert.equal("a%0Ab", expand("a\nb", req {}))
+        end)
+
+    it("builds the default key from the path and the normalised query", function()
+        local ign = url.compile_ignore(keys.default_ignore())
+        assert.equal("GET:/p", keys.default_key(req { path = "/p" }, ign))
+        assert.equal("GET:/p?a=1", keys.default_key(req { method = "HEAD", path = "/p",
+            query_string = "a=1&utm_x=2" }, ign))
+        assert.equal("GET:/p", keys.default_key(req { method = "POST", path = "/p" }, ign, "GET"))
+    end)
+
     it("reports what a template uses", function()
         local t = assert(keys.compile("f:{auth_hash}:{header.x-a}:{query}:{id}", { id = true }))
         assert.is_true(t.uses.auth_hash)
@@ -83,6 +98,11 @@ describe("gateway.keys", function()
         it("percent-encodes control characters", function()
             assert.equal("a%0Ab%00c%7F", keys.sanitize("a\nb\0c\127"))
             assert.equal("plain:key", keys.sanitize("plain:key"))
+        end)
+
+        it("bounds length without touching other characters", function()
+            assert.equal("a\nb", keys.bound("a\nb"))
+            assert.equal(keys.MAX_KEY, #keys.bound(string.rep("k", 1000)))
         end)
 
         it("hashes keys longer than 512 bytes down, keeping a prefix", function()

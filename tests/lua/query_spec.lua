@@ -35,7 +35,9 @@ describe("gateway.url", function()
             assert.equal(url.normalize_query("q=%7Euser%41", DEFAULT),
                 url.normalize_query("q=~userA", DEFAULT))
             assert.equal("q=caf%C3%A9", url.normalize_query("q=caf%c3%a9", DEFAULT))
-            assert.equal("q=caf%C3%A9", url.normalize_query("q=caf\xc3\xa9", DEFAULT))
+            -- without any "%" the components are kept as sent
+            assert.equal("q=caf\xc3\xa9", url.normalize_query("q=caf\xc3\xa9", DEFAULT))
+            assert.equal("q=caf%C3%A9&r=A", url.normalize_query("q=caf\xc3\xa9&r=%41", DEFAULT))
             assert.equal("n%20m=1", url.normalize_query("n%20m=1", DEFAULT))
             -- malformed escapes are kept (as data), never decoded
             assert.equal("q=%25zz", url.normalize_query("q=%zz", DEFAULT))
@@ -48,6 +50,21 @@ describe("gateway.url", function()
             assert.equal("q=a+b", plus)
             assert.equal("q=a%20b", space)
             assert.equal("q=a%2Bb", encoded_plus)
+        end)
+
+        it("sorts names that prefix each other correctly", function()
+            assert.equal("a=2&a-b=0&b=1", url.normalize_query("b=1&a=2&a-b=0", DEFAULT))
+            assert.equal("a=1&a=2&a-b=1", url.normalize_query("a-b=1&a=2&a=1", DEFAULT))
+            assert.equal("x=b=c", url.normalize_query("x=b=c", DEFAULT))
+        end)
+
+        it("answers repeated queries the same (memoised) and stays bounded", function()
+            for i = 1, 1000 do
+                assert.equal("a=" .. i .. "&b=1", url.normalize_query("b=1&a=" .. i, DEFAULT))
+            end
+            assert.equal("a=1&b=1", url.normalize_query("b=1&a=1", DEFAULT))
+            local long = "z=" .. string.rep("y", 300) .. "&a=1"
+            assert.equal("a=1&z=" .. string.rep("y", 300), url.normalize_query(long, DEFAULT))
         end)
 
         it("returns '' for no query", function()

@@ -23,6 +23,25 @@ describe("gateway.router", function()
         assert.same({ id = "a b", post = "7" }, params)
     end)
 
+    it("keeps control characters in params percent-encoded", function()
+        local r = build { "GET /u/:id" }
+        local _, params = r:match("GET", "/u/a%0Ab%2Fc")
+        assert.equal("a%0Ab/c", params.id)
+    end)
+
+    it("finds literal routes directly and still prefers them for HEAD", function()
+        local r = build { "GET /a/b", "GET /a/:x", "HEAD /a/:x" }
+        assert.equal("GET /a/b", (r:match("GET", "/a/b")))
+        -- a HEAD route beats the GET fallback, even a literal one
+        local v, _, via_get = r:match("HEAD", "/a/b")
+        assert.equal("HEAD /a/:x", v)
+        assert.is_false(via_get)
+        local r2 = build { "GET /a/b", "GET /a/:x" }
+        v, _, via_get = r2:match("HEAD", "/a/b")
+        assert.equal("GET /a/b", v)
+        assert.is_true(via_get)
+    end)
+
     it("matches literal segments exactly and treats a trailing slash as significant", function()
         local r = build { "GET /users/:id", "GET /about" }
         assert.is_nil(r:match("GET", "/users/42/"))

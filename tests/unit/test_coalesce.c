@@ -69,9 +69,26 @@ TEST(concurrent_joins_elect_exactly_one_leader)
     coalesce_destroy(shared);
 }
 
+TEST(try_lead_never_waits)
+{
+    struct coalescer *c;
+    CHECK_EQ_INT(coalesce_create(&c), 0);
+    struct flight *f, *g;
+    atomic_store(&woken, 0);
+    CHECK(coalesce_try_lead(c, "k", 1, &f));
+    CHECK(!coalesce_try_lead(c, "k", 1, &g));
+    CHECK(!coalesce_join(c, "k", 1, NULL, wake, &g)); /* plain requests still wait on it */
+    coalesce_finish(c, f, FLIGHT_STORED, NULL, 0);
+    CHECK_EQ_INT(atomic_load(&woken), 1);
+    CHECK(coalesce_try_lead(c, "k", 1, &f));
+    coalesce_finish(c, f, FLIGHT_STORED, NULL, 0);
+    coalesce_destroy(c);
+}
+
 int main(void)
 {
     RUN(first_is_leader_others_wait_and_all_wake);
     RUN(concurrent_joins_elect_exactly_one_leader);
+    RUN(try_lead_never_waits);
     return TEST_SUMMARY();
 }

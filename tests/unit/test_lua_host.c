@@ -540,6 +540,14 @@ TEST(shipped_policies_credentials_and_defaults)
     CHECK(d.route == NULL);
     policy_decision_free(&d);
 
+    /* Control characters never reach a key, raw or percent-encoded. */
+    struct policy_request ctl = get("/users/4\n2");
+    CHECK_EQ_STR(decide_key(h, &ctl, NULL), "users:4%0A2");
+    struct policy_request ctl2 = get("/users/4%0a2");
+    CHECK_EQ_STR(decide_key(h, &ctl2, NULL), "users:4%0A2");
+    struct policy_request ctl3 = {.method = "GET", .path = "/nope", .query = "a=\x01"};
+    CHECK_EQ_STR(decide_key(h, &ctl3, NULL), "GET:/nope?a=%01");
+
     /* Literal beats param. */
     struct policy_request stats = get("/jobs/stats");
     CHECK_EQ_INT(lua_host_decide(h, &stats, &d), 0);

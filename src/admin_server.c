@@ -1,0 +1,826 @@
+/* admin_server.c - see admin_server.h.
+ *
+ * Life of an admin request, all on the admin daemon's single thread:
+ *
+ *   on_request #1    allocates the request state and notes an oversized
+ *                    Content-Length; never queues (a response queued in the
+ *                    first call loses keep-alive in libmicrohttpd 0.9.75).
+ *   on_request body  buffers up to ADMIN_MAX_BODY bytes; past that it answers
+ *                    at once (401/403 first, else 413) so an endless body is
+ *                    not read to its end.
+ *   on_request last  authenticates, routes, extracts and validates the value,
+ *                    purges, logs one INFO line and answers.
+ *   completed_cb     frees the request state.
+ *
+ * The server object's mutable fields (the auth-failure log limiter) are only
+ * touched on that thread, so they need no lock. */
+#include "admin_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "cache_tiers.h"
+#include "io_loop.h"
+#include "log.h"
+#include "policy_engine.h"
+
+#define ADMIN_JSON_MAX_DEPTH 32
+#define ADMIN_LOG_VALUE_MAX 1024 /* a log line holds 2 KiB: longer values are cut */
+#define VARY_SUFFIX "#vary|"     /* see cache_rules_variant_key */
+
+struct admin_server {
+    struct gateway *gw;
+    struct MHD_Daemon *daemon;
+    /* Auth failures are logged at most once a second (admin thread only). */
+    int64_t auth_log_ms;
+    uint64_t auth_unlogged;
+};
+
+struct admin_request {
+    bool answered;
+    bool too_big;
+    size_t len;
+    char body[ADMIN_MAX_BODY + 1];
+};
+
+enum purge_kind { PURGE_KEY, PURGE_PREFIX, PURGE_TAG, PURGE_URL, PURGE_KINDS };
+static const char *const KIND_NAMES[PURGE_KINDS] = {"key", "prefix", "tag", "url"};
+
+enum auth_result { AUTH_OK, AUTH_MISSING, AUTH_WRONG };
+
+/* ---- responses ---- */
+
+/* Appends s as the contents of a JSON string (no quotes).  Values reaching here
+ * hold no control characters, but escaping them too keeps the output valid
+ * whatever a caller passes. */
+static int json_put_escaped(struct buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[8];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            if (buf_append(b, esc, 2) != 0) return -ENOMEM;
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            if (buf_append(b, esc, 6) != 0) return -ENOMEM;
+        } else if (buf_append(b, &s[i], 1) != 0) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int json_put_field(struct buf *b, const char *name, const char *value, bool first)
+{
+    if (buf_append(b, first ? "\"" : ", \"", first ? 1 : 3) != 0 ||
+        json_put_escaped(b, name, strlen(name)) != 0 || buf_append(b, "\": \"", 4) != 0 ||
+        json_put_escaped(b, value, strlen(value)) != 0 || buf_append(b, "\"", 1) != 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Queues one JSON answer; extra_name/extra_value is an optional header. */
+static enum MHD_Result reply(struct admin_request *rq, struct MHD_Connection *conn,
+                             unsigned status, const char *body, size_t len,
+                             const char *extra_name, const char *extra_value)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (extra_name) MHD_add_response_header(resp, extra_name, extra_value);
+    rq->answered = true;
+    enum MHD_Result ret = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result reply_error(struct admin_request *rq, struct MHD_Connection *conn,
+                                   unsigned status, const char *msg, const char *extra_name,
+                                   const char *extra_value)
+{
+    struct buf b = {0};
+    char tail[32];
+    snprintf(tail, sizeof tail, ", \"status\": %u}\n", status);
+    enum MHD_Result ret = MHD_NO;
+    if (buf_append(&b, "{", 1) == 0 && json_put_field(&b, "error", msg, true) == 0 &&
+        buf_append(&b, tail, strlen(tail)) == 0)
+        ret = reply(rq, conn, status, b.data, b.len, extra_name, extra_value);
+    buf_free(&b);
+    return ret;
+}
+
+/* ---- authentication ---- */
+
+/* Compares in time that depends only on the length the client sent, never on
+ * the token's bytes or length.  want_len > 0. */
+static bool token_equal(const char *given, size_t given_len, const char *want, size_t want_len)
+{
+    volatile size_t diff = given_len ^ want_len;
+    for (size_t i = 0; i < given_len; i++)
+        diff |= (size_t)((unsigned char)given[i] ^ (unsigned char)want[i % want_len]);
+    return diff == 0;
+}
+
+static enum auth_result check_auth(const struct admin_server *a, struct MHD_Connection *conn)
+{
+    const char *h =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (h == NULL) return AUTH_MISSING;
+    while (*h == ' ' || *h == '\t') h++;
+    if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t')) return AUTH_MISSING;
+    h += 6;
+    while (*h == ' ' || *h == '\t') h++;
+    size_t n = strlen(h);
+    while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t')) n--;
+    if (n == 0) return AUTH_MISSING;
+    const char *token = a->gw->cfg->admin_token;
+    return token_equal(h, n, token, strlen(token)) ? AUTH_OK : AUTH_WRONG;
+}
+
+static void client_ip_of(struct MHD_Connection *conn, char *out, size_t len)
+{
+    snprintf(out, len, "-");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL) return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+/* Answers a failed authentication.  The log line never carries the header. */
+static enum MHD_Result reply_auth(struct admin_server *a, struct admin_request *rq,
+                                  struct MHD_Connection *conn, enum auth_result auth)
+{
+    int64_t now = clock_mono_ms();
+    if (now - a->auth_log_ms >= 1000) {
+        char ip[64];
+        client_ip_of(conn, ip, sizeof ip);
+        LOG_W("admin: rejected a request from %s: %s (%llu more rejections not logged)", ip,
+              auth == AUTH_MISSING ? "no bearer token" : "wrong token",
+              (unsigned long long)a->auth_unlogged);
+        a->auth_log_ms = now;
+        a->auth_unlogged = 0;
+    } else {
+        a->auth_unlogged++;
+    }
+    if (auth == AUTH_MISSING)
+        return reply_error(rq, conn, 401, "missing bearer token (Authorization: Bearer <token>)",
+                           "WWW-Authenticate", "Bearer realm=\"cachegw-admin\"");
+    return reply_error(rq, conn, 403, "invalid token", NULL, NULL);
+}
+
+/* ---- a tiny JSON reader: validates the whole body, extracts one field ---- */
+
+struct json_scan {
+    const char *start, *p, *end;
+    const char *why; /* first syntax error */
+};
+
+static int json_fail(struct json_scan *s, const char *why)
+{
+    if (s->why == NULL) s->why = why;
+    return -1;
+}
+
+static void json_ws(struct json_scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int json_hex4(struct json_scan *s, unsigned *out)
+{
+    if (s->end - s->p < 4) return json_fail(s, "truncated \\u escape");
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = *s->p++;
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return json_fail(s, "invalid \\u escape");
+    }
+    *out = v;
+    return 0;
+}
+
+static size_t utf8_encode(unsigned cp, unsigned char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (unsigned char)(0xC0 | (cp >> 6));
+        out[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (unsigned char)(0xE0 | (cp >> 12));
+        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (unsigned char)(0xF0 | (cp >> 18));
+    out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Reads the string at s->p (its opening quote).  With out, the decoded bytes
+ * go there, at most cap - 1 of them, NUL-terminated; *len is the full decoded
+ * length either way, so len >= cap means it did not fit. */
+static int json_string(struct json_scan *s, char *out, size_t cap, size_t *len)
+{
+    size_t n = 0;
+    s->p++;
+    for (;;) {
+        if (s->p >= s->end) return json_fail(s, "unterminated string");
+        unsigned char c = (unsigned char)*s->p++;
+        if (c == '"') break;
+        if (c < 0x20) return json_fail(s, "raw control character in a string");
+        unsigned char enc[4] = {c};
+        size_t k = 1;
+        if (c == '\\') {
+            if (s->p >= s->end) return json_fail(s, "unterminated string");
+            switch (*s->p++) {
+            case '"': enc[0] = '"'; break;
+            case '\\': enc[0] = '\\'; break;
+            case '/': enc[0] = '/'; break;
+            case 'b': enc[0] = '\b'; break;
+            case 'f': enc[0] = '\f'; break;
+            case 'n': enc[0] = '\n'; break;
+            case 'r': enc[0] = '\r'; break;
+            case 't': enc[0] = '\t'; break;
+            case 'u': {
+                unsigned cp, lo;
+                if (json_hex4(s, &cp) != 0) return -1;
+                if (cp >= 0xDC00 && cp <= 0xDFFF) return json_fail(s, "unpaired surrogate");
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
+                        return json_fail(s, "unpaired surrogate");
+                    s->p += 2;
+                    if (json_hex4(s, &lo) != 0) return -1;
+                    if (lo < 0xDC00 || lo > 0xDFFF) return json_fail(s, "unpaired surrogate");
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                }
+                k = utf8_encode(cp, enc);
+                break;
+            }
+            default:
+                return json_fail(s, "invalid escape in a string");
+            }
+        }
+        for (size_t i = 0; out && i < k; i++)
+            if (n + i < cap - 1) out[n + i] = (char)enc[i];
+        n += k;
+    }
+    if (out) out[n < cap - 1 ? n : cap - 1] = '\0';
+    *len = n;
+    return 0;
+}
+
+static int json_digits(struct json_scan *s)
+{
+    const char *p0 = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
+    return s->p > p0 ? 0 : json_fail(s, "invalid number");
+}
+
+static int json_number(struct json_scan *s)
+{
+    if (s->p < s->end && *s->p == '-') s->p++;
+    if (s->p < s->end && *s->p == '0') s->p++;
+    else if (json_digits(s) != 0) return -1;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (json_digits(s) != 0) return -1;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
+        if (json_digits(s) != 0) return -1;
+    }
+    return 0;
+}
+
+static int json_literal(struct json_scan *s, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return json_fail(s, "invalid value");
+    s->p += n;
+    return 0;
+}
+
+/* Skips one value of any type, checking its syntax. */
+static int json_skip(struct json_scan *s, int depth)
+{
+    json_ws(s);
+    if (s->p >= s->end) return json_fail(s, "unexpected end of input");
+    if (depth > ADMIN_JSON_MAX_DEPTH) return json_fail(s, "nested too deeply");
+    size_t n;
+    char c = *s->p;
+    if (c == '"') return json_string(s, NULL, 0, &n);
+    if (c == 't') return json_literal(s, "true");
+    if (c == 'f') return json_literal(s, "false");
+    if (c == 'n') return json_literal(s, "null");
+    if (c == '-' || (c >= '0' && c <= '9')) return json_number(s);
+    if (c != '{' && c != '[') return json_fail(s, "invalid value");
+    char close = c == '{' ? '}' : ']';
+    s->p++;
+    json_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 0;
+    }
+    for (;;) {
+        if (c == '{') {
+            json_ws(s);
+            if (s->p >= s->end || *s->p != '"') return json_fail(s, "expected a member name");
+            if (json_string(s, NULL, 0, &n) != 0) return -1;
+            json_ws(s);
+            if (s->p >= s->end || *s->p != ':') return json_fail(s, "expected ':'");
+            s->p++;
+        }
+        if (json_skip(s, depth + 1) != 0) return -1;
+        json_ws(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            return 0;
+        }
+        return json_fail(s, c == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+}
+
+enum field_result { FIELD_OK, FIELD_MISSING, FIELD_BAD_JSON, FIELD_NOT_STRING, FIELD_DUPLICATE };
+
+/* Validates body as one JSON object and copies the string member `field` into
+ * out (see json_string for cap/len).  Other members are allowed and ignored. */
+static enum field_result json_get_field(const char *body, size_t body_len, const char *field,
+                                        char *out, size_t cap, size_t *len,
+                                        struct json_scan *s)
+{
+    *s = (struct json_scan){.start = body, .p = body, .end = body + body_len};
+    int found = 0;
+    bool not_string = false;
+    json_ws(s);
+    if (s->p >= s->end || *s->p != '{') {
+        json_fail(s, "expected a JSON object");
+        return FIELD_BAD_JSON;
+    }
+    s->p++;
+    json_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+    } else {
+        for (;;) {
+            char name[64];
+            size_t name_len;
+            json_ws(s);
+            if (s->p >= s->end || *s->p != '"') {
+                json_fail(s, "expected a member name");
+                return FIELD_BAD_JSON;
+            }
+            if (json_string(s, name, sizeof name, &name_len) != 0) return FIELD_BAD_JSON;
+            json_ws(s);
+            if (s->p >= s->end || *s->p != ':') {
+                json_fail(s, "expected ':'");
+                return FIELD_BAD_JSON;
+            }
+            s->p++;
+            json_ws(s);
+            bool match = name_len == strlen(field) && memcmp(name, field, name_len) == 0;
+            if (match && s->p < s->end && *s->p == '"') {
+                size_t again; /* a duplicate is only validated */
+                if (json_string(s, found ? NULL : out, cap, found ? &again : len) != 0)
+                    return FIELD_BAD_JSON;
+                found++;
+            } else {
+                if (match) {
+                    not_string = true;
+                    found++;
+                }
+                if (json_skip(s, 1) != 0) return FIELD_BAD_JSON;
+            }
+            json_ws(s);
+            if (s->p < s->end && *s->p == ',') {
+                s->p++;
+                continue;
+            }
+            if (s->p < s->end && *s->p == '}') {
+                s->p++;
+                break;
+            }
+            json_fail(s, "expected ',' or '}'");
+            return FIELD_BAD_JSON;
+        }
+    }
+    json_ws(s);
+    if (s->p != s->end) {
+        json_fail(s, "trailing data after the object");
+        return FIELD_BAD_JSON;
+    }
+    if (found > 1) return FIELD_DUPLICATE;
+    if (not_string) return FIELD_NOT_STRING;
+    return found ? FIELD_OK : FIELD_MISSING;
+}
+
+/* ---- the value of a purge: query parameter or JSON body ---- */
+
+struct arg_scan {
+    const char *name;
+    const char *value;
+    size_t value_len;
+    int count;
+};
+
+static enum MHD_Result scan_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                size_t key_size, const char *value, size_t value_size)
+{
+    struct arg_scan *as = cls;
+    if (key && strcmp(key, as->name) == 0 && as->count++ == 0) {
+        as->value = value;
+        as->value_len = value ? value_size : 0;
+    }
+    return MHD_YES;
+}
+
+static bool body_is_blank(const struct admin_request *rq)
+{
+    for (size_t i = 0; i < rq->len; i++) {
+        char c = rq->body[i];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') return false;
+    }
+    return true;
+}
+
+/* Fills out (cap ADMIN_MAX_VALUE + 1) with the value of `field` and returns 0,
+ * or returns -1 with msg holding the client's 400 message. */
+static int get_value(struct MHD_Connection *conn, const struct admin_request *rq,
+                     const char *field, char *out, size_t *out_len, char *msg, size_t msg_len)
+{
+    struct arg_scan as = {.name = field};
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, scan_arg, &as);
+    size_t len = 0;
+    if (!body_is_blank(rq)) {
+        if (as.count > 0) {
+            snprintf(msg, msg_len,
+                     "give '%s' either as a query parameter or in the JSON body, not both",
+                     field);
+            return -1;
+        }
+        struct json_scan s;
+        switch (json_get_field(rq->body, rq->len, field, out, ADMIN_MAX_VALUE + 1, &len, &s)) {
+        case FIELD_OK:
+            break;
+        case FIELD_MISSING:
+            snprintf(msg, msg_len, "missing field '%s' (expected {\"%s\": \"...\"})", field,
+                     field);
+            return -1;
+        case FIELD_NOT_STRING:
+            snprintf(msg, msg_len, "field '%s' must be a string", field);
+            return -1;
+        case FIELD_DUPLICATE:
+            snprintf(msg, msg_len, "field '%s' given more than once", field);
+            return -1;
+        case FIELD_BAD_JSON:
+        default:
+            snprintf(msg, msg_len, "invalid JSON body: %s at byte %zu (expected {\"%s\": \"...\"})",
+                     s.why ? s.why : "syntax error", (size_t)(s.p - s.start), field);
+            return -1;
+        }
+    } else {
+        if (as.count == 0 || as.value == NULL) {
+            snprintf(msg, msg_len,
+                     "missing '%s': send {\"%s\": \"...\"} or the query parameter ?%s=...",
+                     field, field, field);
+            return -1;
+        }
+        if (as.count > 1) {
+            snprintf(msg, msg_len, "query parameter '%s' given more than once", field);
+            return -1;
+        }
+        len = as.value_len;
+        memcpy(out, as.value, len < ADMIN_MAX_VALUE ? len : ADMIN_MAX_VALUE);
+        out[len < ADMIN_MAX_VALUE ? len : ADMIN_MAX_VALUE] = '\0';
+    }
+    if (len == 0) {
+        snprintf(msg, msg_len, "'%s' must not be empty", field);
+        return -1;
+    }
+    if (len > ADMIN_MAX_VALUE) {
+        snprintf(msg, msg_len, "'%s' is too long (%zu bytes, at most %zu)", field, len,
+                 ADMIN_MAX_VALUE);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)out[i];
+        if (c < 0x20 || c == 0x7f) {
+            snprintf(msg, msg_len, "'%s' contains a control character (byte %zu)", field, i);
+            return -1;
+        }
+    }
+    *out_len = len;
+    return 0;
+}
+
+/* ---- purges ---- */
+
+/* The cache key of a GET of url (path-absolute, validated), as the request path
+ * would compute it: the active policy's key, or "GET:" + url without policies.
+ * Returns 0 with *key malloc'd; -ENOENT with *why when the policy does not cache
+ * a header-less GET of url under a key; -ENOMEM. */
+static int url_cache_key(struct gateway *gw, const char *url, char **key, const char **why)
+{
+    *key = NULL;
+    struct worker_policy *wp = gw->policies ? policy_engine_acquire(gw->policies) : NULL;
+    if (wp == NULL) {
+        /* Same fallback as the request path when no Lua host can be built. */
+        size_t n = strlen(url) + 5;
+        *key = malloc(n);
+        if (*key == NULL) return -ENOMEM;
+        snprintf(*key, n, "GET:%s", url);
+        return 0;
+    }
+    int rc = 0;
+    char *path = strndup(url, strcspn(url, "?"));
+    if (path == NULL) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    const char *q = strchr(url, '?');
+    struct policy_request req = {.method = "GET", .path = path, .query = q ? q + 1 : NULL};
+    struct policy_decision dec;
+    lua_host_decide(worker_policy_host(wp), &req, &dec);
+    if ((dec.action == POLICY_CACHE || dec.action == POLICY_DEFAULT) && dec.key != NULL) {
+        *key = strdup(dec.key);
+        if (*key == NULL) rc = -ENOMEM;
+    } else {
+        *why = dec.reason ? dec.reason : "policy";
+        rc = -ENOENT;
+    }
+    policy_decision_free(&dec);
+done:
+    free(path);
+    policy_engine_release(wp);
+    return rc;
+}
+
+/* Drops key and its Vary variants ("<key>#vary|...").  A variant left behind
+ * would be served again as soon as a new Vary marker is stored under key. */
+static int purge_key_and_variants(struct gateway *gw, const char *key)
+{
+    size_t n = strlen(key) + sizeof VARY_SUFFIX;
+    char *variants = malloc(n);
+    if (variants == NULL) return -ENOMEM;
+    snprintf(variants, n, "%s%s", key, VARY_SUFFIX);
+    cache_tiers_invalidate_key(gw, key);
+    cache_tiers_invalidate_prefix(gw, variants);
+    free(variants);
+    return 0;
+}
+
+static const char *log_cut(const char *v) { return strlen(v) > ADMIN_LOG_VALUE_MAX ? "..." : ""; }
+
+static enum MHD_Result handle_purge(struct admin_server *a, struct admin_request *rq,
+                                    struct MHD_Connection *conn, enum purge_kind kind)
+{
+    struct gateway *gw = a->gw;
+    const char *field = KIND_NAMES[kind];
+    char value[ADMIN_MAX_VALUE + 1];
+    char msg[256];
+    size_t len;
+    if (get_value(conn, rq, field, value, &len, msg, sizeof msg) != 0)
+        return reply_error(rq, conn, 400, msg, NULL, NULL);
+
+    char *key = NULL;
+    int rc = 0;
+    switch (kind) {
+    case PURGE_KEY:
+        rc = purge_key_and_variants(gw, value);
+        break;
+    case PURGE_PREFIX:
+        cache_tiers_invalidate_prefix(gw, value);
+        break;
+    case PURGE_TAG:
+        cache_tiers_invalidate_tag(gw, value);
+        break;
+    case PURGE_URL: {
+        /* Only what a client puts on the request line: no scheme or authority
+         * ("//host/..."), no fragment, no raw spaces. */
+        if (value[0] != '/' || value[1] == '/' || strpbrk(value, " #") != NULL)
+            return reply_error(rq, conn, 400,
+                               "'url' must be a path-absolute URL as sent on the request line, "
+                               "like \"/users/5?x=1\" (no scheme, host or fragment)",
+                               NULL, NULL);
+        const char *why = NULL;
+        rc = url_cache_key(gw, value, &key, &why);
+        if (rc == -ENOENT) {
+            snprintf(msg, sizeof msg,
+                     "GET of this url is not cached under one key (policy decision: %s); "
+                     "purge by key, prefix or tag instead",
+                     why);
+            return reply_error(rq, conn, 422, msg, NULL, NULL);
+        }
+        if (rc == 0) rc = purge_key_and_variants(gw, key);
+        break;
+    }
+    default:
+        break;
+    }
+    if (rc != 0) {
+        free(key);
+        return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+    }
+
+    char ip[64];
+    client_ip_of(conn, ip, sizeof ip);
+    if (key)
+        LOG_I("admin purge: url '%.*s'%s (key '%.*s'%s) from %s", (int)ADMIN_LOG_VALUE_MAX,
+              value, log_cut(value), (int)ADMIN_LOG_VALUE_MAX, key, log_cut(key), ip);
+    else
+        LOG_I("admin purge: %s '%.*s'%s from %s", field, (int)ADMIN_LOG_VALUE_MAX, value,
+              log_cut(value), ip);
+
+    struct buf b = {0};
+    enum MHD_Result ret = MHD_NO;
+    if (buf_append(&b, "{", 1) == 0 && json_put_field(&b, "purged", field, true) == 0 &&
+        json_put_field(&b, field, value, false) == 0 &&
+        (key == NULL || json_put_field(&b, "key", key, false) == 0) &&
+        buf_append(&b, "}\n", 2) == 0)
+        ret = reply(rq, conn, 200, b.data, b.len, NULL, NULL);
+    else
+        ret = reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+    buf_free(&b);
+    free(key);
+    return ret;
+}
+
+/* Authenticates, then routes.  Authentication comes first so that an
+ * unauthenticated client learns nothing, not even which paths exist. */
+static enum MHD_Result handle(struct admin_server *a, struct admin_request *rq,
+                              struct MHD_Connection *conn, const char *url, const char *method)
+{
+    enum auth_result auth = check_auth(a, conn);
+    if (auth != AUTH_OK) return reply_auth(a, rq, conn, auth);
+    if (rq->too_big) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body too large (at most %zu bytes)", ADMIN_MAX_BODY);
+        return reply_error(rq, conn, 413, msg, NULL, NULL);
+    }
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (strcmp(url, "/admin/health") == 0) {
+        if (!get) return reply_error(rq, conn, 405, "method not allowed", "Allow", "GET, HEAD");
+        static const char ok[] = "{\"status\":\"ok\"}\n";
+        return reply(rq, conn, 200, ok, sizeof ok - 1, NULL, NULL);
+    }
+    if (strncmp(url, "/purge/", 7) == 0) {
+        for (int k = 0; k < PURGE_KINDS; k++) {
+            if (strcmp(url + 7, KIND_NAMES[k]) != 0) continue;
+            if (strcmp(method, "POST") != 0)
+                return reply_error(rq, conn, 405, "method not allowed", "Allow", "POST");
+            return handle_purge(a, rq, conn, (enum purge_kind)k);
+        }
+    }
+    return reply_error(rq, conn, 404, "not found", NULL, NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct admin_server *a = cls;
+    struct admin_request *rq = *con_cls;
+    if (rq == NULL) {
+        rq = calloc(1, sizeof *rq);
+        if (rq == NULL) return MHD_NO;
+        *con_cls = rq;
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > ADMIN_MAX_BODY) rq->too_big = true;
+        return MHD_YES;
+    }
+    if (rq->answered) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (!rq->too_big && rq->len + n <= ADMIN_MAX_BODY) {
+            memcpy(rq->body + rq->len, upload_data, n);
+            rq->len += n;
+            return MHD_YES;
+        }
+        /* Over the bound: answer now rather than read an unbounded body.
+         * libmicrohttpd closes the connection after this answer. */
+        rq->too_big = true;
+        return handle(a, rq, conn, url, method);
+    }
+    rq->body[rq->len] = '\0';
+    return handle(a, rq, conn, url, method);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    free(*con_cls);
+    *con_cls = NULL;
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+int admin_server_start(struct gateway *gw, struct admin_server **out, char *err, size_t err_len)
+{
+    const struct config *cfg = gw->cfg;
+    *out = NULL;
+    if (cfg->admin_token == NULL) return 0;
+    if (cfg->admin_token[0] == '\0') {
+        LOG_W("ADMIN_TOKEN is empty: the admin/purge listener stays off");
+        return 0;
+    }
+    const char *host = cfg->admin_host ? cfg->admin_host : "127.0.0.1";
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)cfg->admin_port);
+    } else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)cfg->admin_port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, err_len,
+                 "invalid value for --admin-host (ADMIN_HOST): '%s' (expected an IP address)",
+                 host);
+        return -1;
+    }
+    struct admin_server *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        snprintf(err, err_len, "out of memory starting the admin listener");
+        return -1;
+    }
+    a->gw = gw;
+    a->auth_log_ms = clock_mono_ms() - 1000;
+    /* One thread is plenty for an operator API; a small connection limit and a
+     * short idle timeout keep it from holding resources. */
+    a->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+        MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)32 * 1024, MHD_OPTION_END);
+    if (a->daemon == NULL) {
+        snprintf(err, err_len,
+                 "cannot listen on %s:%d for the admin API (address in use or not permitted)",
+                 host, cfg->admin_port);
+        free(a);
+        return -1;
+    }
+    if (is_loopback(&ss))
+        LOG_I("admin API listening on http://%s:%d (bearer token required)", host,
+              cfg->admin_port);
+    else
+        LOG_W("admin API listening on non-loopback address http://%s:%d: anyone who can reach "
+              "it and holds the token can purge the cache",
+              host, cfg->admin_port);
+    *out = a;
+    return 0;
+}
+
+void admin_server_stop(struct admin_server *a)
+{
+    if (a == NULL) return;
+    MHD_stop_daemon(a->daemon);
+    free(a);
+}
