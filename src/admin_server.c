@@ -2,12 +2,13 @@
  *
  * Life of an admin request, all on the admin daemon's single thread:
  *
- *   on_request #1    allocates the request state and notes an oversized
- *                    Content-Length; never queues (a response queued in the
- *                    first call loses keep-alive in libmicrohttpd 0.9.75).
- *   on_request body  buffers up to ADMIN_MAX_BODY bytes; past that it answers
- *                    at once (401/403 first, else 413) so an endless body is
- *                    not read to its end.
+ *   on_request #1    allocates the request state; never queues (a response
+ *                    queued in the first call loses keep-alive in
+ *                    libmicrohttpd 0.9.75), except to refuse a Content-Length
+ *                    over ADMIN_MAX_BODY, whose connection should close anyway.
+ *   on_request body  buffers up to ADMIN_MAX_BODY bytes; a chunked body past
+ *                    that is discarded (413 at the end), and dropped with the
+ *                    connection past ADMIN_MAX_DISCARD.
  *   on_request last  authenticates, routes, extracts and validates the value,
  *                    purges, logs one INFO line and answers.
  *   completed_cb     frees the request state.
@@ -20,6 +21,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@
 
 #define ADMIN_JSON_MAX_DEPTH 32
 #define ADMIN_LOG_VALUE_MAX 1024 /* a log line holds 2 KiB: longer values are cut */
+#define ADMIN_MAX_DISCARD ((size_t)1 << 20) /* chunked body bytes read past the bound */
 #define VARY_SUFFIX "#vary|"     /* see cache_rules_variant_key */
 
 struct admin_server {
@@ -48,6 +51,7 @@ struct admin_server {
 struct admin_request {
     bool answered;
     bool too_big;
+    size_t discarded; /* body bytes past ADMIN_MAX_BODY, read and dropped */
     size_t len;
     char body[ADMIN_MAX_BODY + 1];
 };
@@ -720,7 +724,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = rq;
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > ADMIN_MAX_BODY) rq->too_big = true;
+        if (cl && strtoull(cl, NULL, 10) > ADMIN_MAX_BODY) {
+            /* The body will not be read, so answer (401/403 first, else 413)
+             * now: libmicrohttpd then closes the connection, which is what we
+             * want here, not the keep-alive the first-call rule protects. */
+            rq->too_big = true;
+            return handle(a, rq, conn, url, method);
+        }
         return MHD_YES;
     }
     if (rq->answered) {
@@ -735,10 +745,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             rq->len += n;
             return MHD_YES;
         }
-        /* Over the bound: answer now rather than read an unbounded body.
-         * libmicrohttpd closes the connection after this answer. */
+        /* A chunked body past the bound: libmicrohttpd 0.9.75 refuses a
+         * response queued mid-body, so discard up to ADMIN_MAX_DISCARD and
+         * answer 413 at the end; past that, drop the connection. */
         rq->too_big = true;
-        return handle(a, rq, conn, url, method);
+        rq->discarded += n;
+        return rq->discarded <= ADMIN_MAX_DISCARD ? MHD_YES : MHD_NO;
     }
     rq->body[rq->len] = '\0';
     return handle(a, rq, conn, url, method);
@@ -749,6 +761,16 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     free(*con_cls);
     *con_cls = NULL;
+}
+
+/* libmicrohttpd's own messages, in our log format. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    LOG_W("admin listener: %s", msg);
 }
 
 static bool is_loopback(const struct sockaddr_storage *ss)
@@ -797,7 +819,8 @@ int admin_server_start(struct gateway *gw, struct admin_server **out, char *err,
      * short idle timeout keep it from holding resources. */
     a->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+        MHD_OPTION_CONNECTION_TIMEOUT, 10u,
         MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)32 * 1024, MHD_OPTION_END);
     if (a->daemon == NULL) {

@@ -1,10 +1,12 @@
 /* cache_fill.c - see cache_fill.h. */
 #include "cache_fill.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cache_tiers.h"
+#include "inval_index.h"
 #include "io_loop.h"
 #include "stats.h"
 #include "store_l1.h"
@@ -73,12 +75,25 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
     }
 
     const char *connection = header_list_get(headers, "connection");
-    struct http_header kept[MAX_KEPT];
+    struct http_header kept[MAX_KEPT + 1];
     size_t n = 0;
     for (size_t i = 0; i < headers->n && n < MAX_KEPT; i++)
-        if (cache_rules_header_storable(headers->items[i].name, connection))
+        if (cache_rules_header_storable(headers->items[i].name, connection) &&
+            strncmp(headers->items[i].name, "x-cachegw-", 10) != 0)
             kept[n++] = headers->items[i];
-    struct cache_meta meta = {.stored_at_ms = now,
+    /* Tags: the route's, plus the upstream's Surrogate-Key (space-separated). */
+    char tags[1024];
+    size_t tlen = 0;
+    tags[0] = '\0';
+    for (size_t i = 0; i < in->n_tags && tlen + strlen(in->tags[i]) + 2 < sizeof tags; i++)
+        tlen += (size_t)snprintf(tags + tlen, sizeof tags - tlen, "%s%s", tlen ? " " : "",
+                                 in->tags[i]);
+    const char *sk = header_list_get(headers, "surrogate-key");
+    if (sk && tlen + strlen(sk) + 2 < sizeof tags)
+        tlen += (size_t)snprintf(tags + tlen, sizeof tags - tlen, "%s%s", tlen ? " " : "", sk);
+    if (tlen > 0) kept[n++] = (struct http_header){CACHEGW_TAGS_HEADER, tags};
+    struct cache_meta meta = {.gen = in->gen,
+                              .stored_at_ms = now,
                               .initial_age_s = d.initial_age_s,
                               .ttl_ms = d.ttl_ms,
                               .swr_ms = d.swr_ms,

@@ -36,6 +36,9 @@ struct fill_input {
     const struct cache_object *revalidated; /* set when status is 304 for this entry */
     const struct store_overrides *ov;      /* route policy settings, may be NULL */
     bool request_no_store;                 /* request said Cache-Control: no-store */
+    uint64_t gen;                          /* inval_index_current() when the fetch began */
+    char *const *tags;                     /* the route's tags, may be NULL */
+    size_t n_tags;
     cache_fill_hook_fn hook;               /* may be NULL */
     void *hook_arg;
 };

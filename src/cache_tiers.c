@@ -2,9 +2,11 @@
 #include "cache_tiers.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "inval_index.h"
 #include "io_loop.h"
 #include "log.h"
 #include "redis_pool.h"
@@ -13,6 +15,8 @@
 #include "store_redis.h"
 
 /* ---- remote invalidations (loop thread) ---- */
+
+static void sync_records(struct gateway *gw);
 
 static void on_remote_invalidation(void *arg, char kind, const char *key, size_t len)
 {
@@ -25,20 +29,97 @@ static void on_remote_invalidation(void *arg, char kind, const char *key, size_t
     case 'p':
         store_l1_delete_prefix(gw->l1, key, len);
         break;
+    case 'P':
+    case 'T': {
+        /* "<seq>:<prefix or tag>" */
+        const char *colon = memchr(key, ':', len);
+        if (colon == NULL) break;
+        uint64_t seq = strtoull(key, NULL, 10);
+        const char *str = colon + 1;
+        size_t slen = len - (size_t)(colon + 1 - key);
+        /* The record makes the entries unreachable at once; their memory is
+         * reclaimed by LRU and by reads that meet them (no walk here). */
+        if (kind == 'P') {
+            inval_index_note_prefix(gw->inval, str, slen, seq);
+        } else {
+            inval_index_note_tag(gw->inval, str, slen, seq);
+        }
+        break;
+    }
     case '*':
         /* Messages may have been missed while unsubscribed. */
         LOG_I("invalidation channel re-established: clearing the memory tier");
         store_l1_clear(gw->l1);
+        sync_records(gw);
         break;
     default:
         break;
     }
 }
 
+/* ---- invalidation records in Redis: <prefix>inv:seq, inv:p, inv:t ---- */
+
+static void redis_name(const struct gateway *gw, const char *suffix, char *out, size_t len)
+{
+    snprintf(out, len, "%s%s", gw->cfg->redis_prefix ? gw->cfg->redis_prefix : "", suffix);
+}
+
+static void on_records(void *arg, const redisReply *reply, const char *err, bool tags)
+{
+    struct gateway *gw = arg;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY) return;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *k = reply->element[i], *v = reply->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        uint64_t seq = strtoull(v->str, NULL, 10);
+        if (tags) inval_index_note_tag(gw->inval, k->str, k->len, seq);
+        else inval_index_note_prefix(gw->inval, k->str, k->len, seq);
+    }
+}
+
+static void on_prefix_records(void *arg, const redisReply *r, const char *err)
+{
+    on_records(arg, r, err, false);
+}
+
+static void on_tag_records(void *arg, const redisReply *r, const char *err)
+{
+    on_records(arg, r, err, true);
+}
+
+/* Loop thread: loads the records other instances made while we were away. */
+static void sync_records(struct gateway *gw)
+{
+    char name[512];
+    const char *argv[2] = {"HGETALL", name};
+    size_t lens[2] = {7, 0};
+    redis_name(gw, "inv:p", name, sizeof name);
+    lens[1] = strlen(name);
+    redis_pool_command(gw->redis, 2, argv, lens, on_prefix_records, gw);
+    redis_name(gw, "inv:t", name, sizeof name);
+    lens[1] = strlen(name);
+    redis_pool_command(gw->redis, 2, argv, lens, on_tag_records, gw);
+}
+
+/* Loop thread: syncs once Redis first answers (then '*' keeps it in sync). */
+static void first_sync(void *arg)
+{
+    struct gateway *gw = arg;
+    if (redis_pool_available(gw->redis)) {
+        sync_records(gw);
+        return;
+    }
+    io_timer_start(gw->loop, 200, first_sync, gw);
+}
+
+static void start_task(void *arg) { first_sync(arg); }
+
 int cache_tiers_start(struct gateway *gw)
 {
     if (gw->l2 == NULL) return 0;
-    return store_redis_on_invalidation(gw->l2, on_remote_invalidation, gw);
+    int rc = store_redis_on_invalidation(gw->l2, on_remote_invalidation, gw);
+    if (rc == 0) rc = io_loop_post(gw->loop, start_task, gw);
+    return rc;
 }
 
 bool cache_tiers_l2_available(const struct gateway *gw)
@@ -166,27 +247,76 @@ int cache_tiers_ping(struct gateway *gw, cache_tiers_ping_fn done, void *arg)
 
 struct inval_task {
     struct gateway *gw;
-    char kind;
+    char kind; /* 'k' key, 'P' prefix, 'T' tag */
     size_t len;
     char key[];
 };
 
+/* One round trip assigns the global sequence, records it and tells the other
+ * instances: the invalidation is complete when this returns, whatever the
+ * number of keys it covers. */
+static const char SEQUENCED_SCRIPT[] =
+    "local s = redis.call('INCR', KEYS[1]) "
+    "redis.call('HSET', KEYS[2], ARGV[1], s) "
+    "redis.call('PUBLISH', KEYS[3], ARGV[2] .. s .. ':' .. ARGV[1]) "
+    "return s";
+
+static void on_sequenced(void *arg, const redisReply *reply, const char *err)
+{
+    struct inval_task *t = arg;
+    struct gateway *gw = t->gw;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        LOG_W("redis: invalidation of %s '%s' not recorded in Redis (%s); other instances "
+              "keep their copies until they expire",
+              t->kind == 'P' ? "prefix" : "tag", t->key,
+              err ? err : (reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply"));
+    } else {
+        uint64_t seq = (uint64_t)reply->integer;
+        if (t->kind == 'P') {
+            inval_index_note_prefix(gw->inval, t->key, t->len, seq);
+            /* Reclaim the space in the background (SCAN + UNLINK batches). */
+            store_redis_delete_prefix(gw->l2, t->key, t->len);
+        } else {
+            inval_index_note_tag(gw->inval, t->key, t->len, seq);
+        }
+    }
+    free(t);
+}
+
 static void inval_task_run(void *arg)
 {
     struct inval_task *t = arg;
-    if (t->kind == 'k') store_redis_delete(t->gw->l2, t->key, t->len);
-    else store_redis_delete_prefix(t->gw->l2, t->key, t->len);
-    store_redis_publish_invalidation(t->gw->l2, t->kind, t->key, t->len);
-    free(t);
+    struct gateway *gw = t->gw;
+    if (gw->l2 == NULL) {
+        free(t);
+        return;
+    }
+    if (t->kind == 'k') {
+        store_redis_delete(gw->l2, t->key, t->len);
+        store_redis_publish_invalidation(gw->l2, 'k', t->key, t->len);
+        free(t);
+        return;
+    }
+    char seq_key[512], rec_key[512], channel[512], tagged[64];
+    redis_name(gw, "inv:seq", seq_key, sizeof seq_key);
+    redis_name(gw, t->kind == 'P' ? "inv:p" : "inv:t", rec_key, sizeof rec_key);
+    redis_name(gw, "invalidate", channel, sizeof channel);
+    snprintf(tagged, sizeof tagged, "%s:%c", store_redis_instance_id(gw->l2), t->kind);
+    const char *argv[] = {"EVAL", SEQUENCED_SCRIPT, "3", seq_key, rec_key, channel, t->key, tagged};
+    size_t lens[8];
+    for (int i = 0; i < 8; i++) lens[i] = i == 6 ? t->len : strlen(argv[i]);
+    if (redis_pool_command(gw->redis, 8, argv, lens, on_sequenced, t) != 0) {
+        LOG_W("redis unavailable: invalidation of '%s' applied to this instance only", t->key);
+        free(t);
+    }
 }
 
 static void post_invalidation(struct gateway *gw, char kind, const char *key)
 {
-    if (gw->l2 == NULL) return;
     size_t len = strlen(key);
     struct inval_task *t = malloc(sizeof *t + len + 1);
     if (t == NULL) {
-        LOG_E("out of memory: invalidation of %s not sent to Redis", key);
+        LOG_E("out of memory: invalidation of %s not propagated", key);
         return;
     }
     t->gw = gw;
@@ -207,13 +337,37 @@ void cache_tiers_invalidate_key(struct gateway *gw, const char *key)
 void cache_tiers_invalidate_prefix(struct gateway *gw, const char *prefix)
 {
     STATS_INC(invalidations);
-    size_t n = gw->l1 ? store_l1_delete_prefix(gw->l1, prefix, strlen(prefix)) : 0;
-    post_invalidation(gw, 'p', prefix);
-    LOG_D("invalidated prefix %s (%zu entries in memory)", prefix, n);
+    /* Recorded locally first, so this instance's next read already misses. */
+    inval_index_note_prefix(gw->inval, prefix, strlen(prefix), inval_index_next_local(gw->inval));
+    post_invalidation(gw, 'P', prefix);
+    LOG_D("invalidated prefix %s", prefix);
 }
 
 void cache_tiers_invalidate_tag(struct gateway *gw, const char *tag)
 {
     STATS_INC(invalidations);
-    LOG_W("tag invalidation of '%s' is not implemented yet", tag);
+    inval_index_note_tag(gw->inval, tag, strlen(tag), inval_index_next_local(gw->inval));
+    post_invalidation(gw, 'T', tag);
+    LOG_D("invalidated tag %s", tag);
+}
+
+/* Loop thread or any: drops one key from Redis only (an invalid entry met on read). */
+static void l2_delete_task(void *arg)
+{
+    struct inval_task *t = arg;
+    if (t->gw->l2) store_redis_delete(t->gw->l2, t->key, t->len);
+    free(t);
+}
+
+void cache_tiers_l2_delete(struct gateway *gw, const char *key)
+{
+    if (gw->l2 == NULL) return;
+    size_t len = strlen(key);
+    struct inval_task *t = malloc(sizeof *t + len + 1);
+    if (t == NULL) return;
+    t->gw = gw;
+    t->kind = 'k';
+    t->len = len;
+    memcpy(t->key, key, len + 1);
+    if (io_loop_post(gw->loop, l2_delete_task, t) != 0) free(t);
 }

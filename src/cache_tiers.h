@@ -46,9 +46,13 @@ int cache_tiers_ping(struct gateway *gw, cache_tiers_ping_fn done, void *arg);
 
 /* Drops one key everywhere (memory, Redis, other instances' memory). */
 void cache_tiers_invalidate_key(struct gateway *gw, const char *key);
+/* Prefixes and tags are invalidated by record, not by scan (inval_index.h):
+ * O(1) whatever the number of keys; space is reclaimed in the background. */
 /* Drops every key that starts with prefix everywhere. */
 void cache_tiers_invalidate_prefix(struct gateway *gw, const char *prefix);
 /* Drops every entry stored with this tag (surrogate key) everywhere. */
 void cache_tiers_invalidate_tag(struct gateway *gw, const char *tag);
+/* Deletes one key from Redis only (an invalidated entry met on a read). */
+void cache_tiers_l2_delete(struct gateway *gw, const char *key);
 
 #endif

@@ -18,6 +18,7 @@ struct io_loop;
 struct proxy;
 struct store_l1;
 struct coalescer;
+struct inval_index;
 struct store_redis;
 struct redis_pool;
 struct policy_engine;
@@ -30,6 +31,7 @@ struct gateway {
     struct proxy *proxy;
     struct store_l1 *l1;
     struct coalescer *coalescer;
+    struct inval_index *inval;       /* prefix/tag invalidation records */
     struct redis_pool *redis;        /* NULL when memory only */
     struct store_redis *l2;          /* Redis tier; NULL when memory only */
     struct policy_engine *policies;  /* NULL when no policy engine */

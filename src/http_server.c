@@ -39,6 +39,7 @@
 #include "coalesce.h"
 #include "endpoints.h"
 #include "headers.h"
+#include "inval_index.h"
 #include "io_loop.h"
 #include "log.h"
 #include "policy_engine.h"
@@ -85,6 +86,7 @@ struct request {
     bool has_dec;
     struct store_overrides ov;     /* what the route policy says about storage */
     struct request_cc cc;          /* the request's Cache-Control */
+    uint64_t gen;                  /* invalidation sequence when our fetch began */
     struct cache_object *stale_obj; /* a stale entry: revalidation base, stale-if-error */
 
     /* Flight (cacheable misses). */
@@ -171,7 +173,8 @@ static enum MHD_Result answer_object(struct request *r, struct cache_object *obj
         return MHD_NO;
     }
     for (size_t i = 0; i < obj->n_headers; i++)
-        add_header(resp, obj->headers[i].name, obj->headers[i].value);
+        if (strncmp(obj->headers[i].name, "x-cachegw-", 10) != 0)
+            add_header(resp, obj->headers[i].name, obj->headers[i].value);
     int64_t now = clock_wall_ms();
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long)cache_object_age_s(obj, now));
@@ -481,6 +484,9 @@ static struct cache_object *leader_finish(struct request *r, const char **not_st
                                 .revalidated = r->stale_obj,
                                 .ov = &r->ov,
                                 .request_no_store = r->cc.no_store,
+                                .gen = r->gen,
+                                .tags = r->has_dec ? r->dec.tags : NULL,
+                                .n_tags = r->has_dec ? r->dec.n_tags : 0,
                                 .hook = r->has_dec && r->dec.has_response_hook
                                             ? response_hook_adapter
                                             : NULL,
@@ -508,7 +514,7 @@ static void apply_invalidations(struct request *r, const struct upstream_fetch *
         if (f->status < 200 || f->status >= 300) return;
         for (size_t i = 0; i < r->dec.n_invalidate; i++) {
             const struct policy_target *t = &r->dec.invalidate[i];
-            if (t->tag) LOG_W("tag invalidation of '%s' is not supported yet", t->key);
+            if (t->tag) cache_tiers_invalidate_tag(gw, t->key);
             else if (t->prefix) cache_tiers_invalidate_prefix(gw, t->key);
             else cache_tiers_invalidate_key(gw, t->key);
         }
@@ -679,6 +685,7 @@ static bool is_own_endpoint(const char *method, const char *path)
 static enum MHD_Result leader_fetch(struct request *r)
 {
     STATS_INC(misses);
+    r->gen = inval_index_current(r->gw->inval);
     r->wait = WAIT_FETCH;
     struct upstream_fetch *f = build_fetch(r, true);
     if (f == NULL) {
@@ -715,6 +722,11 @@ static enum MHD_Result answer_after_l2(struct request *r)
     r->l2_obj = NULL;
     r->wait = WAIT_NONE;
     int64_t now = clock_wall_ms();
+    if (obj && !inval_index_valid(gw->inval, obj)) {
+        cache_tiers_l2_delete(gw, obj->key);
+        cache_object_unref(obj);
+        obj = NULL;
+    }
     const char *vary = obj ? cache_object_header(obj, CACHE_RULES_VARY_HEADER) : NULL;
     if (vary) {
         /* A Vary marker from Redis: keep it, then look up our variant. */
@@ -773,6 +785,7 @@ struct refresh {
     struct store_overrides ov;
     struct header_list req_headers; /* for Vary */
     char *key;
+    uint64_t gen;
 };
 
 static void refresh_free(struct refresh *rf)
@@ -810,7 +823,8 @@ static void refresh_ready(struct upstream_fetch *f)
                                 .body = f->body.data,
                                 .body_len = f->body.len,
                                 .revalidated = rf->stale,
-                                .ov = &rf->ov};
+                                .ov = &rf->ov,
+                                .gen = rf->gen};
         const char *why;
         struct cache_object *obj = cache_fill(gw, &in, &why);
         coalesce_finish(gw->coalescer, rf->flight, obj ? FLIGHT_STORED : FLIGHT_RETRY, obj, 0);
@@ -835,6 +849,7 @@ static void start_background_refresh(struct request *r)
         rf->stale = cache_object_ref(r->stale_obj);
         rf->ov = r->ov;
         rf->key = strdup(r->key);
+        rf->gen = inval_index_current(gw->inval);
         for (size_t i = 0; i < r->headers.n; i++)
             header_list_add(&rf->req_headers, r->headers.items[i].name, r->headers.items[i].value);
     }
@@ -855,6 +870,20 @@ static void start_background_refresh(struct request *r)
         refresh_free(rf);
         owned_fetch_free(f);
     }
+}
+
+/* A memory-tier lookup that never returns an entry a prefix or tag
+ * invalidation has covered (those are dropped as they are met). */
+static struct cache_object *lookup_l1(struct gateway *gw, const char *key, size_t key_len,
+                                      int64_t now)
+{
+    struct cache_object *obj = store_l1_get(gw->l1, key, key_len, now);
+    if (obj && !inval_index_valid(gw->inval, obj)) {
+        store_l1_delete(gw->l1, key, key_len);
+        cache_object_unref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 /* Decides how to serve the request: the route policy when one matches,
@@ -944,7 +973,7 @@ static enum MHD_Result begin(struct request *r)
     const char *key = r->key;
     size_t key_len = strlen(key);
     int64_t now = clock_wall_ms();
-    struct cache_object *obj = store_l1_get(r->gw->l1, key, key_len, now);
+    struct cache_object *obj = lookup_l1(r->gw, key, key_len, now);
     const char *vary = obj ? cache_object_header(obj, CACHE_RULES_VARY_HEADER) : NULL;
     if (vary) {
         /* A Vary marker: look up this request's variant instead. */
@@ -958,7 +987,7 @@ static enum MHD_Result begin(struct request *r)
             if (r->key == NULL) return answer_error(r, 503, "out of memory", NULL);
             key = r->key;
             key_len = strlen(key);
-            obj = store_l1_get(r->gw->l1, key, key_len, now);
+            obj = lookup_l1(r->gw, key, key_len, now);
         }
     }
     enum usability use = obj ? cache_rules_usability(obj, &r->cc, now) : USE_REVALIDATE;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -27,6 +28,10 @@
 #define REBUILD_DEN 4
 /* Per host, at most this many policy-error lines per second; the rest are counted. */
 #define ERROR_LOGS_PER_SECOND 5
+/* Decision memo per host: direct-mapped slots, inputs (method, path, query) up to this
+ * many bytes, so at most about MEMO_SLOTS * (MEMO_MAX_INPUT + key) bytes per host. */
+#define MEMO_SLOTS 1024
+#define MEMO_MAX_INPUT 512
 
 static atomic_uint_fast64_t error_count_;
 static atomic_uint_fast64_t budget_kills_;
@@ -693,6 +698,21 @@ struct route_info {
     bool per_user, has_hook, ignore_no_store;
 };
 
+/*
+ * A remembered pure decision (see decide_raw in gateway/policy.lua): one that the same
+ * method, path, query string and presence of credentials always produce.  The host runs
+ * one immutable generation, so an entry never goes stale; it is only ever replaced.
+ */
+struct memo_entry {
+    char *input; /* NULL: empty slot.  method NUL path NUL query NUL credentials-flag */
+    size_t input_len;
+    uint64_t hash;
+    enum policy_action action;
+    char *key;
+    int route_id;
+    const char *reason;
+};
+
 static void route_infos_free(struct route_info *ri, size_t n)
 {
     for (size_t i = 0; ri != NULL && i < n; i++) free(ri[i].name);
@@ -833,6 +853,8 @@ struct lua_host {
     struct lua_limits lim;
     int ref_set, ref_decide, ref_on_response;
     struct route_info *routes; /* set->route_count entries */
+    struct memo_entry *memo;   /* MEMO_SLOTS entries, allocated on first use */
+    uint64_t memo_hits;
     time_t log_second;
     unsigned logs_this_second;
     uint64_t logs_suppressed;
@@ -889,6 +911,11 @@ void lua_host_destroy(struct lua_host *h)
     if (h == NULL) return;
     sandbox_close(&h->sb);
     route_infos_free(h->routes, h->set->route_count);
+    for (size_t i = 0; h->memo != NULL && i < MEMO_SLOTS; i++) {
+        free(h->memo[i].input);
+        free(h->memo[i].key);
+    }
+    free(h->memo);
     policy_set_unref(h->set);
     free(h);
 }
@@ -1033,7 +1060,27 @@ struct decide_ctx {
     struct lua_host *h;
     const struct policy_request *req;
     struct policy_decision *out;
+    bool pure; /* the decision may be memoised */
 };
+
+/* Copies what is static per route into *out.  Returns false when out of memory. */
+static bool fill_route(const struct lua_host *h, lua_Integer id, struct policy_decision *out)
+{
+    if (id < 1 || (size_t)id > h->set->route_count) return true;
+    const struct route_info *ri = &h->routes[id - 1];
+    out->route_id = (int)id;
+    out->route = strdup(ri->name);
+    if (out->route == NULL) return false;
+    out->per_user = ri->per_user;
+    out->has_response_hook = ri->has_hook;
+    out->ignore_no_store = ri->ignore_no_store;
+    if (out->action == POLICY_CACHE) {
+        out->ttl_ms = ri->ttl_ms;
+        out->swr_ms = ri->swr_ms;
+        out->sie_ms = ri->sie_ms;
+    }
+    return true;
+}
 
 /* Everything that touches Lua runs in here, under lua_pcall: Lua may raise anywhere.
  * Strings are copied straight into *out, which the caller frees on error. */
@@ -1044,9 +1091,10 @@ static int decide_tramp(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_decide);
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_set);
     push_request(L, c->req);
-    /* action, key, route_id, reason, list */
-    lua_call(L, 2, 5);
-    int base = lua_gettop(L) - 4;
+    /* action, key, route_id, reason, list, pure */
+    lua_call(L, 2, 6);
+    int base = lua_gettop(L) - 5;
+    c->pure = lua_toboolean(L, base + 5);
 
     const char *action = lua_tostring(L, base);
     if (action == NULL) return luaL_error(L, "policy decision has no action");
@@ -1064,19 +1112,7 @@ static int decide_tramp(lua_State *L)
         out->key = dup_or_raise(L, lua_tostring(L, base + 1));
     lua_Integer id = lua_tointeger(L, base + 2);
     out->reason = static_reason(lua_tostring(L, base + 3));
-    if (id >= 1 && (size_t)id <= c->h->set->route_count) {
-        const struct route_info *ri = &c->h->routes[id - 1];
-        out->route_id = (int)id;
-        out->route = dup_or_raise(L, ri->name);
-        out->per_user = ri->per_user;
-        out->has_response_hook = ri->has_hook;
-        out->ignore_no_store = ri->ignore_no_store;
-        if (out->action == POLICY_CACHE) {
-            out->ttl_ms = ri->ttl_ms;
-            out->swr_ms = ri->swr_ms;
-            out->sie_ms = ri->sie_ms;
-        }
-    }
+    if (!fill_route(c->h, id, out)) return luaL_error(L, "out of memory");
     if (lua_type(L, base + 4) != LUA_TTABLE) return 0;
     int list = base + 4;
     size_t len = (size_t)luaL_len(L, list);
@@ -1185,20 +1221,99 @@ static void decision_init(struct policy_decision *d, uint64_t generation)
     d->generation = generation;
 }
 
+/* The memo's key: method NUL path NUL query NUL and '1' when a non-empty Authorization or
+ * Cookie header is present.  Returns false when the input is too long to remember. */
+static bool memo_input(const struct policy_request *r, char *buf, size_t *len, uint64_t *hash)
+{
+    const char *parts[3] = {r->method ? r->method : "GET", r->path ? r->path : "/",
+                            r->query ? r->query : ""};
+    size_t n = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t l = strlen(parts[i]);
+        if (n + l + 2 > MEMO_MAX_INPUT) return false;
+        memcpy(buf + n, parts[i], l + 1);
+        n += l + 1;
+    }
+    char creds = '0';
+    for (size_t i = 0; i < r->n_headers; i++) {
+        const struct http_header *hd = &r->headers[i];
+        if (hd->name == NULL || hd->value == NULL || hd->value[0] == '\0') continue;
+        if (strcasecmp(hd->name, "authorization") == 0 || strcasecmp(hd->name, "cookie") == 0)
+            creds = '1';
+    }
+    buf[n++] = creds;
+    uint64_t x = 0xcbf29ce484222325ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) x = (x ^ (unsigned char)buf[i]) * 0x100000001b3ULL;
+    *len = n;
+    *hash = x;
+    return true;
+}
+
+static bool memo_lookup(struct lua_host *h, const char *in, size_t len, uint64_t hash,
+                        struct policy_decision *out)
+{
+    if (h->memo == NULL) return false;
+    const struct memo_entry *e = &h->memo[hash & (MEMO_SLOTS - 1)];
+    if (e->input == NULL || e->hash != hash || e->input_len != len ||
+        memcmp(e->input, in, len) != 0)
+        return false;
+    out->action = e->action;
+    out->reason = e->reason;
+    if (e->key != NULL && (out->key = strdup(e->key)) == NULL) goto nomem;
+    if (!fill_route(h, e->route_id, out)) goto nomem;
+    h->memo_hits++;
+    return true;
+nomem:
+    policy_decision_free(out);
+    decision_init(out, h->set->generation);
+    return false;
+}
+
+static void memo_store(struct lua_host *h, const char *in, size_t len, uint64_t hash,
+                       const struct policy_decision *d)
+{
+    if (d->n_tags > 0 || d->n_invalidate > 0) return; /* rare; not worth the copying */
+    if (h->memo == NULL && (h->memo = calloc(MEMO_SLOTS, sizeof *h->memo)) == NULL) return;
+    struct memo_entry *e = &h->memo[hash & (MEMO_SLOTS - 1)];
+    char *input = malloc(len);
+    char *key = d->key ? strdup(d->key) : NULL;
+    if (input == NULL || (d->key != NULL && key == NULL)) {
+        free(input);
+        free(key);
+        return;
+    }
+    memcpy(input, in, len);
+    free(e->input);
+    free(e->key);
+    *e = (struct memo_entry){.input = input, .input_len = len, .hash = hash,
+                             .action = d->action, .key = key, .route_id = d->route_id,
+                             .reason = d->reason};
+}
+
+uint64_t lua_host_memo_hits(const struct lua_host *h) { return h->memo_hits; }
+
 int lua_host_decide(struct lua_host *h, const struct policy_request *req,
                     struct policy_decision *out)
 {
     decision_init(out, h->set->generation);
+    char in[MEMO_MAX_INPUT];
+    size_t in_len = 0;
+    uint64_t in_hash = 0;
+    bool memoable = memo_input(req, in, &in_len, &in_hash);
+    if (memoable && memo_lookup(h, in, in_len, in_hash, out)) return 0;
     if (h->sb.L == NULL) rebuild(h);
     if (h->sb.L == NULL) {
         atomic_fetch_add(&error_count_, 1);
         return -1;
     }
-    struct decide_ctx c = {h, req, out};
+    struct decide_ctx c = {h, req, out, false};
     char err[512];
     enum call_result r = sandbox_call(&h->sb, decide_tramp, &c, h->lim.instructions, err,
                                       sizeof err);
-    if (r == CALL_OK) return 0;
+    if (r == CALL_OK) {
+        if (memoable && c.pure) memo_store(h, in, in_len, in_hash, out);
+        return 0;
+    }
     policy_decision_free(out);
     decision_init(out, h->set->generation);
     policy_failed(h, r, err);

@@ -88,6 +88,8 @@ void lua_host_destroy(struct lua_host *host);
 struct policy_set *lua_host_set(struct lua_host *host); /* the generation it runs; borrowed */
 /* Bytes the host's Lua state currently holds (for tests and /metrics). */
 size_t lua_host_memory_used(const struct lua_host *host);
+/* Decisions answered from the host's memo without running Lua (see lua_host_decide). */
+uint64_t lua_host_memo_hits(const struct lua_host *host);
 
 struct policy_request {
     const char *method;                /* "GET", ... */
@@ -136,7 +138,11 @@ struct policy_decision {
 };
 
 /* Fills *out (always; free it with policy_decision_free).  Returns 0, or -1 on a policy
- * error: out->action = POLICY_BYPASS, reason "policy_error", logged and counted. */
+ * error: out->action = POLICY_BYPASS, reason "policy_error", logged and counted.
+ * Decisions of routes without functions and without header or credential placeholders
+ * depend only on the method, path, query and presence of credentials; the host
+ * remembers them (1024 direct-mapped slots, inputs up to 512 bytes) and answers repeats
+ * without entering Lua. */
 int lua_host_decide(struct lua_host *host, const struct policy_request *req,
                     struct policy_decision *out);
 

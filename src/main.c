@@ -16,6 +16,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "http_server.h"
+#include "inval_index.h"
 #include "io_loop.h"
 #include "log.h"
 #include "policy_engine.h"
@@ -93,7 +94,8 @@ static int run(struct config *cfg)
     char err[512];
     int rc = 1;
 
-    if (io_loop_create(&gw.loop) != 0 || coalesce_create(&gw.coalescer) != 0) {
+    if (io_loop_create(&gw.loop) != 0 || coalesce_create(&gw.coalescer) != 0 ||
+        inval_index_create(&gw.inval) != 0) {
         LOG_E("out of memory at start-up");
         goto done;
     }
@@ -188,6 +190,7 @@ done:
     policy_engine_destroy(gw.policies);
     store_l1_destroy(gw.l1);
     coalesce_destroy(gw.coalescer);
+    inval_index_destroy(gw.inval);
     io_loop_destroy(gw.loop);
     return rc;
 }

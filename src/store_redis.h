@@ -80,8 +80,10 @@ int store_redis_delete(struct store_redis *s, const char *key, size_t key_len);
  * Returns 0 or as above. */
 int store_redis_delete_prefix(struct store_redis *s, const char *key_prefix, size_t len);
 
-/* kind: 'k' (exact key), 'p' (key prefix), or '*' (key NULL, len 0: messages
- * may have been missed; drop the whole memory tier). */
+/* kind: 'k' (exact key), 'p' (key prefix), 'P' / 'T' (sequenced prefix / tag
+ * invalidation, key = "<seq>:<prefix or tag>", published by cache_tiers), or
+ * '*' (key NULL, len 0: messages may have been missed; drop the whole memory
+ * tier). */
 typedef void (*store_redis_invalidation_fn)(void *arg, char kind, const char *key, size_t key_len);
 
 /* Publishes an invalidation ('k' or 'p') for other instances.  Fire and

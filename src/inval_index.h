@@ -1,0 +1,52 @@
+/*
+ * inval_index - prefix and tag invalidation in O(1) time, whatever the number
+ * of keys: invalidation records instead of a scan.
+ *
+ * Every invalidation of a prefix or tag gets a sequence number (from Redis's
+ * INCR when the Redis tier is up, so it is global across instances; locally
+ * otherwise) and is recorded here: prefix -> seq, tag -> seq.  Every stored
+ * entry carries meta.gen, the highest sequence its filler had seen when its
+ * fetch started.  An entry is valid only if its gen is at least the sequence
+ * of every recorded prefix of its key and of every tag it carries, so one
+ * record makes any number of entries unreachable at once; their space is
+ * reclaimed later (LRU, expiry, a background SCAN/UNLINK in Redis).
+ *
+ * Tags of an entry travel in its internal header CACHEGW_TAGS_HEADER
+ * (space-separated), never sent to clients.
+ *
+ * Thread-safety: internally locked (a rwlock; readers on every hit), callable
+ * from any thread.
+ */
+#ifndef CACHEGW_INVAL_INDEX_H
+#define CACHEGW_INVAL_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache_object.h"
+
+#define CACHEGW_TAGS_HEADER "x-cachegw-tags"
+
+struct inval_index;
+
+int inval_index_create(struct inval_index **out);
+void inval_index_destroy(struct inval_index *idx);
+
+/* The highest sequence seen: a fill records it in meta.gen when it starts. */
+uint64_t inval_index_current(const struct inval_index *idx);
+/* A fresh local sequence (current + 1), noted as seen. */
+uint64_t inval_index_next_local(struct inval_index *idx);
+
+/* Records that every entry under prefix (or carrying tag) with gen < seq is
+ * invalid.  Keeps the larger seq when one is already recorded.  Returns 0 or
+ * -ENOMEM. */
+int inval_index_note_prefix(struct inval_index *idx, const char *prefix, size_t len, uint64_t seq);
+int inval_index_note_tag(struct inval_index *idx, const char *tag, size_t len, uint64_t seq);
+
+/* True when obj has not been invalidated by any recorded prefix or tag. */
+bool inval_index_valid(const struct inval_index *idx, const struct cache_object *obj);
+
+size_t inval_index_records(const struct inval_index *idx);
+
+#endif

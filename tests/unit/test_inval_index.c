@@ -1,0 +1,79 @@
+/* Unit tests for inval_index: prefix and tag records against entry generations. */
+#include "inval_index.h"
+#include "test.h"
+
+static struct cache_object *obj(const char *key, uint64_t gen, const char *tags)
+{
+    struct cache_meta m = {.stored_at_ms = 1000, .ttl_ms = 60000, .gen = gen};
+    struct http_header h = {CACHEGW_TAGS_HEADER, tags ? tags : ""};
+    return cache_object_build(key, strlen(key), 200, &h, tags ? 1 : 0, "b", 1, &m);
+}
+
+TEST(prefix_records_invalidate_older_generations_only)
+{
+    struct inval_index *idx;
+    CHECK_EQ_INT(inval_index_create(&idx), 0);
+    struct cache_object *old = obj("posts:page=1", 3, NULL);
+    struct cache_object *other = obj("users:1", 3, NULL);
+    struct cache_object *newer = obj("posts:page=2", 5, NULL);
+    CHECK(inval_index_valid(idx, old));
+    CHECK_EQ_INT(inval_index_note_prefix(idx, "posts:", 6, 5), 0);
+    CHECK(!inval_index_valid(idx, old));
+    CHECK(inval_index_valid(idx, other));
+    CHECK(inval_index_valid(idx, newer)); /* filled after the invalidation was known */
+    CHECK_EQ_INT(inval_index_current(idx), 5);
+    /* A longer recorded prefix is found too; an older seq never lowers a record. */
+    CHECK_EQ_INT(inval_index_note_prefix(idx, "posts:page=2", 12, 9), 0);
+    CHECK(!inval_index_valid(idx, newer));
+    CHECK_EQ_INT(inval_index_note_prefix(idx, "posts:", 6, 1), 0);
+    CHECK(!inval_index_valid(idx, old));
+    CHECK_EQ_INT(inval_index_next_local(idx), 10);
+    cache_object_unref(old);
+    cache_object_unref(other);
+    cache_object_unref(newer);
+    inval_index_destroy(idx);
+}
+
+TEST(tag_records)
+{
+    struct inval_index *idx;
+    CHECK_EQ_INT(inval_index_create(&idx), 0);
+    struct cache_object *a = obj("a", 2, "user-1 team-7");
+    struct cache_object *b = obj("b", 2, "user-2");
+    struct cache_object *c = obj("c", 2, NULL);
+    CHECK_EQ_INT(inval_index_note_tag(idx, "team-7", 6, 3), 0);
+    CHECK(!inval_index_valid(idx, a));
+    CHECK(inval_index_valid(idx, b));
+    CHECK(inval_index_valid(idx, c));
+    CHECK_EQ_INT(inval_index_records(idx), 1);
+    cache_object_unref(a);
+    cache_object_unref(b);
+    cache_object_unref(c);
+    inval_index_destroy(idx);
+}
+
+TEST(many_records_stay_fast_and_correct)
+{
+    struct inval_index *idx;
+    CHECK_EQ_INT(inval_index_create(&idx), 0);
+    char p[32];
+    for (int i = 0; i < 10000; i++) {
+        int n = snprintf(p, sizeof p, "feed:%d:", i);
+        CHECK_EQ_INT(inval_index_note_prefix(idx, p, (size_t)n, 100), 0);
+    }
+    struct cache_object *hit = obj("feed:4242:page=1", 50, NULL);
+    struct cache_object *miss = obj("feed:x:page=1", 50, NULL);
+    CHECK(!inval_index_valid(idx, hit));
+    CHECK(inval_index_valid(idx, miss));
+    cache_object_unref(hit);
+    cache_object_unref(miss);
+    inval_index_destroy(idx);
+}
+
+int main(void)
+{
+    RUN(prefix_records_invalidate_older_generations_only);
+    RUN(tag_records);
+    RUN(many_records_stay_fast_and_correct);
+    return TEST_SUMMARY();
+}
