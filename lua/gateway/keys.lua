@@ -13,14 +13,22 @@ gateway.keys - cache key templates.
                                      "anon" when there is neither
       Anything else in braces, or an unclosed "{", is an error naming the placeholder.
       tmpl.uses = { auth_hash = bool, header = {names}, query = bool, params = {names} }.
-  keys.expand(tmpl, ctx) -> string (not yet sanitised)
-      ctx = keys.context(req, params, ignored): per-request memo of the pieces above.
-  keys.default_key(ctx [, method]) -> "GET:/path" or "GET:/path?normalised-query"
+      The template is compiled once into a function that builds the key with a single
+      concatenation.
+  keys.expand(tmpl, req, params, ignored) -> string
+      ignored: the query-param ignore predicate for {query} (url.compile_ignore).  Header
+      values and decoded query params have control characters percent-encoded; params
+      (gateway.router), the path and the normalised query arrive without any (the C host
+      encodes control characters in the path and query before Lua sees them).
+  keys.default_key(req, ignored [, method]) -> "GET:/path" or "GET:/path?normalised-query"
       (method defaults to the request's, HEAD counting as GET)
+  keys.bound(key) -> key
+      A key longer than keys.MAX_KEY (512) bytes keeps its first 447 bytes and ends in "#"
+      plus the full SHA-256 (64 hex) of the original, so long keys stay unique and prefix
+      invalidation still matches them.
   keys.sanitize(key) -> key
-      Control characters are percent-encoded; a key longer than keys.MAX_KEY (512) bytes
-      keeps its first 447 bytes and ends in "#" plus the full SHA-256 (64 hex) of the
-      original, so long keys stay unique and prefix invalidation still matches them.
+      keys.bound after percent-encoding control characters (for keys policy functions
+      return).
   keys.auth_hash(header) -> string
   keys.DEFAULT_IGNORE      { "utm_*", "fbclid", "gclid" } (a fresh copy each call to
                            keys.default_ignore())
@@ -30,7 +38,7 @@ local M = {}
 local find, sub, gsub, format, byte, lower, match = string.find, string.sub, string.gsub,
     string.format, string.byte, string.lower, string.match
 local concat = table.concat
-local type, setmetatable = type, setmetatable
+local type, load = type, load
 local gw = require "cachegw_helpers"
 local url = require "gateway.url"
 
@@ -41,6 +49,8 @@ local KEEP = M.MAX_KEY - HASH_HEX - 1
 function M.default_ignore()
     return { "utm_*", "fbclid", "gclid" }
 end
+
+local generate -- defined below, once its helpers are
 
 -- Part kinds.
 local LIT, PARAM, QUERY, QPARAM, HEADER, METHOD, PATH, AUTH = 1, 2, 3, 4, 5, 6, 7, 8
@@ -99,7 +109,7 @@ function M.compile(template, param_set)
         parts[n] = part
         pos = close + 1
     end
-    return { template = template, parts = parts, n = n, uses = uses }
+    return { template = template, parts = parts, n = n, uses = uses, fn = generate(parts, n) }
 end
 
 function M.auth_hash(header)
@@ -110,87 +120,86 @@ function M.auth_hash(header)
     return "anon"
 end
 
--- A context memoises what a request's templates need, so several templates (key, tags,
--- invalidations) share one query normalisation and one hash.
-local Ctx = {}
-Ctx.__index = Ctx
-
-function M.context(req, params, ignored)
-    return setmetatable({ req = req, params = params or {}, ignored = ignored }, Ctx)
-end
-
-function Ctx:query()
-    local q = self.q
-    if q == nil then
-        q = url.normalize_query(self.req.query_string, self.ignored)
-        self.q = q
-    end
-    return q
-end
-
-function Ctx:auth()
-    local h = self.h
-    if h == nil then
-        h = M.auth_hash(self.req.header)
-        self.h = h
-    end
-    return h
-end
-
-function Ctx:method()
-    local m = self.req.method
+local function method_of(req)
+    local m = req.method
     if m == "HEAD" then return "GET" end
     return m
 end
 
-function M.expand(tmpl, ctx)
-    local parts, n = tmpl.parts, tmpl.n
-    if n == 1 and parts[1][1] == LIT then return parts[1][2] end
-    local out = {}
-    local req = ctx.req
-    for i = 1, n do
-        local p = parts[i]
-        local k = p[1]
-        local v
-        if k == LIT then
-            v = p[2]
-        elseif k == PARAM then
-            v = ctx.params[p[2]] or ""
-        elseif k == QUERY then
-            v = ctx:query()
-        elseif k == AUTH then
-            v = ctx:auth()
-        elseif k == HEADER then
-            v = req.header[p[2]] or ""
-        elseif k == QPARAM then
-            v = req.query[p[2]] or ""
-        elseif k == METHOD then
-            v = ctx:method()
-        else
-            v = req.path
-        end
-        out[i] = v
-    end
-    return concat(out)
-end
-
-function M.default_key(ctx, method)
-    local q = ctx:query()
-    local base = (method or ctx:method()) .. ":" .. ctx.req.path
-    if q == "" then return base end
-    return base .. "?" .. q
-end
+local CONTROL = "[\0-\31\127]"
 
 local function escape_control(c)
     return format("%%%02X", byte(c))
 end
 
-function M.sanitize(key)
-    if find(key, "[%c\127]") then key = gsub(key, "[%c\127]", escape_control) end
+-- For request data that may carry control characters (header values, decoded query
+-- params).  Params, paths and the normalised query arrive clean (see gateway.router and
+-- src/lua_host.c), so they skip this scan.
+local function clean(v)
+    if find(v, CONTROL) then return (gsub(v, CONTROL, escape_control)) end
+    return v
+end
+
+-- The helpers generated template code calls, passed in as upvalues.
+local function query_param(req, name)
+    return clean(req.query[name] or "")
+end
+
+local function header_value(req, name)
+    return clean(req.header[name] or "")
+end
+
+local function normalized_query(req, ignored)
+    return url.normalize_query(req.query_string, ignored)
+end
+
+local GEN = {
+    [LIT] = function(p) return format("%q", (gsub(p[2], CONTROL, escape_control))) end,
+    [PARAM] = function(p) return format("(P[%q] or '')", p[2]) end,
+    [QUERY] = function() return "Q(R, I)" end,
+    [QPARAM] = function(p) return format("QP(R, %q)", p[2]) end,
+    [HEADER] = function(p) return format("H(R, %q)", p[2]) end,
+    [METHOD] = function() return "M(R)" end,
+    [PATH] = function() return "R.path" end,
+    [AUTH] = function() return "A(R.header)" end,
+}
+
+-- Turns a template's parts into one function(R, P, I) -> string: a single concatenation,
+-- generated as Lua text (loaded in text mode) when the policy loads, so expanding a key at
+-- request time allocates nothing but the result.
+generate = function(parts, n)
+    local exprs = {}
+    for i = 1, n do
+        exprs[i] = GEN[parts[i][1]](parts[i])
+    end
+    local body = n == 0 and '""' or table.concat(exprs, " .. ")
+    local code = "local Q, QP, H, M, A = ...\nreturn function(R, P, I) return " .. body .. " end"
+    local chunk = assert(load(code, "=(key template)", "t", {}))
+    return chunk(normalized_query, query_param, header_value, method_of, M.auth_hash)
+end
+
+function M.expand(tmpl, req, params, ignored)
+    return tmpl.fn(req, params or {}, ignored)
+end
+
+function M.default_key(req, ignored, method)
+    local q = url.normalize_query(req.query_string, ignored)
+    local base = (method or method_of(req)) .. ":" .. req.path
+    if q == "" then return base end
+    return base .. "?" .. q
+end
+
+-- Keys from templates only need the length bound; anything else (function results) gets
+-- the full treatment.
+function M.bound(key)
     if #key > M.MAX_KEY then
         key = sub(key, 1, KEEP) .. "#" .. gw.hash(key, HASH_HEX)
     end
     return key
+end
+
+function M.sanitize(key)
+    return M.bound(clean(key))
 end
 
 return M

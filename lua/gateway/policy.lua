@@ -34,6 +34,11 @@ ENTRY POINTS (used by the C host, src/lua_host.c, and by busted specs)
       "default" means no route matched: the C side applies plain RFC 9111 shared-cache
       rules.  A GET/HEAD carrying Authorization or Cookie on a route whose key is not
       per-user (and on no route) is answered "bypass" with reason "credentials".
+  set:decide_raw(req) -> action, key, route_id, reason, list, pure
+      The same decision as multiple values (no table), for the C host: list is the tags
+      (cache) or the invalidate targets (invalidate); the rest is static per route; pure
+      says the decision may be reused for the same method, path, query string and presence
+      of credentials.
   set:on_response(route_id, req, res) -> verdict | nil
       res = { status = 200, header = { ... } }.  Only meaningful for routes with
       on_response.  verdict = { store = bool, ttl = seconds or nil, tags = {...} or nil };
@@ -360,6 +365,22 @@ local function compile_route(set, spec, opts, where)
             pat.param_set, false)
     end
 
+    -- A route is pure when its decision depends only on the method, path, query string and
+    -- whether credentials are present: no functions, no header or credential placeholders.
+    -- The C host memoises pure decisions (see decide_raw).
+    local pure = not (r.bypass_fn or r.key_fn or r.tags_fn or r.invalidate_fn or
+        r.invalidate_tags_fn)
+    local function tmpl_pure(t)
+        return not t.uses.auth_hash and #t.uses.header == 0
+    end
+    if r.key_tmpl and not tmpl_pure(r.key_tmpl) then pure = false end
+    for _, list in ipairs { r.tags or {}, r.invalidate or {}, r.invalidate_tags or {} } do
+        for _, e in ipairs(list) do
+            if not tmpl_pure(e.tmpl) then pure = false end
+        end
+    end
+    r.pure = pure
+
     local ok, existing = set.router:add(methods, pat, r)
     if not ok then
         fail(where, "duplicate route '" .. rname .. "' (already declared as '" .. existing.name ..
@@ -451,10 +472,10 @@ local function call_bypass(r, req)
     return false
 end
 
-local function expand_list(list, ctx, out, as_tag)
+local function expand_list(list, req, params, ignored, out, as_tag)
     for i = 1, #list do
         local e = list[i]
-        out[#out + 1] = { key = keys.sanitize(keys.expand(e.tmpl, ctx)), prefix = e.prefix,
+        out[#out + 1] = { key = keys.bound(e.tmpl.fn(req, params, ignored)), prefix = e.prefix,
                           tag = as_tag or nil }
     end
 end
@@ -484,104 +505,125 @@ local function tag_keys(entries)
     return t
 end
 
-function Set:decide(req)
-    prepare_request(req)
-    local method, header = req.method, req.header
+local function write_targets(r, req, params)
+    local inv = {}
+    if r.invalidate then expand_list(r.invalidate, req, params, r.ignored, inv, false) end
+    if r.invalidate_fn then
+        for _, e in ipairs(fn_list(r, "invalidate", r.invalidate_fn(req), true)) do
+            inv[#inv + 1] = e
+        end
+    end
+    if r.invalidate_tags then expand_list(r.invalidate_tags, req, params, r.ignored, inv, true) end
+    if r.invalidate_tags_fn then
+        for _, e in ipairs(fn_list(r, "invalidate_tags", r.invalidate_tags_fn(req), false)) do
+            e.prefix = false
+            e.tag = true
+            inv[#inv + 1] = e
+        end
+    end
+    return inv
+end
+
+--[[
+set:decide_raw(req) -> action, key, route_id, reason, list, pure
+    The per-request entry point of the C host: the decision without building a table.
+    list is the tags (action "cache") or the invalidation targets (action "invalidate"),
+    or nil.  Everything else a decision says is static per route (set.routes[route_id]).
+    pure is true when the same method, path, query string and presence of credentials
+    (a non-empty Authorization or Cookie header) always give the same decision, so the
+    caller may reuse it without asking again.
+]]
+function Set:decide_raw(req)
+    if getmetatable(req) == nil then setmetatable(req, REQ_MT) end
+    local header = rawget(req, "header")
+    if header == nil then
+        header = {}
+        rawset(req, "header", header)
+    end
+    local method = req.method
     local r, params = self.router:match(method, req.path)
     local is_read = method == "GET" or method == "HEAD"
 
     if r == nil then
         self.current = nil
-        local ctx = keys.context(req, nil, DEFAULT_IGNORED)
-        local d = { action = "default", route_id = 0, reason = "no_route",
-                    key = keys.sanitize(keys.default_key(ctx, "GET")) }
+        local key = keys.bound(keys.default_key(req, DEFAULT_IGNORED, "GET"))
         if is_read and has_credentials(header) then
-            d.action, d.reason = "bypass", "credentials"
+            return "bypass", key, 0, "credentials", nil, true
         end
-        return d
+        return "default", key, 0, "no_route", nil, true
     end
 
     rawset(req, "params", params)
     self.current = r.name
-    local d = { route_id = r.id, route = r.name, per_user = r.per_user,
-                has_response_hook = r.on_response ~= nil, ignore_no_store = r.ignore_no_store }
+    local id = r.id
+    local pure = r.pure
 
-    if call_bypass(r, req) then
-        d.action, d.reason = "bypass", "bypass"
-        return d
+    if r.bypass or (r.bypass_fn and r.bypass_fn(req)) then
+        return "bypass", nil, id, "bypass", nil, pure
     end
 
-    if r.kind == "any" then
-        -- A '*' route whose bypass function said no: behave as if no route matched.
-        local ctx = keys.context(req, params, DEFAULT_IGNORED)
-        d.action, d.reason = "default", "default"
-        d.key = keys.sanitize(keys.default_key(ctx, "GET"))
-        if is_read and has_credentials(header) then
-            d.action, d.reason = "bypass", "credentials"
+    local kind = r.kind
+    if kind == "read" then
+        if not r.per_user and has_credentials(header) then
+            return "bypass", nil, id, "credentials", nil, pure
         end
-        return d
-    end
-
-    local ctx = keys.context(req, params, r.ignored)
-
-    if r.kind == "write" then
-        local inv = {}
-        if r.invalidate then expand_list(r.invalidate, ctx, inv, false) end
-        if r.invalidate_fn then
-            for _, e in ipairs(fn_list(r, "invalidate", r.invalidate_fn(req), true)) do
-                inv[#inv + 1] = e
+        local key
+        local kt = r.key_tmpl
+        if kt then
+            key = keys.bound(kt.fn(req, params, r.ignored))
+        elseif r.key_fn then
+            key = r.key_fn(req)
+            if key == nil or key == false then return "bypass", nil, id, "no_key" end
+            local tk = type(key)
+            if tk == "number" then
+                key = tostring(key)
+            elseif tk ~= "string" then
+                error(format("%skey function of route '%s' must return a string, got %s",
+                    r.where, r.name, tk), 0)
             end
-        end
-        if r.invalidate_tags then expand_list(r.invalidate_tags, ctx, inv, true) end
-        if r.invalidate_tags_fn then
-            for _, e in ipairs(fn_list(r, "invalidate_tags", r.invalidate_tags_fn(req), false)) do
-                e.prefix = false
-                e.tag = true
-                inv[#inv + 1] = e
-            end
-        end
-        if #inv == 0 then
-            d.action, d.reason = "bypass", "write"
+            key = keys.sanitize(key)
         else
-            d.action, d.reason, d.invalidate = "invalidate", "invalidate", inv
+            key = keys.bound(keys.default_key(req, r.ignored))
         end
-        return d
+        local tags
+        if r.tags then
+            local t = {}
+            expand_list(r.tags, req, params, r.ignored, t, true)
+            tags = tag_keys(t)
+        elseif r.tags_fn then
+            tags = tag_keys(fn_list(r, "tags", r.tags_fn(req), false))
+        end
+        return "cache", key, id, "route", tags, pure
     end
 
-    if not r.per_user and has_credentials(header) then
-        d.action, d.reason = "bypass", "credentials"
-        return d
+    if kind == "write" then
+        local inv = write_targets(r, req, params)
+        if #inv == 0 then return "bypass", nil, id, "write", nil, pure end
+        return "invalidate", nil, id, "invalidate", inv, pure
     end
 
-    local key
-    if r.key_fn then
-        key = r.key_fn(req)
-        if key == nil or key == false then
-            d.action, d.reason = "bypass", "no_key"
-            return d
-        end
-        local tk = type(key)
-        if tk == "number" then
-            key = tostring(key)
-        elseif tk ~= "string" then
-            error(format("%skey function of route '%s' must return a string, got %s",
-                r.where, r.name, tk), 0)
-        end
-    elseif r.key_tmpl then
-        key = keys.expand(r.key_tmpl, ctx)
-    else
-        key = keys.default_key(ctx)
+    -- A '*' route whose bypass function said no: behave as if no route matched.
+    local key = keys.bound(keys.default_key(req, DEFAULT_IGNORED, "GET"))
+    if is_read and has_credentials(header) then
+        return "bypass", key, id, "credentials", nil, pure
     end
+    return "default", key, id, "default", nil, pure
+end
 
-    d.action, d.reason = "cache", "route"
-    d.key = keys.sanitize(key)
-    d.ttl, d.swr, d.sie = r.ttl, r.swr, r.sie
-    if r.tags then
-        local t = {}
-        expand_list(r.tags, ctx, t, true)
-        d.tags = tag_keys(t)
-    elseif r.tags_fn then
-        d.tags = tag_keys(fn_list(r, "tags", r.tags_fn(req), false))
+function Set:decide(req)
+    local action, key, id, reason, list = self:decide_raw(req)
+    local d = { action = action, key = key, route_id = id, reason = reason }
+    local r = self.routes[id]
+    if r then
+        d.route = r.name
+        d.per_user = r.per_user
+        d.has_response_hook = r.on_response ~= nil
+        d.ignore_no_store = r.ignore_no_store
+    end
+    if action == "cache" then
+        d.ttl, d.swr, d.sie, d.tags = r.ttl, r.swr, r.sie, list
+    elseif action == "invalidate" then
+        d.invalidate = list
     end
     return d
 end

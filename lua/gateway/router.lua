@@ -20,13 +20,15 @@ gateway.router - method + path routing with named params and a trailing wildcard
       literal beats a param, which beats the wildcard; among routes of one shape the first
       declared whose method set contains the method wins.  HEAD that matches no route
       declared for HEAD (or "*") falls back to the GET routes (via_get = true).  Param
-      values are percent-decoded.
+      values are percent-decoded, except that control characters stay encoded (%0A).
   router.match_one(pat, path) -> params | nil
       Matches one compiled pattern alone (used to recover params for on_response).
+  router.param_value(raw) -> decoded value (control characters stay percent-encoded)
 ]]
 local M = {}
 
-local find, sub, match = string.find, string.sub, string.match
+local find, sub, match, gsub, format, byte = string.find, string.sub, string.match,
+    string.gsub, string.format, string.byte
 local concat = table.concat
 local setmetatable, ipairs = setmetatable, ipairs
 local url = require "gateway.url"
@@ -122,7 +124,9 @@ local Router = {}
 Router.__index = Router
 
 function M.new()
-    return setmetatable({ root = new_node() }, Router)
+    -- static: pattern -> entries, for patterns without params or wildcard, so the most
+    -- common lookups skip the trie walk.
+    return setmetatable({ root = new_node(), static = {} }, Router)
 end
 
 local function overlaps(a, b)
@@ -162,7 +166,16 @@ function Router:add(methods, pat, value)
     for _, e in ipairs(list) do
         if overlaps(e.methods, methods) then return nil, e.value end
     end
-    list[#list + 1] = { methods = methods, pat = pat, value = value }
+    local e = { methods = methods, pat = pat, value = value }
+    list[#list + 1] = e
+    if #pat.params == 0 and not pat.wildcard then
+        local sl = self.static[pat.pattern]
+        if not sl then
+            sl = {}
+            self.static[pat.pattern] = sl
+        end
+        sl[#sl + 1] = e
+    end
     return true
 end
 
@@ -177,49 +190,84 @@ local function pick(list, method)
 end
 
 -- Depth-first, literal before param before wildcard: the first complete match is the most
--- specific one.  caps collects param values positionally.
-local function walk(node, segs, i, n, method, caps, nc)
-    if i > n then
+-- specific one.  Segments are cut from the path as the walk goes (pos is where the current
+-- segment starts; pos == len + 2 means every segment is consumed), so no segment table is
+-- built.  caps collects param values positionally.
+local function walk(node, path, pos, len, method, caps, nc)
+    if pos > len + 1 then
         local e = pick(node.here, method)
         if e then return e, nc end
         e = pick(node.wild, method)
         if e then return e, nc, "" end
         return nil
     end
-    local seg = segs[i]
+    local slash = find(path, "/", pos, true)
+    local seg, nextpos
+    if slash then
+        seg, nextpos = sub(path, pos, slash - 1), slash + 1
+    else
+        seg, nextpos = sub(path, pos), len + 2
+    end
     local child = node.lit[seg]
     if child then
-        local e, ncap, rest = walk(child, segs, i + 1, n, method, caps, nc)
+        local e, ncap, rest = walk(child, path, nextpos, len, method, caps, nc)
         if e then return e, ncap, rest end
     end
     if node.param and seg ~= "" then
         caps[nc + 1] = seg
-        local e, ncap, rest = walk(node.param, segs, i + 1, n, method, caps, nc + 1)
+        local e, ncap, rest = walk(node.param, path, nextpos, len, method, caps, nc + 1)
         if e then return e, ncap, rest end
     end
     local e = pick(node.wild, method)
-    if e then return e, nc, concat(segs, "/", i, n) end
+    if e then return e, nc, sub(path, pos) end
     return nil
 end
+
+-- Param values are percent-decoded; control characters that decoding would produce stay
+-- encoded, so a param can go into a cache key as is.
+local function param_value(raw)
+    if not find(raw, "%", 1, true) then return raw end
+    local v = decode(raw)
+    if find(v, "[\0-\31\127]") then
+        v = gsub(v, "[\0-\31\127]", function(c) return format("%%%02X", byte(c)) end)
+    end
+    return v
+end
+M.param_value = param_value
 
 local function build_params(pat, caps, rest)
     local params = {}
     local names = pat.params
     for k = 1, #names do
-        params[names[k]] = decode(caps[k])
+        params[names[k]] = param_value(caps[k])
     end
-    if rest then params["*"] = decode(rest) end
+    if rest then params["*"] = param_value(rest) end
     return params
+end
+
+local function walk_from_root(self, method, path)
+    local len = #path
+    local caps = {}
+    local e, _, rest = walk(self.root, path, len == 1 and 3 or 2, len, method, caps, 0)
+    if e then return e, caps, rest end
+    return nil
 end
 
 function Router:match(method, path)
     if type(path) ~= "string" or sub(path, 1, 1) ~= "/" then return nil end
-    local segs, n = split(path)
-    local caps = {}
-    local e, _, rest = walk(self.root, segs, 1, n, method, caps, 0)
+    local sl = self.static[path]
+    if sl then
+        local e = pick(sl, method)
+        if e then return e.value, {}, false end
+    end
+    local e, caps, rest = walk_from_root(self, method, path)
     local via_get = false
     if not e and method == "HEAD" then
-        e, _, rest = walk(self.root, segs, 1, n, "GET", caps, 0)
+        if sl then
+            local g = pick(sl, "GET")
+            if g then return g.value, {}, true end
+        end
+        e, caps, rest = walk_from_root(self, "GET", path)
         via_get = e ~= nil
     end
     if not e then return nil end

@@ -16,7 +16,8 @@ gateway.url - percent-encoding and query strings.
                            Params with an empty value are kept.  A literal "+" is kept as
                            "+" and never merged with "%20" or "%2B": upstreams disagree on
                            what "+" means, and merging would let one spelling poison the
-                           cache entry of the other.
+                           cache entry of the other.  A query without any "%" keeps its
+                           components as sent (only sorted and filtered).
 ]]
 local M = {}
 
@@ -121,28 +122,81 @@ function M.compile_ignore(list)
     end
 end
 
-local function pair_less(a, b)
-    if a[1] ~= b[1] then return a[1] < b[1] end
-    return a[2] < b[2]
+local function name_of(item)
+    return sub(item, 1, find(item, "=", 1, true) - 1)
 end
+
+local function item_less(a, b)
+    local na, nb = name_of(a), name_of(b)
+    if na ~= nb then return na < nb end
+    return a < b
+end
+
+local function normalize(qs, ignored)
+    -- Without any "%", components are kept as sent: equal strings mean equal requests, so
+    -- that is safe, and it skips canonicalisation for most real queries.  (A component
+    -- with no "%" that canonicalisation would change, such as "a,b", only costs a second
+    -- entry next to its canonical spelling; distinct requests never share one.)
+    local simple = not find(qs, "%", 1, true)
+    local items, n = {}, 0
+    local sorted = true
+    local prev_name, prev_value
+    local pos, len = 1, #qs
+    while pos <= len do
+        local amp = find(qs, "&", pos, true) or (len + 1)
+        if amp > pos then
+            local name, value
+            local eq = find(qs, "=", pos, true)
+            if eq and eq < amp then
+                name, value = sub(qs, pos, eq - 1), sub(qs, eq + 1, amp - 1)
+            else
+                name, value = sub(qs, pos, amp - 1), ""
+            end
+            -- Ignore patterns see the decoded name ("utm%5Fsource" is utm_source).
+            if not (ignored and ignored(simple and name or M.decode(name, true))) then
+                if not simple then name, value = canonical(name), canonical(value) end
+                if n > 0 and sorted and (name < prev_name or
+                        (name == prev_name and value < prev_value)) then
+                    sorted = false
+                end
+                n = n + 1
+                -- Names never contain "=" (the first "=" ends them; canonical ones are
+                -- encoded), so item_less can split the item again.
+                items[n] = name .. "=" .. value
+                prev_name, prev_value = name, value
+            end
+        end
+        pos = amp + 1
+    end
+    if n == 0 then return "" end
+    if not sorted then sort(items, item_less) end
+    return concat(items, "&")
+end
+
+-- normalize is pure, and popular queries (page=2) repeat, so results are memoised per
+-- ignore predicate: at most MEMO_MAX queries of at most MEMO_QS bytes each; a full memo
+-- starts over.  This bounds the memory at a few tens of KiB per route.
+local MEMO_MAX, MEMO_QS = 128, 200
+local memos = setmetatable({}, { __mode = "k" })
+local NO_IGNORE = {}
 
 function M.normalize_query(qs, ignored)
     if qs == nil or qs == "" then return "" end
-    local pairs_, n = {}, 0
-    each_pair(qs, function(name, value)
-        local cname = canonical(name)
-        -- Ignore patterns are matched against the decoded name ("utm%5Fsource" is utm_source).
-        if ignored and ignored(M.decode(name, true)) then return end
-        n = n + 1
-        pairs_[n] = { cname, canonical(value) }
-    end)
-    if n == 0 then return "" end
-    if n > 1 then sort(pairs_, pair_less) end
-    local out = {}
-    for i = 1, n do
-        out[i] = pairs_[i][1] .. "=" .. pairs_[i][2]
+    local memo = memos[ignored or NO_IGNORE]
+    if memo then
+        local v = memo.map[qs]
+        if v then return v end
     end
-    return concat(out, "&")
+    local v = normalize(qs, ignored)
+    if #qs <= MEMO_QS then
+        if memo == nil or memo.n >= MEMO_MAX then
+            memo = { map = {}, n = 0 }
+            memos[ignored or NO_IGNORE] = memo
+        end
+        memo.map[qs] = v
+        memo.n = memo.n + 1
+    end
+    return v
 end
 
 return M

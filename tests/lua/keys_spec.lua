@@ -79,7 +79,8 @@ describe("gateway.keys", function()
 
     it("rejects unknown placeholders, missing params and bad braces", function()
         local cases = {
-            { "users:{uid}", "template 'users:{uid}' uses '{uid}', but the route has no such param" },
+            { "users:{uid}",
+              "template 'users:{uid}' uses '{uid}', but the route has no such param" },
             { "x:{*}", "uses '{*}', but the route has no such param" },
             { "x:{header.}", "unknown placeholder '{header.}'" },
             { "x:{a b}", "unknown placeholder '{a b}'" },

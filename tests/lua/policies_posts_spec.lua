@@ -33,7 +33,8 @@ describe("policies/posts.lua", function()
 
     it("keys the feed on the credential and the user id, and may store private answers",
         function()
-            local alice = decide("GET /feed", { Authorization = "Bearer alice", ["X-User-Id"] = "1" })
+            local alice = decide("GET /feed",
+                { Authorization = "Bearer alice", ["X-User-Id"] = "1" })
             local bob = decide("GET /feed", { Authorization = "Bearer bob", ["X-User-Id"] = "1" })
             local user2 = decide("GET /feed", { ["X-User-Id"] = "2" })
             assert.equal("cache", alice.action)

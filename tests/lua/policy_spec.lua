@@ -20,7 +20,8 @@ describe("gateway.policy", function()
               "policies/test.lua:1: field 'ttl' in route 'GET /a' must be a non-negative " ..
               "number of seconds, got -1" },
             { 'route "GET /a" { ttl = 1/0 }', "must be a non-negative number of seconds, got inf" },
-            { 'route "GET /a" { stale_if_error = 0/0 }', "field 'stale_if_error' in route 'GET /a'" },
+            { 'route "GET /a" { stale_if_error = 0/0 }',
+              "field 'stale_if_error' in route 'GET /a'" },
             { 'route "GET /a" { key = 5 }',
               "policies/test.lua:1: field 'key' in route 'GET /a' must be a string or function, " ..
               "got number" },
@@ -36,7 +37,8 @@ describe("gateway.policy", function()
             { 'route "POST /a" { ttl = 5 }',
               "policies/test.lua:1: field 'ttl' only applies to GET/HEAD routes, not 'POST /a'" },
             { 'route "PUT /u/:id" { invalidate = { "u:{uid}" } }',
-              "policies/test.lua:1: field 'invalidate' in route 'PUT /u/:id': template 'u:{uid}' " ..
+              "policies/test.lua:1: field 'invalidate' in route 'PUT /u/:id': " ..
+              "template 'u:{uid}' " ..
               "uses '{uid}', but the route has no such param" },
             { 'route "POST /a" { invalidate = { "*" } }',
               "'*' alone would drop every entry" },
@@ -54,8 +56,10 @@ describe("gateway.policy", function()
               "named fields" },
             { 'route "GET|POST /a" { }', "policies/test.lua:1: route 'GET|POST /a' mixes read " ..
               "(GET/HEAD) and write methods" },
-            { 'route "* /a" { }', "policies/test.lua:1: route '* /a': a '*' route must set bypass" },
-            { 'route "* /a" { bypass = true, ttl = 1 }', "policies/test.lua:1: field 'ttl' is not " ..
+            { 'route "* /a" { }',
+              "policies/test.lua:1: route '* /a': a '*' route must set bypass" },
+            { 'route "* /a" { bypass = true, ttl = 1 }',
+              "policies/test.lua:1: field 'ttl' is not " ..
               "allowed on route '* /a'" },
             { 'route "get /a" { }', "policies/test.lua:1: route 'get /a': bad method 'get'" },
             { 'route "GET users" { }', "policies/test.lua:1: route 'GET users': path pattern " ..
@@ -113,8 +117,10 @@ route "GET /cookie" { key = function(req) return "c:" .. tostring(req.cookie.the
                       per_user = true }
 route "* /admin/*" { bypass = true }
 route "POST /users" { }
-route "PUT /users/:id" { invalidate = { "users:{id}", "list:*" }, invalidate_tags = { "user:{id}" } }
-route "DELETE /users/:id" { invalidate = function(req) return { "users:" .. req.params.id, "x:*" } end }
+route "PUT /users/:id" { invalidate = { "users:{id}", "list:*" },
+                         invalidate_tags = { "user:{id}" } }
+route "DELETE /users/:id" {
+    invalidate = function(req) return { "users:" .. req.params.id, "x:*" } end }
 ]])
 
         it("caches with the expanded key and the route's times", function()
@@ -212,6 +218,37 @@ route "DELETE /users/:id" { invalidate = function(req) return { "users:" .. req.
             assert.equal("credentials", c.reason)
             assert.equal("default", decide(set, "POST /nowhere", { cookie = "x=1" }).action)
         end)
+    end)
+
+    describe("decide_raw", function()
+        local set = load_source([[
+route "GET /t/:id" { key = "t:{id}:{query}", ttl = 1, tags = { "t:{id}" } }
+route "GET /h" { key = "h:{header.x-a}" }
+route "GET /a" { key = "a:{auth_hash}" }
+route "GET /f" { key = function() return "f" end }
+route "GET /b" { key = "b", bypass = function() return false end }
+route "POST /t/:id" { invalidate = { "t:{id}" } }
+]])
+        local function pure(spec)
+            return select(6, set:decide_raw(helper.request(spec)))
+        end
+
+        it("returns the decision as values, with the list and the pure flag", function()
+            local action, key, id, reason, list, p = set:decide_raw(helper.request("GET /t/1?b&a"))
+            assert.same({ "cache", "t:1:a=&b=", 1, "route", { "t:1" }, true },
+                { action, key, id, reason, list, p })
+        end)
+
+        it("marks decisions that depend on more than method, path, query and credentials",
+            function()
+                assert.is_true(pure("GET /t/1"))
+                assert.is_true(pure("POST /t/1"))
+                assert.is_true(pure("GET /nowhere"))
+                assert.is_falsy(pure("GET /h"))
+                assert.is_falsy(pure("GET /a"))
+                assert.is_falsy(pure("GET /f"))
+                assert.is_falsy(pure("GET /b"))
+            end)
     end)
 
     describe("on_response", function()

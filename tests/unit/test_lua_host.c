@@ -586,6 +586,69 @@ TEST(set_outlives_load_and_hosts_share_it)
     lua_host_destroy(b);
 }
 
+TEST(memo_answers_pure_routes_only)
+{
+    struct lua_host *h = host_for("local n = 0\n"
+                                  "route 'GET /u/:id' { key = 'u:{id}', ttl = 5 }\n"
+                                  "route 'GET /fn' { key = function()\n"
+                                  "  n = n + 1 return 'fn' .. n end }\n"
+                                  "route 'GET /h' { key = 'h:{header.x-a}' }\n",
+                                  NULL);
+    CHECK(h != NULL);
+    if (h == NULL) return;
+    struct policy_decision d;
+
+    /* Pure: the second identical request comes from the memo, with the same answer. */
+    struct policy_request r = get("/u/1");
+    uint64_t hits = lua_host_memo_hits(h);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(lua_host_decide(h, &r, &d), 0);
+        CHECK_EQ_INT(d.action, POLICY_CACHE);
+        CHECK_EQ_STR(d.key, "u:1");
+        CHECK_EQ_STR(d.route, "GET /u/:id");
+        CHECK_EQ_INT(d.ttl_ms, 5000);
+        CHECK_EQ_STR(d.reason, "route");
+        policy_decision_free(&d);
+    }
+    CHECK_EQ_INT(lua_host_memo_hits(h), hits + 2);
+
+    /* The presence of credentials is part of the memo's key. */
+    struct http_header cookie[] = {{"Cookie", "sid=1"}};
+    struct policy_request rc = {.method = "GET", .path = "/u/1", .headers = cookie,
+                                .n_headers = 1};
+    CHECK_EQ_INT(lua_host_decide(h, &rc, &d), 0);
+    CHECK_EQ_INT(d.action, POLICY_BYPASS);
+    CHECK_EQ_STR(d.reason, "credentials");
+    policy_decision_free(&d);
+    struct http_header empty_cookie[] = {{"cookie", ""}};
+    rc.headers = empty_cookie;
+    CHECK_EQ_INT(lua_host_decide(h, &rc, &d), 0);
+    CHECK_EQ_INT(d.action, POLICY_CACHE);
+    policy_decision_free(&d);
+
+    /* So are the method and the query. */
+    struct policy_request head = {.method = "HEAD", .path = "/u/1", .query = "x=1"};
+    CHECK_EQ_INT(lua_host_decide(h, &head, &d), 0);
+    CHECK_EQ_STR(d.key, "u:1");
+    policy_decision_free(&d);
+    struct policy_request none = {.method = "GET", .path = "/none", .query = "a=1"};
+    CHECK_EQ_STR(decide_key(h, &none, NULL), "GET:/none?a=1");
+    none.query = "a=2";
+    CHECK_EQ_STR(decide_key(h, &none, NULL), "GET:/none?a=2");
+    CHECK_EQ_STR(decide_key(h, &none, NULL), "GET:/none?a=2");
+
+    /* Functions and header placeholders run every time. */
+    struct policy_request fn = get("/fn");
+    CHECK_EQ_STR(decide_key(h, &fn, NULL), "fn1");
+    CHECK_EQ_STR(decide_key(h, &fn, NULL), "fn2");
+    struct http_header a1[] = {{"x-a", "1"}}, a2[] = {{"x-a", "2"}};
+    struct policy_request hr = {.method = "GET", .path = "/h", .headers = a1, .n_headers = 1};
+    CHECK_EQ_STR(decide_key(h, &hr, NULL), "h:1");
+    hr.headers = a2;
+    CHECK_EQ_STR(decide_key(h, &hr, NULL), "h:2");
+    lua_host_destroy(h);
+}
+
 int main(void)
 {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/test_lua_host.XXXXXX");
@@ -605,6 +668,7 @@ int main(void)
     RUN(shipped_policies_decide_users);
     RUN(shipped_policies_credentials_and_defaults);
     RUN(set_outlives_load_and_hosts_share_it);
+    RUN(memo_answers_pure_routes_only);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
