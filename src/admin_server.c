@@ -554,8 +554,8 @@ static int get_value(struct MHD_Connection *conn, const struct admin_request *rq
 
 /* The cache key of a GET of url (path-absolute, validated), as the request path
  * would compute it: the active policy's key, or "GET:" + url without policies.
- * Returns 0 with *key malloc'd; -ENOENT with *why when the policy does not cache
- * a header-less GET of url under a key; -ENOMEM. */
+ * Returns 0 with *key malloc'd; -ENOENT with *why (static) when the policy does
+ * not cache a header-less GET of url under one shared key; -ENOMEM. */
 static int url_cache_key(struct gateway *gw, const char *url, char **key, const char **why)
 {
     *key = NULL;
@@ -578,7 +578,12 @@ static int url_cache_key(struct gateway *gw, const char *url, char **key, const 
     struct policy_request req = {.method = "GET", .path = path, .query = q ? q + 1 : NULL};
     struct policy_decision dec;
     lua_host_decide(worker_policy_host(wp), &req, &dec);
-    if ((dec.action == POLICY_CACHE || dec.action == POLICY_DEFAULT) && dec.key != NULL) {
+    if (dec.action == POLICY_CACHE && dec.per_user) {
+        /* The key derives from the caller's credentials: a header-less GET
+         * names only the anonymous entry, never the users' ones. */
+        *why = "per-user route, its keys depend on the credentials";
+        rc = -ENOENT;
+    } else if ((dec.action == POLICY_CACHE || dec.action == POLICY_DEFAULT) && dec.key != NULL) {
         *key = strdup(dec.key);
         if (*key == NULL) rc = -ENOMEM;
     } else {
@@ -643,7 +648,7 @@ static enum MHD_Result handle_purge(struct admin_server *a, struct admin_request
         rc = url_cache_key(gw, value, &key, &why);
         if (rc == -ENOENT) {
             snprintf(msg, sizeof msg,
-                     "GET of this url is not cached under one key (policy decision: %s); "
+                     "a GET of this url is not cached under one shared key (%s); "
                      "purge by key, prefix or tag instead",
                      why);
             return reply_error(rq, conn, 422, msg, NULL, NULL);
@@ -816,13 +821,14 @@ int admin_server_start(struct gateway *gw, struct admin_server **out, char *err,
     a->gw = gw;
     a->auth_log_ms = clock_mono_ms() - 1000;
     /* One thread is plenty for an operator API; a small connection limit and a
-     * short idle timeout keep it from holding resources. */
+     * short idle timeout keep it from holding resources.  The logger must be
+     * the first option to catch every message. */
     a->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->admin_port, NULL, NULL, on_request, a, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
-        MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-        MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)32 * 1024, MHD_OPTION_END);
+        flags, (uint16_t)cfg->admin_port, NULL, NULL, on_request, a,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+        MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
+        MHD_OPTION_END);
     if (a->daemon == NULL) {
         snprintf(err, err_len,
                  "cannot listen on %s:%d for the admin API (address in use or not permitted)",

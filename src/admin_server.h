@@ -18,7 +18,9 @@
  * libmicrohttpd decodes it, '+' included, so a literal '+', '&' or '?' must be
  * percent-encoded there.  Values are 1..ADMIN_MAX_VALUE bytes without control
  * characters; bodies are at most ADMIN_MAX_BODY bytes (413 above).  Answers are
- * JSON: {"purged": "<kind>", "<kind>": "<value>"} or {"error": "..."}.  Every
+ * JSON: {"purged": "<kind>", "<kind>": "<value>"} (a URL purge adds "key") or
+ * {"error": "...", "status": N}.  A URL whose GET the policy does not cache
+ * under one shared key (bypassed, per-user, policy error) answers 422.  Every
  * purge logs one INFO line naming the kind and the value; the token is never
  * logged or echoed.
  *

@@ -1,0 +1,423 @@
+"""The purge/admin API (src/admin_server.c) against the real binary: a separate
+loopback listener that exists only with ADMIN_TOKEN, bearer-token auth, purges by
+key, URL, prefix and tag through the real cache, input validation, one log line
+per purge, and the token never in the output.
+"""
+
+import http.client
+import json
+import os
+import re
+import secrets
+import socket
+
+from harness import ExampleAPI, Gateway, GatewayTestCase, free_port, request, wait_until
+
+
+def proc_net_listeners(port):
+    """Local addresses (hex, as in /proc/net/tcp*) of sockets listening on port."""
+    found = []
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            addr, p = fields[1].split(":")
+            if int(p, 16) == port and fields[3] == "0A":  # 0A = LISTEN
+                found.append(addr)
+    return found
+
+
+def non_loopback_ip():
+    """An address of this host that is not loopback, or None (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only picks a route
+            ip = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
+class AdminTest(GatewayTestCase):
+    def setUp(self):
+        super().setUp()
+        self.token = "adm-" + secrets.token_hex(16)
+        self.admin_port = free_port()
+
+    def start(self, token=True, env=None):
+        self.api = self.track(ExampleAPI(latency_ms=0))
+        e = {"ADMIN_PORT": str(self.admin_port), "DEFAULT_TTL": "0",
+             "ADMIN_TOKEN": self.token if token else None, "ADMIN_HOST": None}
+        e.update(env or {})
+        self.gw = self.track(Gateway(self.api.url, env=e))
+        if token:
+            wait_until(lambda: self.admin("GET", "/admin/health").status == 200,
+                       timeout=5, what="the admin listener")
+        return self.gw
+
+    def admin(self, method, path, body=None, token="default", headers=None, conn=None):
+        h = dict(headers or {})
+        if token == "default":
+            token = self.token
+        if token is not None:
+            h["Authorization"] = "Bearer " + token
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        elif isinstance(body, str):
+            body = body.encode()
+        return request(self.admin_port, method, path, headers=h, body=body, conn=conn)
+
+    def purge(self, kind, value):
+        r = self.admin("POST", "/purge/" + kind, {kind: value})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("content-type"), "application/json")
+        return r.json()
+
+    def cache(self, *paths):
+        """GETs each path until it is a HIT; returns the upstream count after."""
+        for p in paths:
+            self.gw.get(p)
+            self.assertEqual(self.gw.get(p).header("x-cache"), "HIT", p)
+        return self.api.requests()
+
+    def x_cache(self, path):
+        return self.gw.get(path).header("x-cache")
+
+    # ---- the listener ----
+
+    def test_no_token_means_no_admin_listener(self):
+        gw = self.start(token=False)
+        self.assertEqual(gw.get("/health").status, 200)
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", self.admin_port), timeout=2).close()
+        self.assertEqual(proc_net_listeners(self.admin_port), [])
+        self.assertNotIn("admin API listening", gw.output())
+
+    def test_listener_is_on_loopback_only(self):
+        gw = self.start()
+        self.assertEqual(self.admin("GET", "/admin/health").json(), {"status": "ok"})
+        self.assertRegex(gw.output(), r"admin API listening on http://127\.0\.0\.1:%d"
+                         % self.admin_port)
+        listeners = proc_net_listeners(self.admin_port)
+        if os.path.exists("/proc/net/tcp"):
+            self.assertEqual(listeners, ["0100007F"])  # 127.0.0.1, nothing else
+        ip = non_loopback_ip()
+        if ip is not None:
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection((ip, self.admin_port), timeout=2).close()
+        # The admin API is not on the public port: there the path is just proxied.
+        self.cache("/users/21")
+        gw.req("POST", "/purge/key", headers={"Authorization": "Bearer " + self.token},
+               body=b'{"key": "users:21"}')
+        self.assertEqual(self.x_cache("/users/21"), "HIT")
+
+    # ---- authentication ----
+
+    def test_missing_token_is_401_with_challenge(self):
+        self.start()
+        for headers in ({}, {"Authorization": "Basic YWRtaW46eA=="},
+                        {"Authorization": "Bearer"}, {"Authorization": "Bearer   "}):
+            r = self.admin("POST", "/purge/key", {"key": "users:1"}, token=None, headers=headers)
+            self.assertEqual(r.status, 401, headers)
+            self.assertTrue(r.header("www-authenticate", "").startswith("Bearer"), r)
+            self.assertIn("error", r.json())
+        r = self.admin("GET", "/admin/health", token=None)
+        self.assertEqual(r.status, 401)
+        # Authentication comes before routing: unknown paths reveal nothing.
+        self.assertEqual(self.admin("GET", "/nope", token=None).status, 401)
+
+    def test_wrong_token_is_403_and_purges_nothing(self):
+        gw = self.start()
+        before = self.cache("/users/5")
+        wrong = ["x" + self.token[1:], self.token[:-1], self.token + "x", "nope",
+                 self.token.upper()]
+        for t in wrong:
+            r = self.admin("POST", "/purge/key", {"key": "users:5"}, token=t)
+            self.assertEqual(r.status, 403, t)
+            self.assertEqual(r.json()["error"], "invalid token")
+            self.assertIsNone(r.header("www-authenticate"))
+        r = self.admin("POST", "/purge/prefix?prefix=users:", token="nope")
+        self.assertEqual(r.status, 403)
+        self.assertEqual(self.x_cache("/users/5"), "HIT")
+        self.assertEqual(self.api.requests(), before)
+        self.assertRegex(gw.output(), r"WARN\s+admin: rejected a request from 127\.0\.0\.1")
+        self.assertNotIn("admin purge:", gw.output())
+        for t in wrong:
+            self.assertNotIn(t, gw.output())
+
+    def test_scheme_is_case_insensitive(self):
+        self.start()
+        r = self.admin("GET", "/admin/health", token=None,
+                       headers={"Authorization": "bearer " + self.token})
+        self.assertEqual(r.status, 200)
+
+    # ---- purges ----
+
+    def test_purge_key(self):
+        gw = self.start()
+        before = self.cache("/users/5", "/users/15")
+        self.assertEqual(self.purge("key", "users:5"), {"purged": "key", "key": "users:5"})
+        r = gw.get("/users/5")
+        self.assertEqual(r.header("x-cache"), "MISS")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.api.requests(), before + 1)
+        self.assertEqual(self.x_cache("/users/5"), "HIT")
+        self.assertEqual(self.x_cache("/users/15"), "HIT")  # other keys untouched
+        self.assertRegex(gw.output(), r"INFO\s+admin purge: key 'users:5' from 127\.0\.0\.1")
+
+    def test_purge_key_with_query_parameter_and_escapes(self):
+        self.start()
+        before = self.cache("/users/9", "/users/10")
+        r = self.admin("POST", "/purge/key?key=users%3A9")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"purged": "key", "key": "users:9"})
+        # JSON escapes are decoded before the key is used.
+        self.assertEqual(self.purge("key", "users:\u0031\u0030"),
+                         {"purged": "key", "key": "users:10"})
+        r = self.admin("POST", "/purge/key", '{"key": "users\\u003a10"}')
+        self.assertEqual(r.json()["key"], "users:10")
+        self.assertEqual(self.x_cache("/users/9"), "MISS")
+        self.assertEqual(self.x_cache("/users/10"), "MISS")
+        self.assertEqual(self.api.requests(), before + 2)
+
+    def test_purge_url_uses_the_route_policy_key(self):
+        gw = self.start()
+        before = self.cache("/users/6", "/posts?page=1&limit=5", "/users/16")
+        self.assertEqual(self.purge("url", "/users/6"),
+                         {"purged": "url", "url": "/users/6", "key": "users:6"})
+        self.assertEqual(self.x_cache("/users/6"), "MISS")
+        # The policy normalises the query, so any spelling of it purges the entry.
+        out = self.purge("url", "/posts?limit=5&page=1&utm_source=x")
+        self.assertEqual(out["key"], "posts:limit=5&page=1")
+        self.assertEqual(self.x_cache("/posts?page=1&limit=5"), "MISS")
+        self.assertEqual(self.x_cache("/users/16"), "HIT")
+        self.assertEqual(self.api.requests(), before + 2)
+        self.assertRegex(gw.output(),
+                         r"INFO\s+admin purge: url '/users/6' \(key 'users:6'\) from 127\.0\.0\.1")
+        # As a query parameter (the inner '?' and '&' percent-encoded).
+        self.cache("/users/6")
+        r = self.admin("POST", "/purge/url?url=%2Fusers%2F6%3Fx%3D1")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["key"], "users:6")
+        self.assertEqual(self.x_cache("/users/6"), "MISS")
+
+    def test_purge_url_of_a_per_user_route_is_422(self):
+        gw = self.start()
+        alice = {"Authorization": "Bearer alice-token", "X-User-Id": "1"}
+        gw.get("/notifications", headers=alice)
+        self.assertEqual(gw.get("/notifications", headers=alice).header("x-cache"), "HIT")
+        r = self.admin("POST", "/purge/url", {"url": "/notifications"})
+        self.assertEqual(r.status, 422, r)
+        self.assertIn("per-user", r.json()["error"])
+        self.assertNotIn("admin purge:", gw.output())
+        # The prefix reaches every user's entry.
+        self.purge("prefix", "notifications:")
+        self.assertEqual(gw.get("/notifications", headers=alice).header("x-cache"), "MISS")
+
+    def test_purge_url_without_policies_uses_the_default_key(self):
+        self.start(env={"POLICIES_DIR": "/nonexistent/cachegw-policies", "DEFAULT_TTL": "60"})
+        before = self.cache("/users/7?a=1")
+        out = self.purge("url", "/users/7?a=1")
+        self.assertEqual(out["key"], "GET:/users/7?a=1")
+        self.assertEqual(self.x_cache("/users/7?a=1"), "MISS")
+        self.assertEqual(self.api.requests(), before + 1)
+
+    def test_purges_drop_vary_variants(self):
+        gw = self.start()
+        fr, de = {"Accept-Language": "fr"}, {"Accept-Language": "de"}
+
+        def cache_both():
+            for h in (fr, de):
+                gw.get("/vary", headers=h)
+                self.assertEqual(gw.get("/vary", headers=h).header("x-cache"), "HIT", h)
+
+        cache_both()
+        out = self.purge("url", "/vary")
+        self.assertEqual(out["key"], "GET:/vary")  # no route: the default key
+        self.assertEqual(gw.get("/vary", headers=fr).header("x-cache"), "MISS")
+        self.assertEqual(gw.get("/vary", headers=de).header("x-cache"), "MISS")
+        # A key purge drops the variants too: were only the Vary marker dropped,
+        # the next fetch would store a new marker and the old "de" variant would
+        # be served again.
+        cache_both()
+        before = self.api.requests()
+        self.purge("key", "GET:/vary")
+        self.assertEqual(gw.get("/vary", headers=fr).header("x-cache"), "MISS")
+        self.assertEqual(gw.get("/vary", headers=de).header("x-cache"), "MISS")
+        self.assertEqual(self.api.requests(), before + 2)
+
+    def test_purge_prefix(self):
+        gw = self.start()
+        before = self.cache("/users/7", "/users/8", "/posts", "/users/7/profile")
+        self.assertEqual(self.purge("prefix", "users:"), {"purged": "prefix", "prefix": "users:"})
+        self.assertEqual(self.x_cache("/users/7"), "MISS")
+        self.assertEqual(self.x_cache("/users/8"), "MISS")
+        self.assertEqual(self.x_cache("/posts"), "HIT")
+        self.assertEqual(self.x_cache("/users/7/profile"), "HIT")  # "user_profile:7"
+        self.assertEqual(self.api.requests(), before + 2)
+        self.assertRegex(gw.output(), r"INFO\s+admin purge: prefix 'users:' from 127\.0\.0\.1")
+
+    def test_purge_tag_answers_and_logs(self):
+        gw = self.start()
+        self.assertEqual(self.purge("tag", "user-5"), {"purged": "tag", "tag": "user-5"})
+        r = self.admin("POST", "/purge/tag?tag=user-6")
+        self.assertEqual(r.json(), {"purged": "tag", "tag": "user-6"})
+        self.assertRegex(gw.output(), r"INFO\s+admin purge: tag 'user-5' from 127\.0\.0\.1")
+        self.assertRegex(gw.output(), r"INFO\s+admin purge: tag 'user-6' from 127\.0\.0\.1")
+
+    # ---- bad requests ----
+
+    def test_malformed_requests_are_400_and_purge_nothing(self):
+        self.start()
+        before = self.cache("/users/3")
+        cases = [
+            ("/purge/key", "not json"),
+            ("/purge/key", "key=users:3"),
+            ("/purge/key", '{"key": "users:3"'),
+            ("/purge/key", '{"key": "users:3",}'),
+            ("/purge/key", '{"key": "users:3"} x'),
+            ("/purge/key", '["users:3"]'),
+            ("/purge/key", '{"key": "bad \\q escape"}'),
+            ("/purge/key", '{"key": "\\ud800"}'),
+            ("/purge/key", '{}'),
+            ("/purge/key", '{"prefix": "users:"}'),
+            ("/purge/key", '{"key": ""}'),
+            ("/purge/key", '{"key": null}'),
+            ("/purge/key", '{"key": 3}'),
+            ("/purge/key", '{"key": "users:3", "key": "users:4"}'),
+            ("/purge/key", '{"key": "users:3\\n"}'),
+            ("/purge/key", '{"key": "users:\\u0000"}'),
+            ("/purge/key", '{"key": "users:3\x01"}'),
+            ("/purge/key", json.dumps({"key": "u" * 4097})),
+            ("/purge/key", ""),
+            ("/purge/key?key=", ""),
+            ("/purge/key?key=users:3&key=users:4", ""),
+            ("/purge/key?key=users%3A3", '{"key": "users:3"}'),
+            ("/purge/key?key=users%0A3", ""),
+            ("/purge/prefix", '{"prefix": ""}'),
+            ("/purge/tag", '{"tag": "a\\tb"}'),
+            ("/purge/url", '{"url": "http://example.com/users/3"}'),
+            ("/purge/url", '{"url": "//example.com/users/3"}'),
+            ("/purge/url", '{"url": "users/3"}'),
+            ("/purge/url", '{"url": "/users/3#frag"}'),
+            ("/purge/url", '{"url": "/users/ 3"}'),
+        ]
+        for path, body in cases:
+            r = self.admin("POST", path, body)
+            self.assertEqual(r.status, 400, (path, body, r))
+            err = r.json()["error"]
+            self.assertIsInstance(err, str)
+            self.assertTrue(err, (path, body))
+        # A 4096-byte key is fine.
+        self.assertEqual(self.admin("POST", "/purge/key", {"key": "k" * 4096}).status, 200)
+        self.assertEqual(self.x_cache("/users/3"), "HIT")
+        self.assertEqual(self.api.requests(), before)
+
+    def test_error_messages_say_what_is_wrong(self):
+        self.start()
+        self.assertIn("missing field 'key'",
+                      self.admin("POST", "/purge/key", '{"k": "x"}').json()["error"])
+        self.assertIn("invalid JSON", self.admin("POST", "/purge/key", "{").json()["error"])
+        self.assertIn("too long",
+                      self.admin("POST", "/purge/key", {"key": "u" * 5000}).json()["error"])
+        self.assertIn("control character",
+                      self.admin("POST", "/purge/key", {"key": "a\x7fb"}).json()["error"])
+        self.assertIn("path-absolute",
+                      self.admin("POST", "/purge/url", {"url": "x"}).json()["error"])
+
+    def test_body_limit_is_413(self):
+        gw = self.start()
+        before = self.cache("/users/4")
+        big = json.dumps({"key": "users:4", "pad": "p" * (17 * 1024)})
+        r = self.admin("POST", "/purge/key", big)
+        self.assertEqual(r.status, 413, r)
+        self.assertIn("too large", r.json()["error"])
+        # Chunked, so the size is only known while reading it.
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            conn.request("POST", "/purge/key", body=iter([big[:8000].encode(),
+                                                          big[8000:].encode()]),
+                         headers={"Authorization": "Bearer " + self.token},
+                         encode_chunked=True)
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 413)
+            resp.read()
+        finally:
+            conn.close()
+        # Authentication is still checked first.
+        self.assertEqual(self.admin("POST", "/purge/key", big, token=None).status, 401)
+        self.assertEqual(self.x_cache("/users/4"), "HIT")
+        self.assertEqual(self.api.requests(), before)
+        self.assertTrue(gw.alive())
+
+    def test_unknown_path_is_404_and_wrong_method_405(self):
+        self.start()
+        for path in ("/", "/purge", "/purge/", "/purge/keys", "/purge/key/x", "/admin",
+                     "/health"):
+            r = self.admin("POST", path, {"key": "x"})
+            self.assertEqual(r.status, 404, path)
+            self.assertIn("error", r.json())
+        for method in ("GET", "PUT", "DELETE"):
+            r = self.admin(method, "/purge/key?key=users:1")
+            self.assertEqual(r.status, 405, method)
+            self.assertEqual(r.header("allow"), "POST")
+        r = self.admin("POST", "/admin/health")
+        self.assertEqual(r.status, 405)
+        self.assertIn("GET", r.header("allow"))
+
+    # ---- keep-alive, logging, secrets ----
+
+    def test_keep_alive_is_kept(self):
+        self.start()
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            r1 = self.admin("GET", "/admin/health", conn=conn)
+            sock = conn.sock
+            self.assertIsNotNone(sock)
+            r2 = self.admin("POST", "/purge/key", {"key": "users:1"}, conn=conn)
+            r3 = self.admin("POST", "/purge/key", "{", conn=conn)
+            r4 = self.admin("POST", "/purge/key", {"key": "users:1"}, token="nope", conn=conn)
+            self.assertEqual([r1.status, r2.status, r3.status, r4.status], [200, 200, 400, 403])
+            for r in (r1, r2, r3, r4):
+                self.assertNotEqual((r.header("connection") or "").lower(), "close", r)
+            self.assertIs(conn.sock, sock)  # one connection for all four
+        finally:
+            conn.close()
+
+    def test_one_log_line_per_purge_and_never_the_token(self):
+        gw = self.start()
+        self.purge("key", "users:1")
+        self.purge("prefix", "posts:")
+        self.purge("tag", "t1")
+        self.purge("url", "/users/2")
+        self.admin("POST", "/purge/key", "{")                          # 400: not a purge
+        self.admin("POST", "/purge/key", {"key": "users:1"}, token=None)  # 401
+        self.admin("GET", "/admin/health")
+        out = gw.output()
+        lines = [l for l in out.splitlines() if "admin purge:" in l]
+        self.assertEqual(len(lines), 4, lines)
+        for line, kind in zip(lines, ("key 'users:1'", "prefix 'posts:'", "tag 't1'",
+                                      "url '/users/2' (key 'users:2')")):
+            self.assertRegex(line, r"^\S+ INFO\s+admin purge: " + re.escape(kind))
+        self.assertNotIn(self.token, out)
+        self.assertNotIn(self.token[4:], out)
+
+    def test_stop_is_clean_with_the_admin_listener(self):
+        gw = self.start()
+        self.purge("url", "/users/1")  # the admin thread now owns a Lua host
+        self.assertEqual(gw.stop(), 0)
+        self.assertIn("stopped cleanly", gw.output())
+        self.assertNotIn("Sanitizer", gw.output())  # with a CACHEGW_SANITIZE build
+        self.assertNotIn("admin listener:", gw.output())  # no libmicrohttpd complaint
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", self.admin_port), timeout=2).close()
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
