@@ -34,7 +34,15 @@ BUILD = os.environ.get("BENCH_BUILD_DIR", os.path.join(ROOT, "build-bench"))
 CACHEGW = os.path.join(BUILD, "cachegw")
 EXAMPLE_API = os.path.join(BUILD, "example-api")
 
-API_PORT, GW_PORT, NGINX_PORT = 13000, 18080, 18081
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Free ports, so a stray server on a fixed port can never be measured instead.
+API_PORT, GW_PORT, NGINX_PORT = _free_port(), _free_port(), _free_port()
 
 
 def log(msg):
@@ -299,6 +307,52 @@ def scenario_stampede(rounds):
     return out
 
 
+def scenario_policy(servers, rounds, seconds):
+    """Cost of policy evaluation on the hit path, and reload time with 50 routes."""
+    import glob
+    empty = os.path.join(servers.tmp, "no-policies")
+    fifty = os.path.join(servers.tmp, "fifty")
+    os.makedirs(empty, exist_ok=True)
+    os.makedirs(fifty, exist_ok=True)
+    for f in glob.glob(os.path.join(ROOT, "policies", "*.lua")):
+        shutil.copy(f, fifty)
+    with open(os.path.join(fifty, "zz_generated.lua"), "w") as f:
+        for i in range(50 - 25):
+            f.write(f'route "GET /gen{i}/:id" {{ key = "gen{i}:{{id}}", ttl = 60 }}\n')
+    ports = {"with policies": _free_port(), "policies disabled": _free_port()}
+    for name, port in ports.items():
+        env = {"PORT": str(port), "HOST": "127.0.0.1", "UPSTREAM_URL": f"http://127.0.0.1:{API_PORT}",
+               "WORKERS": "1", "LOG_LEVEL": "info",
+               "POLICIES_DIR": fifty if name == "with policies" else empty,
+               "LUA_DIR": os.path.join(ROOT, "lua")}
+        servers.start([CACHEGW], cpu=0, env=env, name=name.replace(" ", "-"))
+        wait_http(port, "/health")
+        http_get(port, "/users/1")
+    runs = {n: [] for n in ports}
+    for i in range(rounds):
+        for name, port in ports.items():
+            r = wrk(port, "/users/1", seconds)
+            runs[name].append(r)
+            log(f"  policy round {i + 1} {name}: {r['rps']:.0f} req/s p99 {r['p99_ms']:.2f} ms")
+    out = {n: summarize(v) for n, v in runs.items()}
+    # Reload time: SIGHUP the policy instance and read the log line.
+    proc = servers.procs[-2]
+    logpath = os.path.join(servers.tmp, "with-policies.log")
+    times = []
+    for _ in range(5):
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+    with open(logpath) as f:
+        for line in f:
+            m = re.search(r"policies reloaded: .* (\d+) routes .*\((\d+) ms\)", line)
+            if m:
+                times.append(int(m.group(2)))
+                out["routes"] = int(m.group(1))
+    out["reload_ms"] = times
+    log(f"  reloads with {out.get('routes')} routes: {times} ms")
+    return out
+
+
 def machine():
     cpu = ""
     try:
@@ -317,7 +371,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--only", default="hot,slow,stampede")
+    ap.add_argument("--only", default="hot,slow,stampede,policy")
     ap.add_argument("--json", default=os.path.join(HERE, "last-run.json"))
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -338,6 +392,9 @@ def main():
         if "slow" in only:
             log("slow-route experiment")
             results["slow"] = scenario_slow(args.rounds, args.seconds)
+        if "policy" in only:
+            log("policy evaluation cost and reload time")
+            results["policy"] = scenario_policy(servers, args.rounds, args.seconds)
         if "stampede" in only:
             log("stampede")
             results["stampede"] = scenario_stampede(args.rounds)
@@ -374,6 +431,17 @@ def print_report(res):
         print(f"| hits alone | {a['rps']:.0f} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} |")
         print(f"| hits + slow route | {w['rps']:.0f} | {w['p50_ms']:.2f} | {w['p99_ms']:.2f} |")
         print(f"\np99 ratio (with slow / alone): **{w['p99_ms'] / a['p99_ms']:.2f}x** (target <= 2x)\n")
+    if "policy" in res:
+        p = res["policy"]
+        w, d = p["with policies"], p["policies disabled"]
+        print(f"**Policy evaluation on the hit path** (hot hit on /users/1, WORKERS=1; "
+              f"{p.get('routes')} routes loaded vs none)\n")
+        print("| gateway | req/s | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        print(f"| with policies | {w['rps']:.0f} | {w['p50_ms']:.2f} | {w['p99_ms']:.2f} |")
+        print(f"| policies disabled | {d['rps']:.0f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} |")
+        print(f"\nthroughput ratio: **{w['rps'] / d['rps']:.2f}x**; reload with {p.get('routes')} "
+              f"routes (SIGHUP, compile + validate + swap): {p['reload_ms']} ms\n")
     if "stampede" in res:
         print("**Stampede**: 200 concurrent requests on a cold URL, upstream latency 200 ms\n")
         print("| server | round | reached upstream | 200 OK | p50 ms | max ms |")
