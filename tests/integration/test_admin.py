@@ -12,6 +12,7 @@ import secrets
 import socket
 
 from harness import ExampleAPI, Gateway, GatewayTestCase, free_port, request, wait_until
+from redis_servers import RedisServer
 
 
 def proc_net_listeners(port):
@@ -416,6 +417,70 @@ class AdminTest(GatewayTestCase):
         self.assertNotIn("admin listener:", gw.output())  # no libmicrohttpd complaint
         with self.assertRaises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", self.admin_port), timeout=2).close()
+
+
+class AdminRedisTest(GatewayTestCase):
+    """With the Redis tier: a purge on one instance reaches Redis and the other
+    instances' memory tiers."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = RedisServer("plain")
+        cls.api = ExampleAPI()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.api.stop()
+        cls.redis.cleanup()
+
+    def setUp(self):
+        super().setUp()
+        self.redis.cmd("FLUSHALL")
+        self.token = "adm-" + secrets.token_hex(16)
+        self.admin_port = free_port()
+        env = {"REDIS_URL": self.redis.url(), "DEFAULT_TTL": "0"}
+        self.a = self.track(Gateway(self.api.url, env=dict(env, ADMIN_TOKEN=self.token,
+                                                           ADMIN_PORT=str(self.admin_port))))
+        self.b = self.track(Gateway(self.api.url, env=dict(env, ADMIN_TOKEN=None)))
+        for g in (self.a, self.b):
+            wait_until(lambda: g.health_cache()["backend"] == "redis", what="redis backend")
+        wait_until(lambda: self.redis.cmd("PUBSUB", "NUMSUB", "cachegw:invalidate")[1] >= 2,
+                   timeout=5, what="both instances subscribed")
+
+    def cached_on_both(self, path, key):
+        self.a.get(path)
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:" + key) == 1, timeout=5,
+                   what=key + " in Redis")
+        self.b.get(path)  # from Redis into B's memory tier
+        self.assertEqual(self.b.get(path).header("x-cache"), "HIT")
+        self.assertEqual(self.a.get(path).header("x-cache"), "HIT")
+
+    def b_misses(self, path):
+        wait_until(lambda: self.b.get(path).header("x-cache") == "MISS", timeout=2,
+                   interval=0.005, what="instance B to drop " + path)
+
+    def purge(self, kind, value):
+        r = request(self.admin_port, "POST", "/purge/" + kind,
+                    headers={"Authorization": "Bearer " + self.token},
+                    body=json.dumps({kind: value}).encode())
+        self.assertEqual(r.status, 200, r)
+
+    def test_purge_key_reaches_redis_and_other_instances(self):
+        self.cached_on_both("/users/31", "users:31")
+        self.purge("key", "users:31")
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:users:31") == 0, timeout=5,
+                   what="users:31 deleted from Redis")
+        # B's copy goes too (pub/sub), and Redis has no copy to refill it from.
+        self.b_misses("/users/31")
+
+    def test_purge_url_and_prefix_reach_other_instances(self):
+        self.cached_on_both("/users/32", "users:32")
+        self.cached_on_both("/users/33", "users:33")
+        self.purge("url", "/users/32")
+        self.b_misses("/users/32")
+        self.purge("prefix", "users:33")
+        self.b_misses("/users/33")
+        self.assertNotIn("Sanitizer", self.a.output() + self.b.output())
 
 
 if __name__ == "__main__":
