@@ -21,6 +21,7 @@
 #include "log.h"
 #include "policy_engine.h"
 #include "proxy.h"
+#include "admin_server.h"
 #include "cache_tiers.h"
 #include "redis_pool.h"
 #include "redis_url.h"
@@ -93,6 +94,7 @@ static int run(struct config *cfg)
     struct gateway gw = {.cfg = cfg, .started_ms = clock_mono_ms()};
     char err[512];
     int rc = 1;
+    struct admin_server *admin = NULL;
 
     if (io_loop_create(&gw.loop) != 0 || coalesce_create(&gw.coalescer) != 0 ||
         inval_index_create(&gw.inval) != 0) {
@@ -143,6 +145,11 @@ static int run(struct config *cfg)
         LOG_E("%s", err);
         goto stop_loop;
     }
+    if (admin_server_start(&gw, &admin, err, sizeof err) != 0) {
+        LOG_E("%s", err);
+        http_server_stop(&gw);
+        goto stop_loop;
+    }
 
     sigset_t set;
     sigemptyset(&set);
@@ -177,6 +184,8 @@ static int run(struct config *cfg)
         LOG_W("drain timeout: %d requests still in flight, exiting", left);
         _exit(0);
     }
+    /* Before the policy engine goes: the admin thread owns a Lua host. */
+    admin_server_stop(admin);
     http_server_stop(&gw);
     LOG_I("stopped cleanly");
     rc = 0;
