@@ -106,11 +106,21 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
             *reason = "vary-too-long";
             goto done;
         }
-        struct http_header marker = {CACHE_RULES_VARY_HEADER, vary};
-        struct cache_object *m =
-            cache_object_build(in->key, strlen(in->key), 200, &marker, 1, "", 0, &meta);
-        if (m) store_both(gw, m, now);
-        cache_object_unref(m);
+        /* The marker is written once per generation of the URL: variants
+         * stored before it (older stored_at) belong to an invalidated
+         * generation and are ignored on lookup, so a write that drops the
+         * marker drops every variant with it. */
+        struct cache_object *old = store_l1_get(gw->l1, in->key, strlen(in->key), now);
+        const char *old_vary = old ? cache_object_header(old, CACHE_RULES_VARY_HEADER) : NULL;
+        bool keep = old_vary && strcmp(old_vary, vary) == 0 && inval_index_valid(gw->inval, old);
+        cache_object_unref(old);
+        if (!keep) {
+            struct http_header marker = {CACHE_RULES_VARY_HEADER, vary};
+            struct cache_object *m =
+                cache_object_build(in->key, strlen(in->key), 200, &marker, 1, "", 0, &meta);
+            if (m) store_both(gw, m, now);
+            cache_object_unref(m);
+        }
         store_key = variant;
     }
     obj = cache_object_build(store_key, strlen(store_key), status, kept, n, body, body_len, &meta);
