@@ -8,7 +8,9 @@
  *                    first call loses keep-alive in libmicrohttpd 0.9.75).
  *   on_request body  accumulates the body up to MAX_BODY_SIZE.
  *   on_request last  answers own endpoints; plans the request (cacheable or
- *                    pass); answers a fresh memory hit at once; otherwise
+ *                    pass); if the policy waits for cache-module reads from
+ *                    Redis, suspends (WAIT_POLICY) and continues planning when
+ *                    they are answered; answers a fresh memory hit at once; otherwise
  *                    suspends the connection, then joins the key's flight
  *                    (waiter) or hands a fetch to the I/O loop (leader/pass).
  *   fetch_ready      (I/O loop) records the result and resumes the connection.
@@ -42,6 +44,7 @@
 #include "inval_index.h"
 #include "io_loop.h"
 #include "log.h"
+#include "lua_cache.h"
 #include "policy_engine.h"
 #include "proxy.h"
 #include "redis_pool.h"
@@ -61,7 +64,10 @@ enum wait_kind {
     WAIT_FLIGHT,  /* another request's fetch */
     WAIT_L2,      /* a Redis lookup (leader) */
     WAIT_PING,    /* /health/cache's live Redis PING */
+    WAIT_POLICY,  /* the policy's cache-module reads from Redis (lua_cache.h) */
 };
+
+struct policy_read;
 
 struct request {
     struct gateway *gw;
@@ -84,6 +90,8 @@ struct request {
     struct worker_policy *wp;      /* the policy generation this request runs under */
     struct policy_decision dec;    /* valid when has_dec */
     bool has_dec;
+    struct lua_host_wait *policy_wait; /* a decision suspended on cache reads */
+    struct policy_read *policy_read;   /* its Redis reads in flight */
     struct store_overrides ov;     /* what the route policy says about storage */
     struct request_cc cc;          /* the request's Cache-Control */
     uint64_t gen;                  /* invalidation sequence when our fetch began */
@@ -886,9 +894,13 @@ static struct cache_object *lookup_l1(struct gateway *gw, const char *key, size_
     return obj;
 }
 
+static int plan_policy(struct request *r);
+
 /* Decides how to serve the request: the route policy when one matches,
  * otherwise the default rules (RFC 9111 shared cache).  Sets cacheable, key,
- * bypass_reason and the storage overrides.  Returns 0 or -ENOMEM. */
+ * bypass_reason and the storage overrides.  Returns 0, -ENOMEM, or
+ * -EINPROGRESS when the policy waits for cache reads (r->policy_wait; see
+ * wait_policy: plan_policy finishes the plan once it has decided). */
 static int plan(struct request *r)
 {
     struct gateway *gw = r->gw;
@@ -896,15 +908,35 @@ static int plan(struct request *r)
     r->path = strndup(r->uri, plen);
     if (r->path == NULL) return -ENOMEM;
     r->ov = (struct store_overrides){.ttl_ms = -1, .swr_ms = -1, .sie_ms = -1};
-    bool read = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
 
     if (gw->policies) r->wp = policy_engine_acquire(gw->policies);
     if (r->wp) {
         struct policy_request pr;
         policy_request_of(r, &pr);
-        if (lua_host_decide(worker_policy_host(r->wp), &pr, &r->dec) != 0)
-            STATS_INC(policy_errors);
-        r->has_dec = true;
+        struct lua_host *host = worker_policy_host(r->wp);
+        lua_host_bind_gateway(host, gw);
+        int rc = lua_host_decide_async(host, &pr, &r->dec, &r->policy_wait);
+        if (rc == -EINPROGRESS) return rc;
+        if (rc != 0) STATS_INC(policy_errors);
+        return plan_policy(r);
+    }
+    r->cacheable = cache_rules_request_cacheable(r->method, &r->headers, &r->bypass_reason);
+    if (r->cacheable) {
+        size_t n = strlen(r->uri) + 5;
+        r->key = malloc(n);
+        if (r->key == NULL) return -ENOMEM;
+        snprintf(r->key, n, "GET:%s", r->uri);
+    }
+    return 0;
+}
+
+/* The second half of plan() for a request with a (final) policy decision.  Returns 0 or
+ * -ENOMEM. */
+static int plan_policy(struct request *r)
+{
+    bool read = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    r->has_dec = true;
+    {
         switch (r->dec.action) {
         case POLICY_CACHE:
             r->cacheable = read && r->dec.key != NULL;
@@ -934,14 +966,97 @@ static int plan(struct request *r)
         }
         return 0;
     }
-    r->cacheable = cache_rules_request_cacheable(r->method, &r->headers, &r->bypass_reason);
-    if (r->cacheable) {
-        size_t n = strlen(r->uri) + 5;
-        r->key = malloc(n);
-        if (r->key == NULL) return -ENOMEM;
-        snprintf(r->key, n, "GET:%s", r->uri);
+}
+
+static enum MHD_Result proceed(struct request *r);
+
+/* ---- policies waiting for cache-module reads (WAIT_POLICY) ----
+ *
+ * A policy's cache.get that misses the memory tier suspends its decision (lua_host.h).  The
+ * connection is suspended, each waited key is read from Redis on the I/O loop, and the last
+ * answer resumes the connection; answer_after_policy then resumes the decision on this
+ * worker (its Lua state never leaves the thread) and goes on where begin() left off. */
+
+struct policy_read_slot {
+    struct policy_read *pr;
+    struct cache_object *obj; /* written by the loop thread */
+};
+
+struct policy_read {
+    struct request *r;
+    atomic_size_t pending; /* reads not yet answered, plus one while they are being posted */
+    size_t n;
+    struct lua_host_value *vals;
+    struct policy_read_slot slots[];
+};
+
+static void policy_read_free(struct policy_read *pr)
+{
+    if (pr == NULL) return;
+    for (size_t i = 0; i < pr->n; i++) cache_object_unref(pr->slots[i].obj);
+    free(pr->vals);
+    free(pr);
+}
+
+/* Loop thread: one read answered; the last one resumes the request. */
+static void policy_read_done(void *arg, struct cache_object *obj, int err)
+{
+    (void)err; /* a failed read is a miss: the policy sees nil */
+    struct policy_read_slot *slot = arg;
+    struct policy_read *pr = slot->pr;
+    slot->obj = obj;
+    if (atomic_fetch_sub(&pr->pending, 1) == 1) MHD_resume_connection(pr->r->conn);
+}
+
+static enum MHD_Result wait_policy(struct request *r)
+{
+    const char *const *keys;
+    size_t n = lua_host_wait_keys(r->policy_wait, &keys);
+    struct policy_read *pr = calloc(1, sizeof *pr + n * sizeof pr->slots[0]);
+    if (pr != NULL && (pr->vals = calloc(n ? n : 1, sizeof *pr->vals)) == NULL) {
+        free(pr);
+        pr = NULL;
     }
-    return 0;
+    if (pr == NULL) {
+        lua_host_wait_free(worker_policy_host(r->wp), r->policy_wait);
+        r->policy_wait = NULL;
+        return answer_error(r, 503, "out of memory", NULL);
+    }
+    pr->r = r;
+    pr->n = n;
+    atomic_init(&pr->pending, n + 1);
+    r->policy_read = pr;
+    r->phase = PH_WAITING;
+    r->wait = WAIT_POLICY;
+    MHD_suspend_connection(r->conn);
+    for (size_t i = 0; i < n; i++) {
+        pr->slots[i].pr = pr;
+        if (cache_tiers_l2_get(r->gw, keys[i], policy_read_done, &pr->slots[i]) != 0)
+            atomic_fetch_sub(&pr->pending, 1); /* Redis went away: a miss */
+    }
+    if (atomic_fetch_sub(&pr->pending, 1) == 1) MHD_resume_connection(r->conn);
+    return MHD_YES;
+}
+
+static enum MHD_Result answer_after_policy(struct request *r)
+{
+    struct policy_read *pr = r->policy_read;
+    r->policy_read = NULL;
+    r->wait = WAIT_NONE;
+    for (size_t i = 0; i < pr->n; i++) {
+        struct cache_object *obj = lua_cache_accept(r->gw, pr->slots[i].obj);
+        pr->slots[i].obj = obj;
+        pr->vals[i] = obj ? (struct lua_host_value){obj->body, obj->body_len}
+                          : (struct lua_host_value){NULL, 0};
+    }
+    int rc = lua_host_resume_decide(worker_policy_host(r->wp), r->policy_wait, pr->vals, pr->n,
+                                    &r->dec);
+    policy_read_free(pr);
+    if (rc == -EINPROGRESS) return wait_policy(r);
+    r->policy_wait = NULL; /* consumed */
+    if (rc != 0) STATS_INC(policy_errors);
+    if (plan_policy(r) != 0) return answer_error(r, 503, "out of memory", NULL);
+    return proceed(r);
 }
 
 static enum MHD_Result begin(struct request *r)
@@ -963,7 +1078,15 @@ static enum MHD_Result begin(struct request *r)
         return answer_error(r, 400, "bad request target", NULL);
     }
     STATS_INC(requests);
-    if (plan(r) != 0) return answer_error(r, 503, "out of memory", NULL);
+    int rc = plan(r);
+    if (rc == -EINPROGRESS) return wait_policy(r); /* continues in answer_after_policy */
+    if (rc != 0) return answer_error(r, 503, "out of memory", NULL);
+    return proceed(r);
+}
+
+/* The rest of begin(), once the request is planned: serve, wait or forward. */
+static enum MHD_Result proceed(struct request *r)
+{
     cache_rules_request_cc(&r->headers, &r->cc);
     if (!r->cacheable) {
         STATS_INC(bypasses);
@@ -1086,6 +1209,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->wait == WAIT_FLIGHT) return answer_after_flight(r);
         if (r->wait == WAIT_L2) return answer_after_l2(r);
         if (r->wait == WAIT_PING) return answer_status_page(r, false, r->ping_ms);
+        if (r->wait == WAIT_POLICY) return answer_after_policy(r);
         return answer_error(r, 503, "out of memory", NULL);
     case PH_ANSWERED:
     default:
@@ -1130,6 +1254,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (r->fetch) owned_fetch_free(r->fetch);
     if (r->has_dec) policy_decision_free(&r->dec);
+    policy_read_free(r->policy_read);
+    if (r->policy_wait) lua_host_wait_free(worker_policy_host(r->wp), r->policy_wait);
     if (r->wp) policy_engine_release(r->wp);
     free(r->key);
     free(r->path);

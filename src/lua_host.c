@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "lua_cache.h"
 #include "lua_helpers.h"
 
 /* The __metatable value marking tables policies must not modify (see gateway/policy.lua). */
@@ -649,6 +650,14 @@ static int sandbox_setup(lua_State *L)
     lua_pushcclosure(L, safe_require, 2);
     lua_setfield(L, g, "require");
 
+    /* The cache module, opened last: its cache.cached wrapper captures the sandbox's
+     * require (for gateway.json). */
+    lua_cache_open(L);
+    push_readonly(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, overlay, "cache");
+    lua_setfield(L, loaded, "cache");
+
     lua_pushvalue(L, proxy);
     lua_setfield(L, LUA_REGISTRYINDEX, "cachegw.env");
     lua_pushvalue(L, loaded);
@@ -851,6 +860,13 @@ struct lua_host {
     struct sandbox sb;
     struct policy_set *set;
     struct lua_limits lim;
+    struct lua_cache_ctx *cache; /* the state's cache module context */
+    struct gateway *gw;          /* what the cache module is bound to, or NULL */
+    /* Bumped whenever the state is replaced: suspended decisions of an older state are
+     * dead (their coroutines went with it). */
+    uint64_t epoch;
+    lua_State *spare; /* a finished decide coroutine kept for reuse, or NULL */
+    int spare_ref;
     int ref_set, ref_decide, ref_on_response;
     struct route_info *routes; /* set->route_count entries */
     struct memo_entry *memo;   /* MEMO_SLOTS entries, allocated on first use */
@@ -878,6 +894,9 @@ static int host_build(struct lua_host *h, char *err, size_t err_len)
     }
     route_infos_free(h->routes, h->set->route_count); /* from before a rebuild */
     h->routes = c.routes;
+    h->cache = lua_cache_ctx_of(h->sb.L);
+    if (h->cache != NULL) h->cache->gw = h->gw;
+    h->spare = NULL;
     h->ref_set = c.ref_set;
     h->ref_decide = c.ref_decide;
     h->ref_on_response = c.ref_on_response;
@@ -1056,11 +1075,28 @@ static const char *static_reason(const char *r)
     return "policy";
 }
 
+/* A decision suspended on cache reads: its coroutine and the keys it waits for. */
+struct lua_host_wait {
+    lua_State *co;
+    int ref;        /* the coroutine's registry reference */
+    uint64_t epoch; /* the host's epoch when it started */
+    int yields;     /* yields so far (at most LUA_HOST_MAX_YIELDS) */
+    char **keys;
+    size_t n_keys;
+};
+
+/* One step of a decision: start (req set) or resume (values) its coroutine. */
 struct decide_ctx {
     struct lua_host *h;
-    const struct policy_request *req;
+    const struct policy_request *req;   /* start */
+    const struct lua_host_value *vals;  /* resume: one per waited key */
+    size_t n_vals;
+    struct lua_host_wait *w;
     struct policy_decision *out;
-    bool pure; /* the decision may be memoised */
+    bool allow_yield;
+    bool pure;     /* the decision may be memoised */
+    bool yielded;  /* the coroutine is suspended on w->keys */
+    int co_status; /* what lua_resume said */
 };
 
 /* Copies what is static per route into *out.  Returns false when out of memory. */
@@ -1082,18 +1118,105 @@ static bool fill_route(const struct lua_host *h, lua_Integer id, struct policy_d
     return true;
 }
 
-/* Everything that touches Lua runs in here, under lua_pcall: Lua may raise anywhere.
- * Strings are copied straight into *out, which the caller frees on error. */
+static void free_keys(struct lua_host_wait *w)
+{
+    for (size_t i = 0; i < w->n_keys; i++) free(w->keys[i]);
+    free(w->keys);
+    w->keys = NULL;
+    w->n_keys = 0;
+}
+
+/* Copies the keys a cache read yielded (LUA_CACHE_YIELD_MARK, key...) into w. */
+static void take_yielded_keys(lua_State *L, lua_State *co, int nres, struct lua_host_wait *w)
+{
+    if (nres < 2 || lua_touserdata(co, -nres) != (void *)LUA_CACHE_YIELD_MARK)
+        luaL_error(L, "policy yielded outside a cache read");
+    w->keys = calloc((size_t)nres - 1, sizeof *w->keys);
+    if (w->keys == NULL) luaL_error(L, "out of memory");
+    for (int i = 1; i < nres; i++) {
+        const char *k = lua_tostring(co, -nres + i);
+        if (k == NULL || (w->keys[w->n_keys] = strdup(k)) == NULL)
+            luaL_error(L, "out of memory");
+        w->n_keys++;
+    }
+}
+
+static int decide_fill(lua_State *L, struct decide_ctx *c, int base);
+
+/*
+ * Everything that touches Lua runs in here, under lua_pcall: Lua may raise anywhere.
+ * The policy itself runs in a coroutine (so a cache read can suspend it: lua_cache.h) with
+ * the budget hook set on the coroutine; its count carries over from one resume to the next,
+ * so the instruction budget is per request, across yields.  Values are pushed on L and
+ * moved over, because nothing may raise on a coroutine that is not running.  Strings are
+ * copied straight into *out, which the caller frees on error.
+ */
 static int decide_tramp(lua_State *L)
 {
     struct decide_ctx *c = lua_touserdata(L, 1);
-    struct policy_decision *out = c->out;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_decide);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->h->ref_set);
-    push_request(L, c->req);
+    struct lua_host *h = c->h;
+    struct lua_host_wait *w = c->w;
+    int nargs;
+    if (c->req != NULL) {
+        if (h->spare != NULL) {
+            w->co = h->spare;
+            w->ref = h->spare_ref;
+            h->spare = NULL;
+        } else {
+            lua_State *co = lua_newthread(L);
+            w->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            w->co = co;
+        }
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref_decide);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref_set);
+        push_request(L, c->req);
+        if (!lua_checkstack(w->co, 3)) return luaL_error(L, "out of memory");
+        lua_xmove(L, w->co, 3);
+        lua_sethook(w->co, budget_hook, LUA_MASKCOUNT, h->sb.hook_budget);
+        nargs = 2;
+    } else {
+        for (size_t i = 0; i < c->n_vals; i++) {
+            luaL_checkstack(L, 1, "resume values");
+            if (c->vals[i].data != NULL) lua_pushlstring(L, c->vals[i].data, c->vals[i].len);
+            else lua_pushnil(L);
+        }
+        if (!lua_checkstack(w->co, (int)c->n_vals)) return luaL_error(L, "out of memory");
+        lua_xmove(L, w->co, (int)c->n_vals);
+        nargs = (int)c->n_vals;
+    }
+    if (h->cache != NULL) {
+        h->cache->allow_yield = c->allow_yield;
+        h->cache->yields_left = LUA_HOST_MAX_YIELDS - w->yields;
+    }
+    int nres = 0;
+    int st = lua_resume(w->co, L, nargs, &nres);
+    if (h->cache != NULL) h->cache->allow_yield = false;
+    c->co_status = st;
+    if (st == LUA_YIELD) {
+        take_yielded_keys(L, w->co, nres, w);
+        lua_pop(w->co, nres);
+        w->yields++;
+        c->yielded = true;
+        return 0;
+    }
+    if (st != LUA_OK) {
+        const char *msg = lua_tostring(w->co, -1);
+        if (msg == NULL) msg = "(error object is not a string)";
+        luaL_traceback(L, w->co, msg, 0);
+        return lua_error(L);
+    }
     /* action, key, route_id, reason, list, pure */
-    lua_call(L, 2, 6);
-    int base = lua_gettop(L) - 5;
+    if (!lua_checkstack(L, nres + 6)) return luaL_error(L, "out of memory");
+    int base = lua_gettop(L) + 1;
+    lua_xmove(w->co, L, nres);
+    lua_settop(L, base + 5);
+    return decide_fill(L, c, base);
+}
+
+/* Reads a finished decide_raw's results (at base .. base + 5) into *out. */
+static int decide_fill(lua_State *L, struct decide_ctx *c, int base)
+{
+    struct policy_decision *out = c->out;
     c->pure = lua_toboolean(L, base + 5);
 
     const char *action = lua_tostring(L, base);
@@ -1165,6 +1288,9 @@ static void rebuild(struct lua_host *h)
 {
     char err[512];
     sandbox_close(&h->sb);
+    h->epoch++;
+    h->cache = NULL;
+    h->spare = NULL;
     if (host_build(h, err, sizeof err) != 0)
         LOG_E("policy: cannot rebuild the Lua state: %s (will retry)", err);
     else
@@ -1292,9 +1418,65 @@ static void memo_store(struct lua_host *h, const char *in, size_t len, uint64_t 
 
 uint64_t lua_host_memo_hits(const struct lua_host *h) { return h->memo_hits; }
 
-int lua_host_decide(struct lua_host *h, const struct policy_request *req,
-                    struct policy_decision *out)
+void lua_host_bind_gateway(struct lua_host *h, struct gateway *gw)
 {
+    h->gw = gw;
+    if (h->cache != NULL) h->cache->gw = gw;
+}
+
+/* Lets go of a coroutine: kept as the spare when it finished cleanly, else unreferenced. */
+static void drop_coroutine(struct lua_host *h, struct lua_host_wait *w, bool reusable)
+{
+    if (w->co == NULL || w->epoch != h->epoch || h->sb.L == NULL) return;
+    if (reusable && h->spare == NULL && lua_status(w->co) == LUA_OK) {
+        lua_settop(w->co, 0);
+        h->spare = w->co;
+        h->spare_ref = w->ref;
+    } else {
+        luaL_unref(h->sb.L, LUA_REGISTRYINDEX, w->ref);
+    }
+    w->co = NULL;
+}
+
+static void wait_free(struct lua_host *h, struct lua_host_wait *w, bool reusable)
+{
+    if (w == NULL) return;
+    drop_coroutine(h, w, reusable);
+    free_keys(w);
+    free(w);
+}
+
+/* Runs one step and settles its outcome: 0 decided, -EINPROGRESS suspended (w stays with
+ * the caller), -1 policy error.  memo_in is NULL when the decision may not be memoised. */
+static int run_step(struct lua_host *h, struct decide_ctx *c, const char *memo_in,
+                    size_t memo_len, uint64_t memo_hash, struct lua_host_wait **wait_out)
+{
+    char err[512];
+    enum call_result r = sandbox_call(&h->sb, decide_tramp, c, h->lim.instructions, err,
+                                      sizeof err);
+    if (r == CALL_OK && c->yielded) {
+        *wait_out = c->w;
+        return -EINPROGRESS;
+    }
+    if (r == CALL_OK) {
+        bool never_yielded = c->w->yields == 0;
+        wait_free(h, c->w, true);
+        if (memo_in != NULL && never_yielded && c->pure)
+            memo_store(h, memo_in, memo_len, memo_hash, c->out);
+        return 0;
+    }
+    if (c->co_status == LUA_ERRMEM) r = CALL_MEMORY;
+    wait_free(h, c->w, false);
+    policy_decision_free(c->out);
+    decision_init(c->out, h->set->generation);
+    policy_failed(h, r, err);
+    return -1;
+}
+
+int lua_host_decide_async(struct lua_host *h, const struct policy_request *req,
+                          struct policy_decision *out, struct lua_host_wait **wait)
+{
+    if (wait != NULL) *wait = NULL;
     decision_init(out, h->set->generation);
     char in[MEMO_MAX_INPUT];
     size_t in_len = 0;
@@ -1302,23 +1484,56 @@ int lua_host_decide(struct lua_host *h, const struct policy_request *req,
     bool memoable = memo_input(req, in, &in_len, &in_hash);
     if (memoable && memo_lookup(h, in, in_len, in_hash, out)) return 0;
     if (h->sb.L == NULL) rebuild(h);
-    if (h->sb.L == NULL) {
+    struct lua_host_wait *w = h->sb.L != NULL ? calloc(1, sizeof *w) : NULL;
+    if (w == NULL) {
         atomic_fetch_add(&error_count_, 1);
         return -1;
     }
-    struct decide_ctx c = {h, req, out, false};
-    char err[512];
-    enum call_result r = sandbox_call(&h->sb, decide_tramp, &c, h->lim.instructions, err,
-                                      sizeof err);
-    if (r == CALL_OK) {
-        if (memoable && c.pure) memo_store(h, in, in_len, in_hash, out);
-        return 0;
-    }
-    policy_decision_free(out);
-    decision_init(out, h->set->generation);
-    policy_failed(h, r, err);
-    return -1;
+    w->epoch = h->epoch;
+    struct decide_ctx c = {.h = h, .req = req, .w = w, .out = out, .allow_yield = wait != NULL};
+    struct lua_host_wait *ignored;
+    return run_step(h, &c, memoable ? in : NULL, in_len, in_hash, wait ? wait : &ignored);
 }
+
+int lua_host_decide(struct lua_host *h, const struct policy_request *req,
+                    struct policy_decision *out)
+{
+    return lua_host_decide_async(h, req, out, NULL);
+}
+
+size_t lua_host_wait_keys(const struct lua_host_wait *w, const char *const **keys)
+{
+    *keys = (const char *const *)w->keys;
+    return w->n_keys;
+}
+
+int lua_host_resume_decide(struct lua_host *h, struct lua_host_wait *w,
+                           const struct lua_host_value *values, size_t n,
+                           struct policy_decision *out)
+{
+    decision_init(out, h->set->generation);
+    if (w->epoch != h->epoch || h->sb.L == NULL || n != w->n_keys) {
+        /* The state was rebuilt under the suspended decision (or the caller is confused). */
+        wait_free(h, w, false);
+        atomic_fetch_add(&error_count_, 1);
+        LOG_W("policy error: a suspended decision could not be resumed (Lua state rebuilt)");
+        return -1;
+    }
+    /* The values are copied onto the Lua stack before the keys go. */
+    struct decide_ctx c = {.h = h, .vals = values, .n_vals = n, .w = w, .out = out,
+                           .allow_yield = true};
+    char **keys = w->keys;
+    size_t n_keys = w->n_keys;
+    w->keys = NULL;
+    w->n_keys = 0;
+    struct lua_host_wait *again = NULL;
+    int rc = run_step(h, &c, NULL, 0, 0, &again);
+    for (size_t i = 0; i < n_keys; i++) free(keys[i]);
+    free(keys);
+    return rc;
+}
+
+void lua_host_wait_free(struct lua_host *h, struct lua_host_wait *w) { wait_free(h, w, false); }
 
 struct response_ctx {
     struct lua_host *h;

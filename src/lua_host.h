@@ -16,7 +16,8 @@
  * xpcall runs its handler after unwinding (so the budget hook can stop a looping handler);
  * setmetatable refuses __gc (so no policy code ever runs outside a budgeted call); print
  * goes to the log; require only loads gateway.* modules of the set (and "cachegw_helpers",
- * the `gw` table, see lua_helpers.h).  Globals and the library tables are read-only
+ * the `gw` table, see lua_helpers.h, and "cache", the cache module, see lua_cache.h, also
+ * the global `cache`).  Globals and the library tables are read-only
  * proxies, and each policy file runs in its own environment, sealed after loading, so no
  * state leaks between files or requests through globals.  A custom lua_Alloc caps each
  * state at lua_limits.memory_bytes; a count hook caps each call at
@@ -145,6 +146,43 @@ struct policy_decision {
  * without entering Lua. */
 int lua_host_decide(struct lua_host *host, const struct policy_request *req,
                     struct policy_decision *out);
+
+/*
+ * Decisions that wait for the cache module (lua_cache.h).  A policy's cache.get / cache.mget
+ * that misses the memory tier while Redis is up suspends the decision instead of blocking:
+ * the policy runs in a coroutine, the read yields, and lua_host_decide_async returns
+ * -EINPROGRESS with *wait set.  The caller reads lua_host_wait_keys from Redis without
+ * blocking (the keys are complete, namespaced cache keys), then, on the same thread,
+ * calls lua_host_resume_decide with one value per key (data NULL for a miss).  That either
+ * decides (0, or -1 on a policy error, as lua_host_decide; the wait is consumed) or
+ * suspends again (-EINPROGRESS, the same wait now holding new keys).  A decision yields at
+ * most LUA_HOST_MAX_YIELDS times; later misses read as nil.  The instruction budget counts
+ * across yields (one budget per request); the memory limit is the state's.  A decision
+ * that is abandoned is released with lua_host_wait_free.  If the host's Lua state is
+ * rebuilt in between (after a memory error), the resume fails as a policy error.
+ * Decisions are never memoised once they have waited.  lua_host_decide never suspends:
+ * there a memory-tier miss reads as nil, as in lua_host_on_response.
+ */
+#define LUA_HOST_MAX_YIELDS 8
+struct lua_host_wait;
+struct lua_host_value {
+    const char *data; /* NULL: not found */
+    size_t len;
+};
+struct gateway;
+
+/* Binds the host's cache module to gw (NULL: unbound, cache calls find nothing).  Cheap;
+ * kept across state rebuilds. */
+void lua_host_bind_gateway(struct lua_host *host, struct gateway *gw);
+
+int lua_host_decide_async(struct lua_host *host, const struct policy_request *req,
+                          struct policy_decision *out, struct lua_host_wait **wait);
+/* The keys a suspended decision waits for (borrowed, valid until the next resume/free). */
+size_t lua_host_wait_keys(const struct lua_host_wait *wait, const char *const **keys);
+int lua_host_resume_decide(struct lua_host *host, struct lua_host_wait *wait,
+                           const struct lua_host_value *values, size_t n,
+                           struct policy_decision *out);
+void lua_host_wait_free(struct lua_host *host, struct lua_host_wait *wait);
 
 struct policy_verdict {
     bool store;     /* false: never store this response */

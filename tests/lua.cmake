@@ -20,6 +20,29 @@ set_target_properties(cachegw_helpers PROPERTIES
   PREFIX ""
   LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lua)
 
+# The cache module (src/lua_cache.c) as a loadable module: `require "cache"`.  Outside the
+# gateway it keeps its own memory tier and, when REDIS_URL is a plain redis:// URL, uses
+# hiredis's synchronous client.
+add_library(cachegw_cache MODULE
+  ${CMAKE_SOURCE_DIR}/src/lua_cache.c
+  ${CMAKE_SOURCE_DIR}/src/store_l1.c
+  ${CMAKE_SOURCE_DIR}/src/cache_object.c
+  ${CMAKE_SOURCE_DIR}/src/inval_index.c
+  ${CMAKE_SOURCE_DIR}/src/redis_url.c
+  ${CMAKE_SOURCE_DIR}/src/log.c)
+set_property(TARGET cachegw_cache PROPERTY COMPILE_OPTIONS
+  -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -DCACHEGW_LUA_CACHE_MODULE)
+set_property(TARGET cachegw_cache PROPERTY LINK_OPTIONS "")
+if(CACHEGW_WERROR)
+  target_compile_options(cachegw_cache PRIVATE -Werror)
+endif()
+target_include_directories(cachegw_cache PRIVATE ${CMAKE_SOURCE_DIR}/src ${LUA_INCLUDE_DIRS})
+target_link_libraries(cachegw_cache PRIVATE PkgConfig::OPENSSL PkgConfig::HIREDIS Threads::Threads)
+set_target_properties(cachegw_cache PROPERTIES
+  PREFIX ""
+  OUTPUT_NAME cache
+  LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lua)
+
 find_program(BUSTED busted)
 if(BUSTED)
   add_test(NAME lua.busted
