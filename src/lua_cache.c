@@ -312,7 +312,7 @@ static void be_push_stats(lua_State *L, struct mstate *st)
 static bool be_can_yield(lua_State *L, const struct mstate *st)
 {
     return st->ctx.allow_yield && st->ctx.yields_left > 0 && lua_isyieldable(L) &&
-           cache_tiers_l2_available(st->ctx.gw);
+           (st->ctx.remote_always || cache_tiers_l2_available(st->ctx.gw));
 }
 
 struct cache_object *lua_cache_accept(struct gateway *gw, struct cache_object *obj)

@@ -55,6 +55,7 @@ struct lua_cache_ctx {
     struct gateway *gw; /* NULL: unbound (validation sandboxes, other threads) */
     bool allow_yield;   /* the host lets the current call yield on a memory miss */
     int yields_left;    /* yields the current call may still make */
+    bool remote_always; /* tests: yield on misses as if Redis were up */
 };
 
 /* The first value a cache read yields; the namespaced keys follow it. */

@@ -1424,6 +1424,8 @@ void lua_host_bind_gateway(struct lua_host *h, struct gateway *gw)
     if (h->cache != NULL) h->cache->gw = gw;
 }
 
+struct lua_cache_ctx *lua_host_cache_ctx(struct lua_host *h) { return h->cache; }
+
 /* Lets go of a coroutine: kept as the spare when it finished cleanly, else unreferenced. */
 static void drop_coroutine(struct lua_host *h, struct lua_host_wait *w, bool reusable)
 {

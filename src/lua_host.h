@@ -174,6 +174,8 @@ struct gateway;
 /* Binds the host's cache module to gw (NULL: unbound, cache calls find nothing).  Cheap;
  * kept across state rebuilds. */
 void lua_host_bind_gateway(struct lua_host *host, struct gateway *gw);
+/* The host's cache module context (lua_cache.h), for tests; NULL while the state is down. */
+struct lua_cache_ctx *lua_host_cache_ctx(struct lua_host *host);
 
 int lua_host_decide_async(struct lua_host *host, const struct policy_request *req,
                           struct policy_decision *out, struct lua_host_wait **wait);

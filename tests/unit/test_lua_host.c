@@ -13,6 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "gateway.h"
+#include "inval_index.h"
+#include "lua_cache.h"
+#include "store_l1.h"
 #include "test.h"
 
 #ifndef CACHEGW_SOURCE_DIR
@@ -649,6 +654,260 @@ TEST(memo_answers_pure_routes_only)
     lua_host_destroy(h);
 }
 
+/* ---- the cache module: suspended decisions ---------------------------------------------- */
+
+/* A gateway with only what the cache module touches: memory tier, invalidation index and
+ * config.  There is no Redis: the host's cache context is told to yield on misses as if
+ * there were one, and the test plays the I/O loop by resuming with values itself. */
+struct fake_gw {
+    struct config cfg;
+    struct gateway gw;
+};
+
+static void fake_gw_init(struct fake_gw *f)
+{
+    memset(f, 0, sizeof *f);
+    f->cfg.max_value_bytes = 1 << 20;
+    f->gw.cfg = &f->cfg;
+    store_l1_create(1 << 20, 4, &f->gw.l1);
+    inval_index_create(&f->gw.inval);
+}
+
+static void fake_gw_free(struct fake_gw *f)
+{
+    store_l1_destroy(f->gw.l1);
+    inval_index_destroy(f->gw.inval);
+}
+
+static const char CACHE_POLICY[] =
+    "route 'GET /v/:id' { key = function(req)\n"
+    "    local v = cache.get('ver:' .. req.params.id)\n"
+    "    return 'v:' .. req.params.id .. ':' .. tostring(v) end, ttl = 10 }\n"
+    "route 'GET /m' { key = function(req)\n"
+    "    local t = cache.mget({'a', 'b', 'c'})\n"
+    "    return 'm:' .. tostring(t.a) .. tostring(t.b) .. tostring(t.c) end }\n"
+    "route 'GET /local' { key = function(req)\n"
+    "    cache.set('loc', 'L', 60)\n"
+    "    return 'l:' .. cache.get('loc') end }\n"
+    "route 'GET /many' { key = function(req)\n"
+    "    local n = 0\n"
+    "    for i = 1, 20 do if cache.get('k' .. i) then n = n + 1 end end\n"
+    "    return 'n' .. n end }\n"
+    "local function burn(n) local x = 0; for i = 1, n do x = x + i end; return x end\n"
+    "route 'GET /burn/:before/:after' { key = function(req)\n"
+    "    burn(tonumber(req.params.before))\n"
+    "    local v = cache.get('b')\n"
+    "    burn(tonumber(req.params.after))\n"
+    "    return 'b:' .. tostring(v) end }\n"
+    "route 'GET /loop' { key = function(req)\n"
+    "    local v = cache.get('x')\n"
+    "    while true do end end }\n"
+    "route 'GET /xp' { key = function(req)\n"
+    "    local ok, v = xpcall(cache.get, function(e) return e end, 'xp')\n"
+    "    return 'xp:' .. tostring(v) end }\n";
+
+static struct lua_host *cache_host(struct fake_gw *f, long instructions)
+{
+    struct lua_limits lim = {.instructions = instructions};
+    struct lua_host *h = host_for(CACHE_POLICY, &lim);
+    if (h == NULL) return NULL;
+    lua_host_bind_gateway(h, &f->gw);
+    lua_host_cache_ctx(h)->remote_always = true;
+    return h;
+}
+
+TEST(cache_get_yields_on_a_miss_and_resumes_with_the_remote_value)
+{
+    struct fake_gw f;
+    fake_gw_init(&f);
+    struct lua_host *h = cache_host(&f, 0);
+    CHECK(h != NULL);
+    if (h == NULL) return;
+    struct policy_request r = get("/v/7");
+    struct policy_decision d;
+    struct lua_host_wait *w = NULL;
+    CHECK_EQ_INT(lua_host_decide_async(h, &r, &d, &w), -EINPROGRESS);
+    CHECK(w != NULL);
+    const char *const *keys;
+    CHECK_EQ_INT(lua_host_wait_keys(w, &keys), 1);
+    CHECK_EQ_STR(keys[0], "kv:ver:7"); /* the module's own namespace */
+    struct lua_host_value v = {"42", 2};
+    CHECK_EQ_INT(lua_host_resume_decide(h, w, &v, 1, &d), 0);
+    CHECK_EQ_INT(d.action, POLICY_CACHE);
+    CHECK_EQ_STR(d.key, "v:7:42");
+    CHECK_EQ_INT(d.ttl_ms, 10000);
+    policy_decision_free(&d);
+
+    /* A remote miss reads as nil. */
+    CHECK_EQ_INT(lua_host_decide_async(h, &r, &d, &w), -EINPROGRESS);
+    struct lua_host_value miss = {NULL, 0};
+    CHECK_EQ_INT(lua_host_resume_decide(h, w, &miss, 1, &d), 0);
+    CHECK_EQ_STR(d.key, "v:7:nil");
+    policy_decision_free(&d);
+
+    /* The synchronous entry point never suspends: a memory miss is nil. */
+    CHECK_EQ_STR(decide_key(h, &r, NULL), "v:7:nil");
+
+    /* Values set by a policy are in the memory tier: no yield at all. */
+    struct policy_request loc = get("/local");
+    CHECK_EQ_INT(lua_host_decide_async(h, &loc, &d, &w), 0);
+    CHECK_EQ_STR(d.key, "l:L");
+    policy_decision_free(&d);
+    struct cache_object *stored = store_l1_get(f.gw.l1, "kv:loc", 6, (int64_t)time(NULL) * 1000);
+    CHECK(stored != NULL);
+    cache_object_unref(stored);
+    lua_host_destroy(h);
+    fake_gw_free(&f);
+}
+
+TEST(cache_mget_fetches_all_misses_in_one_yield)
+{
+    struct fake_gw f;
+    fake_gw_init(&f);
+    struct lua_host *h = cache_host(&f, 0);
+    if (h == NULL) return;
+    struct policy_request loc = get("/local"), m = get("/m");
+    struct policy_decision d;
+    struct lua_host_wait *w = NULL;
+    /* 'b' comes from the memory tier; 'a' and 'c' are waited for together. */
+    struct cache_meta meta = {.stored_at_ms = (int64_t)time(NULL) * 1000, .ttl_ms = 60000};
+    struct cache_object *b = cache_object_build("kv:b", 4, 200, NULL, 0, "B", 1, &meta);
+    store_l1_put(f.gw.l1, b, meta.stored_at_ms);
+    cache_object_unref(b);
+    CHECK_EQ_INT(lua_host_decide_async(h, &m, &d, &w), -EINPROGRESS);
+    const char *const *keys;
+    CHECK_EQ_INT(lua_host_wait_keys(w, &keys), 2);
+    CHECK_EQ_STR(keys[0], "kv:a");
+    CHECK_EQ_STR(keys[1], "kv:c");
+    struct lua_host_value vals[2] = {{"A", 1}, {NULL, 0}};
+    CHECK_EQ_INT(lua_host_resume_decide(h, w, vals, 2, &d), 0);
+    CHECK_EQ_STR(d.key, "m:ABnil");
+    policy_decision_free(&d);
+
+    /* Two suspended decisions on one host, resumed in the other order. */
+    struct policy_request r1 = get("/v/1"), r2 = get("/v/2");
+    struct lua_host_wait *w1 = NULL, *w2 = NULL;
+    struct policy_decision d1, d2;
+    CHECK_EQ_INT(lua_host_decide_async(h, &r1, &d1, &w1), -EINPROGRESS);
+    CHECK_EQ_INT(lua_host_decide_async(h, &r2, &d2, &w2), -EINPROGRESS);
+    CHECK_EQ_INT(lua_host_decide_async(h, &loc, &d, &w), 0); /* others run meanwhile */
+    policy_decision_free(&d);
+    struct lua_host_value two = {"two", 3}, one = {"one", 3};
+    CHECK_EQ_INT(lua_host_resume_decide(h, w2, &two, 1, &d2), 0);
+    CHECK_EQ_INT(lua_host_resume_decide(h, w1, &one, 1, &d1), 0);
+    CHECK_EQ_STR(d1.key, "v:1:one");
+    CHECK_EQ_STR(d2.key, "v:2:two");
+    policy_decision_free(&d1);
+    policy_decision_free(&d2);
+
+    /* An abandoned decision is released (ASan checks nothing leaks). */
+    CHECK_EQ_INT(lua_host_decide_async(h, &r1, &d1, &w1), -EINPROGRESS);
+    lua_host_wait_free(h, w1);
+    lua_host_destroy(h);
+    fake_gw_free(&f);
+}
+
+TEST(cache_yields_are_bounded_per_request)
+{
+    struct fake_gw f;
+    fake_gw_init(&f);
+    struct lua_host *h = cache_host(&f, 0);
+    if (h == NULL) return;
+    struct policy_request r = get("/many");
+    struct policy_decision d;
+    struct lua_host_wait *w = NULL;
+    int rc = lua_host_decide_async(h, &r, &d, &w), yields = 0;
+    struct lua_host_value hit = {"1", 1};
+    while (rc == -EINPROGRESS && yields < 100) {
+        yields++;
+        rc = lua_host_resume_decide(h, w, &hit, 1, &d);
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(yields, LUA_HOST_MAX_YIELDS);
+    /* The first 8 reads were answered; the other 12 missed without waiting. */
+    CHECK_EQ_STR(d.key, "n8");
+    policy_decision_free(&d);
+
+    /* Where Lua cannot yield (inside xpcall's C boundary), a miss is simply nil. */
+    struct policy_request xp = get("/xp");
+    CHECK_EQ_INT(lua_host_decide_async(h, &xp, &d, &w), 0);
+    CHECK_EQ_STR(d.key, "xp:nil");
+    policy_decision_free(&d);
+    lua_host_destroy(h);
+    fake_gw_free(&f);
+}
+
+TEST(instruction_budget_counts_across_yields)
+{
+    struct fake_gw f;
+    fake_gw_init(&f);
+    struct lua_host *h = cache_host(&f, 200000);
+    if (h == NULL) return;
+    struct policy_decision d;
+    struct lua_host_wait *w = NULL;
+    struct lua_host_value v = {"x", 1};
+    /* Each burn(60000) is about 120k instructions: alone on either side it fits. */
+    struct policy_request before = get("/burn/60000/0"), after = get("/burn/0/60000"),
+                          both = get("/burn/60000/60000");
+    CHECK_EQ_INT(lua_host_decide_async(h, &before, &d, &w), -EINPROGRESS);
+    CHECK_EQ_INT(lua_host_resume_decide(h, w, &v, 1, &d), 0);
+    CHECK_EQ_STR(d.key, "b:x");
+    policy_decision_free(&d);
+    CHECK_EQ_INT(lua_host_decide_async(h, &after, &d, &w), -EINPROGRESS);
+    CHECK_EQ_INT(lua_host_resume_decide(h, w, &v, 1, &d), 0);
+    policy_decision_free(&d);
+    /* Both sides: one budget per request, so the second half is stopped. */
+    uint64_t kills = lua_host_budget_kill_count();
+    CHECK_EQ_INT(lua_host_decide_async(h, &both, &d, &w), -EINPROGRESS);
+    CHECK_EQ_INT(lua_host_resume_decide(h, w, &v, 1, &d), -1);
+    CHECK_EQ_INT(d.action, POLICY_BYPASS);
+    CHECK_EQ_STR(d.reason, "policy_error");
+    CHECK_EQ_INT(lua_host_budget_kill_count(), kills + 1);
+    policy_decision_free(&d);
+
+    /* A loop after a resume is stopped, and the host keeps working. */
+    struct policy_request loop = get("/loop");
+    CHECK_EQ_INT(lua_host_decide_async(h, &loop, &d, &w), -EINPROGRESS);
+    CHECK_EQ_INT(lua_host_resume_decide(h, w, &v, 1, &d), -1);
+    CHECK_EQ_INT(lua_host_budget_kill_count(), kills + 2);
+    policy_decision_free(&d);
+    CHECK_EQ_INT(lua_host_decide_async(h, &before, &d, &w), -EINPROGRESS);
+    CHECK_EQ_INT(lua_host_resume_decide(h, w, &v, 1, &d), 0);
+    CHECK_EQ_STR(d.key, "b:x");
+    policy_decision_free(&d);
+    lua_host_destroy(h);
+    fake_gw_free(&f);
+}
+
+/* Cost of cache.get answered by the memory tier, from Lua (printed, not checked). */
+TEST(cache_get_hit_cost)
+{
+    struct fake_gw f;
+    fake_gw_init(&f);
+    struct lua_limits lim = {.instructions = 100000000};
+    struct lua_host *h = host_for(
+        "route 'GET /bench/:n' { key = function(req)\n"
+        "    cache.set('hot', 'value', 60)\n"
+        "    local get, n = cache.get, tonumber(req.params.n)\n"
+        "    for i = 1, n do get('hot') end\n"
+        "    return 'k' end }\n",
+        &lim);
+    if (h == NULL) return;
+    lua_host_bind_gateway(h, &f.gw);
+    struct timespec t0, t1, t2;
+    struct policy_request base = get("/bench/0"), run = get("/bench/1000000");
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_STR(decide_key(h, &base, NULL), "k");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK_EQ_STR(decide_key(h, &run, NULL), "k");
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    double base_ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+    double run_ns = (double)(t2.tv_sec - t1.tv_sec) * 1e9 + (double)(t2.tv_nsec - t1.tv_nsec);
+    fprintf(stderr, "cache.get memory hit: %.0f ns/call\n", (run_ns - base_ns) / 1e6);
+    lua_host_destroy(h);
+    fake_gw_free(&f);
+}
+
 int main(void)
 {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/test_lua_host.XXXXXX");
@@ -669,6 +928,11 @@ int main(void)
     RUN(shipped_policies_credentials_and_defaults);
     RUN(set_outlives_load_and_hosts_share_it);
     RUN(memo_answers_pure_routes_only);
+    RUN(cache_get_yields_on_a_miss_and_resumes_with_the_remote_value);
+    RUN(cache_mget_fetches_all_misses_in_one_yield);
+    RUN(cache_yields_are_bounded_per_request);
+    RUN(instruction_budget_counts_across_yields);
+    RUN(cache_get_hit_cost);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
