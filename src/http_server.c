@@ -95,6 +95,7 @@ struct request {
     struct store_overrides ov;     /* what the route policy says about storage */
     struct request_cc cc;          /* the request's Cache-Control */
     uint64_t gen;                  /* invalidation sequence when our fetch began */
+    int64_t marker_stored_at;      /* Vary marker of this URL: older variants are void */
     struct cache_object *stale_obj; /* a stale entry: revalidation base, stale-if-error */
 
     /* Flight (cacheable misses). */
@@ -730,7 +731,9 @@ static enum MHD_Result answer_after_l2(struct request *r)
     r->l2_obj = NULL;
     r->wait = WAIT_NONE;
     int64_t now = clock_wall_ms();
-    if (obj && !inval_index_valid(gw->inval, obj)) {
+    if (obj && (!inval_index_valid(gw->inval, obj) ||
+                (cache_object_header(obj, CACHE_RULES_VARY_HEADER) == NULL &&
+                 obj->meta.stored_at_ms < r->marker_stored_at))) {
         cache_tiers_l2_delete(gw, obj->key);
         cache_object_unref(obj);
         obj = NULL;
@@ -740,6 +743,7 @@ static enum MHD_Result answer_after_l2(struct request *r)
         /* A Vary marker from Redis: keep it, then look up our variant. */
         char variant[2048];
         store_l1_put(gw->l1, obj, now);
+        r->marker_stored_at = obj->meta.stored_at_ms;
         int rc = cache_rules_variant_key(r->key, vary, &r->headers, variant, sizeof variant);
         cache_object_unref(obj);
         char *k = rc == 0 ? strdup(variant) : NULL;
@@ -1102,6 +1106,7 @@ static enum MHD_Result proceed(struct request *r)
         /* A Vary marker: look up this request's variant instead. */
         char variant[2048];
         int rc = cache_rules_variant_key(r->key, vary, &r->headers, variant, sizeof variant);
+        r->marker_stored_at = obj->meta.stored_at_ms;
         cache_object_unref(obj);
         obj = NULL;
         if (rc == 0) {
@@ -1111,6 +1116,12 @@ static enum MHD_Result proceed(struct request *r)
             key = r->key;
             key_len = strlen(key);
             obj = lookup_l1(r->gw, key, key_len, now);
+            if (obj && obj->meta.stored_at_ms < r->marker_stored_at) {
+                /* Stored under an earlier marker, which a write dropped. */
+                store_l1_delete(r->gw->l1, key, key_len);
+                cache_object_unref(obj);
+                obj = NULL;
+            }
         }
     }
     enum usability use = obj ? cache_rules_usability(obj, &r->cc, now) : USE_REVALIDATE;

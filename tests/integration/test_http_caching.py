@@ -134,6 +134,23 @@ class HttpCachingTest(GatewayTestCase):
         gw.get(star)
         self.assertEqual(gw.get(star).header("x-cache"), "MISS")
 
+    def test_a_write_that_drops_the_key_drops_every_variant(self):
+        import os
+        d = tempfile.mkdtemp(prefix="cachegw-vary-")
+        with open(os.path.join(d, "vary.lua"), "w") as f:
+            f.write('route "GET /vary" { key = "vary", ttl = 60 }\n'
+                    'route "POST /echo" { invalidate = { "vary" } }\n')
+        gw = self.start(env={"POLICIES_DIR": d})
+        for lang in ("fr", "de", "fr", "de"):
+            gw.get("/vary", headers={"Accept-Language": lang})
+        self.assertEqual(gw.get("/vary", headers={"Accept-Language": "de"}).header("x-cache"), "HIT")
+        self.assertEqual(gw.req("POST", "/echo", body=b"x").status, 200)
+        fr = gw.get("/vary", headers={"Accept-Language": "fr"})
+        de = gw.get("/vary", headers={"Accept-Language": "de"})
+        self.assertEqual((fr.header("x-cache"), de.header("x-cache")), ("MISS", "MISS"))
+        self.assertEqual(gw.get("/vary", headers={"Accept-Language": "fr"}).header("x-cache"), "HIT")
+        self.assertEqual(gw.get("/vary", headers={"Accept-Language": "de"}).header("x-cache"), "HIT")
+
     def test_conditional_requests_get_304_from_cache(self):
         gw = self.start()
         r = gw.get("/users/22")
