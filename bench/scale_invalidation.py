@@ -62,7 +62,11 @@ def wait_port(port, path="/health"):
     raise RuntimeError(f"port {port} never answered")
 
 
-def main(n=1_000_000, every=10, sample=1000):
+def main(n=1_000_000, every=10, sample=1000, build=None, report=True):
+    """Runs the scenario; returns {kind: results}.  build: dir with the binaries."""
+    global BUILD
+    if build:
+        BUILD = build
     tmp = tempfile.mkdtemp(prefix="cachegw-scale-")
     procs = []
     try:
@@ -155,6 +159,8 @@ def main(n=1_000_000, every=10, sample=1000):
                 results[kind]["left_after_reclaim"] = left
                 print(f"reclaimed in {results[kind]['reclaim_s']:.1f} s, left {left}",
                       file=sys.stderr)
+        if not report:
+            return results
         print("| invalidation | covered keys | Redis script | write answered | B misses after | "
               "sample covered missing | uncovered still hit |")
         print("|---|---:|---:|---:|---:|---:|---:|")
@@ -166,6 +172,7 @@ def main(n=1_000_000, every=10, sample=1000):
             print(f"\nBackground reclaim of the prefix's keys (SCAN + UNLINK batches): "
                   f"{results['prefix']['reclaim_s']:.1f} s, "
                   f"{results['prefix']['left_after_reclaim']} left.")
+        return results
     finally:
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
