@@ -877,7 +877,7 @@ class RedisOutageTest(RedisTestCase):
             # Cached in memory: untouched by the stall.
             r = gw.get("/users/41", timeout=5)
             self.assertEqual((r.status, x_cache(r)), (200, "HIT"))
-            self.assertLess(r.elapsed, 0.1)
+            self.assertLess(r.elapsed, 0.25)
             self.assertEqual(r.body, warm.body)
 
             # A cold key: the leader's Redis read times out, then the upstream answers.
@@ -910,7 +910,7 @@ class RedisOutageTest(RedisTestCase):
             self.assertLess(r.elapsed * 1000, upstream_ms + slack_ms)
             t0 = time.monotonic()
             gw.health_cache()
-            self.assertLess(time.monotonic() - t0, 0.1)
+            self.assertLess(time.monotonic() - t0, 0.25)
         finally:
             redis.resume()
         t0 = time.monotonic()
