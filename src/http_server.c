@@ -47,9 +47,11 @@
 #include "lua_cache.h"
 #include "policy_engine.h"
 #include "proxy.h"
+#include "refresh.h"
 #include "redis_pool.h"
 #include "stats.h"
 #include "store_l1.h"
+#include "upstream_request.h"
 
 enum phase {
     PH_HEADERS,   /* first call not yet seen */
@@ -117,15 +119,6 @@ struct request {
     const char *x_cache;
 };
 
-struct refresh;
-
-/* The upstream fetch plus what it owns. */
-struct owned_fetch {
-    struct upstream_fetch f;
-    struct buf req_body;
-    struct request *r;        /* cleared when the request lets go of a streamed fetch */
-    struct refresh *refresh;  /* set for a background refresh (no request) */
-};
 
 /* ---- small helpers ---- */
 
@@ -283,7 +276,7 @@ static enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch 
         return MHD_NO;
     }
     /* The stream owns the fetch from here on; it frees it via on_free. */
-    ((struct owned_fetch *)f)->r = NULL;
+    upstream_request_set_owner(f, NULL);
     r->fetch = NULL;
     copy_forwardable_headers(resp, &f->resp_headers);
     add_header(resp, "X-Cache", x_cache);
@@ -294,81 +287,25 @@ static enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch 
 
 /* ---- upstream fetches ---- */
 
-static void owned_fetch_free(struct upstream_fetch *f)
-{
-    struct owned_fetch *of = (struct owned_fetch *)f;
-    upstream_fetch_clear(f);
-    buf_free(&of->req_body);
-    free(of);
-}
-
 /* I/O loop thread: the response (or its first bytes, when streaming) is here. */
 static void fetch_ready(struct upstream_fetch *f)
 {
-    struct owned_fetch *of = (struct owned_fetch *)f;
-    MHD_resume_connection(of->r->conn);
+    struct request *r = upstream_request_owner(f);
+    MHD_resume_connection(r->conn);
 }
 
 static struct upstream_fetch *build_fetch(struct request *r, bool for_cache)
 {
-    const struct config *cfg = r->gw->cfg;
-    struct owned_fetch *of = calloc(1, sizeof *of);
-    if (of == NULL) return NULL;
-    struct upstream_fetch *f = &of->f;
-    of->r = r;
-    f->method = r->method;
-    /* A cacheable HEAD fetches the full GET so the entry serves both. */
-    f->head_only = !for_cache && strcmp(r->method, "HEAD") == 0;
-    if (for_cache) f->method = "GET";
-    f->target = strdup(r->uri);
-    f->buffer_limit = cfg->max_value_bytes;
-    f->on_ready = fetch_ready;
-    f->on_free = owned_fetch_free;
-    if (f->target == NULL) goto fail;
-
-    const char *connection = header_list_get(&r->headers, "connection");
-    const char *xff = NULL;
-    for (size_t i = 0; i < r->headers.n; i++) {
-        const char *name = r->headers.items[i].name;
-        const char *value = r->headers.items[i].value;
-        if (headers_is_hop_by_hop(name, connection)) continue;
-        if (strcmp(name, "host") == 0 || strcmp(name, "content-length") == 0 ||
-            strcmp(name, "expect") == 0)
-            continue;
-        if (strcmp(name, "x-forwarded-for") == 0) {
-            xff = value;
-            continue;
-        }
-        /* A fill fetch wants a full response it can store for everyone. */
-        if (for_cache && (strcmp(name, "if-none-match") == 0 ||
-                          strcmp(name, "if-modified-since") == 0 || strcmp(name, "range") == 0 ||
-                          strcmp(name, "if-range") == 0))
-            continue;
-        if (header_list_add(&f->req_headers, name, value) != 0) goto fail;
-    }
-    char line[1024];
-    if (xff) snprintf(line, sizeof line, "%s, %s", xff, r->client_ip);
-    else snprintf(line, sizeof line, "%s", r->client_ip);
-    const char *host = header_list_get(&r->headers, "host");
-    if (header_list_add(&f->req_headers, "X-Forwarded-For", line) != 0 ||
-        header_list_add(&f->req_headers, "X-Forwarded-Proto", "http") != 0 ||
-        (host && header_list_add(&f->req_headers, "X-Forwarded-Host", host) != 0))
-        goto fail;
-    const char *via = header_list_get(&r->headers, "via");
-    snprintf(line, sizeof line, "%s%s1.1 cachegw", via ? via : "", via ? ", " : "");
-    header_list_remove(&f->req_headers, "via");
-    if (header_list_add(&f->req_headers, "Via", line) != 0) goto fail;
-
-    if (!for_cache) {
-        of->req_body = r->body;
-        memset(&r->body, 0, sizeof r->body);
-        f->req_body = of->req_body.data;
-        f->req_body_len = of->req_body.len;
-    }
-    return f;
-fail:
-    owned_fetch_free(f);
-    return NULL;
+    struct upstream_request_input in = {.method = r->method,
+                                        .uri = r->uri,
+                                        .headers = &r->headers,
+                                        .client_ip = r->client_ip,
+                                        .body = &r->body,
+                                        .for_cache = for_cache,
+                                        .buffer_limit = r->gw->cfg->max_value_bytes,
+                                        .on_ready = fetch_ready,
+                                        .owner = r};
+    return upstream_request_build(&in);
 }
 
 /* Suspends the connection, then starts the fetch.  Returns the handler result. */
@@ -432,17 +369,6 @@ static enum MHD_Result answer_stale(struct request *r, const char *detail)
     STATS_INC(stale_served);
     STATS_INC(hits);
     return answer_object(r, r->stale_obj, "HIT", cache_status);
-}
-
-/* Makes a fill fetch conditional on the stale entry's validators, so an
- * unchanged resource costs a 304 instead of a full body. */
-static void add_validators(struct upstream_fetch *f, const struct cache_object *stale)
-{
-    if (stale == NULL) return;
-    const char *etag = cache_object_header(stale, "etag");
-    const char *lm = cache_object_header(stale, "last-modified");
-    if (etag) header_list_add(&f->req_headers, "If-None-Match", etag);
-    if (lm) header_list_add(&f->req_headers, "If-Modified-Since", lm);
 }
 
 static void response_hook_adapter(void *arg, int status, const struct header_list *headers,
@@ -704,7 +630,7 @@ static enum MHD_Result leader_fetch(struct request *r)
         MHD_resume_connection(r->conn);
         return MHD_YES;
     }
-    add_validators(f, r->stale_obj);
+    upstream_request_add_validators(f, r->stale_obj);
     r->fetch = f;
     STATS_INC(upstream_requests);
     if (proxy_submit(r->gw->proxy, f) != 0) {
@@ -788,100 +714,20 @@ static enum MHD_Result answer_after_l2(struct request *r)
     return leader_fetch(r);
 }
 
-/* ---- background refresh (stale-while-revalidate) ---- */
-
-struct refresh {
-    struct gateway *gw;
-    struct flight *flight;
-    struct cache_object *stale;
-    struct store_overrides ov;
-    struct header_list req_headers; /* for Vary */
-    char *key;
-    uint64_t gen;
-};
-
-static void refresh_free(struct refresh *rf)
-{
-    cache_object_unref(rf->stale);
-    header_list_free(&rf->req_headers);
-    free(rf->key);
-    free(rf);
-}
-
-/* Loop thread: the refresh's response is here.  No Lua runs here (invariant
- * 3), so routes with an on_response hook never refresh in the background. */
-static void refresh_ready(struct upstream_fetch *f)
-{
-    struct owned_fetch *of = (struct owned_fetch *)f;
-    struct refresh *rf = of->refresh;
-    struct gateway *gw = rf->gw;
-    of->refresh = NULL;
-    if (f->stream) {
-        coalesce_finish(gw->coalescer, rf->flight, FLIGHT_RETRY, NULL, 0);
-        refresh_free(rf);
-        upstream_stream_release(f->stream); /* aborts; the fetch is freed via on_free */
-        return;
-    }
-    if (f->error != UPSTREAM_OK || f->status >= 500) {
-        LOG_W("background refresh of %s failed: %s", rf->key,
-              f->error != UPSTREAM_OK ? f->errmsg : "5xx");
-        coalesce_finish(gw->coalescer, rf->flight, FLIGHT_FAILED, NULL,
-                        f->error == UPSTREAM_TIMEOUT ? 504 : 502);
-    } else {
-        struct fill_input in = {.key = rf->key,
-                                .req_headers = &rf->req_headers,
-                                .status = f->status,
-                                .resp_headers = &f->resp_headers,
-                                .body = f->body.data,
-                                .body_len = f->body.len,
-                                .revalidated = rf->stale,
-                                .ov = &rf->ov,
-                                .gen = rf->gen};
-        const char *why;
-        struct cache_object *obj = cache_fill(gw, &in, &why);
-        coalesce_finish(gw->coalescer, rf->flight, obj ? FLIGHT_STORED : FLIGHT_RETRY, obj, 0);
-        cache_object_unref(obj);
-    }
-    refresh_free(rf);
-    owned_fetch_free(f);
-}
-
-/* Refreshes r->stale_obj in the background, once per key. */
+/* Refreshes r->stale_obj in the background, once per key.  Routes with an
+ * on_response hook are not refreshed this way: the hook is Lua and the
+ * refresh completes on the I/O loop, where Lua never runs. */
 static void start_background_refresh(struct request *r)
 {
-    struct gateway *gw = r->gw;
     if (r->has_dec && r->dec.has_response_hook) return;
-    struct flight *flight;
-    if (!coalesce_try_lead(gw->coalescer, r->key, strlen(r->key), &flight)) return;
-    struct refresh *rf = calloc(1, sizeof *rf);
-    struct upstream_fetch *f = rf ? build_fetch(r, true) : NULL;
-    if (rf) {
-        rf->gw = gw;
-        rf->flight = flight;
-        rf->stale = cache_object_ref(r->stale_obj);
-        rf->ov = r->ov;
-        rf->key = strdup(r->key);
-        rf->gen = inval_index_current(gw->inval);
-        for (size_t i = 0; i < r->headers.n; i++)
-            header_list_add(&rf->req_headers, r->headers.items[i].name, r->headers.items[i].value);
-    }
-    if (f == NULL || rf->key == NULL) {
-        if (f) owned_fetch_free(f);
-        if (rf) refresh_free(rf);
-        coalesce_finish(gw->coalescer, flight, FLIGHT_RETRY, NULL, 0);
-        return;
-    }
-    add_validators(f, r->stale_obj);
-    struct owned_fetch *of = (struct owned_fetch *)f;
-    of->r = NULL;
-    of->refresh = rf;
-    f->on_ready = refresh_ready;
-    STATS_INC(upstream_requests);
-    if (proxy_submit(gw->proxy, f) != 0) {
-        coalesce_finish(gw->coalescer, flight, FLIGHT_RETRY, NULL, 0);
-        refresh_free(rf);
-        owned_fetch_free(f);
-    }
+    struct refresh_input in = {.key = r->key,
+                               .stale = r->stale_obj,
+                               .ov = &r->ov,
+                               .method = r->method,
+                               .uri = r->uri,
+                               .headers = &r->headers,
+                               .client_ip = r->client_ip};
+    refresh_start(r->gw, &in);
 }
 
 /* A memory-tier lookup that never returns an entry a prefix or tag
@@ -1263,7 +1109,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
               r->status, r->x_cache ? r->x_cache : "-",
               (double)(clock_mono_ms() - r->start_ms));
     }
-    if (r->fetch) owned_fetch_free(r->fetch);
+    if (r->fetch) upstream_request_free(r->fetch);
     if (r->has_dec) policy_decision_free(&r->dec);
     policy_read_free(r->policy_read);
     if (r->policy_wait) lua_host_wait_free(worker_policy_host(r->wp), r->policy_wait);
