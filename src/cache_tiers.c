@@ -17,6 +17,7 @@
 /* ---- remote invalidations (loop thread) ---- */
 
 static void sync_records(struct gateway *gw);
+static void persist_fold(struct gateway *gw);
 
 static void on_remote_invalidation(void *arg, char kind, const char *key, size_t len)
 {
@@ -44,6 +45,7 @@ static void on_remote_invalidation(void *arg, char kind, const char *key, size_t
         } else {
             inval_index_note_tag(gw->inval, str, slen, seq);
         }
+        persist_fold(gw);
         break;
     }
     case '*':
@@ -77,6 +79,42 @@ static void on_records(void *arg, const redisReply *reply, const char *err, bool
     }
 }
 
+static void on_floor(void *arg, const redisReply *reply, const char *err)
+{
+    struct gateway *gw = arg;
+    if (err == NULL && reply && reply->type == REDIS_REPLY_STRING)
+        inval_index_raise_floor(gw->inval, strtoull(reply->str, NULL, 10));
+}
+
+static void ignore_reply(void *arg, const redisReply *reply, const char *err) {}
+
+/* Loop thread: after this instance folded its records into a floor, the
+ * floor replaces the records in Redis too (bounded there as well). */
+static void persist_fold(struct gateway *gw)
+{
+    uint64_t folds = inval_index_folds(gw->inval);
+    if (folds == gw->inval_folds_persisted || gw->l2 == NULL) return;
+    char floor[32], name[512], p[512], t[512];
+    snprintf(floor, sizeof floor, "%llu", (unsigned long long)inval_index_floor(gw->inval));
+    redis_name(gw, "inv:floor", name, sizeof name);
+    redis_name(gw, "inv:p", p, sizeof p);
+    redis_name(gw, "inv:t", t, sizeof t);
+    /* The floor only ever rises: a Lua script keeps the larger value. */
+    const char *argv[] = {"EVAL",
+                          "local f = tonumber(redis.call('GET', KEYS[1]) or '0') "
+                          "if tonumber(ARGV[1]) > f then redis.call('SET', KEYS[1], ARGV[1]) end "
+                          "redis.call('DEL', KEYS[2], KEYS[3]) return 1",
+                          "3", name, p, t, floor};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++) lens[i] = strlen(argv[i]);
+    if (redis_pool_command(gw->redis, 7, argv, lens, ignore_reply, NULL) == 0) {
+        gw->inval_folds_persisted = folds;
+        LOG_W("invalidation records reached %d: folded into a floor (entries filled before "
+              "sequence %s are invalid)",
+              INVAL_INDEX_MAX_RECORDS, floor);
+    }
+}
+
 static void on_prefix_records(void *arg, const redisReply *r, const char *err)
 {
     on_records(arg, r, err, false);
@@ -99,6 +137,11 @@ static void sync_records(struct gateway *gw)
     redis_name(gw, "inv:t", name, sizeof name);
     lens[1] = strlen(name);
     redis_pool_command(gw->redis, 2, argv, lens, on_tag_records, gw);
+    const char *get[2] = {"GET", name};
+    size_t get_lens[2] = {3, 0};
+    redis_name(gw, "inv:floor", name, sizeof name);
+    get_lens[1] = strlen(name);
+    redis_pool_command(gw->redis, 2, get, get_lens, on_floor, gw);
 }
 
 /* Loop thread: syncs once Redis first answers (then '*' keeps it in sync). */
@@ -279,6 +322,7 @@ static void on_sequenced(void *arg, const redisReply *reply, const char *err)
         } else {
             inval_index_note_tag(gw->inval, t->key, t->len, seq);
         }
+        persist_fold(gw);
     }
     free(t);
 }

@@ -32,6 +32,7 @@ struct gateway {
     struct store_l1 *l1;
     struct coalescer *coalescer;
     struct inval_index *inval;       /* prefix/tag invalidation records */
+    uint64_t inval_folds_persisted;  /* I/O loop only: folds already written to Redis */
     struct redis_pool *redis;        /* NULL when memory only */
     struct store_redis *l2;          /* Redis tier; NULL when memory only */
     struct policy_engine *policies;  /* NULL when no policy engine */

@@ -34,6 +34,8 @@ struct inval_index {
     uint64_t prefix_lengths[(MAX_PREFIX_LEN + 64) / 64]; /* bit i: a prefix of length i exists */
     atomic_uint_fast64_t current;
     atomic_size_t records;
+    atomic_uint_fast64_t floor;
+    atomic_uint_fast64_t folds;
 };
 
 static uint64_t hash_bytes(const char *s, size_t len)
@@ -72,6 +74,23 @@ static int table_grow(struct table *t)
     t->buckets = b;
     t->n_buckets = n;
     return 0;
+}
+
+static void table_free(struct table *t);
+
+/* Write lock held: drops every record and raises the floor to the current
+ * sequence, so no entry any dropped record covered can become valid again. */
+static void fold(struct inval_index *idx)
+{
+    table_free(&idx->prefixes);
+    table_free(&idx->tags);
+    memset(&idx->prefixes, 0, sizeof idx->prefixes);
+    memset(&idx->tags, 0, sizeof idx->tags);
+    memset(idx->prefix_lengths, 0, sizeof idx->prefix_lengths);
+    atomic_store(&idx->records, 0);
+    uint64_t cur = atomic_load(&idx->current);
+    if (atomic_load(&idx->floor) < cur) atomic_store(&idx->floor, cur);
+    atomic_fetch_add(&idx->folds, 1);
 }
 
 static void table_free(struct table *t)
@@ -138,6 +157,7 @@ static int note(struct inval_index *idx, struct table *t, const char *s, size_t 
         see(idx, seq);
         return 0;
     }
+    if (atomic_load(&idx->records) >= INVAL_INDEX_MAX_RECORDS) fold(idx);
     if (t->n >= t->n_buckets && table_grow(t) != 0) {
         pthread_rwlock_unlock(&idx->lock);
         free(fresh);
@@ -171,8 +191,9 @@ int inval_index_note_tag(struct inval_index *idx, const char *tag, size_t len, u
 bool inval_index_valid(const struct inval_index *cidx, const struct cache_object *obj)
 {
     struct inval_index *idx = (struct inval_index *)cidx;
-    if (atomic_load(&idx->records) == 0) return true;
     uint64_t gen = obj->meta.gen;
+    if (gen < atomic_load(&idx->floor)) return false;
+    if (atomic_load(&idx->records) == 0) return true;
     bool valid = true;
     pthread_rwlock_rdlock(&idx->lock);
     if (idx->prefixes.n > 0) {
@@ -203,4 +224,22 @@ bool inval_index_valid(const struct inval_index *cidx, const struct cache_object
 size_t inval_index_records(const struct inval_index *idx)
 {
     return atomic_load(&((struct inval_index *)idx)->records);
+}
+
+uint64_t inval_index_floor(const struct inval_index *idx)
+{
+    return atomic_load(&((struct inval_index *)idx)->floor);
+}
+
+void inval_index_raise_floor(struct inval_index *idx, uint64_t floor)
+{
+    uint_fast64_t cur = atomic_load(&idx->floor);
+    while (cur < floor && !atomic_compare_exchange_weak(&idx->floor, &cur, floor)) {
+    }
+    see(idx, floor);
+}
+
+uint64_t inval_index_folds(const struct inval_index *idx)
+{
+    return atomic_load(&((struct inval_index *)idx)->folds);
 }

@@ -28,6 +28,11 @@
 
 #define CACHEGW_TAGS_HEADER "x-cachegw-tags"
 
+/* The index is bounded: past this many records it is folded into a floor
+ * (every entry filled before the fold is invalid), which costs one flush of
+ * old entries and keeps memory bounded (DESIGN.md invariant 5). */
+#define INVAL_INDEX_MAX_RECORDS 100000
+
 struct inval_index;
 
 int inval_index_create(struct inval_index **out);
@@ -46,6 +51,13 @@ int inval_index_note_tag(struct inval_index *idx, const char *tag, size_t len, u
 
 /* True when obj has not been invalidated by any recorded prefix or tag. */
 bool inval_index_valid(const struct inval_index *idx, const struct cache_object *obj);
+
+/* Entries with gen < floor are invalid.  Raised by folding, or set from
+ * another instance's fold (read back from Redis).  Returns the floor. */
+uint64_t inval_index_floor(const struct inval_index *idx);
+void inval_index_raise_floor(struct inval_index *idx, uint64_t floor);
+/* How many folds happened (a caller that sees this change persists the floor). */
+uint64_t inval_index_folds(const struct inval_index *idx);
 
 size_t inval_index_records(const struct inval_index *idx);
 

@@ -70,10 +70,39 @@ TEST(many_records_stay_fast_and_correct)
     inval_index_destroy(idx);
 }
 
+TEST(the_index_is_bounded_by_folding_into_a_floor)
+{
+    struct inval_index *idx;
+    CHECK_EQ_INT(inval_index_create(&idx), 0);
+    struct cache_object *before = obj("users:1", 0, NULL);
+    char p[32];
+    for (int i = 0; i < INVAL_INDEX_MAX_RECORDS; i++) {
+        int n = snprintf(p, sizeof p, "x%d:", i);
+        CHECK_EQ_INT(inval_index_note_prefix(idx, p, (size_t)n, inval_index_next_local(idx)), 0);
+    }
+    CHECK_EQ_INT(inval_index_records(idx), INVAL_INDEX_MAX_RECORDS);
+    CHECK_EQ_INT(inval_index_folds(idx), 0);
+    CHECK(inval_index_valid(idx, before)); /* no record covers users:1 */
+    /* One more record folds: bounded, and every older entry is invalid. */
+    CHECK_EQ_INT(inval_index_note_prefix(idx, "y:", 2, inval_index_next_local(idx)), 0);
+    CHECK_EQ_INT(inval_index_records(idx), 1);
+    CHECK_EQ_INT(inval_index_folds(idx), 1);
+    CHECK(!inval_index_valid(idx, before));
+    struct cache_object *after = obj("users:1", inval_index_current(idx), NULL);
+    CHECK(inval_index_valid(idx, after));
+    /* A floor learnt from another instance. */
+    inval_index_raise_floor(idx, inval_index_current(idx) + 5);
+    CHECK(!inval_index_valid(idx, after));
+    cache_object_unref(before);
+    cache_object_unref(after);
+    inval_index_destroy(idx);
+}
+
 int main(void)
 {
     RUN(prefix_records_invalidate_older_generations_only);
     RUN(tag_records);
     RUN(many_records_stay_fast_and_correct);
+    RUN(the_index_is_bounded_by_folding_into_a_floor);
     return TEST_SUMMARY();
 }
