@@ -18,6 +18,7 @@
 
 static void sync_records(struct gateway *gw);
 static void persist_fold(struct gateway *gw);
+static void replay_pending(struct gateway *gw);
 
 static void on_remote_invalidation(void *arg, char kind, const char *key, size_t len)
 {
@@ -53,6 +54,7 @@ static void on_remote_invalidation(void *arg, char kind, const char *key, size_t
         LOG_I("invalidation channel re-established: clearing the memory tier");
         store_l1_clear(gw->l1);
         sync_records(gw);
+        replay_pending(gw);
         break;
     default:
         break;
@@ -150,6 +152,7 @@ static void first_sync(void *arg)
     struct gateway *gw = arg;
     if (redis_pool_available(gw->redis)) {
         sync_records(gw);
+        replay_pending(gw);
         return;
     }
     io_timer_start(gw->loop, 200, first_sync, gw);
@@ -290,10 +293,40 @@ int cache_tiers_ping(struct gateway *gw, cache_tiers_ping_fn done, void *arg)
 
 struct inval_task {
     struct gateway *gw;
-    char kind; /* 'k' key, 'P' prefix, 'T' tag */
+    struct inval_task *next; /* in the pending list */
+    char kind;               /* 'k' key, 'P' prefix, 'T' tag */
     size_t len;
     char key[];
 };
+
+enum { MAX_PENDING_INVALIDATIONS = 10000 };
+
+static void retry_pending(void *arg);
+
+/* Loop thread: Redis did not take t; keep it for when Redis is back, so the
+ * entries it covers in Redis (and on other instances) are dropped then. */
+static void defer(struct inval_task *t)
+{
+    struct gateway *gw = t->gw;
+    if (gw->inval_pending_n >= MAX_PENDING_INVALIDATIONS) {
+        struct inval_task *old = gw->inval_pending_head;
+        gw->inval_pending_head = old->next;
+        if (gw->inval_pending_head == NULL) gw->inval_pending_tail = NULL;
+        gw->inval_pending_n--;
+        LOG_W("redis down: %d invalidations pending, dropping the oldest ('%s')",
+              MAX_PENDING_INVALIDATIONS, old->key);
+        free(old);
+    }
+    t->next = NULL;
+    bool was_empty = gw->inval_pending_head == NULL;
+    if (gw->inval_pending_tail) gw->inval_pending_tail->next = t;
+    else gw->inval_pending_head = t;
+    gw->inval_pending_tail = t;
+    gw->inval_pending_n++;
+    /* Besides the re-subscription after an outage, poll: a timeout without
+     * an outage never re-subscribes. */
+    if (was_empty) io_timer_start(gw->loop, 1000, retry_pending, gw);
+}
 
 /* One round trip assigns the global sequence, records it and tells the other
  * instances: the invalidation is complete when this returns, whatever the
@@ -308,11 +341,15 @@ static void on_sequenced(void *arg, const redisReply *reply, const char *err)
 {
     struct inval_task *t = arg;
     struct gateway *gw = t->gw;
-    if (err || reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        LOG_W("redis: invalidation of %s '%s' not recorded in Redis (%s); other instances "
-              "keep their copies until they expire",
-              t->kind == 'P' ? "prefix" : "tag", t->key,
-              err ? err : (reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply"));
+    if (err) {
+        LOG_W("redis: invalidation of %s '%s' not recorded yet (%s): retried when Redis is back",
+              t->kind == 'P' ? "prefix" : "tag", t->key, err);
+        defer(t);
+        return;
+    }
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        LOG_W("redis: invalidation of %s '%s' refused (%s)", t->kind == 'P' ? "prefix" : "tag",
+              t->key, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply");
     } else {
         uint64_t seq = (uint64_t)reply->integer;
         if (t->kind == 'P') {
@@ -336,7 +373,10 @@ static void inval_task_run(void *arg)
         return;
     }
     if (t->kind == 'k') {
-        store_redis_delete(gw->l2, t->key, t->len);
+        if (store_redis_delete(gw->l2, t->key, t->len) == -ENOTCONN) {
+            defer(t);
+            return;
+        }
         store_redis_publish_invalidation(gw->l2, 'k', t->key, t->len);
         free(t);
         return;
@@ -350,9 +390,45 @@ static void inval_task_run(void *arg)
     size_t lens[8];
     for (int i = 0; i < 8; i++) lens[i] = i == 6 ? t->len : strlen(argv[i]);
     if (redis_pool_command(gw->redis, 8, argv, lens, on_sequenced, t) != 0) {
-        LOG_W("redis unavailable: invalidation of '%s' applied to this instance only", t->key);
-        free(t);
+        LOG_W("redis unavailable: invalidation of '%s' applied here now, in Redis when it is back",
+              t->key);
+        defer(t);
     }
+}
+
+/* Loop thread: Redis is back: send what it missed, in order. */
+static void replay_pending(struct gateway *gw)
+{
+    struct inval_task *t = gw->inval_pending_head;
+    size_t n = gw->inval_pending_n;
+    gw->inval_pending_head = gw->inval_pending_tail = NULL;
+    gw->inval_pending_n = 0;
+    if (n > 0) LOG_I("redis is back: replaying %zu invalidations made while it was down", n);
+    while (t) {
+        struct inval_task *next = t->next;
+        inval_task_run(t); /* defers again if Redis went away meanwhile */
+        t = next;
+    }
+}
+
+static void retry_pending(void *arg)
+{
+    struct gateway *gw = arg;
+    if (gw->inval_pending_head == NULL) return;
+    if (redis_pool_available(gw->redis)) replay_pending(gw);
+    else io_timer_start(gw->loop, 1000, retry_pending, gw);
+}
+
+void cache_tiers_stop(struct gateway *gw)
+{
+    struct inval_task *t = gw->inval_pending_head;
+    while (t) {
+        struct inval_task *next = t->next;
+        free(t);
+        t = next;
+    }
+    gw->inval_pending_head = gw->inval_pending_tail = NULL;
+    gw->inval_pending_n = 0;
 }
 
 static void post_invalidation(struct gateway *gw, char kind, const char *key)

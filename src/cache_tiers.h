@@ -25,6 +25,9 @@
  * Call once at start-up, after gw->l2 is set and before the loop starts. */
 int cache_tiers_start(struct gateway *gw);
 
+/* Loop stopped: frees what is still pending. */
+void cache_tiers_stop(struct gateway *gw);
+
 /* True when the Redis tier is configured and currently usable. */
 bool cache_tiers_l2_available(const struct gateway *gw);
 

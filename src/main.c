@@ -192,6 +192,7 @@ static int run(struct config *cfg)
 stop_loop:
     if (gw.redis) io_loop_post(gw.loop, stop_redis_task, gw.redis);
     io_loop_stop(gw.loop);
+    cache_tiers_stop(&gw);
 done:
     store_redis_destroy(gw.l2);
     redis_pool_destroy(gw.redis);
