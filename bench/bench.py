@@ -21,12 +21,11 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import http.client
-import platform
+from benchlib import http_get, log, machine, parse_wrk
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
@@ -43,21 +42,6 @@ def _free_port():
 
 # Free ports, so a stray server on a fixed port can never be measured instead.
 API_PORT, GW_PORT, NGINX_PORT = _free_port(), _free_port(), _free_port()
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def http_get(port, path, headers=None, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path, headers=headers or {})
-        r = c.getresponse()
-        body = r.read()
-        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), body
-    finally:
-        c.close()
 
 
 def wait_http(port, path, timeout=10):
@@ -158,25 +142,6 @@ def start_gateway(servers, extra_env=None):
     env.update(extra_env or {})
     servers.start([CACHEGW], cpu=0, env=env, name="cachegw")
     wait_http(GW_PORT, "/health")
-
-
-def parse_wrk(out):
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-    def lat(pct):
-        m = re.search(rf"^\s+{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-        if m is None:
-            raise RuntimeError("cannot parse wrk output:\n" + out)
-        v, unit = float(m.group(1)), m.group(2)
-        if unit == "m":
-            return v * 60000
-        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": rps, "p50_ms": lat(50), "p99_ms": lat(99),
-            "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": errors.group(1) if errors else ""}
 
 
 def wrk(port, path, seconds, conns=64, script=None, headers=None, cpu=1):
@@ -351,20 +316,6 @@ def scenario_policy(servers, rounds, seconds):
     out["reload_ms"] = times
     log(f"  reloads with {out.get('routes')} routes: {times} ms")
     return out
-
-
-def machine():
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
 def main():

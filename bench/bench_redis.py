@@ -29,7 +29,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -47,6 +46,8 @@ CACHEGW = os.path.join(BUILD, "cachegw")
 EXAMPLE_API = os.path.join(BUILD, "example-api")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from redis_servers import Certs, RedisClient, free_port  # noqa: E402
+from benchlib import http_get, log, parse_wrk  # noqa: E402
+import benchlib  # noqa: E402
 
 NKEYS = 10000
 BODY = 1024
@@ -63,20 +64,6 @@ request = function()
   return wrk.format("GET", "/bytes/%d?k=" .. math.random(1, %d))
 end
 """ % (BODY, NKEYS)
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def http_get(port, path, timeout=30):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        c.request("GET", path)
-        r = c.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        c.close()
 
 
 def wait_for(pred, timeout=10, interval=0.05, what="condition"):
@@ -155,27 +142,6 @@ class Redis:
         info = self.cmd("INFO", "commandstats").decode()
         m = re.search(r"cmdstat_get:calls=(\d+)", info)
         return int(m.group(1)) if m else 0
-
-
-def parse_wrk(out):
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m is None:
-        raise RuntimeError("cannot parse wrk output:\n" + out)
-
-    def lat(pct):
-        m = re.search(rf"^\s+{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-        if m is None:
-            raise RuntimeError("cannot parse wrk output:\n" + out)
-        v, unit = float(m.group(1)), m.group(2)
-        return {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60000}[unit]
-
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    total = re.search(r"(\d+) requests in", out)
-    return {"rps": float(m.group(1)), "p50_ms": lat(50), "p99_ms": lat(99),
-            "requests": int(total.group(1)) if total else 0,
-            "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": errors.group(1).strip() if errors else ""}
 
 
 def wrk_argv(port, path, seconds, script=None, conns=64):
@@ -343,20 +309,9 @@ def scenario_fallback(procs, redis, api_port, rounds, script):
 
 
 def machine():
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     ver = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
     m = re.search(r"v=(\S+)", ver)
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
-            "redis": m.group(1) if m else "?",
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return dict(benchlib.machine(), redis=m.group(1) if m else "?")
 
 
 def main():

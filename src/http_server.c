@@ -616,6 +616,44 @@ static bool is_own_endpoint(const char *method, const char *path)
            strcmp(path, "/metrics") == 0;
 }
 
+/* Moves the request from a URL's Vary marker to its own variant's key and
+ * remembers the marker's age (variants stored before it are void).  Returns
+ * 0, or -1 when the variant key cannot be built (the request keeps the base
+ * key). */
+static int follow_marker(struct request *r, const struct cache_object *marker)
+{
+    char variant[2048];
+    const char *vary = cache_object_header(marker, CACHE_RULES_VARY_HEADER);
+    r->marker_stored_at = marker->meta.stored_at_ms;
+    if (cache_rules_variant_key(r->key, vary, &r->headers, variant, sizeof variant) != 0)
+        return -1;
+    char *k = strdup(variant);
+    if (k == NULL) return -1;
+    free(r->key);
+    r->key = k;
+    return 0;
+}
+
+/* True for a variant stored under an earlier marker, which a write dropped. */
+static bool variant_void(const struct request *r, const struct cache_object *obj)
+{
+    return cache_object_header(obj, CACHE_RULES_VARY_HEADER) == NULL &&
+           obj->meta.stored_at_ms < r->marker_stored_at;
+}
+
+/* Answers a fresh hit; detail (may be NULL) names the tier it came from. */
+static enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t now,
+                                  const char *detail)
+{
+    char cache_status[96];
+    int64_t ttl_left =
+        (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 - obj->meta.initial_age_s;
+    snprintf(cache_status, sizeof cache_status, "cachegw; hit; ttl=%lld%s%s",
+             (long long)ttl_left, detail ? "; detail=" : "", detail ? detail : "");
+    STATS_INC(hits);
+    return answer_object(r, obj, "HIT", cache_status);
+}
+
 /* The leader (already suspended) fetches from the upstream. */
 static enum MHD_Result leader_fetch(struct request *r)
 {
@@ -657,9 +695,7 @@ static enum MHD_Result answer_after_l2(struct request *r)
     r->l2_obj = NULL;
     r->wait = WAIT_NONE;
     int64_t now = clock_wall_ms();
-    if (obj && (!inval_index_valid(gw->inval, obj) ||
-                (cache_object_header(obj, CACHE_RULES_VARY_HEADER) == NULL &&
-                 obj->meta.stored_at_ms < r->marker_stored_at))) {
+    if (obj && (!inval_index_valid(gw->inval, obj) || variant_void(r, obj))) {
         cache_tiers_l2_delete(gw, obj->key);
         cache_object_unref(obj);
         obj = NULL;
@@ -667,17 +703,12 @@ static enum MHD_Result answer_after_l2(struct request *r)
     const char *vary = obj ? cache_object_header(obj, CACHE_RULES_VARY_HEADER) : NULL;
     if (vary) {
         /* A Vary marker from Redis: keep it, then look up our variant. */
-        char variant[2048];
         store_l1_put(gw->l1, obj, now);
-        r->marker_stored_at = obj->meta.stored_at_ms;
-        int rc = cache_rules_variant_key(r->key, vary, &r->headers, variant, sizeof variant);
+        int rc = follow_marker(r, obj);
         cache_object_unref(obj);
-        char *k = rc == 0 ? strdup(variant) : NULL;
         MHD_suspend_connection(r->conn);
         r->phase = PH_WAITING;
-        if (k != NULL) {
-            free(r->key);
-            r->key = k;
+        if (rc == 0) {
             r->wait = WAIT_L2;
             if (cache_tiers_l2_get(gw, r->key, l2_done, r) == 0) return MHD_YES;
         }
@@ -685,16 +716,10 @@ static enum MHD_Result answer_after_l2(struct request *r)
     }
     if (obj && cache_object_is_fresh(obj, now)) {
         store_l1_put(gw->l1, obj, now);
-        STATS_INC(hits);
         STATS_INC(hits_l2);
         coalesce_finish(gw->coalescer, r->flight, FLIGHT_STORED, obj, 0);
         r->flight = NULL;
-        char cache_status[96];
-        int64_t ttl_left = (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 -
-                           obj->meta.initial_age_s;
-        snprintf(cache_status, sizeof cache_status, "cachegw; hit; ttl=%lld; detail=redis",
-                 (long long)ttl_left);
-        enum MHD_Result ret = answer_object(r, obj, "HIT", cache_status);
+        enum MHD_Result ret = answer_hit(r, obj, now, "redis");
         cache_object_unref(obj);
         return ret;
     }
@@ -950,20 +975,14 @@ static enum MHD_Result proceed(struct request *r)
     const char *vary = obj ? cache_object_header(obj, CACHE_RULES_VARY_HEADER) : NULL;
     if (vary) {
         /* A Vary marker: look up this request's variant instead. */
-        char variant[2048];
-        int rc = cache_rules_variant_key(r->key, vary, &r->headers, variant, sizeof variant);
-        r->marker_stored_at = obj->meta.stored_at_ms;
+        int rc = follow_marker(r, obj);
         cache_object_unref(obj);
         obj = NULL;
         if (rc == 0) {
-            free(r->key);
-            r->key = strdup(variant);
-            if (r->key == NULL) return answer_error(r, 503, "out of memory", NULL);
             key = r->key;
             key_len = strlen(key);
             obj = lookup_l1(r->gw, key, key_len, now);
-            if (obj && obj->meta.stored_at_ms < r->marker_stored_at) {
-                /* Stored under an earlier marker, which a write dropped. */
+            if (obj && variant_void(r, obj)) {
                 store_l1_delete(r->gw->l1, key, key_len);
                 cache_object_unref(obj);
                 obj = NULL;
@@ -981,13 +1000,7 @@ static enum MHD_Result proceed(struct request *r)
         return answer_stale(r, "stale-while-revalidate");
     }
     if (obj != NULL && use == USE_FRESH) {
-        STATS_INC(hits);
-        char cache_status[96];
-        int64_t ttl_left = (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 -
-                           obj->meta.initial_age_s;
-        snprintf(cache_status, sizeof cache_status, "cachegw; hit; ttl=%lld",
-                 (long long)ttl_left);
-        enum MHD_Result ret = answer_object(r, obj, "HIT", cache_status);
+        enum MHD_Result ret = answer_hit(r, obj, now, NULL);
         cache_object_unref(obj);
         return ret;
     }

@@ -150,6 +150,8 @@ static void deliver_ready(struct upstream_fetch *f)
     f->on_ready(f);
 }
 
+static void maybe_stream_early(struct upstream_fetch *f);
+
 static size_t header_cb(char *data, size_t size, size_t nitems, void *userp)
 {
     struct upstream_fetch *f = userp;
@@ -164,7 +166,11 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *userp)
         f->content_length = -1;
         return len;
     }
-    if (n == 0) return len; /* end of a header block */
+    if (n == 0) {
+        /* End of a header block; a final one may start the stream. */
+        if (f->status >= 200) maybe_stream_early(f);
+        return len;
+    }
     const char *colon = memchr(data, ':', n);
     if (colon == NULL) return len;
     size_t name_len = (size_t)(colon - data);
@@ -236,15 +242,6 @@ static void maybe_stream_early(struct upstream_fetch *f)
     if (f->content_length >= 0 && (size_t)f->content_length > f->buffer_limit) {
         if (stream_begin(f) != NULL) deliver_ready(f);
     }
-}
-
-static size_t header_cb_outer(char *data, size_t size, size_t nitems, void *userp)
-{
-    size_t r = header_cb(data, size, nitems, userp);
-    struct upstream_fetch *f = userp;
-    size_t len = size * nitems;
-    if (r == len && (len <= 2) && f->status >= 200) maybe_stream_early(f);
-    return r;
 }
 
 /* ---- transfer lifecycle ---- */
@@ -388,7 +385,7 @@ static void start_transfer(void *arg)
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)p->opts.connect_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)p->opts.total_timeout_ms);
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, f->curl_headers);
-    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb_outer);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, f);
