@@ -714,7 +714,7 @@ static enum MHD_Result answer_after_l2(struct request *r)
         }
         return leader_fetch(r);
     }
-    if (obj && cache_object_is_fresh(obj, now)) {
+    if (obj && cache_rules_usability(obj, &r->cc, now) == USE_FRESH) {
         store_l1_put(gw->l1, obj, now);
         STATS_INC(hits_l2);
         coalesce_finish(gw->coalescer, r->flight, FLIGHT_STORED, obj, 0);

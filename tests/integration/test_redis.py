@@ -112,6 +112,20 @@ class RedisTierTest(RedisTestCase):
         wait_until(lambda: self.redis.cmd("EXISTS", key) == 1, timeout=timeout,
                    what=f"{key} in Redis")
 
+    def test_request_cache_control_applies_to_redis_hits_too(self):
+        url = self.redis.url()
+        a = self.gateway(url)
+        b = self.gateway(url)
+        self.wait_backend(a, "redis")
+        self.wait_backend(b, "redis")
+        a.get("/users/6")
+        self.wait_key(PREFIX + "users:6")
+        # B has the entry only in Redis; the client refuses an unvalidated copy.
+        n, r = self.upstream_delta(lambda: b.get("/users/6", headers={"Cache-Control": "no-cache"}))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(n, 1)
+        self.assertNotIn("detail=redis", r.header("cache-status"))
+
     def test_hit_served_from_redis_by_second_instance_and_after_restart(self):
         url = self.redis.url()
         a = self.gateway(url)
