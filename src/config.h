@@ -30,6 +30,11 @@ struct config {
     size_t max_header_bytes;     /* MAX_HEADER_SIZE / --max-header-size, default 16 KiB */
     int max_connections;         /* MAX_CONNECTIONS / --max-connections, default 4096 */
     int client_timeout_s;        /* CLIENT_TIMEOUT / --client-timeout, idle keep-alive s, default 30 */
+    int client_header_timeout_s; /* CLIENT_HEADER_TIMEOUT / --client-header-timeout, whole headers, 10 */
+    int max_query_params;        /* MAX_QUERY_PARAMS / --max-query-params, default 128 */
+    size_t max_buffered_body_bytes; /* MAX_BUFFERED_BODIES / --max-buffered-bodies, 256 MiB */
+    char *trusted_proxies;       /* TRUSTED_PROXIES / --trusted-proxies, comma-separated IPs */
+    char *forwarded_host;        /* FORWARDED_HOST / --forwarded-host, X-Forwarded-Host value */
     int shutdown_timeout_ms;     /* SHUTDOWN_TIMEOUT_MS / --shutdown-timeout-ms, default 10000 */
 
     /* Upstream */
@@ -61,6 +66,7 @@ struct config {
     char *lua_dir;               /* LUA_DIR / --lua-dir, the gateway's Lua library; default: built-in path */
     size_t lua_memory_bytes;     /* LUA_MEMORY_LIMIT / --lua-memory-limit, per state, 64 MiB */
     long lua_instruction_limit;  /* LUA_INSTRUCTION_LIMIT / --lua-instruction-limit, per call, 1000000 */
+    int lua_time_limit_ms;       /* LUA_TIME_LIMIT_MS / --lua-time-limit-ms, per call, 100 */
 
     /* Admin / purge API */
     char *admin_token;           /* ADMIN_TOKEN / --admin-token, SECRET; unset = no admin listener */
