@@ -68,6 +68,15 @@ struct redis_conn {
     bool write_wants_read; /* TLS write blocked until the socket is readable */
     bool read_wants_write; /* TLS read blocked until the socket is writable */
 
+    /* Reply bounds (see the header): hiredis calls our hooks, which count the
+     * array elements of the reply being parsed and refuse past the bound. */
+    redisReplyObjectFunctions hooks;
+    redisReplyObjectFunctions *base_fn; /* hiredis's own functions, which we wrap */
+    size_t reply_elements; /* elements announced by the arrays of the current reply */
+    char violation[128]; /* set by a hook that refused: why */
+    struct io_timer *read_timer; /* resumes reading after the read budget ran out */
+
+    enum redis_conn_error err_kind;
     int depth;
     bool destroy_requested;
     int64_t last_read_ms;
@@ -87,6 +96,7 @@ static void set_reason(struct redis_conn *c, const char *fmt, ...)
     vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     memcpy(c->reason, tmp, sizeof tmp);
+    c->err_kind = REDIS_CONN_ERR_CLOSED; /* the default; sites that know better override */
 }
 
 static void format_addr(const struct redis_addr *a, char *buf, size_t len)
@@ -146,7 +156,8 @@ static void teardown(struct redis_conn *c)
 {
     if (c->connect_timer) io_timer_cancel(c->cfg->loop, c->connect_timer);
     if (c->op_timer) io_timer_cancel(c->cfg->loop, c->op_timer);
-    c->connect_timer = c->op_timer = NULL;
+    if (c->read_timer) io_timer_cancel(c->cfg->loop, c->read_timer);
+    c->connect_timer = c->op_timer = c->read_timer = NULL;
     if (c->fd >= 0) {
         if (c->watching) io_loop_unwatch(c->cfg->loop, c->fd);
         if (c->ssl) SSL_free(c->ssl);
@@ -158,6 +169,8 @@ static void teardown(struct redis_conn *c)
     c->watched = 0;
     if (c->reader) redisReaderFree(c->reader);
     c->reader = NULL;
+    c->reply_elements = 0;
+    c->violation[0] = '\0';
     /* Unsent (or sent) bytes may hold the AUTH command and its password. */
     if (c->out.data) memset(c->out.data, 0, c->out.cap);
     buf_free(&c->out);
@@ -272,6 +285,7 @@ static int start_next_addr(struct redis_conn *c)
         if (connect(fd, (const struct sockaddr *)&a->sa, a->len) < 0 && errno != EINPROGRESS) {
             last = errno;
             set_reason(c, "%s (%s)", connect_errno_text(last), c->addr_str);
+            if (last == ECONNREFUSED) c->err_kind = REDIS_CONN_ERR_REFUSED;
             close(fd);
             continue;
         }
@@ -371,6 +385,8 @@ static void on_connected_or_failed(struct redis_conn *c)
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) soerr = errno;
     if (soerr != 0) {
         set_reason(c, "%s (%s)", connect_errno_text(soerr), c->addr_str);
+        if (soerr == ECONNREFUSED) c->err_kind = REDIS_CONN_ERR_REFUSED;
+        if (soerr == ETIMEDOUT) c->err_kind = REDIS_CONN_ERR_TIMEOUT;
         io_loop_unwatch(c->cfg->loop, c->fd);
         close(c->fd);
         c->fd = -1;
@@ -427,6 +443,7 @@ static void hs_auth_cb(void *arg, const redisReply *r, const char *err)
         set_reason(c, "server refused the connection (%s)", text);
     else
         set_reason(c, "authentication failed (%s)", text);
+    c->err_kind = REDIS_CONN_ERR_REFUSED;
     conn_fail(c, NULL);
 }
 
@@ -437,6 +454,7 @@ static void hs_select_cb(void *arg, const redisReply *r, const char *err)
     char text[160];
     safe_error_text(c, r, text, sizeof text);
     set_reason(c, "SELECT %d failed (%s)", c->cfg->db, text);
+    c->err_kind = REDIS_CONN_ERR_REFUSED;
     conn_fail(c, NULL);
 }
 
@@ -449,8 +467,11 @@ static void hs_ping_cb(void *arg, const redisReply *r, const char *err)
         safe_error_text(c, r, text, sizeof text);
         if (strncmp(text, "NOAUTH", 6) == 0 || strncmp(text, "WRONGPASS", 9) == 0)
             set_reason(c, "authentication failed (%s)", text);
+        else if (strncmp(text, "NOPERM", 6) == 0)
+            set_reason(c, "permission denied (%s)", text);
         else
             set_reason(c, "server not ready (%s)", text);
+        c->err_kind = REDIS_CONN_ERR_REFUSED;
         conn_fail(c, NULL);
         return;
     }
@@ -458,6 +479,7 @@ static void hs_ping_cb(void *arg, const redisReply *r, const char *err)
     c->connect_timer = NULL;
     c->state = REDIS_CONN_READY;
     c->reason[0] = '\0';
+    c->err_kind = REDIS_CONN_ERR_NONE;
     if (c->on_state) c->on_state(c->state_arg, c, true, NULL);
 }
 
@@ -476,6 +498,7 @@ static void set_connect_timeout_reason(struct redis_conn *c)
 {
     set_reason(c, "timeout connecting (no answer within %d ms %s, %s)", c->cfg->connect_timeout_ms,
                phase(c), c->addr_str);
+    c->err_kind = REDIS_CONN_ERR_TIMEOUT;
 }
 
 static void connect_timeout(void *arg)
@@ -504,6 +527,7 @@ static void op_timeout(void *arg)
     c->depth++;
     if (c->state == REDIS_CONN_READY) {
         set_reason(c, "timeout (no reply within %d ms, %s)", c->cfg->op_timeout_ms, c->addr_str);
+        c->err_kind = REDIS_CONN_ERR_TIMEOUT;
         conn_fail(c, REDIS_ERR_TIMEOUT);
     } else {
         set_connect_timeout_reason(c);
@@ -616,6 +640,7 @@ static void dispatch(struct redis_conn *c, redisReply *r)
     if (c->q_len == 0) {
         freeReplyObject(r);
         set_reason(c, "protocol error: a reply nobody asked for (%s)", c->addr_str);
+        c->err_kind = REDIS_CONN_ERR_PROTOCOL;
         conn_fail(c, NULL);
         return;
     }
@@ -624,24 +649,105 @@ static void dispatch(struct redis_conn *c, redisReply *r)
     freeReplyObject(r);
 }
 
-/* Reads and dispatches until the socket would block.  May close. */
+/* ---- reply bounds: hooks around hiredis's object functions ---- */
+
+static size_t max_elements(const struct redis_conn *c)
+{
+    return c->cfg->max_reply_elements ? c->cfg->max_reply_elements
+                                      : REDIS_CONN_DEFAULT_MAX_ELEMENTS;
+}
+
+/* hiredis 0.14 allocates `elements` pointers as soon as it has read an array
+ * header: refuse a count over the bound before that happens.  Returning NULL
+ * makes the reader fail (it reports "out of memory"; c->violation says why). */
+static void *hook_create_array(const redisReadTask *task, int elements)
+{
+    struct redis_conn *c = task->privdata;
+    size_t n = elements > 0 ? (size_t)elements : 0;
+    if (n > max_elements(c) || c->reply_elements + n > max_elements(c)) {
+        snprintf(c->violation, sizeof c->violation,
+                 "an array of %d elements (%zu already in this reply, at most %zu)", elements,
+                 c->reply_elements, max_elements(c));
+        return NULL;
+    }
+    c->reply_elements += n;
+    return c->base_fn->createArray(task, elements);
+}
+
+/* After a feed that left a reply incomplete: when the reader waits in the
+ * middle of a bulk string, the bytes at its cursor are the announced length
+ * (hiredis has consumed the '$').  Refuse a length over the bound now, before
+ * the buffer grows towards it.  Returns false (violation set) when over. */
+static bool bulk_header_ok(struct redis_conn *c)
+{
+    const redisReader *r = c->reader;
+    if (c->cfg->max_reply_bytes == 0 || r->ridx < 0 || r->ridx > 8) return true;
+    if (r->rstack[r->ridx].type != REDIS_REPLY_STRING || r->pos >= r->len) return true;
+    unsigned long long len = 0;
+    for (size_t i = r->pos; i < r->len && i - r->pos < 24; i++) {
+        char ch = r->buf[i];
+        if (ch < '0' || ch > '9') break;
+        len = len * 10 + (unsigned long long)(ch - '0');
+        if (len > c->cfg->max_reply_bytes) {
+            snprintf(c->violation, sizeof c->violation,
+                     "a bulk string of more than %zu bytes announced", c->cfg->max_reply_bytes);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void protocol_violation(struct redis_conn *c)
+{
+    set_reason(c, "protocol error: reply over the bounds: %s (%s)", c->violation, c->addr_str);
+    c->err_kind = REDIS_CONN_ERR_PROTOCOL;
+    conn_fail(c, NULL);
+}
+
+static void flush_and_read(struct redis_conn *c, uint32_t events);
+
+/* The read budget ran out with bytes perhaps still waiting (in the socket, or
+ * in OpenSSL's buffer, which epoll does not see): go on reading now that the
+ * loop had its turn. */
+static void resume_read(void *arg)
+{
+    struct redis_conn *c = arg;
+    c->read_timer = NULL;
+    c->depth++;
+    if (c->state == REDIS_CONN_HANDSHAKE || c->state == REDIS_CONN_READY)
+        flush_and_read(c, EPOLLIN);
+    c->depth--;
+    maybe_free(c);
+}
+
+/* Reads and dispatches until the socket would block or the read budget for
+ * this wake-up is spent.  May close. */
 static void read_in(struct redis_conn *c)
 {
     uint64_t gen = c->gen;
     char buf[16384];
+    size_t budget = REDIS_CONN_READ_BUDGET;
     c->read_wants_write = false;
     for (;;) {
+        if (budget == 0) {
+            /* Yield: a server that never stops sending must not keep the loop
+             * (and every timer on it, the op timeout included) from running. */
+            if (c->read_timer == NULL)
+                c->read_timer = io_timer_start(c->cfg->loop, 0, resume_read, c);
+            return;
+        }
         ssize_t n;
         char err[200] = "";
+        size_t want_bytes = budget < sizeof buf ? budget : sizeof buf;
         if (c->ssl) {
             uint32_t want = 0;
-            n = tls_read(c->ssl, buf, sizeof buf, &want, err, sizeof err);
+            n = tls_read(c->ssl, buf, want_bytes, &want, err, sizeof err);
             if (n == -EAGAIN) {
                 c->read_wants_write = want == EPOLLOUT;
                 return;
             }
         } else {
-            n = recv(c->fd, buf, sizeof buf, 0);
+            n = recv(c->fd, buf, want_bytes, 0);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
                 n = -errno;
@@ -659,6 +765,7 @@ static void read_in(struct redis_conn *c)
             conn_fail(c, NULL);
             return;
         }
+        budget -= (size_t)n;
         c->last_read_ms = clock_mono_ms();
         if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
             set_reason(c, "out of memory reading a reply");
@@ -668,16 +775,28 @@ static void read_in(struct redis_conn *c)
         for (;;) {
             void *reply = NULL;
             if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+                if (c->violation[0]) {
+                    protocol_violation(c);
+                    return;
+                }
                 set_reason(c, "protocol error: %s (%s)", c->reader->errstr, c->addr_str);
+                c->err_kind = REDIS_CONN_ERR_PROTOCOL;
                 conn_fail(c, NULL);
                 return;
             }
             if (reply == NULL) break;
+            c->reply_elements = 0; /* the bound is per reply */
             dispatch(c, reply);
             if (c->gen != gen) return;
         }
+        if (!bulk_header_ok(c)) {
+            protocol_violation(c);
+            return;
+        }
         if (c->cfg->max_reply_bytes && c->reader->len - c->reader->pos > c->cfg->max_reply_bytes) {
-            set_reason(c, "reply larger than %zu bytes (%s)", c->cfg->max_reply_bytes, c->addr_str);
+            set_reason(c, "protocol error: reply larger than %zu bytes (%s)",
+                       c->cfg->max_reply_bytes, c->addr_str);
+            c->err_kind = REDIS_CONN_ERR_PROTOCOL;
             conn_fail(c, NULL);
             return;
         }
@@ -811,6 +930,15 @@ int redis_conn_connect(struct redis_conn *c, const struct redis_addr *addrs, siz
         set_reason(c, "out of memory");
         return -ENOMEM;
     }
+    /* Wrap hiredis's object functions (the replies stay ordinary redisReply
+     * objects, freed with freeReplyObject) to bound arrays as they are parsed. */
+    c->base_fn = c->reader->fn;
+    c->hooks = *c->base_fn;
+    c->hooks.createArray = hook_create_array;
+    c->reader->fn = &c->hooks;
+    c->reader->privdata = c;
+    c->reply_elements = 0;
+    c->violation[0] = '\0';
     c->connect_deadline_ms = clock_mono_ms() + c->cfg->connect_timeout_ms;
     int rc = start_next_addr(c);
     if (rc < 0) {
@@ -869,4 +997,5 @@ void redis_conn_set_message_handler(struct redis_conn *c, redis_message_fn fn, v
 enum redis_conn_state redis_conn_get_state(const struct redis_conn *c) { return c->state; }
 size_t redis_conn_pending(const struct redis_conn *c) { return c->q_len; }
 const char *redis_conn_reason(const struct redis_conn *c) { return c->reason; }
+enum redis_conn_error redis_conn_error_kind(const struct redis_conn *c) { return c->err_kind; }
 int64_t redis_conn_last_read_ms(const struct redis_conn *c) { return c->last_read_ms; }

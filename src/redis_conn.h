@@ -15,6 +15,22 @@
  * passes its deadline the connection is considered broken: it is closed and
  * every pending callback fails with REDIS_ERR_TIMEOUT.
  *
+ * Replies are bounded AS THEY ARE PARSED, so that a hostile or broken server
+ * (or a man in the middle without TLS) cannot freeze the loop or eat memory:
+ * an array header may announce at most max_reply_elements elements, and all
+ * the arrays of one reply together at most as many (hiredis 0.14 would
+ * allocate the announced count at once); a bulk string header may announce at
+ * most max_reply_bytes; unparsed bytes are bounded by max_reply_bytes; nesting
+ * is bounded by hiredis itself (7 levels).  A violation is a protocol error:
+ * the connection is closed and every pending command fails.  At most
+ * REDIS_CONN_READ_BUDGET bytes are read per wake-up; the rest is read on the
+ * next loop turn, so timers and other sockets are served in between.
+ *
+ * Every failure has a kind (redis_conn_error_kind): timeout, protocol,
+ * refused (connection refused, authentication or permission refused, server
+ * full) or closed (everything else: closed or reset by the server, write
+ * errors, TLS failures).
+ *
  * Failure is reported once per connection attempt or session through the
  * state callback (up == false, with a reason such as "connection refused
  * (127.0.0.1:6379)" or "authentication failed (WRONGPASS ...)"), then every
@@ -67,6 +83,19 @@ typedef void (*redis_conn_state_fn)(void *arg, struct redis_conn *c, bool up, co
 
 #define REDIS_CONN_MAX_ADDRS 8
 
+/* Bytes read from the socket per wake-up before the loop gets control back. */
+#define REDIS_CONN_READ_BUDGET (256u * 1024)
+/* Default bound on the array elements of one reply (all levels together). */
+#define REDIS_CONN_DEFAULT_MAX_ELEMENTS (1u << 20)
+
+enum redis_conn_error {
+    REDIS_CONN_ERR_NONE = 0,
+    REDIS_CONN_ERR_TIMEOUT, /* a command or the connection attempt timed out */
+    REDIS_CONN_ERR_PROTOCOL, /* malformed or out-of-bounds reply, unsolicited reply */
+    REDIS_CONN_ERR_REFUSED, /* connection refused, AUTH/ACL refused, server full */
+    REDIS_CONN_ERR_CLOSED, /* closed or reset by the server, I/O or TLS error, ... */
+};
+
 struct redis_addr {
     struct sockaddr_storage sa;
     socklen_t len;
@@ -85,7 +114,9 @@ struct redis_conn_config {
     int keepalive_idle_s; /* TCP_KEEPIDLE; 0: 30 s */
     size_t max_pending; /* commands in flight; 0: unlimited */
     size_t max_output_bytes; /* unsent bytes queued; 0: unlimited */
-    size_t max_reply_bytes; /* buffered unparsed reply bytes; 0: unlimited */
+    size_t max_reply_bytes; /* buffered unparsed reply bytes, and the largest bulk
+                               length a header may announce; 0: unlimited */
+    size_t max_reply_elements; /* array elements per reply, all levels; 0: default */
 };
 
 enum redis_conn_state {
@@ -131,6 +162,8 @@ enum redis_conn_state redis_conn_get_state(const struct redis_conn *c);
 size_t redis_conn_pending(const struct redis_conn *c);
 /* The reason of the last failure ("" if none). */
 const char *redis_conn_reason(const struct redis_conn *c);
+/* The kind of the last failure (REDIS_CONN_ERR_NONE if none). */
+enum redis_conn_error redis_conn_error_kind(const struct redis_conn *c);
 /* Monotonic ms of the last bytes received (0: never). */
 int64_t redis_conn_last_read_ms(const struct redis_conn *c);
 
