@@ -30,19 +30,23 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "cache_key.h"
 #include "cache_tiers.h"
+#include "conn_guard.h"
 #include "io_loop.h"
 #include "log.h"
 #include "policy_engine.h"
 
 #define ADMIN_JSON_MAX_DEPTH 32
 #define ADMIN_LOG_VALUE_MAX 1024 /* a log line holds 2 KiB: longer values are cut */
+#define ADMIN_MAX_CONNECTIONS 64 /* past it, the slowest connections without a request go */
+#define ADMIN_IDLE_TIMEOUT_S 10
 #define ADMIN_MAX_DISCARD ((size_t)1 << 20) /* chunked body bytes read past the bound */
-#define VARY_SUFFIX "#vary|"     /* see cache_rules_variant_key */
 
 struct admin_server {
     struct gateway *gw;
     struct MHD_Daemon *daemon;
+    struct conn_guard *guard; /* header deadline and eviction of slow connections */
     /* Auth failures are logged at most once a second (admin thread only). */
     int64_t auth_log_ms;
     uint64_t auth_unlogged;
@@ -597,16 +601,18 @@ done:
     return rc;
 }
 
-/* Drops key and its Vary variants ("<key>#vary|...").  A variant left behind
- * would be served again as soon as a new Vary marker is stored under key. */
+/* Drops key and its Vary variants (every key under its cache_key variant
+ * prefix).  A variant left behind would be served again as soon as a new Vary
+ * marker is stored under key.  A key that is not a valid base key has no
+ * variants (cache_key.h): only the key itself is dropped. */
 static int purge_key_and_variants(struct gateway *gw, const char *key)
 {
-    size_t n = strlen(key) + sizeof VARY_SUFFIX;
+    size_t n = strlen(key) + 16; /* the prefix adds SEP "vary" SEP */
     char *variants = malloc(n);
     if (variants == NULL) return -ENOMEM;
-    snprintf(variants, n, "%s%s", key, VARY_SUFFIX);
+    int plen = cache_key_variant_prefix(key, variants, n);
     cache_tiers_invalidate_key(gw, key);
-    cache_tiers_invalidate_prefix(gw, variants);
+    if (plen > 0) cache_tiers_invalidate_prefix(gw, variants);
     free(variants);
     return 0;
 }
@@ -724,6 +730,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct admin_server *a = cls;
     struct admin_request *rq = *con_cls;
     if (rq == NULL) {
+        conn_guard_headers_done(a->guard, conn_guard_mhd_slot(conn));
         rq = calloc(1, sizeof *rq);
         if (rq == NULL) return MHD_NO;
         *con_cls = rq;
@@ -764,8 +771,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct admin_server *a = cls;
+    conn_guard_request_done(a->guard, conn_guard_mhd_slot(conn));
     free(*con_cls);
     *con_cls = NULL;
+}
+
+/* The request line is in: its header deadline starts.  Returns no request state
+ * (on_request allocates it once the headers are complete). */
+static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct admin_server *a = cls;
+    conn_guard_request_line(a->guard, conn_guard_mhd_slot(conn));
+    return NULL;
+}
+
+static void notify_connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                                 enum MHD_ConnectionNotificationCode code)
+{
+    struct admin_server *a = cls;
+    conn_guard_mhd_notify(a->guard, conn, socket_context, (int)code);
 }
 
 /* libmicrohttpd's own messages, in our log format. */
@@ -820,19 +845,29 @@ int admin_server_start(struct gateway *gw, struct admin_server **out, char *err,
     }
     a->gw = gw;
     a->auth_log_ms = clock_mono_ms() - 1000;
+    a->guard = conn_guard_create("admin", ADMIN_MAX_CONNECTIONS, cfg->client_header_timeout_s * 1000,
+                                 ADMIN_IDLE_TIMEOUT_S * 1000);
+    if (a->guard == NULL) {
+        snprintf(err, err_len, "out of memory starting the admin listener");
+        free(a);
+        return -1;
+    }
     /* One thread is plenty for an operator API; a small connection limit and a
      * short idle timeout keep it from holding resources.  The logger must be
      * the first option to catch every message. */
     a->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->admin_port, NULL, NULL, on_request, a,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
-        MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, a, MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, a,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection_cb, a, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)ADMIN_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)ADMIN_MAX_CONNECTIONS + 16u, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)32 * 1024, MHD_OPTION_END);
     if (a->daemon == NULL) {
         snprintf(err, err_len,
                  "cannot listen on %s:%d for the admin API (address in use or not permitted)",
                  host, cfg->admin_port);
+        conn_guard_destroy(a->guard);
         free(a);
         return -1;
     }
@@ -851,5 +886,6 @@ void admin_server_stop(struct admin_server *a)
 {
     if (a == NULL) return;
     MHD_stop_daemon(a->daemon);
+    conn_guard_destroy(a->guard);
     free(a);
 }

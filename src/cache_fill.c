@@ -5,13 +5,16 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache_key.h"
 #include "cache_tiers.h"
 #include "inval_index.h"
 #include "io_loop.h"
 #include "stats.h"
 #include "store_l1.h"
 
-enum { MAX_KEPT = 128 };
+/* MAX_KEPT bounds the stored header lines; LIST_BUF a combined list field
+ * (Connection, Vary, Cache-Control) read from the response. */
+enum { MAX_KEPT = 128, LIST_BUF = 4096 };
 
 static void store_both(struct gateway *gw, struct cache_object *obj, int64_t now)
 {
@@ -74,22 +77,66 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
         goto done;
     }
 
-    const char *connection = header_list_get(headers, "connection");
+    /* The key is derived from the request and may carry client bytes: one
+     * that contains the internal separator could name another URL's variant,
+     * so it is not cacheable (cache_key.h).  A variant key reaches us only
+     * from our own builder (the request followed a Vary marker); its base is
+     * what the policy or the target gave. */
+    size_t key_len = strlen(in->key);
+    size_t base_len = cache_key_base_len(in->key, key_len);
+    bool is_variant = base_len < key_len;
+    if (!cache_key_is_valid(in->key, base_len) ||
+        (is_variant && !cache_key_is_variant(in->key, key_len))) {
+        *reason = "invalid-key";
+        goto done;
+    }
+
+    /* List fields are read over all their lines (RFC 9110 §5.3); one too
+     * long to read in full is not understood, so the response is not kept. */
+    char connection[LIST_BUF], vary[LIST_BUF], cc[LIST_BUF];
+    int conn_lines = header_list_get_all(headers, "connection", connection, sizeof connection);
+    int vary_lines = header_list_get_all(headers, "vary", vary, sizeof vary);
+    int cc_lines = header_list_get_all(headers, "cache-control", cc, sizeof cc);
+    if (conn_lines < 0 || vary_lines < 0 || cc_lines < 0) {
+        *reason = "list-too-long";
+        goto done;
+    }
     struct http_header kept[MAX_KEPT + 1];
     size_t n = 0;
-    for (size_t i = 0; i < headers->n && n < MAX_KEPT; i++)
-        if (cache_rules_header_storable(headers->items[i].name, connection) &&
-            strncmp(headers->items[i].name, "x-cachegw-", 10) != 0)
+    bool vary_kept = false, cc_kept = false;
+    for (size_t i = 0; i < headers->n && n < MAX_KEPT; i++) {
+        const char *name = headers->items[i].name;
+        if (!cache_rules_header_storable(name, conn_lines > 0 ? connection : NULL) ||
+            strncmp(name, "x-cachegw-", 10) == 0)
+            continue;
+        /* Vary and Cache-Control are stored as one combined line, so every
+         * later reader of the stored object sees the whole list. */
+        if (strcmp(name, "vary") == 0) {
+            if (!vary_kept) kept[n++] = (struct http_header){"vary", vary};
+            vary_kept = true;
+        } else if (strcmp(name, "cache-control") == 0) {
+            if (!cc_kept) kept[n++] = (struct http_header){"cache-control", cc};
+            cc_kept = true;
+        } else {
             kept[n++] = headers->items[i];
-    /* Tags: the route's, plus the upstream's Surrogate-Key (space-separated). */
+        }
+    }
+    /* Tags: the route's, plus the upstream's Surrogate-Key (space-separated,
+     * every line of it). */
     char tags[1024];
     size_t tlen = 0;
     tags[0] = '\0';
     for (size_t i = 0; i < in->n_tags && tlen + strlen(in->tags[i]) + 2 < sizeof tags; i++)
         tlen += (size_t)snprintf(tags + tlen, sizeof tags - tlen, "%s%s", tlen ? " " : "",
                                  in->tags[i]);
-    const char *sk = header_list_get(headers, "surrogate-key");
-    if (sk && tlen + strlen(sk) + 2 < sizeof tags)
+    char sk[sizeof tags];
+    int sk_lines = headers_get_all(headers->items, headers->n, "surrogate-key", " ", sk, sizeof sk);
+    if (sk_lines < 0 || (sk_lines > 0 && tlen + strlen(sk) + 2 >= sizeof tags)) {
+        /* A tag we cannot record could not be invalidated: do not store. */
+        *reason = "tags-too-long";
+        goto done;
+    }
+    if (sk_lines > 0 && sk[0])
         tlen += (size_t)snprintf(tags + tlen, sizeof tags - tlen, "%s%s", tlen ? " " : "", sk);
     if (tlen > 0) kept[n++] = (struct http_header){CACHEGW_TAGS_HEADER, tags};
     struct cache_meta meta = {.gen = in->gen,
@@ -98,28 +145,41 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
                               .ttl_ms = d.ttl_ms,
                               .swr_ms = d.swr_ms,
                               .sie_ms = d.sie_ms};
-    const char *vary = header_list_get(headers, "vary");
-    char variant[2048];
+    char variant[CACHE_KEY_VARIANT_MAX];
+    char base[CACHE_KEY_VARIANT_MAX];
     const char *store_key = in->key;
-    if (vary && strstr(in->key, "#vary|") == NULL) {
-        if (cache_rules_variant_key(in->key, vary, in->req_headers, variant, sizeof variant) != 0) {
+    if (vary_lines > 0 && vary[0]) {
+        if (base_len >= sizeof base) {
             *reason = "vary-too-long";
             goto done;
         }
-        /* The marker is written once per generation of the URL: variants
-         * stored before it (older stored_at) belong to an invalidated
-         * generation and are ignored on lookup, so a write that drops the
-         * marker drops every variant with it. */
-        struct cache_object *old = store_l1_get(gw->l1, in->key, strlen(in->key), now);
-        const char *old_vary = old ? cache_object_header(old, CACHE_RULES_VARY_HEADER) : NULL;
-        bool keep = old_vary && strcmp(old_vary, vary) == 0 && inval_index_valid(gw->inval, old);
-        cache_object_unref(old);
-        if (!keep) {
-            struct http_header marker = {CACHE_RULES_VARY_HEADER, vary};
-            struct cache_object *m =
-                cache_object_build(in->key, strlen(in->key), 200, &marker, 1, "", 0, &meta);
-            if (m) store_both(gw, m, now);
-            cache_object_unref(m);
+        memcpy(base, in->key, base_len);
+        base[base_len] = '\0';
+        if (cache_key_variant(base, vary, in->req_headers, variant, sizeof variant) < 0) {
+            *reason = "vary-too-long";
+            goto done;
+        }
+        /* A request that followed a marker arrives with its variant key; when
+         * this response varies the same way it is that key again, and the
+         * marker stays.  Otherwise the marker is (re)written below. */
+        bool same_variant = is_variant && strcmp(variant, in->key) == 0;
+        if (!same_variant) {
+            /* The marker is written once per generation of the URL: variants
+             * stored before it (older stored_at) belong to an invalidated
+             * generation and are ignored on lookup, so a write that drops
+             * the marker drops every variant with it. */
+            struct cache_object *old = store_l1_get(gw->l1, base, base_len, now);
+            const char *old_vary = old ? cache_object_header(old, CACHE_RULES_VARY_HEADER) : NULL;
+            bool keep =
+                old_vary && strcmp(old_vary, vary) == 0 && inval_index_valid(gw->inval, old);
+            cache_object_unref(old);
+            if (!keep) {
+                struct http_header marker = {CACHE_RULES_VARY_HEADER, vary};
+                struct cache_object *m =
+                    cache_object_build(base, base_len, 200, &marker, 1, "", 0, &meta);
+                if (m) store_both(gw, m, now);
+                cache_object_unref(m);
+            }
         }
         store_key = variant;
     }

@@ -1,6 +1,8 @@
 /* cache_rules.c - see cache_rules.h. */
 #include "cache_rules.h"
 
+#include "cache_key.h"
+
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -42,6 +44,49 @@ static bool status_storable(int status)
     }
 }
 
+/* Delta-seconds (already bounded by HEADERS_DELTA_MAX when parsed) to
+ * milliseconds; clamped again here so values from any source stay within
+ * [0, HEADERS_DELTA_MAX * 1000] and later sums cannot overflow. */
+static int64_t delta_ms(int64_t s)
+{
+    if (s < 0) return 0;
+    if (s > HEADERS_DELTA_MAX) s = HEADERS_DELTA_MAX;
+    return s * 1000;
+}
+
+/* Saturating int64 arithmetic for values read back from stored objects,
+ * which need not have been produced by this version. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+static int64_t sat_sub(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+/* Parses an Age value: delta-seconds, saturated; -1 when not a number. */
+static int64_t parse_age(const char *v)
+{
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v < '0' || *v > '9') return -1;
+    int64_t a = 0;
+    for (; *v >= '0' && *v <= '9'; v++) {
+        a = a * 10 + (*v - '0');
+        if (a > HEADERS_DELTA_MAX) a = HEADERS_DELTA_MAX;
+    }
+    return a;
+}
+
+/* Room for a combined list field; a longer one is not understood, so the
+ * response is not stored (a directive past the bound could say private). */
+enum { LIST_MAX = 4096 };
+
 void cache_rules_response(int status, const struct header_list *resp, size_t body_len,
                           int64_t response_time_ms, int64_t default_ttl_ms,
                           size_t max_value_bytes, const struct store_overrides *ov,
@@ -50,12 +95,22 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
     static const struct store_overrides NONE = {-1, -1, -1, false, false};
     if (ov == NULL) ov = &NONE;
     memset(out, 0, sizeof *out);
-    const char *cc = header_list_get(resp, "cache-control");
     long long v;
     if (!status_storable(status)) {
         out->reason = "status";
         return;
     }
+    /* Every Cache-Control and Vary line counts (RFC 9110 §5.3): a second
+     * "Cache-Control: private" line must keep the response out of a shared
+     * entry as surely as a first one. */
+    char ccbuf[LIST_MAX], varybuf[LIST_MAX];
+    int cc_lines = header_list_get_all(resp, "cache-control", ccbuf, sizeof ccbuf);
+    int vary_lines = header_list_get_all(resp, "vary", varybuf, sizeof varybuf);
+    if (cc_lines < 0 || vary_lines < 0) {
+        out->reason = "list-too-long";
+        return;
+    }
+    const char *cc = cc_lines > 0 ? ccbuf : NULL;
     if (headers_has_token(cc, "no-store") && !ov->ignore_no_store) {
         out->reason = "no-store";
         return;
@@ -72,8 +127,7 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
         out->reason = "set-cookie";
         return;
     }
-    const char *vary = header_list_get(resp, "vary");
-    if (vary && headers_has_token(vary, "*")) {
+    if (vary_lines > 0 && headers_has_token(varybuf, "*")) {
         out->reason = "vary-star";
         return;
     }
@@ -82,29 +136,31 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
         return;
     }
 
-    /* Age: the larger of the upstream's Age and the apparent age from Date. */
+    /* Age: the larger of the upstream's Age and the apparent age from Date.
+     * Both are bounded by HEADERS_DELTA_MAX (a huge Age means "stale"). */
     int64_t age_value = 0, apparent = 0;
     const char *age = header_list_get(resp, "age");
-    if (age) age_value = strtoll(age, NULL, 10);
+    if (age) age_value = parse_age(age);
     if (age_value < 0) age_value = 0;
     const char *date = header_list_get(resp, "date");
     time_t date_s = date ? curl_getdate(date, NULL) : -1;
     if (date_s > 0) {
-        int64_t d = response_time_ms / 1000 - (int64_t)date_s;
-        apparent = d > 0 ? d : 0;
+        int64_t d = sat_sub(response_time_ms / 1000, (int64_t)date_s);
+        apparent = d > 0 ? (d > HEADERS_DELTA_MAX ? HEADERS_DELTA_MAX : d) : 0;
     }
     out->initial_age_s = age_value > apparent ? age_value : apparent;
 
     int64_t ttl_ms = -1;
     if (ov->ttl_ms >= 0) ttl_ms = ov->ttl_ms;
-    else if (headers_token_int(cc, "s-maxage", &v)) ttl_ms = (int64_t)v * 1000;
-    else if (headers_token_int(cc, "max-age", &v)) ttl_ms = (int64_t)v * 1000;
+    else if (headers_token_int(cc, "s-maxage", &v)) ttl_ms = delta_ms(v);
+    else if (headers_token_int(cc, "max-age", &v)) ttl_ms = delta_ms(v);
     else {
         const char *expires = header_list_get(resp, "expires");
         if (expires) {
             time_t e = curl_getdate(expires, NULL);
             int64_t base = date_s > 0 ? (int64_t)date_s : response_time_ms / 1000;
-            ttl_ms = e > 0 && (int64_t)e > base ? ((int64_t)e - base) * 1000 : 0;
+            /* Expires far from Date saturates like a delta-seconds value. */
+            ttl_ms = e > 0 && (int64_t)e > base ? delta_ms(sat_sub((int64_t)e, base)) : 0;
         }
     }
     if (ttl_ms < 0) {
@@ -114,13 +170,13 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
         }
         ttl_ms = default_ttl_ms;
     }
-    if (headers_token_int(cc, "stale-while-revalidate", &v)) out->swr_ms = (int64_t)v * 1000;
-    if (headers_token_int(cc, "stale-if-error", &v)) out->sie_ms = (int64_t)v * 1000;
+    if (headers_token_int(cc, "stale-while-revalidate", &v)) out->swr_ms = delta_ms(v);
+    if (headers_token_int(cc, "stale-if-error", &v)) out->sie_ms = delta_ms(v);
     if (ov->swr_ms >= 0) out->swr_ms = ov->swr_ms;
     if (ov->sie_ms >= 0) out->sie_ms = ov->sie_ms;
     /* A policy's ttl counts from when we received the response. */
     if (ov->ttl_ms >= 0) out->initial_age_s = 0;
-    if (ttl_ms <= out->initial_age_s * 1000 && out->swr_ms == 0 && out->sie_ms == 0) {
+    if (ttl_ms <= delta_ms(out->initial_age_s) && out->swr_ms == 0 && out->sie_ms == 0) {
         out->reason = "stale-on-arrival";
         return;
     }
@@ -140,69 +196,71 @@ bool cache_rules_header_storable(const char *name, const char *connection_value)
 int cache_rules_variant_key(const char *base_key, const char *vary,
                             const struct header_list *req, char *out, size_t out_len)
 {
-    int n = snprintf(out, out_len, "%s#vary", base_key);
-    if (n < 0 || (size_t)n >= out_len) return -1;
-    size_t off = (size_t)n;
-    const char *p = vary;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',') p++;
-        const char *start = p;
-        while (*p && *p != ',' && *p != ' ' && *p != '\t') p++;
-        if (p == start) continue;
-        char name[128];
-        size_t len = (size_t)(p - start) < sizeof name - 1 ? (size_t)(p - start) : sizeof name - 1;
-        for (size_t i = 0; i < len; i++) {
-            char c = start[i];
-            name[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-        }
-        name[len] = '\0';
-        const char *v = header_list_get(req, name);
-        n = snprintf(out + off, out_len - off, "|%s=%s", name, v ? v : "");
-        if (n < 0 || (size_t)n >= out_len - off) return -1;
-        off += (size_t)n;
-    }
-    return 0;
+    return cache_key_variant(base_key, vary, req, out, out_len) < 0 ? -1 : 0;
 }
 
 void cache_rules_request_cc(const struct header_list *req, struct request_cc *out)
 {
-    const char *cc = header_list_get(req, "cache-control");
+    char ccbuf[LIST_MAX], pragma[LIST_MAX];
+    int cc_lines = header_list_get_all(req, "cache-control", ccbuf, sizeof ccbuf);
+    int pragma_lines = header_list_get_all(req, "pragma", pragma, sizeof pragma);
+    if (cc_lines < 0 || pragma_lines < 0) {
+        /* Directives we could not read in full: neither answer from nor
+         * store into the shared cache for this request. */
+        *out = (struct request_cc){-1, -1, -1, true, true, false};
+        return;
+    }
+    const char *cc = cc_lines > 0 ? ccbuf : NULL;
     long long v;
     out->max_age_s = headers_token_int(cc, "max-age", &v) ? (int64_t)v : -1;
     out->min_fresh_s = headers_token_int(cc, "min-fresh", &v) ? (int64_t)v : -1;
     if (headers_token_int(cc, "max-stale", &v)) out->max_stale_s = (int64_t)v;
     else out->max_stale_s = headers_has_token(cc, "max-stale") ? INT64_MAX : -1;
     out->no_cache = headers_has_token(cc, "no-cache");
-    if (cc == NULL) out->no_cache = headers_has_token(header_list_get(req, "pragma"), "no-cache");
+    if (cc == NULL) out->no_cache = pragma_lines > 0 && headers_has_token(pragma, "no-cache");
     out->no_store = headers_has_token(cc, "no-store");
     out->only_if_cached = headers_has_token(cc, "only-if-cached");
 }
 
+/* True when a stored object's Cache-Control (every line of it) has token; a
+ * list too long to read counts as having it (the conservative answer). */
+static bool stored_cc_has(const struct cache_object *obj, const char *token)
+{
+    char cc[LIST_MAX];
+    int lines = headers_get_all(obj->headers, obj->n_headers, "cache-control", ", ", cc, sizeof cc);
+    if (lines < 0) return true;
+    return lines > 0 && headers_has_token(cc, token);
+}
+
 static bool forbids_stale(const struct cache_object *obj)
 {
-    const char *cc = cache_object_header(obj, "cache-control");
-    return headers_has_token(cc, "must-revalidate") || headers_has_token(cc, "proxy-revalidate") ||
-           headers_has_token(cc, "no-cache");
+    return stored_cc_has(obj, "must-revalidate") || stored_cc_has(obj, "proxy-revalidate") ||
+           stored_cc_has(obj, "no-cache");
 }
 
 enum usability cache_rules_usability(const struct cache_object *obj, const struct request_cc *cc,
                                      int64_t now_ms)
 {
-    int64_t age_ms = now_ms - obj->meta.stored_at_ms + obj->meta.initial_age_s * 1000;
+    /* Saturating: the stored meta may come from Redis, the request's deltas
+     * from a client; neither may overflow into the opposite answer. */
+    int64_t age_ms = sat_add(sat_sub(now_ms, obj->meta.stored_at_ms),
+                             delta_ms(obj->meta.initial_age_s));
     if (age_ms < 0) age_ms = 0;
-    int64_t left_ms = obj->meta.ttl_ms - age_ms; /* > 0 while fresh */
+    int64_t left_ms = sat_sub(obj->meta.ttl_ms, age_ms); /* > 0 while fresh */
     if (cc->no_cache) return USE_REVALIDATE;
     bool fresh = left_ms > 0;
-    if (cc->max_age_s >= 0 && age_ms > cc->max_age_s * 1000) fresh = false;
-    if (cc->min_fresh_s >= 0 && left_ms < cc->min_fresh_s * 1000) fresh = false;
+    if (cc->max_age_s >= 0 && age_ms > delta_ms(cc->max_age_s)) fresh = false;
+    if (cc->min_fresh_s >= 0 && left_ms < delta_ms(cc->min_fresh_s)) fresh = false;
     if (fresh) return USE_FRESH;
     if (forbids_stale(obj)) return USE_REVALIDATE;
+    /* How long it has been stale (0 while fresh), without negating INT64_MIN. */
+    int64_t stale_ms = left_ms <= 0 ? sat_sub(0, left_ms) : 0;
     if (cc->max_stale_s >= 0 && left_ms <= 0 &&
-        (cc->max_stale_s == INT64_MAX || -left_ms <= cc->max_stale_s * 1000))
+        (cc->max_stale_s == INT64_MAX || stale_ms <= delta_ms(cc->max_stale_s)))
         return USE_STALE_OK;
     /* The client's own max-age forbids stale answers too. */
     if (cc->max_age_s >= 0 || cc->min_fresh_s >= 0) return USE_REVALIDATE;
-    if (left_ms <= 0 && -left_ms < obj->meta.swr_ms) return USE_SWR;
+    if (left_ms <= 0 && stale_ms < obj->meta.swr_ms) return USE_SWR;
     return USE_REVALIDATE;
 }
 
@@ -226,7 +284,12 @@ static bool etag_weak_eq(const char *a, size_t alen, const char *b)
 bool cache_rules_not_modified(const struct header_list *req, const struct cache_object *obj)
 {
     if (obj->status != 200) return false;
-    const char *inm = header_list_get(req, "if-none-match");
+    /* If-None-Match is a list: every line of it (RFC 9110 §5.3).  One too
+     * long to read is answered in full, never with a 304. */
+    char inmbuf[LIST_MAX];
+    int inm_lines = header_list_get_all(req, "if-none-match", inmbuf, sizeof inmbuf);
+    if (inm_lines < 0) return false;
+    const char *inm = inm_lines > 0 ? inmbuf : NULL;
     if (inm) {
         const char *etag = cache_object_header(obj, "etag");
         const char *p = inm;

@@ -4,6 +4,12 @@
  * (RFC 9111 freshness: s-maxage, max-age, Expires, Age/Date, with a default TTL
  * for successful responses that carry no freshness information).
  *
+ * Every list-valued field (Cache-Control, Pragma, Vary, If-None-Match) is read
+ * over all its lines (RFC 9110 §5.3); one too long to read is treated
+ * conservatively (not stored, not answered from cache).  Delta-seconds are
+ * saturated at 2^31 (RFC 9111 §1.2.2) and the freshness arithmetic saturates,
+ * so no header value can overflow it into the opposite decision.
+ *
  * Pure functions of their arguments (time is passed in).
  * Thread-safety: stateless; call from any thread.
  */
@@ -84,8 +90,10 @@ bool cache_rules_not_modified(const struct header_list *req, const struct cache_
  * holds a marker object whose CACHE_RULES_VARY_HEADER lists the fields. */
 #define CACHE_RULES_VARY_HEADER "x-cachegw-vary"
 
-/* Writes the variant key for base_key into out.  vary is the response's Vary
- * value.  Returns 0, or -1 if it does not fit. */
+/* Writes the variant key for base_key into out (cache_key_variant, which owns
+ * the format).  vary is the response's combined Vary value; the request's
+ * fields are read over all their lines.  Returns 0, or -1 if base_key is not
+ * a valid key or the result does not fit. */
 int cache_rules_variant_key(const char *base_key, const char *vary,
                             const struct header_list *req, char *out, size_t out_len);
 

@@ -46,6 +46,40 @@ const char *header_list_get(const struct header_list *l, const char *name)
     return NULL;
 }
 
+int headers_get_all(const struct http_header *items, size_t n, const char *name, const char *sep,
+                    char *out, size_t cap)
+{
+    if (cap == 0) return -1;
+    size_t off = 0, seplen = strlen(sep);
+    int lines = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(items[i].name, name) != 0) continue;
+        lines++;
+        const char *v = items[i].value;
+        size_t vlen = strlen(v);
+        if (vlen == 0) continue; /* an empty line is an empty list */
+        size_t need = (off ? seplen : 0) + vlen;
+        if (need >= cap - off) {
+            out[0] = '\0';
+            return -1;
+        }
+        if (off) {
+            memcpy(out + off, sep, seplen);
+            off += seplen;
+        }
+        memcpy(out + off, v, vlen);
+        off += vlen;
+        out[off] = '\0';
+    }
+    return lines;
+}
+
+int header_list_get_all(const struct header_list *l, const char *name, char *out, size_t cap)
+{
+    return headers_get_all(l->items, l->n, name, ", ", out, cap);
+}
+
 size_t header_list_remove(struct header_list *l, const char *name)
 {
     size_t kept = 0, removed = 0;
@@ -113,10 +147,10 @@ bool headers_token_int(const char *list, const char *token, long long *out)
     if (*p == '"') p++;
     if (!isdigit((unsigned char)*p)) return false;
     long long v = 0;
-    while (isdigit((unsigned char)*p)) {
-        if (v > (long long)1e15) v = (long long)1e15; /* saturate: 31 years is plenty */
-        else v = v * 10 + (*p - '0');
-        p++;
+    /* Saturate before multiplying: v <= 2^31 keeps v * 10 + 9 far from overflow. */
+    for (; isdigit((unsigned char)*p); p++) {
+        v = v * 10 + (*p - '0');
+        if (v > HEADERS_DELTA_MAX) v = HEADERS_DELTA_MAX;
     }
     *out = v;
     return true;

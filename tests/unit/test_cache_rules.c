@@ -136,12 +136,179 @@ TEST(variant_keys)
     struct header_list r1 = hl("Accept-Language", "fr", NULL, NULL);
     struct header_list r2 = hl("Accept-Language", "de", NULL, NULL);
     CHECK_EQ_INT(cache_rules_variant_key("k", "Accept-Language, X-U", &r1, a, sizeof a), 0);
-    CHECK_EQ_STR(a, "k#vary|accept-language=fr|x-u=");
+    CHECK_EQ_STR(a, "k\x1fvary\x1f" "accept-language=fr\x1fx-u=");
     CHECK_EQ_INT(cache_rules_variant_key("k", "accept-language,x-u", &r2, b, sizeof b), 0);
     CHECK(strcmp(a, b) != 0);
     CHECK_EQ_INT(cache_rules_variant_key("k", "Accept-Language", &r1, a, 8), -1);
     header_list_free(&r1);
     header_list_free(&r2);
+}
+
+/* Item 4 of issue 8: repeated Cache-Control / Vary response lines are one list. */
+TEST(repeated_response_lines_count)
+{
+    struct store_decision d;
+    struct header_list l = hl("Cache-Control", "public, max-age=60", "Cache-Control", "private");
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(!d.store);
+    CHECK_EQ_STR(d.reason, "private");
+    header_list_free(&l);
+
+    l = hl("Cache-Control", "max-age=60", "Cache-Control", "no-store");
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(!d.store);
+    CHECK_EQ_STR(d.reason, "no-store");
+    header_list_free(&l);
+
+    /* A directive on the second line sets freshness too. */
+    l = hl("Cache-Control", "public", "Cache-Control", "s-maxage=7");
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(d.store);
+    CHECK_EQ_INT(d.ttl_ms, 7000);
+    header_list_free(&l);
+
+    l = hl("Vary", "Accept", "Vary", "*");
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(!d.store);
+    CHECK_EQ_STR(d.reason, "vary-star");
+    header_list_free(&l);
+
+    /* A list too long to read in full is not understood: not stored. */
+    char big[5000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    l = hl("Cache-Control", "max-age=60", "Cache-Control", big);
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(!d.store);
+    CHECK_EQ_STR(d.reason, "list-too-long");
+    header_list_free(&l);
+}
+
+TEST(repeated_request_lines_count)
+{
+    struct request_cc cc;
+    struct header_list l = hl("Cache-Control", "max-stale=5", "Cache-Control", "no-cache");
+    cache_rules_request_cc(&l, &cc);
+    CHECK(cc.no_cache);
+    CHECK_EQ_INT(cc.max_stale_s, 5);
+    header_list_free(&l);
+    l = hl("Pragma", "x", "Pragma", "no-cache");
+    cache_rules_request_cc(&l, &cc);
+    CHECK(cc.no_cache);
+    header_list_free(&l);
+    char big[5000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    l = hl("Cache-Control", big, NULL, NULL);
+    cache_rules_request_cc(&l, &cc);
+    CHECK(cc.no_cache && cc.no_store); /* unreadable: neither served nor stored */
+    header_list_free(&l);
+}
+
+/* A stored object with the given Cache-Control lines and meta. */
+static struct cache_object *obj_with(const char *cc1, const char *cc2, int64_t stored_at,
+                                     int64_t ttl_ms, int64_t initial_age_s, int64_t swr_ms)
+{
+    struct http_header h[2] = {{"cache-control", cc1}, {"cache-control", cc2}};
+    struct cache_meta meta = {.stored_at_ms = stored_at, .ttl_ms = ttl_ms,
+                              .initial_age_s = initial_age_s, .swr_ms = swr_ms};
+    size_t n = cc1 ? (cc2 ? 2 : 1) : 0;
+    return cache_object_build("k", 1, 200, h, n, "b", 1, &meta);
+}
+
+TEST(stored_must_revalidate_on_second_line)
+{
+    struct request_cc cc = {-1, -1, INT64_MAX, false, false, false};
+    struct cache_object *o = obj_with("max-age=1", "must-revalidate", NOW - 10000, 1000, 0, 0);
+    CHECK(o != NULL);
+    CHECK_EQ_INT(cache_rules_usability(o, &cc, NOW), USE_REVALIDATE);
+    cache_object_unref(o);
+    o = obj_with("max-age=1", NULL, NOW - 10000, 1000, 0, 0);
+    CHECK_EQ_INT(cache_rules_usability(o, &cc, NOW), USE_STALE_OK);
+    cache_object_unref(o);
+}
+
+/* Item 23 of issue 8: huge delta-seconds saturate; nothing overflows (this
+ * file runs under UBSan in the sanitizer build, which aborts on overflow). */
+TEST(huge_response_values_saturate)
+{
+    struct store_decision d;
+    const char *huge = "9999999999999999999999";
+    char cc[128];
+    snprintf(cc, sizeof cc, "max-age=%s", huge);
+    struct header_list l = hl("Cache-Control", cc, NULL, NULL);
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(d.store); /* huge max-age means "fresh for a long time", never a MISS */
+    CHECK_EQ_INT(d.ttl_ms, HEADERS_DELTA_MAX * 1000);
+    header_list_free(&l);
+
+    snprintf(cc, sizeof cc, "s-maxage=%s, stale-while-revalidate=%s, stale-if-error=%s", huge,
+             huge, huge);
+    l = hl("Cache-Control", cc, "Age", huge);
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK_EQ_INT(d.initial_age_s, HEADERS_DELTA_MAX);
+    CHECK_EQ_INT(d.swr_ms, HEADERS_DELTA_MAX * 1000);
+    CHECK_EQ_INT(d.sie_ms, HEADERS_DELTA_MAX * 1000);
+    header_list_free(&l);
+
+    /* Age alone at its maximum: stale on arrival, not a wrapped-around age. */
+    l = hl("Cache-Control", "max-age=60", "Age", huge);
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(!d.store);
+    CHECK_EQ_STR(d.reason, "stale-on-arrival");
+    header_list_free(&l);
+
+    /* Expires and Date millennia apart. */
+    l = hl("Date", "Thu, 01 Jan 1970 00:00:01 GMT", "Expires", "Fri, 31 Dec 9999 23:59:59 GMT");
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(d.store);
+    CHECK(d.ttl_ms > 0 && d.ttl_ms <= HEADERS_DELTA_MAX * 1000);
+    header_list_free(&l);
+    l = hl("Date", "Fri, 31 Dec 9999 23:59:59 GMT", "Expires", "Thu, 01 Jan 1970 00:00:01 GMT");
+    cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(!d.store); /* already expired */
+    header_list_free(&l);
+}
+
+TEST(huge_request_values_saturate)
+{
+    struct request_cc cc;
+    struct cache_object *o = obj_with("max-age=100", NULL, NOW - 10000, 100000, 0, 0);
+    /* max-age of that size: the entry is fresh enough (a HIT, not a MISS). */
+    struct header_list l = hl("Cache-Control", "max-age=9999999999999999", NULL, NULL);
+    cache_rules_request_cc(&l, &cc);
+    CHECK_EQ_INT(cc.max_age_s, HEADERS_DELTA_MAX);
+    CHECK_EQ_INT(cache_rules_usability(o, &cc, NOW), USE_FRESH);
+    header_list_free(&l);
+    /* min-fresh of that size: no entry is fresh enough (never a HIT). */
+    l = hl("Cache-Control", "min-fresh=9999999999999999", NULL, NULL);
+    cache_rules_request_cc(&l, &cc);
+    CHECK_EQ_INT(cache_rules_usability(o, &cc, NOW), USE_REVALIDATE);
+    header_list_free(&l);
+    cache_object_unref(o);
+    /* max-stale of that size on a long-stale entry: served stale, as asked. */
+    o = obj_with("max-age=1", NULL, NOW - 1000000, 1000, 0, 0);
+    l = hl("Cache-Control", "max-stale=99999999999999999999", NULL, NULL);
+    cache_rules_request_cc(&l, &cc);
+    CHECK_EQ_INT(cache_rules_usability(o, &cc, NOW), USE_STALE_OK);
+    header_list_free(&l);
+    cache_object_unref(o);
+    /* Stored meta at the largest values a stored object may hold, and clocks
+     * at the extremes (a wall clock set far off). */
+    struct request_cc none = {-1, -1, -1, false, false, false};
+    const int64_t big = (int64_t)1 << 52;
+    o = obj_with(NULL, NULL, 0, big, HEADERS_DELTA_MAX, big);
+    CHECK(o != NULL);
+    CHECK_EQ_INT(cache_rules_usability(o, &none, big + big / 2), USE_SWR);
+    /* Stale for ~292 million years: past any window, never wrapped to fresh. */
+    CHECK_EQ_INT(cache_rules_usability(o, &none, INT64_MAX), USE_REVALIDATE);
+    CHECK_EQ_INT(cache_rules_usability(o, &none, INT64_MIN), USE_FRESH);
+    l = hl("Cache-Control", "max-stale=99999999999999999999", NULL, NULL);
+    cache_rules_request_cc(&l, &cc);
+    CHECK_EQ_INT(cache_rules_usability(o, &cc, INT64_MAX), USE_REVALIDATE);
+    CHECK_EQ_INT(cache_rules_usability(o, &cc, big - HEADERS_DELTA_MAX * 1000 + 5000), USE_STALE_OK);
+    header_list_free(&l);
+    cache_object_unref(o);
 }
 
 int main(void)
@@ -153,5 +320,10 @@ int main(void)
     RUN(stored_header_filter);
     RUN(policy_overrides);
     RUN(variant_keys);
+    RUN(repeated_response_lines_count);
+    RUN(repeated_request_lines_count);
+    RUN(stored_must_revalidate_on_second_line);
+    RUN(huge_response_values_saturate);
+    RUN(huge_request_values_saturate);
     return TEST_SUMMARY();
 }

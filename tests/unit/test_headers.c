@@ -53,11 +53,51 @@ TEST(tokens_and_integers)
     CHECK(!headers_token_int("s-max-age=3", "max-age", &v));
 }
 
+TEST(repeated_lines_are_one_list)
+{
+    struct header_list l = {0};
+    char out[64];
+    header_list_add(&l, "Cache-Control", "public, max-age=60");
+    header_list_add(&l, "X-Other", "x");
+    header_list_add(&l, "cache-control", "private");
+    header_list_add(&l, "Cache-Control", ""); /* an empty line adds nothing */
+    CHECK_EQ_INT(header_list_get_all(&l, "CACHE-CONTROL", out, sizeof out), 3);
+    CHECK_EQ_STR(out, "public, max-age=60, private");
+    CHECK(headers_has_token(out, "private"));
+    /* absent: 0 lines, empty string */
+    CHECK_EQ_INT(header_list_get_all(&l, "vary", out, sizeof out), 0);
+    CHECK_EQ_STR(out, "");
+    /* exactly fitting, and one byte short */
+    CHECK_EQ_INT(header_list_get_all(&l, "cache-control", out, 28), 3);
+    CHECK_EQ_INT(header_list_get_all(&l, "cache-control", out, 27), -1);
+    CHECK_EQ_STR(out, "");
+    CHECK_EQ_INT(header_list_get_all(&l, "cache-control", out, 0), -1);
+    /* another separator over a plain array */
+    header_list_add(&l, "Surrogate-Key", "a b");
+    header_list_add(&l, "Surrogate-Key", "c");
+    CHECK_EQ_INT(headers_get_all(l.items, l.n, "surrogate-key", " ", out, sizeof out), 2);
+    CHECK_EQ_STR(out, "a b c");
+    header_list_free(&l);
+}
+
+TEST(delta_seconds_saturate)
+{
+    long long v = -1;
+    CHECK(headers_token_int("max-age=9999999999999999999999999999", "max-age", &v));
+    CHECK_EQ_INT(v, HEADERS_DELTA_MAX);
+    CHECK(headers_token_int("max-age=2147483647", "max-age", &v));
+    CHECK_EQ_INT(v, 2147483647);
+    CHECK(headers_token_int("max-age=2147483649", "max-age", &v));
+    CHECK_EQ_INT(v, HEADERS_DELTA_MAX);
+}
+
 int main(void)
 {
     RUN(list_add_get_remove);
     RUN(fixed_hop_by_hop_set);
     RUN(connection_named_fields_are_hop_by_hop);
     RUN(tokens_and_integers);
+    RUN(repeated_lines_are_one_list);
+    RUN(delta_seconds_saturate);
     return TEST_SUMMARY();
 }
