@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ip_set.h"
 #include "log.h"
 #include "redis_url.h"
 
@@ -607,8 +608,26 @@ static int parse_args(int argc, char **argv, const char **vals, char *err, size_
         const char *arg = argv[i];
         char shown[SHOWN_VALUE_MAX + 8];
         if (arg[0] != '-' || strcmp(arg, "--") == 0 || strcmp(arg, "-") == 0) {
-            sanitize(arg, shown, sizeof shown);
-            snprintf(err, err_len, "unexpected argument '%s' (see --help)", shown);
+            /* Never echoed: a stray word is often a secret that lost its flag
+             * ("--admin-token= s3cr3t").  Its position and the flag before it say
+             * enough to find it. */
+            if (i > 1 && argv[i - 1][0] == '-') {
+                char prev[SHOWN_VALUE_MAX + 8];
+                const char *pe = strchr(argv[i - 1], '=');
+                size_t pl = pe ? (size_t)(pe - argv[i - 1]) : strlen(argv[i - 1]);
+                snprintf(shown, sizeof shown, "%.*s", (int)(pl < SHOWN_VALUE_MAX ? pl : SHOWN_VALUE_MAX),
+                         argv[i - 1]);
+                sanitize(shown, prev, sizeof prev);
+                snprintf(err, err_len,
+                         "unexpected argument #%d after '%s' (value not shown; write "
+                         "--name=value; see --help)",
+                         i, prev);
+            } else {
+                snprintf(err, err_len,
+                         "unexpected argument #%d (value not shown; options are written "
+                         "--name=value; see --help)",
+                         i);
+            }
             return -1;
         }
         const char *name = arg + (arg[1] == '-' ? 2 : 1);
@@ -779,6 +798,23 @@ void config_defaults(struct config *cfg)
     }
 }
 
+/* Lists checked as a whole once loaded (their element grammar is not a type). */
+static int validate_ip_sets(const struct config *cfg, char *err, size_t err_len)
+{
+    struct ip_set *set = NULL;
+    char bad[64], shown[SHOWN_VALUE_MAX + 8];
+    if (ip_set_parse(cfg->trusted_proxies, &set, bad, sizeof bad) != 0) {
+        sanitize(bad, shown, sizeof shown);
+        snprintf(err, err_len,
+                 "invalid value for --trusted-proxies (TRUSTED_PROXIES): '%s' (expected IP "
+                 "addresses or CIDR ranges, comma-separated)",
+                 shown);
+        return -1;
+    }
+    ip_set_free(set);
+    return 0;
+}
+
 enum config_result config_load(struct config *cfg, int argc, char **argv,
                                const char *dotenv_path, char *err, size_t err_len)
 {
@@ -819,6 +855,7 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
         if (text == NULL) text = o->def;
         if (opt_apply(o, cfg, text, err, err_len) != 0) goto done;
     }
+    if (validate_ip_sets(cfg, err, err_len) != 0) goto done;
     rc = CONFIG_OK;
 
 done:

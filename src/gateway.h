@@ -25,6 +25,8 @@ struct redis_pool;
 struct policy_engine;
 struct MHD_Daemon;
 struct MHD_Response;
+struct conn_guard;
+struct ip_set;
 
 struct gateway {
     const struct config *cfg;
@@ -43,6 +45,9 @@ struct gateway {
     struct policy_engine *policies;  /* NULL when no policy engine */
     struct MHD_Daemon *daemon;
     struct MHD_Response *health_response;
+    struct conn_guard *guard;                /* slow-client deadlines of the listener */
+    struct ip_set *trusted_proxies; /* TRUSTED_PROXIES, parsed; NULL = none */
+    atomic_size_t buffered_body_bytes;       /* request bodies held now (MAX_BUFFERED_BODIES) */
     atomic_int active_requests;
     atomic_bool draining;
     int64_t started_ms;

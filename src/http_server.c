@@ -39,19 +39,26 @@
 #include "cache_rules.h"
 #include "cache_tiers.h"
 #include "coalesce.h"
+#include "conn_guard.h"
 #include "endpoints.h"
+#include "forward_headers.h"
 #include "headers.h"
 #include "inval_index.h"
 #include "io_loop.h"
+#include "ip_set.h"
 #include "log.h"
 #include "lua_cache.h"
 #include "policy_engine.h"
 #include "proxy.h"
 #include "refresh.h"
 #include "redis_pool.h"
+#include "request_validator.h"
 #include "stats.h"
 #include "store_l1.h"
 #include "upstream_request.h"
+
+/* Most header fields in one request (RFC 9110 sets no number; 431 past it). */
+#define HTTP_MAX_HEADER_FIELDS 128
 
 enum phase {
     PH_HEADERS,   /* first call not yet seen */
@@ -78,9 +85,13 @@ struct request {
     enum wait_kind wait;
     const char *method;       /* libmicrohttpd's string, valid for the request */
     char *uri;                /* raw path[?query] */
-    struct header_list headers;
+    struct conn_slot *slot;   /* the connection's guard slot (may be NULL) */
+    struct header_list headers; /* the forwarded set (forward_headers): keys come from it */
     struct buf body;
     bool body_too_big;
+    bool body_over_budget;    /* MAX_BUFFERED_BODIES was reached while reading it */
+    bool has_body;            /* the request carries content (Content-Length > 0 or chunked) */
+    size_t body_accounted;    /* bytes counted in gw->buffered_body_bytes */
     char client_ip[INET6_ADDRSTRLEN];
     int64_t start_ms;
 
@@ -480,14 +491,18 @@ static enum MHD_Result answer_after_fetch(struct request *r)
     bool leader = r->flight != NULL;
     if ((f->error != UPSTREAM_OK || f->status >= 500) && stale_if_error_ok(r)) {
         if (leader) leader_finish(r, &(const char *){NULL});
-        LOG_W("upstream %s %s failed (%s): serving stale", r->method, r->uri,
+        char safe[256];
+        log_escape_uri(r->uri, safe, sizeof safe);
+        LOG_W("upstream %s %s failed (%s): serving stale", r->method, safe,
               f->error != UPSTREAM_OK ? f->errmsg : "5xx");
         return answer_stale(r, "stale-if-error");
     }
     if (f->error != UPSTREAM_OK) {
         if (leader) leader_finish(r, &(const char *){NULL});
         STATS_INC(upstream_errors);
-        LOG_W("upstream %s %s failed: %s", r->method, r->uri, f->errmsg);
+        char safe[256];
+        log_escape_uri(r->uri, safe, sizeof safe);
+        LOG_W("upstream %s %s failed: %s", r->method, safe, f->errmsg);
         int status = upstream_error_status(f);
         return answer_error(r, status, status == 504 ? "upstream timeout" : "upstream unavailable",
                             f->errmsg);
@@ -948,6 +963,11 @@ static enum MHD_Result begin(struct request *r)
         STATS_INC(rejected);
         return answer_error(r, 413, "request body too large", NULL);
     }
+    if (r->body_over_budget) {
+        STATS_INC(rejected);
+        LOG_W("request bodies buffered reached MAX_BUFFERED_BODIES: refusing one with 503");
+        return answer_error(r, 503, "busy", "too many request bodies buffered");
+    }
     if (r->uri[0] != '/') {
         STATS_INC(rejected);
         return answer_error(r, 400, "bad request target", NULL);
@@ -963,6 +983,11 @@ static enum MHD_Result begin(struct request *r)
 static enum MHD_Result proceed(struct request *r)
 {
     cache_rules_request_cc(&r->headers, &r->cc);
+    if (r->cacheable && r->has_body) {
+        /* The body is forwarded but is in no key: never share its answer. */
+        r->cacheable = false;
+        r->bypass_reason = "request-body";
+    }
     if (!r->cacheable) {
         STATS_INC(bypasses);
         return start_fetch(r, false);
@@ -1024,12 +1049,121 @@ static enum MHD_Result proceed(struct request *r)
     return leader_fetch(r);
 }
 
-static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      size_t key_size, const char *value, size_t value_size)
+/* The client's fields as libmicrohttpd parsed them, names as received (the
+ * validator needs them unchanged); the strings live as long as the request. */
+struct raw_fields {
+    struct http_header *items;
+    size_t n, cap;
+    bool oom;
+};
+
+static enum MHD_Result collect_raw(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
 {
-    struct request *r = cls;
-    header_list_addn(&r->headers, key, key_size, value ? value : "", value ? value_size : 0);
+    struct raw_fields *rf = cls;
+    if (rf->n == rf->cap) {
+        size_t cap = rf->cap ? rf->cap * 2 : 32;
+        struct http_header *items = realloc(rf->items, cap * sizeof *items);
+        if (items == NULL) {
+            rf->oom = true;
+            return MHD_NO;
+        }
+        rf->items = items;
+        rf->cap = cap;
+    }
+    /* A NUL inside a name or value would hide the rest of it from every check
+     * below: make it visible as an invalid byte instead. */
+    if (strlen(key) != key_size || (value && strlen(value) != value_size)) key = "<NUL>";
+    rf->items[rf->n].name = key;
+    rf->items[rf->n].value = value ? value : "";
+    rf->n++;
     return MHD_YES;
+}
+
+static void client_ip_of(struct MHD_Connection *conn, char *out, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL) return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+/* Headers are in: validate the message (request_validator.h), then build the
+ * forwarded field set every key is derived from.  Anything refused is answered
+ * here, in the first call, so libmicrohttpd closes the connection after the
+ * answer and sends no "100 Continue". */
+static enum MHD_Result on_headers(struct request *r, const char *method, const char *version)
+{
+    struct gateway *gw = r->gw;
+    const struct config *cfg = gw->cfg;
+    r->method = method;
+    conn_guard_headers_done(gw->guard, r->slot);
+    client_ip_of(r->conn, r->client_ip, sizeof r->client_ip);
+
+    struct raw_fields rf = {0};
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_raw, &rf);
+    if (rf.oom) {
+        free(rf.items);
+        return answer_error(r, 503, "out of memory", NULL);
+    }
+    const struct request_limits limits = {.max_target_bytes = cfg->max_header_bytes,
+                                          .max_query_params = (size_t)cfg->max_query_params,
+                                          .max_header_bytes = cfg->max_header_bytes,
+                                          .max_header_fields = HTTP_MAX_HEADER_FIELDS};
+    struct request_verdict v;
+    if (request_validate(method, r->uri, version, rf.items, rf.n, &limits, &v) != 0) {
+        free(rf.items);
+        STATS_INC(rejected);
+        char safe[160];
+        log_escape_uri(r->uri, safe, sizeof safe);
+        LOG_I("refused %s from %s: %s (target %s)", version ? version : "-", r->client_ip,
+              v.reason, safe);
+        return answer_error(r, v.status, v.status == 501 ? "not implemented" : "bad request",
+                            v.reason);
+    }
+    const struct forward_options fo = {.trusted = gw->trusted_proxies,
+                                       .forwarded_host = cfg->forwarded_host};
+    int rc = forward_headers_build(rf.items, rf.n, r->client_ip, &fo, &r->headers);
+    const char *cl = NULL, *te = NULL;
+    for (size_t i = 0; i < rf.n; i++) {
+        if (strcasecmp(rf.items[i].name, "content-length") == 0) cl = rf.items[i].value;
+        if (strcasecmp(rf.items[i].name, "transfer-encoding") == 0) te = rf.items[i].value;
+    }
+    free(rf.items);
+    if (rc != 0) return answer_error(r, 503, "out of memory", NULL);
+    unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+    r->has_body = te != NULL || clen > 0;
+    if (clen > cfg->max_body_bytes) {
+        STATS_INC(rejected);
+        return answer_error(r, 413, "request body too large", NULL);
+    }
+    r->phase = PH_BODY;
+    return MHD_YES;
+}
+
+/* Buffers a body chunk within MAX_BODY_SIZE for this request and
+ * MAX_BUFFERED_BODIES over all requests. */
+static void on_body(struct request *r, const char *data, size_t len)
+{
+    struct gateway *gw = r->gw;
+    if (r->body_too_big || r->body_over_budget) return;
+    if (r->body.len + len > gw->cfg->max_body_bytes) {
+        r->body_too_big = true;
+    } else {
+        size_t before = atomic_fetch_add(&gw->buffered_body_bytes, len);
+        r->body_accounted += len;
+        if (before + len > gw->cfg->max_buffered_body_bytes) r->body_over_budget = true;
+        else if (buf_append(&r->body, data, len) != 0) r->body_over_budget = true;
+    }
+    if (r->body_too_big || r->body_over_budget) {
+        buf_free(&r->body);
+        atomic_fetch_sub(&gw->buffered_body_bytes, r->body_accounted);
+        r->body_accounted = 0;
+    }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -1040,35 +1174,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct request *r = *con_cls;
     if (r == NULL) return MHD_NO; /* uri_log_cb failed to allocate */
     switch (r->phase) {
-    case PH_HEADERS: {
+    case PH_HEADERS:
         r->conn = conn;
-        r->method = method;
-        MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, r);
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (ci && ci->client_addr) {
-            const struct sockaddr *sa = ci->client_addr;
-            if (sa->sa_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_ip,
-                          sizeof r->client_ip);
-            else if (sa->sa_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip,
-                          sizeof r->client_ip);
-        }
-        const char *cl = header_list_get(&r->headers, "content-length");
-        if (cl && strtoull(cl, NULL, 10) > r->gw->cfg->max_body_bytes) r->body_too_big = true;
-        r->phase = PH_BODY;
-        return MHD_YES;
-    }
+        return on_headers(r, method, version);
     case PH_BODY:
         if (*upload_data_size > 0) {
-            if (!r->body_too_big) {
-                if (r->body.len + *upload_data_size > r->gw->cfg->max_body_bytes ||
-                    buf_append(&r->body, upload_data, *upload_data_size) != 0) {
-                    r->body_too_big = true;
-                    buf_free(&r->body);
-                }
-            }
+            on_body(r, upload_data, *upload_data_size);
             *upload_data_size = 0;
             return MHD_YES;
         }
@@ -1100,16 +1211,19 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
         free(r);
         return NULL;
     }
+    /* The guard holds the request until the completion callback takes it back:
+     * libmicrohttpd may drop a connection (e.g. its pool ran out while parsing
+     * the arguments) without ever calling that callback. */
+    r->slot = conn_guard_mhd_slot(conn);
+    conn_guard_request_line(gw->guard, r->slot);
+    conn_guard_set_owner(gw->guard, r->slot, r);
     atomic_fetch_add(&gw->active_requests, 1);
     return r;
 }
 
-static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+/* Frees a finished (or abandoned) request and writes its access-log line. */
+static void request_release(struct request *r)
 {
-    struct request *r = *con_cls;
-    if (r == NULL) return;
-    *con_cls = NULL;
     struct gateway *gw = r->gw;
     if (r->flight) {
         /* The client left before the leader answered: still store and wake. */
@@ -1118,8 +1232,10 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         else coalesce_finish(gw->coalescer, r->flight, FLIGHT_RETRY, NULL, 0);
     }
     if (gw->cfg->access_log) {
-        LOG_I("access %s %s %s %d %s %.1fms", r->client_ip, r->method ? r->method : "-", r->uri,
-              r->status, r->x_cache ? r->x_cache : "-",
+        char safe[512];
+        log_escape_uri(r->uri, safe, sizeof safe);
+        LOG_I("access %s %s %s %d %s %.1fms", r->client_ip[0] ? r->client_ip : "-",
+              r->method ? r->method : "-", safe, r->status, r->x_cache ? r->x_cache : "-",
               (double)(clock_mono_ms() - r->start_ms));
     }
     if (r->fetch) upstream_request_free(r->fetch);
@@ -1134,9 +1250,33 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     cache_object_unref(r->stale_obj);
     header_list_free(&r->headers);
     buf_free(&r->body);
+    if (r->body_accounted) atomic_fetch_sub(&gw->buffered_body_bytes, r->body_accounted);
     free(r->uri);
     free(r);
     atomic_fetch_sub(&gw->active_requests, 1);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct request *r = *con_cls;
+    if (r == NULL) return;
+    *con_cls = NULL;
+    conn_guard_request_done(r->gw->guard, r->slot);
+    request_release(r);
+}
+
+static void notify_connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                                 enum MHD_ConnectionNotificationCode code)
+{
+    struct gateway *gw = cls;
+    struct request *orphan = conn_guard_mhd_notify(gw->guard, conn, socket_context, (int)code);
+    if (orphan == NULL) return;
+    /* libmicrohttpd dropped the connection between the request line and the
+     * access handler, so no completion callback will come.  Nothing else can
+     * hold the request then: it never got past its headers. */
+    if (orphan->phase == PH_HEADERS) request_release(orphan);
+    else LOG_W("connection closed without completing a request in phase %d", orphan->phase);
 }
 
 int http_server_start(struct gateway *gw, char *err, size_t err_len)
@@ -1173,14 +1313,34 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
     unsigned workers = cfg->workers > 0 ? (unsigned)cfg->workers
                                         : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
     if (workers == 0) workers = 1;
-    /* The per-connection pool holds the request line and headers. */
-    size_t pool = cfg->max_header_bytes + 16 * 1024;
+    char bad[64];
+    if (ip_set_parse(cfg->trusted_proxies, &gw->trusted_proxies, bad, sizeof bad) != 0) {
+        snprintf(err, err_len,
+                 "invalid value for --trusted-proxies (TRUSTED_PROXIES): '%s' (expected IP "
+                 "addresses or CIDR ranges, comma-separated)",
+                 bad);
+        return -1;
+    }
+    gw->guard = conn_guard_create("http", (size_t)cfg->max_connections,
+                                  cfg->client_header_timeout_s * 1000,
+                                  cfg->client_timeout_s * 1000);
+    if (gw->guard == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return -1;
+    }
+    /* The per-connection pool holds the request line, the headers and the parsed
+     * query arguments (about 64 bytes each): room for the largest valid request. */
+    size_t pool = cfg->max_header_bytes * 2 + (size_t)cfg->max_query_params * 64 + 16 * 1024;
+    /* libmicrohttpd refuses connections past its limit; the guard evicts slow
+     * ones past max_connections, so the listener keeps some slack for new
+     * clients (split between the worker threads). */
+    unsigned limit = (unsigned)cfg->max_connections + 64u * workers;
     gw->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, workers, MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, gw,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, gw, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->client_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, gw, MHD_OPTION_NOTIFY_CONNECTION,
+        notify_connection_cb, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->client_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (gw->daemon == NULL) {
         snprintf(err, err_len, "cannot listen on %s:%d (address in use or not permitted)",
@@ -1208,6 +1368,10 @@ void http_server_stop(struct gateway *gw)
 {
     if (gw->daemon) MHD_stop_daemon(gw->daemon);
     gw->daemon = NULL;
+    conn_guard_destroy(gw->guard);
+    gw->guard = NULL;
+    ip_set_free(gw->trusted_proxies);
+    gw->trusted_proxies = NULL;
     if (gw->health_response) MHD_destroy_response(gw->health_response);
     gw->health_response = NULL;
 }

@@ -1,7 +1,10 @@
 /* log.c - see log.h. */
 #include "log.h"
 
+#include <ctype.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,10 +51,96 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (m < 0) m = 0;
     size_t len = (size_t)n + (size_t)m;
     if (len > sizeof line - 2) len = sizeof line - 2;
-    /* Keep one event on one line even if a message carries a newline. */
-    for (size_t i = (size_t)n; i < len; i++)
-        if (line[i] == '\n' || line[i] == '\r') line[i] = ' ';
+    /* Keep one event on one line, and never let a byte from a message drive a
+     * terminal (ESC sequences could forge or erase lines). */
+    for (size_t i = (size_t)n; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (c == '\n' || c == '\r' || c == '\t') line[i] = ' ';
+        else if (c < 0x20 || c == 0x7f) line[i] = '?';
+    }
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+size_t log_escape(const char *s, char *out, size_t cap)
+{
+    static const char HEX[] = "0123456789abcdef";
+    size_t at = 0;
+    if (cap == 0) return 0;
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+        size_t need = plain ? 1 : 4;
+        if (at + need + 4 >= cap) {
+            /* Cut, and say so. */
+            if (at + 3 < cap) {
+                memcpy(out + at, "...", 3);
+                at += 3;
+            }
+            break;
+        }
+        if (plain) {
+            out[at++] = (char)c;
+        } else {
+            out[at++] = '\\';
+            out[at++] = 'x';
+            out[at++] = HEX[c >> 4];
+            out[at++] = HEX[c & 15];
+        }
+    }
+    out[at] = '\0';
+    return at;
+}
+
+/* Query parameter names whose values are credentials often enough to be hidden
+ * from logs: matched as case-insensitive substrings of the name. */
+static const char *const SECRET_PARAM_PARTS[] = {"token", "key",    "password", "passwd", "secret",
+                                                 "signature", "sig", "auth",   "session",
+                                                 "credential", "code"};
+
+static bool secret_param(const char *name, size_t len)
+{
+    char lower[64];
+    if (len >= sizeof lower) len = sizeof lower - 1;
+    for (size_t i = 0; i < len; i++) lower[i] = (char)tolower((unsigned char)name[i]);
+    lower[len] = '\0';
+    for (size_t i = 0; i < sizeof SECRET_PARAM_PARTS / sizeof SECRET_PARAM_PARTS[0]; i++)
+        if (strstr(lower, SECRET_PARAM_PARTS[i])) return true;
+    return false;
+}
+
+size_t log_escape_uri(const char *uri, char *out, size_t cap)
+{
+    if (cap == 0) return 0;
+    const char *q = uri ? strchr(uri, '?') : NULL;
+    if (q == NULL) return log_escape(uri, out, cap);
+    /* Redact in a copy first, then escape the result. */
+    size_t len = strlen(uri);
+    char *red = malloc(len + 1);
+    if (red == NULL) return log_escape("-", out, cap);
+    size_t at = (size_t)(q - uri) + 1;
+    memcpy(red, uri, at);
+    const char *p = q + 1;
+    while (*p) {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        if (eq && secret_param(p, (size_t)(eq - p))) {
+            size_t nlen = (size_t)(eq - p) + 1;
+            memcpy(red + at, p, nlen);
+            at += nlen;
+            memcpy(red + at, "***", 3); /* never longer than what it hides plus 2 */
+            at += plen - nlen >= 3 ? 3 : plen - nlen;
+        } else {
+            memcpy(red + at, p, plen);
+            at += plen;
+        }
+        p += plen;
+        if (*p == '&') red[at++] = *p++;
+    }
+    red[at] = '\0';
+    size_t n = log_escape(red, out, cap);
+    free(red);
+    return n;
 }

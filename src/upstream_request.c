@@ -51,34 +51,16 @@ struct upstream_fetch *upstream_request_build(const struct upstream_request_inpu
     f->on_free = upstream_request_free;
     if (f->target == NULL) goto fail;
 
+    /* in->headers is already the forwarded set (forward_headers): hop-by-hop and
+     * steering fields dropped, the gateway's X-Forwarded-* and Via added.  Host
+     * stays for policies but libcurl sends the upstream's own. */
     const struct header_list *h = in->headers;
-    const char *connection = header_list_get(h, "connection");
-    const char *xff = NULL;
     for (size_t i = 0; i < h->n; i++) {
         const char *name = h->items[i].name;
-        const char *value = h->items[i].value;
-        if (headers_is_hop_by_hop(name, connection)) continue;
-        if (strcmp(name, "host") == 0 || strcmp(name, "content-length") == 0 ||
-            strcmp(name, "expect") == 0 || strcmp(name, "via") == 0)
-            continue;
-        if (strcmp(name, "x-forwarded-for") == 0) {
-            xff = value;
-            continue;
-        }
+        if (strcmp(name, "host") == 0) continue;
         if (in->for_cache && conditional_or_range(name)) continue;
-        if (header_list_add(&f->req_headers, name, value) != 0) goto fail;
+        if (header_list_add(&f->req_headers, name, h->items[i].value) != 0) goto fail;
     }
-    char line[1024];
-    if (xff) snprintf(line, sizeof line, "%s, %s", xff, in->client_ip);
-    else snprintf(line, sizeof line, "%s", in->client_ip);
-    const char *host = header_list_get(h, "host");
-    if (header_list_add(&f->req_headers, "X-Forwarded-For", line) != 0 ||
-        header_list_add(&f->req_headers, "X-Forwarded-Proto", "http") != 0 ||
-        (host && header_list_add(&f->req_headers, "X-Forwarded-Host", host) != 0))
-        goto fail;
-    const char *via = header_list_get(h, "via");
-    snprintf(line, sizeof line, "%s%s1.1 cachegw", via ? via : "", via ? ", " : "");
-    if (header_list_add(&f->req_headers, "Via", line) != 0) goto fail;
 
     if (!in->for_cache && in->body) {
         ur->req_body = *in->body;

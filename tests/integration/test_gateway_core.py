@@ -88,13 +88,25 @@ class CoreTest(GatewayTestCase):
         self.assertEqual(echo["body"], body.decode())
         h = echo["headers"]
         self.assertEqual(h["x-custom"], "yes")
-        self.assertEqual(h["x-forwarded-for"], "10.1.2.3, 127.0.0.1")
+        # The client is no trusted proxy: its X-Forwarded-For is replaced, and its
+        # Host never reaches the upstream as X-Forwarded-Host (FORWARDED_HOST unset).
+        self.assertEqual(h["x-forwarded-for"], "127.0.0.1")
         self.assertEqual(h["x-forwarded-proto"], "http")
-        self.assertEqual(h["x-forwarded-host"], "api.example.com")
+        self.assertNotIn("x-forwarded-host", h)
         self.assertIn("cachegw", h["via"])
         # PUT and DELETE go through too, never cached.
         self.assertEqual(gw.req("PUT", "/echo", body=b"x").json()["method"], "PUT")
         self.assertEqual(gw.req("DELETE", "/echo").json()["method"], "DELETE")
+
+    def test_trusted_proxy_keeps_forwarded_for_and_host_is_pinned(self):
+        gw = self.start(env={"TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+                             "FORWARDED_HOST": "api.example.com"})
+        r = gw.req("POST", "/echo", headers={"X-Forwarded-For": "10.1.2.3",
+                                             "Host": "evil.example",
+                                             "X-Forwarded-Host": "evil.example"}, body=b"x")
+        h = r.json()["headers"]
+        self.assertEqual(h["x-forwarded-for"], "10.1.2.3, 127.0.0.1")
+        self.assertEqual(h["x-forwarded-host"], "api.example.com")
 
     def test_hop_by_hop_request_headers_are_stripped(self):
         gw = self.start()
@@ -309,6 +321,13 @@ class ConfigErrorTest(unittest.TestCase):
             lines = [l for l in p.stderr.splitlines() if l.strip()]
             self.assertEqual(len(lines), 1, (args, p.stderr))
             self.assertIn(needle, lines[0])
+
+    def test_bad_trusted_proxies_exit_2(self):
+        p = self.run_gw(env={"TRUSTED_PROXIES": "10.0.0.0/99"})
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("TRUSTED_PROXIES", p.stderr)
+        p = self.run_gw("--check", env={"TRUSTED_PROXIES": "not-an-ip"})
+        self.assertEqual(p.returncode, 2, p.stderr)
 
     def test_bad_environment_names_the_variable(self):
         p = self.run_gw(env={"PORT": "abc"})

@@ -19,7 +19,8 @@ static const char *const ENV_NAMES[] = {
     "REDIS_POOL_SIZE", "REDIS_HEALTH_INTERVAL", "REDIS_RETRIES", "REDIS_TLS_CA_FILE",
     "REDIS_TLS_CERT_FILE", "REDIS_TLS_KEY_FILE", "REDIS_TLS_INSECURE", "POLICIES_DIR", "LUA_DIR",
     "LUA_MEMORY_LIMIT", "LUA_INSTRUCTION_LIMIT", "ADMIN_TOKEN", "ADMIN_HOST", "ADMIN_PORT",
-    "LOG_LEVEL", "ACCESS_LOG",
+    "LOG_LEVEL", "ACCESS_LOG", "CLIENT_HEADER_TIMEOUT", "MAX_QUERY_PARAMS", "MAX_BUFFERED_BODIES",
+    "TRUSTED_PROXIES", "FORWARDED_HOST", "LUA_TIME_LIMIT_MS",
 };
 #define N_ENV (sizeof ENV_NAMES / sizeof ENV_NAMES[0])
 
@@ -334,7 +335,12 @@ TEST(invalid_values)
         {NULL, NULL, "--foo", NULL, "unknown option '--foo' (see --help)", NULL},
         {NULL, NULL, "--foo=bar", NULL, "unknown option '--foo' (see --help)", NULL},
         {NULL, NULL, "-p", NULL, "unknown option '-p'", NULL},
-        {NULL, NULL, "stray", NULL, "unexpected argument 'stray'", NULL},
+        {NULL, NULL, "stray", NULL, "unexpected argument #1 (value not shown", NULL},
+        {NULL, NULL, "--admin-token=", "s3cr3t", "unexpected argument #2 after '--admin-token'",
+         NULL},
+        {"TRUSTED_PROXIES", "10.0.0.0/99", NULL, NULL, "--trusted-proxies (TRUSTED_PROXIES)",
+         "'10.0.0.0/99'"},
+        {"TRUSTED_PROXIES", "127.0.0.1,nope", NULL, NULL, "--trusted-proxies", "'nope'"},
         {NULL, NULL, "--port", NULL, "missing value for --port (PORT)", NULL},
         {NULL, NULL, "--host", "--port", "missing value for --host (HOST)", NULL},
         {"LOG_LEVEL", "loud", NULL, NULL, "--log-level (LOG_LEVEL)", "'loud'"},
@@ -369,6 +375,22 @@ TEST(invalid_values)
 TEST(secrets_never_in_err)
 {
     struct config c;
+    clear_env();
+
+    /* A secret that lost its flag, and one-slash scheme typos. */
+    CHECK(fails_with(LOAD(&c, no_dotenv, "--admin-token=", "hunter2", ), &c,
+                     "unexpected argument #2", NULL, NULL));
+    CHECK(strstr(err, "hunter2") == NULL);
+    CHECK(fails_with(LOAD(&c, no_dotenv, "--port", "80", "hunter2", ), &c, "unexpected argument #3",
+                     NULL, NULL));
+    CHECK(strstr(err, "hunter2") == NULL);
+    const char *typos[] = {"redis:/:hunter2@host", "rediss:/u:hunter2@host:6379", "redis:hunter2@h",
+                           "redis//:hunter2@h", "redis:/hunter2"};
+    for (size_t i = 0; i < sizeof typos / sizeof typos[0]; i++) {
+        setenv("REDIS_URL", typos[i], 1);
+        CHECK(fails_with(LOAD(&c, no_dotenv, ), &c, "--redis-url", NULL, NULL));
+        CHECK(strstr(err, "hunter2") == NULL);
+    }
     clear_env();
 
     setenv("REDIS_URL", "redis://u:hunter2@:99999", 1);

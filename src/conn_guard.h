@@ -1,0 +1,82 @@
+/*
+ * conn_guard - keeps a libmicrohttpd listener reachable under slow-client
+ * attacks (slowloris): a whole-time deadline for a request's line and headers,
+ * and eviction of the oldest connections that have not sent a complete header
+ * block when the listener is at capacity.
+ *
+ * libmicrohttpd's own timeout is idle time that every byte resets, so a client
+ * sending one header line every few seconds holds its connection forever.  The
+ * guard tracks every connection from libmicrohttpd's connection notifications:
+ *
+ *   WAITING   open, no request line yet (new, or idle keep-alive between
+ *             requests); deadline: idle_timeout after it began waiting.
+ *   HEADERS   the request line arrived (URI callback); deadline:
+ *             header_timeout after that.
+ *   BUSY      the header block is complete; no deadline here (body and
+ *             response have their own bounds).
+ *
+ * A connection past its deadline, or the oldest WAITING/HEADERS one when the
+ * open count exceeds max_conns, is closed by shutdown(2) of its socket:
+ * libmicrohttpd then sees the peer gone and releases it through its normal
+ * path (completion and close notifications).  The fd stays valid while its
+ * slot is in the guard: libmicrohttpd notifies the close before it closes the
+ * socket, and the slot is unlinked under the same lock.
+ *
+ * Ownership: the guard owns its slots; conn_guard_close frees one.  A slot may
+ * carry one opaque pointer for its owner (the request being parsed), handed
+ * back by conn_guard_close so nothing leaks when libmicrohttpd drops a
+ * connection without a completion callback.
+ * Thread-safety: internally locked; call from any thread.  A sweeper thread
+ * enforces the deadlines.
+ */
+#ifndef CACHEGW_CONN_GUARD_H
+#define CACHEGW_CONN_GUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn_guard;
+struct conn_slot;
+
+struct conn_guard_stats {
+    uint64_t timed_out; /* closed past their header/idle deadline */
+    uint64_t evicted;   /* closed to make room at capacity */
+    size_t open;        /* connections open now */
+};
+
+/* Creates a guard and starts its sweeper thread.  name appears in log lines.
+ * Returns NULL on allocation or thread failure. */
+struct conn_guard *conn_guard_create(const char *name, size_t max_conns, int header_timeout_ms,
+                                     int idle_timeout_ms);
+/* Stops the sweeper and frees the guard (every connection must be closed). */
+void conn_guard_destroy(struct conn_guard *g);
+
+/* A connection was accepted on fd.  Evicts the oldest waiting connection when
+ * the open count is past max_conns.  Returns its slot, or NULL (out of memory:
+ * the connection is then simply not guarded). */
+struct conn_slot *conn_guard_open(struct conn_guard *g, int fd);
+/* The connection is gone; returns the slot's owner pointer (NULL when none)
+ * and frees the slot.  NULL slot is a no-op returning NULL. */
+void *conn_guard_close(struct conn_guard *g, struct conn_slot *s);
+/* The request line arrived: the header deadline starts. */
+void conn_guard_request_line(struct conn_guard *g, struct conn_slot *s);
+/* The header block is complete. */
+void conn_guard_headers_done(struct conn_guard *g, struct conn_slot *s);
+/* The request ended; the connection waits for the next one (keep-alive). */
+void conn_guard_request_done(struct conn_guard *g, struct conn_slot *s);
+/* Sets the owner pointer handed back by conn_guard_close. */
+void conn_guard_set_owner(struct conn_guard *g, struct conn_slot *s, void *owner);
+
+void conn_guard_stats(struct conn_guard *g, struct conn_guard_stats *out);
+
+/* libmicrohttpd glue.  Call from the daemon's MHD_OPTION_NOTIFY_CONNECTION
+ * callback with its arguments (code is an enum MHD_ConnectionNotificationCode):
+ * opens the slot on STARTED (stored in *socket_context) and closes it on
+ * CLOSED, returning the slot's owner pointer then (NULL otherwise). */
+struct MHD_Connection;
+void *conn_guard_mhd_notify(struct conn_guard *g, struct MHD_Connection *conn,
+                            void **socket_context, int code);
+/* The slot of a connection (its socket context), or NULL. */
+struct conn_slot *conn_guard_mhd_slot(struct MHD_Connection *conn);
+
+#endif

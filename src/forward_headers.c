@@ -1,0 +1,122 @@
+/* forward_headers.c - see forward_headers.h. */
+#include "forward_headers.h"
+
+#include "ip_set.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- the forwarded field list ---- */
+
+/* Fields a client must not be able to hand the upstream: framing (libcurl
+ * frames the request), and fields upstream frameworks read as the gateway's
+ * word about the original request (scheme, host, port, path, method, client). */
+static const char *const DROPPED[] = {
+    "content-length",    "transfer-encoding", "expect",
+    "x-forwarded-for",   "x-forwarded-host",  "x-forwarded-proto",
+    "x-forwarded-port",  "x-forwarded-prefix", "x-forwarded-server",
+    "x-forwarded-ssl",   "x-forwarded-scheme", "x-forwarded-uri",
+    "forwarded",         "x-real-ip",         "x-client-ip",
+    "true-client-ip",    "x-original-url",    "x-original-uri",
+    "x-rewrite-url",     "x-http-method-override", "x-http-method",
+    "x-method-override", "via",
+};
+
+bool forward_headers_is_dropped(const char *lower_name)
+{
+    for (size_t i = 0; i < sizeof DROPPED / sizeof DROPPED[0]; i++)
+        if (strcmp(lower_name, DROPPED[i]) == 0) return true;
+    return false;
+}
+
+/* Every line of a field, joined with sep (a list field spread over lines is one
+ * list, RFC 9110 §5.3).  Returns a malloc'd string, "" when none, or NULL. */
+static char *joined_value(const struct http_header *raw, size_t n, const char *name,
+                          const char *sep)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcasecmp(raw[i].name, name) == 0)
+            len += strlen(raw[i].value ? raw[i].value : "") + strlen(sep);
+    char *out = malloc(len + 1);
+    if (out == NULL) return NULL;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(raw[i].name, name) != 0) continue;
+        const char *v = raw[i].value ? raw[i].value : "";
+        size_t vl = strlen(v);
+        if (at > 0) {
+            memcpy(out + at, sep, strlen(sep));
+            at += strlen(sep);
+        }
+        memcpy(out + at, v, vl);
+        at += vl;
+    }
+    out[at] = '\0';
+    return out;
+}
+
+int forward_headers_build(const struct http_header *raw, size_t n, const char *client_ip,
+                          const struct forward_options *opt, struct header_list *out)
+{
+    int rc = -ENOMEM;
+    char *connection = joined_value(raw, n, "connection", ", ");
+    char *xff = NULL, *via = NULL, *line = NULL;
+    if (connection == NULL) goto done;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = raw[i].name;
+        /* Only the first line of each name does the work: it takes every line. */
+        bool first = true;
+        for (size_t j = 0; j < i && first; j++)
+            if (strcasecmp(raw[j].name, name) == 0) first = false;
+        if (!first) continue;
+        char lower[128];
+        size_t nl = strlen(name);
+        if (nl >= sizeof lower) continue; /* no field we act on is this long: forward it */
+        for (size_t k = 0; k <= nl; k++) lower[k] = (char)tolower((unsigned char)name[k]);
+        if (headers_is_hop_by_hop(lower, connection[0] ? connection : NULL)) continue;
+        if (forward_headers_is_dropped(lower)) continue;
+        char *v = joined_value(raw, n, name, strcmp(lower, "cookie") == 0 ? "; " : ", ");
+        if (v == NULL) goto done;
+        int arc = header_list_add(out, lower, v);
+        free(v);
+        if (arc != 0) goto done;
+    }
+    /* The gateway's own forwarding fields. */
+    const char *ip = client_ip && client_ip[0] ? client_ip : "unknown";
+    if (opt && ip_set_contains(opt->trusted, client_ip)) {
+        xff = joined_value(raw, n, "x-forwarded-for", ", ");
+        if (xff == NULL) goto done;
+    }
+    size_t ll = (xff ? strlen(xff) : 0) + strlen(ip) + 3;
+    line = malloc(ll);
+    if (line == NULL) goto done;
+    if (xff && xff[0]) snprintf(line, ll, "%s, %s", xff, ip);
+    else snprintf(line, ll, "%s", ip);
+    if (header_list_add(out, "x-forwarded-for", line) != 0 ||
+        header_list_add(out, "x-forwarded-proto", "http") != 0)
+        goto done;
+    if (opt && opt->forwarded_host && opt->forwarded_host[0] &&
+        header_list_add(out, "x-forwarded-host", opt->forwarded_host) != 0)
+        goto done;
+    via = joined_value(raw, n, "via", ", ");
+    if (via == NULL) goto done;
+    free(line);
+    ll = strlen(via) + 16;
+    line = malloc(ll);
+    if (line == NULL) goto done;
+    snprintf(line, ll, "%s%s1.1 cachegw", via, via[0] ? ", " : "");
+    if (header_list_add(out, "via", line) != 0) goto done;
+    rc = 0;
+done:
+    free(connection);
+    free(xff);
+    free(via);
+    free(line);
+    return rc;
+}
