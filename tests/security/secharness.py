@@ -171,20 +171,22 @@ class Reflector:
             self.routes.append((prefix, fn))
             self.routes.sort(key=lambda r: -len(r[0]))
 
-    def requests(self, path=None, prefix=None):
+    def requests(self, path=None, prefix=None, target=None):
         with self.lock:
             recs = list(self.records)
+        if target is not None:
+            recs = [r for r in recs if r.target_str == target]
         if path is not None:
             recs = [r for r in recs if r.path == path]
         if prefix is not None:
             recs = [r for r in recs if r.path.startswith(prefix)]
         return recs
 
-    def count(self, path=None, prefix=None):
-        return len(self.requests(path, prefix))
+    def count(self, path=None, prefix=None, target=None):
+        return len(self.requests(path, prefix, target))
 
-    def last(self, path=None, prefix=None):
-        recs = self.requests(path, prefix)
+    def last(self, path=None, prefix=None, target=None):
+        recs = self.requests(path, prefix, target)
         return recs[-1] if recs else None
 
     def anomalies(self):
@@ -713,6 +715,31 @@ class RedisServer:
     @property
     def url(self):
         return f"redis://127.0.0.1:{self.port}"
+
+    def cmd(self, *args):
+        """One command; returns the reply (integers, bulk strings and arrays only)."""
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a.encode() if isinstance(a, str) else a
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(out)
+            f = s.makefile("rb")
+            return self._reply(f)
+
+    def _reply(self, f):
+        line = f.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:]
+        if kind in (b"+", b"-"):
+            return rest.decode()
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else f.read(n + 2)[:-2]
+        if kind == b"*":
+            return [self._reply(f) for _ in range(int(rest))]
+        raise AssertionError(f"bad RESP reply {line!r}")
 
     def stop(self):
         if self.proc.poll() is None:
