@@ -19,11 +19,24 @@
 #include "log.h"
 #include "lua_cache.h"
 #include "lua_helpers.h"
+#include "lua_pattern.h"
 
 /* The __metatable value marking tables policies must not modify (see gateway/policy.lua). */
 #define PROTECTED_MARK "cachegw.protected"
 /* Loading runs this many per-call budgets: validation does real work for every route. */
 #define LOAD_BUDGET_FACTOR 10
+/* The count hook runs every HOOK_PERIOD instructions (or per-call budget, if smaller) and
+ * reads the clock each time: about 25 ns per thousand instructions. */
+#define HOOK_PERIOD 1000
+/* Pattern matching (lua_pattern.h): this many matcher steps cost one instruction, and the
+ * clock is read every PATTERN_CHECK_STEPS steps. */
+#define PATTERN_STEPS_PER_INSTRUCTION 16
+#define PATTERN_CHECK_STEPS 4096
+/* Allocations at least this large read the clock (see alloc_clock_check). */
+#define ALLOC_CLOCK_BYTES ((size_t)64 << 10)
+/* Host builds run the same top-level code validation ran, on a possibly busier machine:
+ * give them twice the load's wall-clock budget so a set that validated never fails here. */
+#define BUILD_TIME_FACTOR (2 * LOAD_BUDGET_FACTOR)
 /* After a memory error, rebuild the state if a full collection leaves it this full. */
 #define REBUILD_NUM 3
 #define REBUILD_DEN 4
@@ -37,6 +50,7 @@
 static atomic_uint_fast64_t error_count_;
 static atomic_uint_fast64_t budget_kills_;
 static atomic_uint_fast64_t memory_kills_;
+static atomic_uint_fast64_t time_kills_;
 static atomic_uint_fast64_t next_generation_ = 1;
 
 /* ---- policy sets ------------------------------------------------------------------------ */
@@ -95,9 +109,11 @@ uint64_t policy_set_generation(const struct policy_set *set) { return set->gener
 
 static struct lua_limits limits_or_default(const struct lua_limits *lim)
 {
-    struct lua_limits l = {LUA_HOST_DEFAULT_MEMORY, LUA_HOST_DEFAULT_INSTRUCTIONS};
+    struct lua_limits l = {LUA_HOST_DEFAULT_MEMORY, LUA_HOST_DEFAULT_INSTRUCTIONS,
+                           LUA_HOST_DEFAULT_TIME_MS};
     if (lim != NULL && lim->memory_bytes > 0) l.memory_bytes = lim->memory_bytes;
     if (lim != NULL && lim->instructions > 0) l.instructions = lim->instructions;
+    if (lim != NULL && lim->time_ms > 0) l.time_ms = lim->time_ms;
     return l;
 }
 
@@ -260,15 +276,65 @@ done:
 
 /* ---- the sandbox ------------------------------------------------------------------------ */
 
+enum kill_kind { KILL_NONE = 0, KILL_INSTR, KILL_TIME };
+
 struct sandbox {
     lua_State *L;
     size_t mem_used, mem_limit;
-    bool killed;     /* the instruction budget fired during the current call */
-    int hook_budget; /* instructions per call */
+    enum kill_kind kill;  /* why the current call was stopped, KILL_NONE while it runs */
+    bool armed;           /* a budgeted call is running */
+    int hook_period;      /* instructions between two runs of the count hook */
+    long budget;          /* the current call's instruction budget (for messages) */
+    int64_t instr_left;   /* of the current call (or request, across yields) */
+    long time_ms;         /* the current call's wall-clock budget (for messages) */
+    int64_t deadline_ns;  /* CLOCK_MONOTONIC */
+    lua_State *running;   /* the coroutine running policy code, or NULL (then L) */
+    struct lua_pattern_budget pat; /* string.find & co charge their work here */
     const struct policy_set *set;
 };
 
 static struct sandbox *sandbox_of(lua_State *L) { return *(struct sandbox **)lua_getextraspace(L); }
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+/*
+ * Stops the current call: every later instruction of the threads that run policy code
+ * raises again (budget_hook), so a pcall inside the policy cannot swallow the kill.
+ * Safe from the allocator: lua_sethook may even be called from a signal handler.
+ */
+static void sandbox_kill(struct sandbox *sb, lua_State *L, enum kill_kind why)
+{
+    if (sb->kill == KILL_NONE) sb->kill = why;
+    if (why == KILL_TIME) atomic_fetch_add(&time_kills_, 1);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    if (sb->running != NULL && sb->running != L)
+        lua_sethook(sb->running, budget_hook, LUA_MASKCOUNT, 1);
+    if (L != sb->L) lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, 1);
+}
+
+static void push_kill_message(struct sandbox *sb, lua_State *L)
+{
+    if (sb->kill == KILL_TIME)
+        lua_pushfstring(L, "time limit exceeded (%d ms)", (int)sb->time_ms);
+    else
+        lua_pushfstring(L, "instruction budget exceeded (%d instructions)",
+                        (int)(sb->budget > INT_MAX ? INT_MAX : sb->budget));
+}
+
+/* Large allocations are where slow C library calls (string.rep, table.concat, gsub of a
+ * long subject) spend their time without executing instructions: check the clock there. */
+static void alloc_clock_check(struct sandbox *sb)
+{
+    if (!sb->armed || sb->kill != KILL_NONE || mono_ns() < sb->deadline_ns) return;
+    sandbox_kill(sb, sb->running != NULL ? sb->running : sb->L, KILL_TIME);
+}
 
 static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
@@ -280,6 +346,7 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     if (nsize > old && nsize - old > sb->mem_limit - sb->mem_used) return NULL;
+    if (nsize >= ALLOC_CLOCK_BYTES && nsize > old) alloc_clock_check(sb);
     void *p = realloc(ptr, nsize);
     if (p == NULL) return nsize <= old ? ptr : NULL; /* Lua requires shrinking to succeed */
     sb->mem_used = sb->mem_used - old + nsize;
@@ -287,33 +354,65 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 }
 
 /*
- * The count hook.  The first firing marks the call killed and re-arms the hook to fire on
- * every instruction, so that an error caught by a pcall inside the policy is raised again
- * at the very next instruction until the error leaves the outermost call.
+ * The count hook, run every hook_period instructions of a budgeted call: it charges them
+ * to the budget and looks at the clock.  Once the call is over budget (or time) the hook
+ * fires on every instruction and raises, so that an error caught by a pcall inside the
+ * policy is raised again at the very next instruction until it leaves the outermost call.
  */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct sandbox *sb = sandbox_of(L);
-    if (!sb->killed) {
-        sb->killed = true;
-        lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    if (sb->kill == KILL_NONE) {
+        sb->instr_left -= sb->hook_period;
+        if (sb->instr_left > 0 && mono_ns() < sb->deadline_ns) return;
+        sandbox_kill(sb, L, sb->instr_left > 0 ? KILL_TIME : KILL_INSTR);
     }
     /* Level 0 is the Lua function that was running: hooks get no frame of their own. */
     luaL_where(L, 0);
-    lua_pushfstring(L, "instruction budget exceeded (%d instructions)", sb->hook_budget);
+    push_kill_message(sb, L);
     lua_concat(L, 2);
     lua_error(L);
 }
 
-static void arm_budget(struct sandbox *sb, long budget)
+/* The pattern matcher's budget: PATTERN_STEPS_PER_INSTRUCTION steps cost one instruction
+ * of the call's budget, and the clock is read every PATTERN_CHECK_STEPS steps. */
+static void pattern_check(lua_State *L, struct lua_pattern_budget *b)
 {
-    sb->killed = false;
-    sb->hook_budget = budget > INT_MAX ? INT_MAX : (int)budget;
-    lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, sb->hook_budget);
+    struct sandbox *sb = b->ud;
+    int64_t used = PATTERN_CHECK_STEPS - b->steps_left;
+    b->steps_left = PATTERN_CHECK_STEPS;
+    if (!sb->armed) return;
+    if (sb->kill == KILL_NONE) {
+        sb->instr_left -= used / PATTERN_STEPS_PER_INSTRUCTION;
+        if (sb->instr_left > 0 && mono_ns() < sb->deadline_ns) return;
+        sandbox_kill(sb, L, sb->instr_left > 0 ? KILL_TIME : KILL_INSTR);
+    }
+    luaL_where(L, 1); /* the Lua code that called string.find & co */
+    push_kill_message(sb, L);
+    lua_pushliteral(L, " in pattern matching");
+    lua_concat(L, 3);
+    lua_error(L);
 }
 
-static void disarm_budget(struct sandbox *sb) { lua_sethook(sb->L, NULL, 0, 0); }
+static void arm_budget(struct sandbox *sb, int64_t instructions, int64_t time_ns, long budget,
+                       long time_ms)
+{
+    sb->kill = KILL_NONE;
+    sb->armed = true;
+    sb->budget = budget;
+    sb->time_ms = time_ms;
+    sb->instr_left = instructions;
+    sb->deadline_ns = mono_ns() + time_ns;
+    sb->pat.steps_left = PATTERN_CHECK_STEPS;
+    lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, sb->hook_period);
+}
+
+static void disarm_budget(struct sandbox *sb)
+{
+    sb->armed = false;
+    lua_sethook(sb->L, NULL, 0, 0);
+}
 
 /* Message handler for every lua_pcall: the message plus a traceback. */
 static int msg_handler(lua_State *L)
@@ -336,17 +435,30 @@ enum call_result { CALL_OK = 0, CALL_ERROR, CALL_BUDGET, CALL_MEMORY };
  * Calls fn(ud) protected, under budget instructions.  On failure copies the message
  * (without the traceback, which goes to the debug log) into err.
  */
-static enum call_result sandbox_call(struct sandbox *sb, lua_CFunction fn, void *ud, long budget,
-                                     char *err, size_t err_len)
+/* What a call may spend: instructions and wall-clock time (with the figures its error
+ * messages quote, which for a resumed decision are the whole request's). */
+struct call_budget {
+    int64_t instructions, time_ns;
+    long budget, time_ms;
+};
+
+static struct call_budget full_budget(long instructions, long time_ms)
+{
+    return (struct call_budget){instructions, (int64_t)time_ms * 1000000, instructions,
+                                time_ms};
+}
+
+static enum call_result sandbox_call(struct sandbox *sb, lua_CFunction fn, void *ud,
+                                     struct call_budget cb, char *err, size_t err_len)
 {
     lua_State *L = sb->L;
     int top = lua_gettop(L);
     lua_pushcfunction(L, msg_handler);
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, ud);
-    arm_budget(sb, budget);
+    arm_budget(sb, cb.instructions, cb.time_ns, cb.budget, cb.time_ms);
     int rc = lua_pcall(L, 1, 0, top + 1);
-    bool killed = sb->killed;
+    bool killed = sb->kill != KILL_NONE;
     disarm_budget(sb);
     enum call_result res = CALL_OK;
     if (rc != LUA_OK) {
@@ -553,6 +665,34 @@ static int safe_require(lua_State *L)
     return 1;
 }
 
+/*
+ * A library function that runs in C for a time proportional to its input without
+ * allocating (table.insert into a long array shifts it; utf8.len scans): the count hook
+ * and the allocator never see that time, so read the clock when it returns.
+ * Upvalue 1: the original function.
+ */
+static int timed_call(lua_State *L)
+{
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    struct sandbox *sb = sandbox_of(L);
+    if (sb->armed && sb->kill == KILL_NONE && mono_ns() >= sb->deadline_ns)
+        sandbox_kill(sb, L, KILL_TIME);
+    return lua_gettop(L);
+}
+
+/* Replaces each named function of the library at index lib with a timed_call wrapper. */
+static void wrap_timed(lua_State *L, int lib, const char *const *names)
+{
+    for (; *names; names++) {
+        lua_getfield(L, lib, *names);
+        lua_pushcclosure(L, timed_call, 1);
+        lua_setfield(L, lib, *names);
+    }
+}
+
 static void open_lib(lua_State *L, const char *name, lua_CFunction open)
 {
     luaL_requiref(L, name, open, 1);
@@ -582,7 +722,17 @@ static int sandbox_setup(lua_State *L)
     lua_getfield(L, g, LUA_STRLIBNAME);
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
+    /* find/match/gmatch/gsub with a step budget (lua_pattern.h); the string metatable's
+     * __index is this table, so s:find(...) gets them too. */
+    lua_pattern_install(L, &sandbox_of(L)->pat);
     lua_pop(L, 1);
+    static const char *const table_timed[] = {"insert", "remove", "move", "sort", NULL};
+    static const char *const utf8_timed[] = {"len", "offset", "codepoint", NULL};
+    lua_getfield(L, g, LUA_TABLIBNAME);
+    wrap_timed(L, lua_gettop(L), table_timed);
+    lua_getfield(L, g, LUA_UTF8LIBNAME);
+    wrap_timed(L, lua_gettop(L), utf8_timed);
+    lua_pop(L, 2);
     /* Hide the string metatable: its __index is the real string table. */
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
@@ -670,7 +820,8 @@ static void sandbox_close(struct sandbox *sb)
     if (sb->L == NULL) return;
     /* No finalizers can exist (setmetatable refuses __gc), but keep anything that would
      * run during close on a one-instruction leash anyway. */
-    sb->killed = true;
+    sb->kill = KILL_INSTR;
+    sb->armed = false;
     lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT, 1);
     lua_close(sb->L);
     sb->L = NULL;
@@ -689,7 +840,11 @@ static int sandbox_open(struct sandbox *sb, const struct policy_set *set,
         return -ENOMEM;
     }
     *(struct sandbox **)lua_getextraspace(sb->L) = sb;
-    enum call_result r = sandbox_call(sb, sandbox_setup, NULL, LONG_MAX, err, err_len);
+    sb->hook_period = lim->instructions < HOOK_PERIOD ? (int)lim->instructions : HOOK_PERIOD;
+    sb->pat.check = pattern_check;
+    sb->pat.ud = sb;
+    struct call_budget unlimited = {INT64_MAX / 2, INT64_MAX / 4, LONG_MAX, LONG_MAX};
+    enum call_result r = sandbox_call(sb, sandbox_setup, NULL, unlimited, err, err_len);
     if (r != CALL_OK) {
         sandbox_close(sb);
         return r == CALL_MEMORY ? -ENOMEM : -EINVAL;
@@ -799,13 +954,18 @@ static int load_tramp(lua_State *L)
     return 0;
 }
 
+/* Runs the policy files' top-level code: LOAD_BUDGET_FACTOR per-call instruction budgets,
+ * and time_factor per-call time budgets, so slow top-level code fails the load (file:line)
+ * instead of stalling start-up, a reload or a worker's first request. */
 static int sandbox_load_policies(struct sandbox *sb, const struct lua_limits *lim,
-                                 struct load_ctx *c, char *err, size_t err_len)
+                                 struct load_ctx *c, long time_factor, char *err, size_t err_len)
 {
     long budget = lim->instructions > LONG_MAX / LOAD_BUDGET_FACTOR
                       ? LONG_MAX
                       : lim->instructions * LOAD_BUDGET_FACTOR;
-    enum call_result r = sandbox_call(sb, load_tramp, c, budget, err, err_len);
+    long time_ms = lim->time_ms > LONG_MAX / time_factor ? LONG_MAX : lim->time_ms * time_factor;
+    enum call_result r = sandbox_call(sb, load_tramp, c, full_budget(budget, time_ms), err,
+                                      err_len);
     if (r == CALL_OK) return 0;
     return r == CALL_MEMORY ? -ENOMEM : -EINVAL;
 }
@@ -841,7 +1001,7 @@ int policy_set_load(const char *policies_dir, const char *lua_dir, const struct 
     rc = sandbox_open(&sb, set, &set->lim, err, err_len);
     if (rc != 0) goto done;
     struct load_ctx c = {.set = set};
-    rc = sandbox_load_policies(&sb, &set->lim, &c, err, err_len);
+    rc = sandbox_load_policies(&sb, &set->lim, &c, LOAD_BUDGET_FACTOR, err, err_len);
     if (rc != 0) goto done;
     set->route_count = c.route_count;
     set->generation = atomic_fetch_add(&next_generation_, 1);
@@ -881,7 +1041,7 @@ static int host_build(struct lua_host *h, char *err, size_t err_len)
     int rc = sandbox_open(&h->sb, h->set, &h->lim, err, err_len);
     if (rc != 0) return rc;
     struct load_ctx c = {.set = h->set, .want_refs = true};
-    rc = sandbox_load_policies(&h->sb, &h->lim, &c, err, err_len);
+    rc = sandbox_load_policies(&h->sb, &h->lim, &c, BUILD_TIME_FACTOR, err, err_len);
     if (rc == 0 && c.route_count != h->set->route_count) {
         snprintf(err, err_len, "policies loaded %zu routes, expected %zu", c.route_count,
                  h->set->route_count);
@@ -1081,6 +1241,8 @@ struct lua_host_wait {
     int ref;        /* the coroutine's registry reference */
     uint64_t epoch; /* the host's epoch when it started */
     int yields;     /* yields so far (at most LUA_HOST_MAX_YIELDS) */
+    int64_t instr_left;   /* of the request's instruction budget */
+    int64_t time_left_ns; /* of the request's wall-clock budget (waits do not count) */
     char **keys;
     size_t n_keys;
 };
@@ -1172,7 +1334,7 @@ static int decide_tramp(lua_State *L)
         push_request(L, c->req);
         if (!lua_checkstack(w->co, 3)) return luaL_error(L, "out of memory");
         lua_xmove(L, w->co, 3);
-        lua_sethook(w->co, budget_hook, LUA_MASKCOUNT, h->sb.hook_budget);
+        lua_sethook(w->co, budget_hook, LUA_MASKCOUNT, h->sb.hook_period);
         nargs = 2;
     } else {
         for (size_t i = 0; i < c->n_vals; i++) {
@@ -1189,7 +1351,9 @@ static int decide_tramp(lua_State *L)
         h->cache->yields_left = LUA_HOST_MAX_YIELDS - w->yields;
     }
     int nres = 0;
+    h->sb.running = w->co;
     int st = lua_resume(w->co, L, nargs, &nres);
+    h->sb.running = NULL;
     if (h->cache != NULL) h->cache->allow_yield = false;
     c->co_status = st;
     if (st == LUA_YIELD) {
@@ -1311,7 +1475,8 @@ static void policy_failed(struct lua_host *h, enum call_result r, const char *ms
     char route[256] = "";
     struct current_ctx c = {h, route, sizeof route};
     char ignored[8];
-    sandbox_call(&h->sb, current_tramp, &c, 1000, ignored, sizeof ignored);
+    sandbox_call(&h->sb, current_tramp, &c, full_budget(1000, h->lim.time_ms), ignored,
+                 sizeof ignored);
 
     time_t now = time(NULL);
     if (now != h->log_second) {
@@ -1454,8 +1619,14 @@ static int run_step(struct lua_host *h, struct decide_ctx *c, const char *memo_i
                     size_t memo_len, uint64_t memo_hash, struct lua_host_wait **wait_out)
 {
     char err[512];
-    enum call_result r = sandbox_call(&h->sb, decide_tramp, c, h->lim.instructions, err,
-                                      sizeof err);
+    /* One budget per request, across yields: what earlier steps left of it. */
+    struct lua_host_wait *w = c->w;
+    struct call_budget cb = {w->instr_left, w->time_left_ns, h->lim.instructions,
+                             h->lim.time_ms};
+    int64_t t0 = mono_ns();
+    enum call_result r = sandbox_call(&h->sb, decide_tramp, c, cb, err, sizeof err);
+    w->instr_left = h->sb.instr_left;
+    w->time_left_ns -= mono_ns() - t0;
     if (r == CALL_OK && c->yielded) {
         *wait_out = c->w;
         return -EINPROGRESS;
@@ -1492,6 +1663,8 @@ int lua_host_decide_async(struct lua_host *h, const struct policy_request *req,
         return -1;
     }
     w->epoch = h->epoch;
+    w->instr_left = h->lim.instructions;
+    w->time_left_ns = (int64_t)h->lim.time_ms * 1000000;
     struct decide_ctx c = {.h = h, .req = req, .w = w, .out = out, .allow_yield = wait != NULL};
     struct lua_host_wait *ignored;
     return run_step(h, &c, memoable ? in : NULL, in_len, in_hash, wait ? wait : &ignored);
@@ -1588,7 +1761,8 @@ int lua_host_on_response(struct lua_host *h, const struct policy_decision *d,
     }
     struct response_ctx c = {h, d, req, status, headers, n_headers, out};
     char err[512];
-    enum call_result r = sandbox_call(&h->sb, response_tramp, &c, h->lim.instructions, err,
+    enum call_result r = sandbox_call(&h->sb, response_tramp, &c,
+                                      full_budget(h->lim.instructions, h->lim.time_ms), err,
                                       sizeof err);
     if (r == CALL_OK) return 0;
     policy_verdict_free(out);
@@ -1626,3 +1800,4 @@ void policy_verdict_free(struct policy_verdict *v)
 uint64_t lua_host_error_count(void) { return atomic_load(&error_count_); }
 uint64_t lua_host_budget_kill_count(void) { return atomic_load(&budget_kills_); }
 uint64_t lua_host_memory_kill_count(void) { return atomic_load(&memory_kills_); }
+uint64_t lua_host_time_kill_count(void) { return atomic_load(&time_kills_); }

@@ -55,9 +55,11 @@
 struct lua_limits {
     size_t memory_bytes; /* per lua_State; default LUA_HOST_DEFAULT_MEMORY */
     long instructions;   /* per call; default LUA_HOST_DEFAULT_INSTRUCTIONS */
+    long time_ms;        /* wall clock per call; default LUA_HOST_DEFAULT_TIME_MS */
 };
 #define LUA_HOST_DEFAULT_MEMORY ((size_t)64 << 20)
 #define LUA_HOST_DEFAULT_INSTRUCTIONS 1000000L
+#define LUA_HOST_DEFAULT_TIME_MS 100L
 #define LUA_HOST_MAX_FILE_BYTES ((size_t)1 << 20) /* per source file */
 
 struct policy_set;
@@ -209,5 +211,7 @@ void policy_verdict_free(struct policy_verdict *v);
 uint64_t lua_host_error_count(void);       /* every policy error at request time */
 uint64_t lua_host_budget_kill_count(void); /* of which: instruction budget exceeded */
 uint64_t lua_host_memory_kill_count(void); /* of which: memory limit hit */
+/* Calls stopped by the wall-clock limit (also counted in lua_host_budget_kill_count). */
+uint64_t lua_host_time_kill_count(void);
 
 #endif

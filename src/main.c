@@ -40,7 +40,8 @@ static const char *lua_dir_of(const struct config *cfg)
 static int check_policies(const struct config *cfg)
 {
     struct lua_limits lim = {.memory_bytes = cfg->lua_memory_bytes,
-                             .instructions = cfg->lua_instruction_limit};
+                             .instructions = cfg->lua_instruction_limit,
+                             .time_ms = cfg->lua_time_limit_ms};
     struct policy_set *set = NULL;
     char err[1024];
     int rc = policy_set_load(cfg->policies_dir, lua_dir_of(cfg), &lim, &set, err, sizeof err);
@@ -103,7 +104,8 @@ static int run(struct config *cfg)
     }
     if (access(cfg->policies_dir, F_OK) == 0) {
         struct lua_limits lim = {.memory_bytes = cfg->lua_memory_bytes,
-                                 .instructions = cfg->lua_instruction_limit};
+                                 .instructions = cfg->lua_instruction_limit,
+                                 .time_ms = cfg->lua_time_limit_ms};
         if (policy_engine_create(cfg->policies_dir, lua_dir_of(cfg), &lim, &gw.policies, err,
                                  sizeof err) != 0) {
             LOG_E("invalid policies, not starting: %s", err);

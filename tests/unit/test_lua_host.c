@@ -277,7 +277,9 @@ TEST(instruction_budget_stops_loops_and_pcall_cannot_swallow_it)
 
 TEST(memory_limit_stops_hoarding_and_host_recovers)
 {
-    struct lua_limits lim = {.memory_bytes = 24u << 20, .instructions = 100000000};
+    /* A generous wall clock: this test is about memory, and ASan makes string.rep slow. */
+    struct lua_limits lim = {.memory_bytes = 24u << 20, .instructions = 100000000,
+                             .time_ms = 60000};
     struct lua_host *h = host_for(
         "route 'GET /ok' { key = 'ok' }\n"
         "route 'GET /hog' { key = function()\n"
@@ -884,7 +886,7 @@ TEST(cache_get_hit_cost)
 {
     struct fake_gw f;
     fake_gw_init(&f);
-    struct lua_limits lim = {.instructions = 100000000};
+    struct lua_limits lim = {.instructions = 100000000, .time_ms = 60000};
     struct lua_host *h = host_for(
         "route 'GET /bench/:n' { key = function(req)\n"
         "    cache.set('hot', 'value', 60)\n"
@@ -906,6 +908,150 @@ TEST(cache_get_hit_cost)
     fprintf(stderr, "cache.get memory hit: %.0f ns/call\n", (run_ns - base_ns) / 1e6);
     lua_host_destroy(h);
     fake_gw_free(&f);
+}
+
+/* ---- issue 8: pattern work and wall-clock time (items 10 and 22) ------------------------- */
+
+/* Decides path on h; returns the seconds it took and the result in *rc / key. */
+static double timed_decide(struct lua_host *h, const char *path, int *rc, char *key, size_t len)
+{
+    struct policy_request r = get(path);
+    double t0 = now_s();
+    snprintf(key, len, "%s", decide_key(h, &r, rc));
+    return now_s() - t0;
+}
+
+TEST(pathological_patterns_fail_the_decision_within_the_time_limit)
+{
+    struct lua_limits lim = {.instructions = 1000000, .time_ms = 100};
+    struct lua_host *h = host_for(
+        "local S, P = string.rep('a', 30000), string.rep('a*', 30) .. 'b'\n"
+        "route 'GET /find' { key = function() string.find(S, P) return 'x' end }\n"
+        "route 'GET /method' { key = function() return tostring(S:match(P)) end }\n"
+        "route 'GET /gsub' { key = function() return (S:gsub(P, '')) end }\n"
+        "route 'GET /gmatch' { key = function() for x in S:gmatch(P) do end return 'x' end }\n"
+        "route 'GET /pcall' { key = function()\n"
+        "  for i = 1, 1e9 do pcall(string.find, S, P) end return 'swallowed' end }\n"
+        "route 'GET /plain' { key = function()\n"
+        "  return tostring(string.find(string.rep('a', 1e6), string.rep('a', 5e5) .. 'b', 1, true))\n"
+        "end }\n"
+        "route 'GET /ok' { key = function() return (('a=1; b=2'):gsub('%s', '')) end }\n",
+        &lim);
+    CHECK(h != NULL);
+    if (h == NULL) return;
+    static const char *const paths[] = {"/find", "/method", "/gsub", "/gmatch", "/pcall",
+                                        "/plain"};
+    char key[256];
+    int rc;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        uint64_t kills = lua_host_budget_kill_count();
+        double took = timed_decide(h, paths[i], &rc, key, sizeof key);
+        fprintf(stderr, "  %s: rc %d after %.0f ms\n", paths[i], rc, took * 1000);
+        CHECK_EQ_INT(rc, -1);
+        CHECK_EQ_STR(key, "<error>");
+        CHECK_EQ_INT(lua_host_budget_kill_count(), kills + 1);
+        CHECK(took < 1.0);
+        /* The host answers at once afterwards. */
+        took = timed_decide(h, "/ok", &rc, key, sizeof key);
+        CHECK_EQ_INT(rc, 0);
+        CHECK_EQ_STR(key, "a=1;b=2");
+        CHECK(took < 0.05);
+    }
+    lua_host_destroy(h);
+}
+
+struct decide_path {
+    struct lua_host *h;
+    const char *path;
+};
+
+static void decide_path_fn(void *p)
+{
+    struct decide_path *d = p;
+    struct policy_request r = get(d->path);
+    decide_key(d->h, &r, NULL);
+}
+
+TEST(pattern_kills_are_logged_with_file_and_line)
+{
+    struct lua_limits lim = {.time_ms = 50};
+    struct lua_host *h = host_for(
+        "route 'GET /find' { key = function()\n"
+        "  return tostring(string.find(string.rep('a', 30000), string.rep('a*', 30) .. 'b'))\n"
+        "end }\n",
+        &lim);
+    CHECK(h != NULL);
+    if (h == NULL) return;
+    char log[4096];
+    struct decide_path d = {h, "/find"};
+    capture_stderr(decide_path_fn, &d, log, sizeof log);
+    CHECK(strstr(log, "policy error in route 'GET /find'") != NULL);
+    CHECK(strstr(log, "test.lua:2: ") != NULL);
+    CHECK(strstr(log, "in pattern matching") != NULL);
+    lua_host_destroy(h);
+}
+
+TEST(time_limit_stops_slow_c_calls_and_pcall_cannot_swallow_it)
+{
+    /* Instruction budgets these calls stay far inside: only the clock stops them. */
+    struct lua_limits lim = {.memory_bytes = 64u << 20, .instructions = 100000000,
+                             .time_ms = 100};
+    struct lua_host *h = host_for(
+        "route 'GET /rep' { key = function()\n"
+        "  for i = 1, 40000 do local s = string.rep('x', 4e6) end return 'done' end }\n"
+        "route 'GET /insert' { key = function()\n"
+        "  local t = {} for i = 1, 1e6 do t[i] = i end\n"
+        "  for i = 1, 40000 do table.insert(t, 1, i) table.remove(t, 1) end return 'done' end }\n"
+        "route 'GET /pcall' { key = function()\n"
+        "  for i = 1, 1e9 do pcall(string.rep, 'x', 4e6) end return 'swallowed' end }\n"
+        "route 'GET /spin' { key = function() local x = 0 while true do x = x + 1 end end }\n"
+        "route 'GET /ok' { key = 'ok' }\n",
+        &lim);
+    CHECK(h != NULL);
+    if (h == NULL) return;
+    static const char *const paths[] = {"/rep", "/insert", "/pcall", "/spin"};
+    char key[256];
+    int rc;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        uint64_t kills = lua_host_time_kill_count();
+        double took = timed_decide(h, paths[i], &rc, key, sizeof key);
+        fprintf(stderr, "  %s: rc %d after %.0f ms\n", paths[i], rc, took * 1000);
+        CHECK_EQ_INT(rc, -1);
+        CHECK_EQ_INT(lua_host_time_kill_count(), kills + 1);
+        CHECK(took < 1.0);
+        timed_decide(h, "/ok", &rc, key, sizeof key);
+        CHECK_EQ_STR(key, "ok");
+    }
+    lua_host_destroy(h);
+}
+
+TEST(slow_top_level_code_fails_the_load_with_file_and_line)
+{
+    struct lua_limits lim = {.instructions = 100000000, .time_ms = 20};
+    char err[512];
+    int rc;
+    double t0 = now_s();
+    struct policy_set *set = load_one(
+        "route 'GET /ok' { key = 'ok' }\n"
+        "local n = 0 for i = 1, 1e9 do n = n + #string.rep('x', 1e5) end\n",
+        &lim, err, sizeof err, &rc);
+    double took = now_s() - t0;
+    CHECK(set == NULL);
+    CHECK_EQ_INT(rc, -EINVAL);
+    CHECK(strstr(err, "test.lua:2: time limit exceeded (200 ms)") != NULL);
+    fprintf(stderr, "  load stopped after %.0f ms: %s\n", took * 1000, err);
+    CHECK(took < 2.0);
+
+    t0 = now_s();
+    set = load_one("local S = string.rep('a', 30000)\n"
+                   "local x = S:find(string.rep('a*', 30) .. 'b')\n",
+                   &lim, err, sizeof err, &rc);
+    took = now_s() - t0;
+    CHECK(set == NULL);
+    CHECK(strstr(err, "test.lua:2: ") != NULL);
+    CHECK(strstr(err, "in pattern matching") != NULL);
+    CHECK(took < 2.0);
+    policy_set_unref(set);
 }
 
 int main(void)
@@ -933,6 +1079,10 @@ int main(void)
     RUN(cache_yields_are_bounded_per_request);
     RUN(instruction_budget_counts_across_yields);
     RUN(cache_get_hit_cost);
+    RUN(pathological_patterns_fail_the_decision_within_the_time_limit);
+    RUN(pattern_kills_are_logged_with_file_and_line);
+    RUN(time_limit_stops_slow_c_calls_and_pcall_cannot_swallow_it);
+    RUN(slow_top_level_code_fails_the_load_with_file_and_line);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
