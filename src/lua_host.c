@@ -1512,8 +1512,8 @@ static void decision_init(struct policy_decision *d, uint64_t generation)
     d->generation = generation;
 }
 
-/* The memo's key: method NUL path NUL query NUL and '1' when a non-empty Authorization or
- * Cookie header is present.  Returns false when the input is too long to remember. */
+/* The memo's key: method NUL path NUL query NUL and '1' when an Authorization or a
+ * non-empty Cookie header is present.  Returns false when the input is too long to remember. */
 static bool memo_input(const struct policy_request *r, char *buf, size_t *len, uint64_t *hash)
 {
     const char *parts[3] = {r->method ? r->method : "GET", r->path ? r->path : "/",
@@ -1528,8 +1528,11 @@ static bool memo_input(const struct policy_request *r, char *buf, size_t *len, u
     char creds = '0';
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct http_header *hd = &r->headers[i];
-        if (hd->name == NULL || hd->value == NULL || hd->value[0] == '\0') continue;
-        if (strcasecmp(hd->name, "authorization") == 0 || strcasecmp(hd->name, "cookie") == 0)
+        if (hd->name == NULL || hd->value == NULL) continue;
+        /* As has_credentials in gateway/policy.lua: an empty Authorization counts (as in
+         * the C rules), an empty Cookie does not. */
+        if (strcasecmp(hd->name, "authorization") == 0 ||
+            (hd->value[0] != '\0' && strcasecmp(hd->name, "cookie") == 0))
             creds = '1';
     }
     buf[n++] = creds;

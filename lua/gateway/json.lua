@@ -29,9 +29,20 @@ local utf8_char = utf8.char
 
 local MAX_DEPTH = 256
 
-M.null = setmetatable({}, { __tostring = function() return "json.null" end })
+-- Every policy file and request shares json.null and the array mark, so neither their
+-- metatables nor json.null itself may be changeable (issue 8, item 21): __metatable hides
+-- the metatables, and json.null refuses writes ("cachegw.protected" also makes the
+-- gateway's rawset refuse it).
+M.null = setmetatable({}, {
+    __tostring = function() return "json.null" end,
+    __newindex = function() error("json.null is read-only", 2) end,
+    __metatable = "cachegw.protected",
+})
 
-local ARRAY_MT = { __name = "json.array" }
+-- What getmetatable says of an array: a function, so nobody can store anything in it,
+-- and nobody outside this module can hand out the metatable itself.
+local ARRAY_MARK = function() end
+local ARRAY_MT = { __name = "json.array", __metatable = ARRAY_MARK }
 
 function M.array(t)
     t = t or {}
@@ -39,9 +50,10 @@ function M.array(t)
     return t
 end
 
-function M.is_array(t)
-    return getmetatable(t) == ARRAY_MT
+local function is_array(t)
+    return getmetatable(t) == ARRAY_MARK
 end
+M.is_array = is_array
 
 -- Encoding ---------------------------------------------------------------------------------
 
@@ -90,7 +102,7 @@ local function encode_table(t, out, depth, seen)
     if depth > MAX_DEPTH then error("json: nesting too deep", 0) end
     seen[t] = true
     local n = array_length(t)
-    if n and (n > 0 or getmetatable(t) == ARRAY_MT) then
+    if n and (n > 0 or is_array(t)) then
         out[#out + 1] = "["
         for i = 1, n do
             if i > 1 then out[#out + 1] = "," end

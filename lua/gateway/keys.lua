@@ -8,9 +8,11 @@ gateway.keys - cache key templates.
                      {header.NAME}   a request header, NAME case-insensitive ("" when absent)
                      {method}        GET (HEAD requests use GET keys so they share entries)
                      {path}          the raw request path
-                     {auth_hash}     16 hex chars of SHA-256 of the Authorization header, or of
-                                     the Cookie header when there is no Authorization, or
-                                     "anon" when there is neither
+                     {auth_hash}     16 hex chars of SHA-256 of the credentials: the
+                                     Authorization header (present, even empty) and the
+                                     Cookie header (non-empty), both when both are sent,
+                                     so two sessions sharing an API key never share
+                                     entries; "anon" when there is neither
       Anything else in braces, or an unclosed "{", is an error naming the placeholder.
       tmpl.uses = { auth_hash = bool, header = {names}, query = bool, params = {names} }.
       The template is compiled once into a function that builds the key with a single
@@ -112,11 +114,16 @@ function M.compile(template, param_set)
     return { template = template, parts = parts, n = n, uses = uses, fn = generate(parts, n) }
 end
 
+-- An Authorization header counts even when empty (as in the C rules: the upstream may
+-- answer it differently from none); a Cookie header when non-empty.  With both, both are
+-- hashed (issue 8, item 11).  The NUL separators keep the inputs unambiguous.
 function M.auth_hash(header)
     local a = header["authorization"]
-    if a ~= nil and a ~= "" then return gw.hash("authorization\0" .. a) end
     local c = header["cookie"]
-    if c ~= nil and c ~= "" then return gw.hash("cookie\0" .. c) end
+    if c == "" then c = nil end
+    if a ~= nil and c ~= nil then return gw.hash("authorization\0" .. a .. "\0cookie\0" .. c) end
+    if a ~= nil then return gw.hash("authorization\0" .. a) end
+    if c ~= nil then return gw.hash("cookie\0" .. c) end
     return "anon"
 end
 

@@ -55,8 +55,8 @@ local M = {}
 local G = _ENV -- the sandbox's read-only globals in the gateway; _G under busted
 local type, pairs, ipairs, tostring, error, setmetatable, getmetatable, rawget, rawset, load =
     type, pairs, ipairs, tostring, error, setmetatable, getmetatable, rawget, rawset, load
-local find, sub, match, format, gsub = string.find, string.sub, string.match, string.format,
-    string.gsub
+local find, sub, match, format, gsub, byte = string.find, string.sub, string.match,
+    string.format, string.gsub, string.byte
 local concat, sort = table.concat, table.sort
 local huge = math.huge
 
@@ -142,25 +142,56 @@ local function is_finite_nonneg(n)
     return n == n and n >= 0 and n < huge
 end
 
+-- An Authorization header is a credential even when empty, as in the C rules (issue 8,
+-- item 17): the upstream may well answer "Authorization:" differently from no header.
+-- An empty Cookie carries no session.  keys.auth_hash agrees.
 local function has_credentials(h)
-    local a = h["authorization"]
-    if a ~= nil and a ~= "" then return true end
+    if h["authorization"] ~= nil then return true end
     local c = h["cookie"]
     return c ~= nil and c ~= ""
 end
 
+-- s without leading and trailing whitespace (%s), in time linear in #s.  Patterns such as
+-- "^%s*(.-)%s*$" backtrack quadratically (and worse, combined) on runs of spaces that a
+-- client controls (issue 8, item 19).
+local function trim(s)
+    local i = find(s, "%S")
+    if i == nil then return "" end
+    local j = #s
+    local b = byte(s, j)
+    while b == 32 or (b >= 9 and b <= 13) do
+        j = j - 1
+        b = byte(s, j)
+    end
+    return sub(s, i, j)
+end
+
+-- "a=1; b = 2" -> { a = "1", b = "2" }: pairs split at ";", name and value at the first
+-- "=", both trimmed; the first of repeated names wins; pairs without "=" or with an empty
+-- name are skipped.  Linear: every byte is looked at a bounded number of times.
 local function parse_cookies(s)
     local t = {}
     if type(s) ~= "string" then return t end
-    for pair in (s .. ";"):gmatch("([^;]*);") do
-        local k, v = match(pair, "^%s*([^=]-)%s*=%s*(.-)%s*$")
-        if k and k ~= "" and t[k] == nil then t[k] = v end
+    local pos, len = 1, #s
+    while pos <= len do
+        local semi = find(s, ";", pos, true) or (len + 1)
+        local pair = sub(s, pos, semi - 1)
+        local eq = find(pair, "=", 1, true)
+        if eq then
+            local k = trim(sub(pair, 1, eq - 1))
+            if k ~= "" and t[k] == nil then t[k] = trim(sub(pair, eq + 1)) end
+        end
+        pos = semi + 1
     end
     return t
 end
+M.parse_cookies = parse_cookies
 
--- req.query, req.cookie and req.params are built on first use.
+-- req.query, req.cookie and req.params are built on first use.  Every request shares
+-- this metatable, so it is hidden (issue 8, item 21): getmetatable(req) returns a string
+-- and setmetatable(req, ...) raises.
 local REQ_MT = {
+    __metatable = "cachegw.request",
     __index = function(t, k)
         local v
         if k == "query" then
@@ -415,12 +446,17 @@ local function file_env(set, name, pending)
         if type(spec) ~= "string" then
             fail(where, "route expects a string such as \"GET /users/:id\", got " .. type(spec))
         end
-        if opts ~= nil then return compile_route(set, spec, opts, where) end
+        -- Nothing is returned: a compiled route kept by policy code could be changed at
+        -- request time, and routes are shared by every request.
+        if opts ~= nil then
+            compile_route(set, spec, opts, where)
+            return
+        end
         local p = { spec = spec, where = where }
         pending[#pending + 1] = p
         return function(o)
             p.done = true
-            return compile_route(set, spec, o, where)
+            compile_route(set, spec, o, where)
         end
     end
 

@@ -12,36 +12,46 @@ gateway.url - percent-encoding and query strings.
                            the canonical query used in cache keys: each name and value
                            percent-decoded and re-encoded canonically, params whose name
                            matches an ignore pattern dropped ("utm_*" is a prefix, others are
-                           exact names), sorted by name then value, joined as "n=v&n=v".
+                           exact names), sorted by name only and stably, so repeated names
+                           keep their order ("a=2&a=1" and "a=1&a=2" differ: first-wins
+                           upstreams answer them differently), joined as "n=v&n=v".
                            Params with an empty value are kept.  A literal "+" is kept as
                            "+" and never merged with "%20" or "%2B": upstreams disagree on
                            what "+" means, and merging would let one spelling poison the
                            cache entry of the other.  A query without any "%" keeps its
                            components as sent (only sorted and filtered).
+  url.MAX_PARAMS           256: parse_query, query_table and normalize_query raise
+                           "query string has more than 256 parameters" past it.  (The C side
+                           answers 414 past MAX_QUERY_PARAMS, 128, before Lua sees them; this
+                           bounds the library on its own.)  Everything here is linear in the
+                           query's length, plus n log n comparisons of names for sorting.
 ]]
 local M = {}
 
-local byte, char, format, gsub, find, sub = string.byte, string.char, string.format,
-    string.gsub, string.find, string.sub
+local char, format, gsub, find, sub = string.char, string.format, string.gsub, string.find,
+    string.sub
 local tonumber, type = tonumber, type
 local sort, concat = table.sort, table.concat
 
-local function hex_to_char(h)
-    return char(tonumber(h, 16))
-end
-
-local function char_to_hex(c)
-    return format("%%%02X", byte(c))
+-- gsub with a table is much cheaper than with a function (no Lua call per match).
+local HEX_TO_CHAR, CHAR_TO_HEX = {}, {}
+for b = 0, 255 do
+    local hi, lo = format("%02X", b), format("%02x", b)
+    HEX_TO_CHAR[hi] = char(b)
+    HEX_TO_CHAR[lo] = char(b)
+    HEX_TO_CHAR[sub(hi, 1, 1) .. sub(lo, 2, 2)] = char(b)
+    HEX_TO_CHAR[sub(lo, 1, 1) .. sub(hi, 2, 2)] = char(b)
+    CHAR_TO_HEX[char(b)] = "%" .. hi
 end
 
 function M.decode(s, plus)
     if plus and find(s, "+", 1, true) then s = gsub(s, "%+", " ") end
     if not find(s, "%", 1, true) then return s end
-    return (gsub(s, "%%(%x%x)", hex_to_char))
+    return (gsub(s, "%%(%x%x)", HEX_TO_CHAR))
 end
 
 function M.encode(s)
-    return (gsub(s, "[^A-Za-z0-9%-%._~]", char_to_hex))
+    return (gsub(s, "[^A-Za-z0-9%-%._~]", CHAR_TO_HEX))
 end
 
 -- Canonical form of one query component: decoded then re-encoded, literal "+" kept.
@@ -64,16 +74,27 @@ local function canonical(s)
     return M.encode(M.decode(s))
 end
 
--- Calls fn(raw_name, raw_value) for each non-empty "name[=value]" pair.
+M.MAX_PARAMS = 256
+local MAX_PARAMS = M.MAX_PARAMS
+
+local function too_many()
+    error("query string has more than " .. MAX_PARAMS .. " parameters", 0)
+end
+
+-- Calls fn(raw_name, raw_value) for each non-empty "name[=value]" pair.  The next "=" is
+-- remembered across pairs, so "&&&...=" is not rescanned once per pair.
 local function each_pair(qs, fn)
     if qs == nil or qs == "" then return end
-    local pos, len = 1, #qs
+    local pos, len, n = 1, #qs, 0
+    local eq_at = 0 -- the first "=" at or after pos (once looked up), or false: none left
     while pos <= len do
         local amp = find(qs, "&", pos, true) or (len + 1)
         if amp > pos then
-            local eq = find(qs, "=", pos, true)
-            if eq and eq < amp then
-                fn(sub(qs, pos, eq - 1), sub(qs, eq + 1, amp - 1))
+            n = n + 1
+            if n > MAX_PARAMS then too_many() end
+            if eq_at and eq_at < pos then eq_at = find(qs, "=", pos, true) or false end
+            if eq_at and eq_at < amp then
+                fn(sub(qs, pos, eq_at - 1), sub(qs, eq_at + 1, amp - 1))
             else
                 fn(sub(qs, pos, amp - 1), "")
             end
@@ -122,54 +143,40 @@ function M.compile_ignore(list)
     end
 end
 
-local function name_of(item)
-    return sub(item, 1, find(item, "=", 1, true) - 1)
-end
-
-local function item_less(a, b)
-    local na, nb = name_of(a), name_of(b)
-    if na ~= nb then return na < nb end
-    return a < b
-end
-
 local function normalize(qs, ignored)
     -- Without any "%", components are kept as sent: equal strings mean equal requests, so
     -- that is safe, and it skips canonicalisation for most real queries.  (A component
     -- with no "%" that canonicalisation would change, such as "a,b", only costs a second
     -- entry next to its canonical spelling; distinct requests never share one.)
     local simple = not find(qs, "%", 1, true)
-    local items, n = {}, 0
+    local items, names, n = {}, {}, 0
     local sorted = true
-    local prev_name, prev_value
-    local pos, len = 1, #qs
-    while pos <= len do
-        local amp = find(qs, "&", pos, true) or (len + 1)
-        if amp > pos then
-            local name, value
-            local eq = find(qs, "=", pos, true)
-            if eq and eq < amp then
-                name, value = sub(qs, pos, eq - 1), sub(qs, eq + 1, amp - 1)
-            else
-                name, value = sub(qs, pos, amp - 1), ""
-            end
-            -- Ignore patterns see the decoded name ("utm%5Fsource" is utm_source).
-            if not (ignored and ignored(simple and name or M.decode(name, true))) then
-                if not simple then name, value = canonical(name), canonical(value) end
-                if n > 0 and sorted and (name < prev_name or
-                        (name == prev_name and value < prev_value)) then
-                    sorted = false
-                end
-                n = n + 1
-                -- Names never contain "=" (the first "=" ends them; canonical ones are
-                -- encoded), so item_less can split the item again.
-                items[n] = name .. "=" .. value
-                prev_name, prev_value = name, value
-            end
-        end
-        pos = amp + 1
-    end
+    local prev_name
+    each_pair(qs, function(name, value)
+        -- Ignore patterns see the decoded name ("utm%5Fsource" is utm_source).
+        if ignored and ignored(simple and name or M.decode(name, true)) then return end
+        if not simple then name, value = canonical(name), canonical(value) end
+        if n > 0 and name < prev_name then sorted = false end
+        n = n + 1
+        names[n] = name
+        items[n] = name .. "=" .. value
+        prev_name = name
+    end)
     if n == 0 then return "" end
-    if not sorted then sort(items, item_less) end
+    if not sorted then
+        -- Stable, by name only: the values of a repeated name keep the order they were
+        -- sent in (table.sort is not stable, so ties go by position).
+        local order = {}
+        for i = 1, n do order[i] = i end
+        sort(order, function(a, b)
+            local na, nb = names[a], names[b]
+            if na ~= nb then return na < nb end
+            return a < b
+        end)
+        local out = {}
+        for i = 1, n do out[i] = items[order[i]] end
+        items = out
+    end
     return concat(items, "&")
 end
 

@@ -39,15 +39,24 @@ describe("gateway.keys", function()
             expand("{query.q}|{header.X-User-Id}|{header.missing}|{method}|{path}", r))
     end)
 
-    it("hashes the Authorization header, else the Cookie, for {auth_hash}", function()
+    it("hashes the Authorization header and the Cookie for {auth_hash}", function()
         local a = expand("{auth_hash}", req { header = { authorization = "Bearer t" } })
         local c = expand("{auth_hash}", req { header = { cookie = "sid=1" } })
         local both = expand("{auth_hash}",
             req { header = { authorization = "Bearer t", cookie = "sid=1" } })
+        local other_session = expand("{auth_hash}",
+            req { header = { authorization = "Bearer t", cookie = "sid=2" } })
         assert.equal(16, #a)
         assert.equal(gw.hash("authorization\0Bearer t"), a)
         assert.equal(gw.hash("cookie\0sid=1"), c)
-        assert.equal(a, both)
+        -- issue 8, item 11: two sessions sharing an API key never share per-user entries
+        assert.equal(gw.hash("authorization\0Bearer t\0cookie\0sid=1"), both)
+        assert.are_not.equal(a, both)
+        assert.are_not.equal(both, other_session)
+        -- issue 8, item 17: an empty Authorization is a credential, an empty Cookie is not
+        assert.equal(gw.hash("authorization\0"),
+            expand("{auth_hash}", req { header = { authorization = "" } }))
+        assert.equal("anon", expand("{auth_hash}", req { header = { cookie = "" } }))
         assert.are_not.equal(a, expand("{auth_hash}",
             req { header = { authorization = "Bearer u" } }))
         assert.equal("anon", expand("{auth_hash}", req {}))

@@ -7,9 +7,16 @@ local DEFAULT = url.compile_ignore(keys.default_ignore())
 
 describe("gateway.url", function()
     describe("normalize_query", function()
-        it("sorts params by name, then value", function()
-            assert.equal("a=1&a=2&b=3", url.normalize_query("b=3&a=2&a=1", DEFAULT))
+        it("sorts params by name only, keeping the order of repeated names", function()
+            -- issue 8, item 17: first-wins upstreams answer a=2&a=1 and a=1&a=2 differently
+            assert.equal("a=2&a=1&b=3", url.normalize_query("b=3&a=2&a=1", DEFAULT))
+            assert.equal("a=1&a=2&b=3", url.normalize_query("b=3&a=1&a=2", DEFAULT))
+            assert.are_not.equal(url.normalize_query("a=1&a=2", DEFAULT),
+                url.normalize_query("a=2&a=1", DEFAULT))
             assert.equal("a=1&b=2", url.normalize_query("a=1&b=2", DEFAULT))
+            -- stable with many ties, encoded or not
+            assert.equal("k=3&k=1&k=2&z=0", url.normalize_query("z=0&k=3&k=1&k=2", DEFAULT))
+            assert.equal("k=%20&k=a&z=0", url.normalize_query("z=0&k=%20&k=a", DEFAULT))
         end)
 
         it("drops utm_*, fbclid and gclid by default", function()
@@ -54,7 +61,7 @@ describe("gateway.url", function()
 
         it("sorts names that prefix each other correctly", function()
             assert.equal("a=2&a-b=0&b=1", url.normalize_query("b=1&a=2&a-b=0", DEFAULT))
-            assert.equal("a=1&a=2&a-b=1", url.normalize_query("a-b=1&a=2&a=1", DEFAULT))
+            assert.equal("a=2&a=1&a-b=1", url.normalize_query("a-b=1&a=2&a=1", DEFAULT))
             assert.equal("x=b=c", url.normalize_query("x=b=c", DEFAULT))
         end)
 

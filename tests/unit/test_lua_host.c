@@ -1054,6 +1054,87 @@ TEST(slow_top_level_code_fails_the_load_with_file_and_line)
     policy_set_unref(set);
 }
 
+/* ---- issue 8: shared metatables and credentials (items 21, 17) --------------------------- */
+
+static struct lua_host *host_for_files(const char *const files[][2], size_t n)
+{
+    char err[512];
+    const char *dir = policy_dir(files, n);
+    struct policy_set *set = NULL;
+    int rc = policy_set_load(dir, LUA_DIR, NULL, &set, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "load failed (%d): %s\n", rc, err);
+        return NULL;
+    }
+    struct lua_host *h = NULL;
+    rc = lua_host_create(set, NULL, &h, err, sizeof err);
+    policy_set_unref(set);
+    if (rc != 0) fprintf(stderr, "host create failed (%d): %s\n", rc, err);
+    return h;
+}
+
+TEST(one_policy_file_cannot_change_another_files_decisions)
+{
+    const char *const files[][2] = {
+        {"a_tamper.lua",
+         "route 'GET /tamper' { key = function(req)\n"
+         "  local n = 0\n"
+         "  local function try(f) if pcall(f) then n = n + 1 end end\n"
+         "  try(function() getmetatable(req).__index = function() return { page = '1' } end end)\n"
+         "  try(function() rawset(getmetatable(req), '__index', {}) end)\n"
+         "  try(function() setmetatable(req, { __index = function() return { page = '1' } end }) end)\n"
+         "  try(function() json.null.page = '1' end)\n"
+         "  try(function() rawset(json.null, 'page', '1') end)\n"
+         "  try(function() getmetatable(json.array {}).__index = { page = '1' } end)\n"
+         "  try(function() getmetatable('').__index = {} end)\n"
+         "  try(function() string.find = function() return 1 end end)\n"
+         "  return 'tampered:' .. n end }\n"},
+        {"b_jobs.lua",
+         "route 'GET /jobs' { key = function(req)\n"
+         "  return 'jobs:' .. tostring(req.query.page) .. ':' .. tostring(json.null.page) ..\n"
+         "    ':' .. tostring(json.array({}).page) .. ':' .. tostring(('x'):find('x')) end }\n"},
+    };
+    struct lua_host *h = host_for_files(files, 2);
+    CHECK(h != NULL);
+    if (h == NULL) return;
+    struct policy_request jobs = {.method = "GET", .path = "/jobs", .query = "page=3"};
+    CHECK_EQ_STR(decide_key(h, &jobs, NULL), "jobs:3:nil:nil:1");
+    struct policy_request tamper = get("/tamper");
+    CHECK_EQ_STR(decide_key(h, &tamper, NULL), "tampered:0");
+    CHECK_EQ_STR(decide_key(h, &jobs, NULL), "jobs:3:nil:nil:1");
+    lua_host_destroy(h);
+}
+
+TEST(empty_authorization_is_a_credential_and_not_memoised_as_anonymous)
+{
+    struct lua_host *h = host_for("route 'GET /shared' { key = 'shared' }\n", NULL);
+    CHECK(h != NULL);
+    if (h == NULL) return;
+    struct policy_decision d;
+    struct policy_request anon = get("/shared");
+    CHECK_EQ_INT(lua_host_decide(h, &anon, &d), 0);
+    CHECK_EQ_INT(d.action, POLICY_CACHE);
+    policy_decision_free(&d);
+    struct http_header empty_auth = {.name = "authorization", .value = ""};
+    struct policy_request cred = anon;
+    cred.headers = &empty_auth;
+    cred.n_headers = 1;
+    for (int i = 0; i < 2; i++) { /* the second time through the memo */
+        CHECK_EQ_INT(lua_host_decide(h, &cred, &d), 0);
+        CHECK_EQ_INT(d.action, POLICY_BYPASS);
+        CHECK_EQ_STR(d.reason, "credentials");
+        policy_decision_free(&d);
+    }
+    /* No route: the default rules, likewise. */
+    struct policy_request other = get("/other");
+    other.headers = &empty_auth;
+    other.n_headers = 1;
+    CHECK_EQ_INT(lua_host_decide(h, &other, &d), 0);
+    CHECK_EQ_INT(d.action, POLICY_BYPASS);
+    policy_decision_free(&d);
+    lua_host_destroy(h);
+}
+
 int main(void)
 {
     snprintf(tmp_root, sizeof tmp_root, "/tmp/test_lua_host.XXXXXX");
@@ -1083,6 +1164,8 @@ int main(void)
     RUN(pattern_kills_are_logged_with_file_and_line);
     RUN(time_limit_stops_slow_c_calls_and_pcall_cannot_swallow_it);
     RUN(slow_top_level_code_fails_the_load_with_file_and_line);
+    RUN(one_policy_file_cannot_change_another_files_decisions);
+    RUN(empty_authorization_is_a_credential_and_not_memoised_as_anonymous);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
