@@ -355,7 +355,7 @@ def main():
         warm(gws["memory"], paths)
         warm(gws["redis"], paths)
         wait_for(lambda: redis.cmd("DBSIZE") >= len(paths), timeout=30, what="Redis filled")
-        value_size = len(redis.cmd("GET", f"cachegw:bytes:{BODY}:k=1")
+        value_size = len(redis.cmd("GET", f"cachegw:c:bytes:{BODY}:k=1")
                          or redis.cmd("GET", redis.cmd("RANDOMKEY")))
         results["value_bytes"] = value_size
         for name, port in gws.items():

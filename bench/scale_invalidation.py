@@ -80,7 +80,7 @@ def main(n=1_000_000, every=10, sample=1000, build=None, report=True):
             except subprocess.CalledProcessError:
                 time.sleep(0.05)
         t0 = time.time()
-        fill = subprocess.Popen([os.path.join(BUILD, "redis-fill"), "cachegw:", str(n), str(every)],
+        fill = subprocess.Popen([os.path.join(BUILD, "redis-fill"), "cachegw:c:", str(n), str(every)],
                                 stdout=subprocess.PIPE)
         subprocess.run(["redis-cli", "-p", str(rport), "--pipe"], stdin=fill.stdout,
                        stdout=subprocess.DEVNULL, check=True)
@@ -114,7 +114,7 @@ def main(n=1_000_000, every=10, sample=1000, build=None, report=True):
             if kind == "prefix":
                 # A second group of 100,000 for the prefix case (the tag case
                 # already made "hot" unreachable).
-                fill = subprocess.Popen([os.path.join(BUILD, "redis-fill"), "cachegw:",
+                fill = subprocess.Popen([os.path.join(BUILD, "redis-fill"), "cachegw:c:",
                                          str(n), str(every), "hot2"], stdout=subprocess.PIPE)
                 subprocess.run(["redis-cli", "-p", str(rport), "--pipe"], stdin=fill.stdout,
                                stdout=subprocess.DEVNULL, check=True)
@@ -150,7 +150,7 @@ def main(n=1_000_000, every=10, sample=1000, build=None, report=True):
                 t_reclaim = time.monotonic()
                 while True:
                     left = int(redis(rport, "EVAL",
-                                     "return #redis.call('KEYS', ARGV[1])", "0", "cachegw:scale:hot2:*"))
+                                     "return #redis.call('KEYS', ARGV[1])", "0", "cachegw:c:scale:hot2:*"))
                     if left == 0 or time.monotonic() - t_reclaim > 120:
                         break
                     time.sleep(0.5)

@@ -1,4 +1,28 @@
-/* cache_tiers.c - see cache_tiers.h. */
+/* cache_tiers.c - see cache_tiers.h.
+ *
+ * Invalidation bookkeeping in Redis (cache entries are under <prefix>c:, see
+ * store_redis.h; nothing here can be named by a cache key or a purge):
+ *
+ *   <prefix>{inv}:seq    hash {epoch, seq}: the global sequence and the id of
+ *                        the epoch it belongs to.  Created (epoch = a random id
+ *                        from the instance that finds it missing, seq = wall
+ *                        ms x 1000) whenever it is missing, so a FLUSHALL or a
+ *                        restart without persistence starts a new epoch whose
+ *                        sequences are above every earlier one.  The script
+ *                        never hands out a sequence at or below the caller's
+ *                        current one.
+ *   <prefix>{inv}:p      hash prefix -> seq of its last invalidation
+ *   <prefix>{inv}:t      hash tag -> seq
+ *   <prefix>{inv}:floor  the folded floor (inval_index.h)
+ *
+ * Published records: "<instance id>:<P|T><epoch>:<seq>:<prefix or tag>".
+ * Everything read back (records, floor, sequence, epoch, messages) is
+ * validated (inval_index_parse_seq): a malformed or implausible value is
+ * refused and logged, never applied.  An instance that sees a new epoch logs
+ * it once and clears its memory tier (what it held was checked against
+ * sequences of the lost epoch).  An invalidation Redis refuses (an error
+ * reply: OOM under noeviction, NOPERM) is kept and replayed like one made
+ * while Redis was down. */
 #include "cache_tiers.h"
 
 #include <errno.h>
@@ -20,6 +44,64 @@ static void sync_records(struct gateway *gw);
 static void persist_fold(struct gateway *gw);
 static void replay_pending(struct gateway *gw);
 
+#define INV_SEQ "{inv}:seq"
+#define INV_PREFIXES "{inv}:p"
+#define INV_TAGS "{inv}:t"
+#define INV_FLOOR "{inv}:floor"
+#define REFUSAL_LOG_INTERVAL_MS 30000
+
+/* Loop thread only: a warning at most every 30 s per kind of trouble. */
+static bool log_now(int64_t *last_ms)
+{
+    int64_t now = clock_mono_ms();
+    if (*last_ms != 0 && now - *last_ms < REFUSAL_LOG_INTERVAL_MS) return false;
+    *last_ms = now;
+    return true;
+}
+
+static int64_t hostile_logged_ms;
+
+static void refuse_value(const char *what, const char *v, size_t len)
+{
+    if (log_now(&hostile_logged_ms))
+        LOG_W("redis: refusing an invalid %s read back from Redis ('%.*s'): not applied", what,
+              (int)(len < 40 ? len : 40), v);
+    else
+        LOG_D("redis: refusing an invalid %s ('%.*s')", what, (int)(len < 40 ? len : 40), v);
+}
+
+/* The epoch of a sequence seen in Redis.  A new one means Redis lost its
+ * bookkeeping: what the memory tier holds was checked against the old one. */
+static void check_epoch(struct gateway *gw, const char *epoch, size_t len)
+{
+    int rc = inval_index_note_epoch(gw->inval, epoch, len);
+    if (rc < 0) {
+        refuse_value("invalidation epoch", epoch, len);
+    } else if (rc > 0) {
+        LOG_W("Redis invalidation bookkeeping was reset (FLUSHALL, or a restart without "
+              "persistence): new epoch %.*s; clearing the memory tier",
+              (int)len, epoch);
+        if (gw->l1) store_l1_clear(gw->l1);
+    }
+}
+
+static int64_t lower_logged_ms;
+
+/* A sequence from another instance below what this one has seen (it made
+ * invalidations locally while Redis was away, or Redis went back): applying
+ * it as it is could leave entries filled since then valid, so it counts as
+ * "everything up to now". */
+static uint64_t at_least_current(struct gateway *gw, uint64_t seq)
+{
+    uint64_t cur = inval_index_current(gw->inval);
+    if (seq > cur) return seq;
+    if (log_now(&lower_logged_ms))
+        LOG_W("redis: invalidation sequence %llu is not above this instance's %llu: applied as "
+              "%llu",
+              (unsigned long long)seq, (unsigned long long)cur, (unsigned long long)cur + 1);
+    return cur + 1;
+}
+
 static void on_remote_invalidation(void *arg, char kind, const char *key, size_t len)
 {
     struct gateway *gw = arg;
@@ -33,12 +115,20 @@ static void on_remote_invalidation(void *arg, char kind, const char *key, size_t
         break;
     case 'P':
     case 'T': {
-        /* "<seq>:<prefix or tag>" */
-        const char *colon = memchr(key, ':', len);
-        if (colon == NULL) break;
-        uint64_t seq = strtoull(key, NULL, 10);
-        const char *str = colon + 1;
-        size_t slen = len - (size_t)(colon + 1 - key);
+        /* "<epoch>:<seq>:<prefix or tag>", all untrusted */
+        const char *c1 = memchr(key, ':', len);
+        const char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - key)) : NULL;
+        uint64_t seq;
+        if (c2 == NULL || !inval_index_epoch_valid(key, (size_t)(c1 - key)) ||
+            inval_index_parse_seq(c1 + 1, (size_t)(c2 - c1 - 1), &seq) != 0 ||
+            c2 + 1 == key + len) {
+            refuse_value("invalidation message", key, len);
+            break;
+        }
+        check_epoch(gw, key, (size_t)(c1 - key));
+        seq = at_least_current(gw, seq);
+        const char *str = c2 + 1;
+        size_t slen = len - (size_t)(c2 + 1 - key);
         /* The record makes the entries unreachable at once; their memory is
          * reclaimed by LRU and by reads that meet them (no walk here). */
         if (kind == 'P') {
@@ -61,7 +151,7 @@ static void on_remote_invalidation(void *arg, char kind, const char *key, size_t
     }
 }
 
-/* ---- invalidation records in Redis: <prefix>inv:seq, inv:p, inv:t ---- */
+/* ---- invalidation records in Redis (layout at the top) ---- */
 
 static void redis_name(const struct gateway *gw, const char *suffix, char *out, size_t len)
 {
@@ -75,7 +165,11 @@ static void on_records(void *arg, const redisReply *reply, const char *err, bool
     for (size_t i = 0; i + 1 < reply->elements; i += 2) {
         const redisReply *k = reply->element[i], *v = reply->element[i + 1];
         if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
-        uint64_t seq = strtoull(v->str, NULL, 10);
+        uint64_t seq;
+        if (inval_index_parse_seq(v->str, v->len, &seq) != 0) {
+            refuse_value(tags ? "tag record" : "prefix record", v->str, v->len);
+            continue;
+        }
         if (tags) inval_index_note_tag(gw->inval, k->str, k->len, seq);
         else inval_index_note_prefix(gw->inval, k->str, k->len, seq);
     }
@@ -84,8 +178,31 @@ static void on_records(void *arg, const redisReply *reply, const char *err, bool
 static void on_floor(void *arg, const redisReply *reply, const char *err)
 {
     struct gateway *gw = arg;
-    if (err == NULL && reply && reply->type == REDIS_REPLY_STRING)
-        inval_index_raise_floor(gw->inval, strtoull(reply->str, NULL, 10));
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_STRING) return;
+    uint64_t floor;
+    if (inval_index_parse_seq(reply->str, reply->len, &floor) != 0) {
+        refuse_value("invalidation floor", reply->str, reply->len);
+        return;
+    }
+    inval_index_raise_floor(gw->inval, floor);
+}
+
+/* HMGET {inv}:seq epoch seq: the epoch and the global sequence now. */
+static void on_seq_state(void *arg, const redisReply *reply, const char *err)
+{
+    struct gateway *gw = arg;
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+        return;
+    const redisReply *e = reply->element[0], *q = reply->element[1];
+    if (e->type != REDIS_REPLY_STRING || q->type != REDIS_REPLY_STRING) return; /* none yet */
+    uint64_t seq;
+    if (inval_index_parse_seq(q->str, q->len, &seq) != 0) {
+        refuse_value("invalidation sequence", q->str, q->len);
+        return;
+    }
+    /* The sequence itself only needs to be sane: the records carry what
+     * matters, and the script never goes below the caller's current. */
+    check_epoch(gw, e->str, e->len);
 }
 
 static void ignore_reply(void *arg, const redisReply *reply, const char *err) {}
@@ -98,9 +215,9 @@ static void persist_fold(struct gateway *gw)
     if (folds == gw->inval_folds_persisted || gw->l2 == NULL) return;
     char floor[32], name[512], p[512], t[512];
     snprintf(floor, sizeof floor, "%llu", (unsigned long long)inval_index_floor(gw->inval));
-    redis_name(gw, "inv:floor", name, sizeof name);
-    redis_name(gw, "inv:p", p, sizeof p);
-    redis_name(gw, "inv:t", t, sizeof t);
+    redis_name(gw, INV_FLOOR, name, sizeof name);
+    redis_name(gw, INV_PREFIXES, p, sizeof p);
+    redis_name(gw, INV_TAGS, t, sizeof t);
     /* The floor only ever rises: a Lua script keeps the larger value. */
     const char *argv[] = {"EVAL",
                           "local f = tonumber(redis.call('GET', KEYS[1]) or '0') "
@@ -133,15 +250,19 @@ static void sync_records(struct gateway *gw)
     char name[512];
     const char *argv[2] = {"HGETALL", name};
     size_t lens[2] = {7, 0};
-    redis_name(gw, "inv:p", name, sizeof name);
+    redis_name(gw, INV_SEQ, name, sizeof name);
+    const char *hm[4] = {"HMGET", name, "epoch", "seq"};
+    size_t hm_lens[4] = {5, strlen(name), 5, 3};
+    redis_pool_command(gw->redis, 4, hm, hm_lens, on_seq_state, gw);
+    redis_name(gw, INV_PREFIXES, name, sizeof name);
     lens[1] = strlen(name);
     redis_pool_command(gw->redis, 2, argv, lens, on_prefix_records, gw);
-    redis_name(gw, "inv:t", name, sizeof name);
+    redis_name(gw, INV_TAGS, name, sizeof name);
     lens[1] = strlen(name);
     redis_pool_command(gw->redis, 2, argv, lens, on_tag_records, gw);
     const char *get[2] = {"GET", name};
     size_t get_lens[2] = {3, 0};
-    redis_name(gw, "inv:floor", name, sizeof name);
+    redis_name(gw, INV_FLOOR, name, sizeof name);
     get_lens[1] = strlen(name);
     redis_pool_command(gw->redis, 2, get, get_lens, on_floor, gw);
 }
@@ -330,12 +451,24 @@ static void defer(struct inval_task *t)
 
 /* One round trip assigns the global sequence, records it and tells the other
  * instances: the invalidation is complete when this returns, whatever the
- * number of keys it covers. */
+ * number of keys it covers.  KEYS: {inv}:seq, the records hash, the channel.
+ * ARGV: prefix or tag, "<instance id>:<kind>", a fresh epoch id, the base of a
+ * fresh sequence, the caller's current sequence.  Numbers are formatted with
+ * %d: Lua 5.1 would print 1.7e15 as a float. */
 static const char SEQUENCED_SCRIPT[] =
-    "local s = redis.call('INCR', KEYS[1]) "
-    "redis.call('HSET', KEYS[2], ARGV[1], s) "
-    "redis.call('PUBLISH', KEYS[3], ARGV[2] .. s .. ':' .. ARGV[1]) "
-    "return s";
+    "local st = redis.call('HMGET', KEYS[1], 'epoch', 'seq') "
+    "local e, s = st[1], tonumber(st[2]) "
+    "if not e or not s then e = ARGV[3] s = tonumber(ARGV[4]) end "
+    "local cur = tonumber(ARGV[5]) "
+    "if s < cur then s = cur end "
+    "s = s + 1 "
+    "local ss = string.format('%d', s) "
+    "redis.call('HSET', KEYS[1], 'epoch', e, 'seq', ss) "
+    "redis.call('HSET', KEYS[2], ARGV[1], ss) "
+    "redis.call('PUBLISH', KEYS[3], ARGV[2] .. e .. ':' .. ss .. ':' .. ARGV[1]) "
+    "return {e, ss}";
+
+static int64_t refused_logged_ms;
 
 static void on_sequenced(void *arg, const redisReply *reply, const char *err)
 {
@@ -347,11 +480,26 @@ static void on_sequenced(void *arg, const redisReply *reply, const char *err)
         defer(t);
         return;
     }
-    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
-        LOG_W("redis: invalidation of %s '%s' refused (%s)", t->kind == 'P' ? "prefix" : "tag",
-              t->key, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "bad reply");
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* OOM under noeviction, NOPERM on EVAL, ...: Redis may take it later. */
+        if (log_now(&refused_logged_ms))
+            LOG_W("redis: invalidation of %s '%s' refused by Redis (%.150s): applied here, kept "
+                  "and retried",
+                  t->kind == 'P' ? "prefix" : "tag", t->key, reply->str);
+        else
+            LOG_D("redis: invalidation refused (%.150s): kept", reply->str);
+        defer(t);
+        return;
+    }
+    uint64_t seq = 0;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING ||
+        !inval_index_epoch_valid(reply->element[0]->str, reply->element[0]->len) ||
+        inval_index_parse_seq(reply->element[1]->str, reply->element[1]->len, &seq) != 0) {
+        refuse_value("invalidation script reply", "", 0);
     } else {
-        uint64_t seq = (uint64_t)reply->integer;
+        check_epoch(gw, reply->element[0]->str, reply->element[0]->len);
         if (t->kind == 'P') {
             inval_index_note_prefix(gw->inval, t->key, t->len, seq);
             /* Reclaim the space in the background (SCAN + UNLINK batches). */
@@ -381,15 +529,23 @@ static void inval_task_run(void *arg)
         free(t);
         return;
     }
-    char seq_key[512], rec_key[512], channel[512], tagged[64];
-    redis_name(gw, "inv:seq", seq_key, sizeof seq_key);
-    redis_name(gw, t->kind == 'P' ? "inv:p" : "inv:t", rec_key, sizeof rec_key);
+    char seq_key[512], rec_key[512], channel[512], tagged[64], epoch[20], base[24], cur[24];
+    redis_name(gw, INV_SEQ, seq_key, sizeof seq_key);
+    redis_name(gw, t->kind == 'P' ? INV_PREFIXES : INV_TAGS, rec_key, sizeof rec_key);
     redis_name(gw, "invalidate", channel, sizeof channel);
     snprintf(tagged, sizeof tagged, "%s:%c", store_redis_instance_id(gw->l2), t->kind);
-    const char *argv[] = {"EVAL", SEQUENCED_SCRIPT, "3", seq_key, rec_key, channel, t->key, tagged};
-    size_t lens[8];
-    for (int i = 0; i < 8; i++) lens[i] = i == 6 ? t->len : strlen(argv[i]);
-    if (redis_pool_command(gw->redis, 8, argv, lens, on_sequenced, t) != 0) {
+    /* Used only if the bookkeeping is missing: a new epoch. */
+    snprintf(epoch, sizeof epoch, "%llx%s",
+             (unsigned long long)(clock_wall_ms() & 0xffffffffffffULL),
+             store_redis_instance_id(gw->l2) + 12);
+    snprintf(base, sizeof base, "%llu", (unsigned long long)inval_index_seq_base());
+    snprintf(cur, sizeof cur, "%llu", (unsigned long long)inval_index_current(gw->inval));
+    const char *argv[] = {"EVAL", SEQUENCED_SCRIPT, "3",  seq_key, rec_key,
+                          channel, t->key,          tagged, epoch,  base,
+                          cur};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++) lens[i] = i == 6 ? t->len : strlen(argv[i]);
+    if (redis_pool_command(gw->redis, 11, argv, lens, on_sequenced, t) != 0) {
         LOG_W("redis unavailable: invalidation of '%s' applied here now, in Redis when it is back",
               t->key);
         defer(t);

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "policy_engine.h"
+#include "redis_pool.h"
 #include "stats.h"
 #include "store_l1.h"
 
@@ -51,6 +52,20 @@ int endpoints_health_cache_json(const struct gateway *gw, const struct health_re
                      (unsigned long long)l1.entries);
     if (n < 0 || (size_t)n >= len) return -1;
     size_t off = (size_t)n;
+    if (gw->redis) {
+        static const char *const BREAKER[] = {"closed", "open", "half-open"};
+        struct redis_pool_stats rs;
+        redis_pool_get_stats(gw->redis, &rs);
+        n = snprintf(buf + off, len - off,
+                     ", \"redis\": {\"breaker\": \"%s\", \"breaker_opens\": %llu, \"errors\": "
+                     "{\"timeout\": %llu, \"protocol\": %llu, \"refused\": %llu, \"closed\": %llu}}",
+                     BREAKER[rs.breaker <= REDIS_BREAKER_HALF_OPEN ? rs.breaker : 0],
+                     (unsigned long long)rs.breaker_opens, (unsigned long long)rs.err_timeout,
+                     (unsigned long long)rs.err_protocol, (unsigned long long)rs.err_refused,
+                     (unsigned long long)rs.err_closed);
+        if (n < 0 || (size_t)n >= len - off) return -1;
+        off += (size_t)n;
+    }
     if (gw->policies) {
         struct policy_engine_status st;
         policy_engine_status(gw->policies, &st);
@@ -121,5 +136,28 @@ int endpoints_metrics_text(const struct gateway *gw, const struct health_redis_v
                      (unsigned long long)l1.entries, (unsigned long long)l1.bytes,
                      redis->available ? 1 : 0, atomic_load(&((struct gateway *)gw)->active_requests));
     if (n < 0 || (size_t)n >= len - off) return -1;
-    return (int)(off + (size_t)n);
+    off += (size_t)n;
+    if (gw->redis) {
+        struct redis_pool_stats rs;
+        redis_pool_get_stats(gw->redis, &rs);
+        n = snprintf(buf + off, len - off,
+                     "# HELP cachegw_redis_errors_total Redis failures by kind\n"
+                     "# TYPE cachegw_redis_errors_total counter\n"
+                     "cachegw_redis_errors_total{kind=\"timeout\"} %llu\n"
+                     "cachegw_redis_errors_total{kind=\"protocol\"} %llu\n"
+                     "cachegw_redis_errors_total{kind=\"refused\"} %llu\n"
+                     "cachegw_redis_errors_total{kind=\"closed\"} %llu\n"
+                     "# HELP cachegw_redis_breaker_opens_total Times the Redis circuit breaker opened\n"
+                     "# TYPE cachegw_redis_breaker_opens_total counter\n"
+                     "cachegw_redis_breaker_opens_total %llu\n"
+                     "# HELP cachegw_redis_breaker_open 1 while the Redis circuit breaker is open\n"
+                     "# TYPE cachegw_redis_breaker_open gauge\n"
+                     "cachegw_redis_breaker_open %d\n",
+                     (unsigned long long)rs.err_timeout, (unsigned long long)rs.err_protocol,
+                     (unsigned long long)rs.err_refused, (unsigned long long)rs.err_closed,
+                     (unsigned long long)rs.breaker_opens, rs.breaker != REDIS_BREAKER_CLOSED);
+        if (n < 0 || (size_t)n >= len - off) return -1;
+        off += (size_t)n;
+    }
+    return (int)off;
 }

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { MAX_PREFIX_LEN = 512 };
 
@@ -36,6 +37,8 @@ struct inval_index {
     atomic_size_t records;
     atomic_uint_fast64_t floor;
     atomic_uint_fast64_t folds;
+    pthread_mutex_t epoch_lock;
+    char epoch[33]; /* "" until one is seen */
 };
 
 static uint64_t hash_bytes(const char *s, size_t len)
@@ -111,6 +114,7 @@ int inval_index_create(struct inval_index **out)
     struct inval_index *idx = calloc(1, sizeof *idx);
     if (idx == NULL) return -ENOMEM;
     pthread_rwlock_init(&idx->lock, NULL);
+    pthread_mutex_init(&idx->epoch_lock, NULL);
     *out = idx;
     return 0;
 }
@@ -121,6 +125,7 @@ void inval_index_destroy(struct inval_index *idx)
     table_free(&idx->prefixes);
     table_free(&idx->tags);
     pthread_rwlock_destroy(&idx->lock);
+    pthread_mutex_destroy(&idx->epoch_lock);
     free(idx);
 }
 
@@ -242,4 +247,53 @@ void inval_index_raise_floor(struct inval_index *idx, uint64_t floor)
 uint64_t inval_index_folds(const struct inval_index *idx)
 {
     return atomic_load(&((struct inval_index *)idx)->folds);
+}
+
+/* ---- untrusted sequences and epochs ---- */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t inval_index_seq_base(void) { return (uint64_t)wall_ms() * 1000; }
+
+int inval_index_parse_seq(const char *s, size_t len, uint64_t *out)
+{
+    if (s == NULL || len == 0 || len > 19) return -EINVAL;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return -EINVAL;
+        v = v * 10 + (uint64_t)(s[i] - '0'); /* 19 digits cannot overflow 2^64 */
+    }
+    uint64_t max = (uint64_t)(wall_ms() + INVAL_SEQ_SKEW_MS) * 1000;
+    if (v > max) return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+bool inval_index_epoch_valid(const char *s, size_t len)
+{
+    if (s == NULL || len == 0 || len > 32) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+            return false;
+    }
+    return true;
+}
+
+int inval_index_note_epoch(struct inval_index *idx, const char *epoch, size_t len)
+{
+    if (!inval_index_epoch_valid(epoch, len)) return -EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&idx->epoch_lock);
+    if (idx->epoch[0] != '\0' && (strlen(idx->epoch) != len || memcmp(idx->epoch, epoch, len)))
+        rc = 1;
+    memcpy(idx->epoch, epoch, len);
+    idx->epoch[len] = '\0';
+    pthread_mutex_unlock(&idx->epoch_lock);
+    return rc;
 }

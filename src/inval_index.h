@@ -61,4 +61,27 @@ uint64_t inval_index_folds(const struct inval_index *idx);
 
 size_t inval_index_records(const struct inval_index *idx);
 
+/* ---- sequences and epochs read back from Redis (untrusted) ----
+ *
+ * Global sequences start, in each epoch of Redis's bookkeeping, at the wall
+ * clock in microseconds-ish (ms x 1000) and grow by one per invalidation, so a
+ * Redis that lost its state (FLUSHALL, a restart without persistence) hands
+ * out sequences above every one handed out before it.  Anything larger than
+ * that clock (plus a day of skew) cannot be genuine. */
+#define INVAL_SEQ_SKEW_MS (24LL * 3600 * 1000)
+
+/* The epoch-based start of a fresh global sequence: wall ms x 1000. */
+uint64_t inval_index_seq_base(void);
+/* Parses a sequence: 1 to 19 ASCII digits, no sign, no space, at most
+ * (wall ms + INVAL_SEQ_SKEW_MS) x 1000.  Returns 0, or -EINVAL (then *out is
+ * untouched): "-1", "", "1x", 2^64-1 and other hostile values are refused. */
+int inval_index_parse_seq(const char *s, size_t len, uint64_t *out);
+/* An epoch id: 1 to 32 characters of [0-9a-zA-Z].  True when valid. */
+bool inval_index_epoch_valid(const char *s, size_t len);
+
+/* Notes the epoch of Redis's bookkeeping seen with a sequence.  Returns 0 when
+ * it is the known one (or the first seen), 1 when it changed (Redis lost its
+ * state: the caller logs and drops what it must), -EINVAL when malformed. */
+int inval_index_note_epoch(struct inval_index *idx, const char *epoch, size_t len);
+
 #endif

@@ -443,7 +443,8 @@ static void hs_auth_cb(void *arg, const redisReply *r, const char *err)
         set_reason(c, "server refused the connection (%s)", text);
     else
         set_reason(c, "authentication failed (%s)", text);
-    c->err_kind = REDIS_CONN_ERR_REFUSED;
+    c->err_kind = strstr(text, "max number of clients") != NULL ? REDIS_CONN_ERR_REFUSED
+                                                                 : REDIS_CONN_ERR_AUTH;
     conn_fail(c, NULL);
 }
 
@@ -454,7 +455,7 @@ static void hs_select_cb(void *arg, const redisReply *r, const char *err)
     char text[160];
     safe_error_text(c, r, text, sizeof text);
     set_reason(c, "SELECT %d failed (%s)", c->cfg->db, text);
-    c->err_kind = REDIS_CONN_ERR_REFUSED;
+    c->err_kind = REDIS_CONN_ERR_AUTH;
     conn_fail(c, NULL);
 }
 
@@ -471,7 +472,10 @@ static void hs_ping_cb(void *arg, const redisReply *r, const char *err)
             set_reason(c, "permission denied (%s)", text);
         else
             set_reason(c, "server not ready (%s)", text);
-        c->err_kind = REDIS_CONN_ERR_REFUSED;
+        c->err_kind = strncmp(text, "NOAUTH", 6) == 0 || strncmp(text, "WRONGPASS", 9) == 0 ||
+                              strncmp(text, "NOPERM", 6) == 0
+                          ? REDIS_CONN_ERR_AUTH
+                          : REDIS_CONN_ERR_REFUSED;
         conn_fail(c, NULL);
         return;
     }

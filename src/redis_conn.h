@@ -27,8 +27,8 @@
  * next loop turn, so timers and other sockets are served in between.
  *
  * Every failure has a kind (redis_conn_error_kind): timeout, protocol,
- * refused (connection refused, authentication or permission refused, server
- * full) or closed (everything else: closed or reset by the server, write
+ * refused (connection refused, server full; authentication or permission
+ * refused is the separate kind auth, a refusal too) or closed (everything else: closed or reset by the server, write
  * errors, TLS failures).
  *
  * Failure is reported once per connection attempt or session through the
@@ -94,6 +94,7 @@ enum redis_conn_error {
     REDIS_CONN_ERR_PROTOCOL, /* malformed or out-of-bounds reply, unsolicited reply */
     REDIS_CONN_ERR_REFUSED, /* connection refused, AUTH/ACL refused, server full */
     REDIS_CONN_ERR_CLOSED, /* closed or reset by the server, I/O or TLS error, ... */
+    REDIS_CONN_ERR_AUTH, /* AUTH or ACL refused (WRONGPASS, NOAUTH, NOPERM): a refusal too */
 };
 
 struct redis_addr {

@@ -32,6 +32,11 @@
 #define POOL_DEFAULT_MAX_REPLY (64u * 1024 * 1024)
 #define POOL_MAX_OUTPUT_BYTES (64u * 1024 * 1024)
 #define POOL_RESOLVE_MIN_INTERVAL_MS 1000
+#define POOL_ERR_LOG_INTERVAL_MS 30000
+#define POOL_DEFAULT_BREAKER_THRESHOLD 5
+#define POOL_DEFAULT_BREAKER_COOLDOWN_MS 1000
+#define POOL_DEFAULT_BREAKER_COOLDOWN_MAX_MS 60000
+#define POOL_ERR_KINDS (REDIS_CONN_ERR_AUTH + 1)
 
 struct slot {
     struct redis_pool *p;
@@ -54,6 +59,7 @@ struct redis_sub {
     void *arg;
     bool subscribed;
     bool had_gap; /* an attempt failed or a session dropped since the last SUBSCRIBE */
+    bool refused; /* the last SUBSCRIBE was refused (logged once until one succeeds) */
     struct redis_sub *next;
 };
 
@@ -79,6 +85,21 @@ struct redis_pool {
     bool started, stopped;
     bool ever_connected;
     bool outage_logged; /* "Redis connection failed" was logged for this outage */
+    enum redis_conn_error outage_kind; /* the kind of failure that outage log named */
+
+    /* Failures by kind (atomics: read by /metrics); rate-limited logging. */
+    atomic_uint_fast64_t errs[POOL_ERR_KINDS];
+    int64_t err_logged_ms[POOL_ERR_KINDS];
+    uint64_t err_unlogged[POOL_ERR_KINDS];
+
+    /* Circuit breaker (see the header).  State and deadline are atomics
+     * because redis_pool_available reads them from any thread. */
+    int breaker_threshold; /* <= 0: off */
+    int breaker_cooldown_min_ms, breaker_cooldown_max_ms, breaker_cooldown_ms;
+    int timeouts_in_row;
+    atomic_int breaker; /* enum redis_breaker_state */
+    atomic_int_fast64_t breaker_until_ms; /* OPEN: no probe before this */
+    atomic_uint_fast64_t breaker_opens;
 
     atomic_bool available;
     atomic_int connected;
@@ -105,11 +126,12 @@ struct pool_op {
     size_t cmd_len;
     int retries_left;
     bool is_ping;
+    bool is_probe; /* the half-open breaker's one command */
     int64_t sent_us;
 };
 
 static void slot_connect(struct slot *s);
-static void slot_down(struct slot *s, const char *reason);
+static void slot_down(struct slot *s, const char *reason, enum redis_conn_error kind);
 
 /* ---- small helpers ---- */
 
@@ -267,6 +289,73 @@ static void maybe_resolve(struct redis_pool *p)
     p->last_resolve_ms = now;
 }
 
+/* ---- error accounting ---- */
+
+static const char *const ERR_NAMES[POOL_ERR_KINDS] = {
+    "failure", "timeout", "protocol error", "refusal", "connection loss", "authentication refusal"};
+
+/* Counts a failure; when log, warns at most once per kind every 30 s. */
+static void note_error(struct redis_pool *p, enum redis_conn_error kind, const char *reason,
+                       bool log)
+{
+    if (kind <= REDIS_CONN_ERR_NONE || kind >= POOL_ERR_KINDS) kind = REDIS_CONN_ERR_CLOSED;
+    atomic_fetch_add(&p->errs[kind], 1);
+    if (!log) return;
+    int64_t now = clock_mono_ms();
+    if (p->err_logged_ms[kind] && now - p->err_logged_ms[kind] < POOL_ERR_LOG_INTERVAL_MS) {
+        p->err_unlogged[kind]++;
+        LOG_D("redis: %s: %s", ERR_NAMES[kind], reason);
+        return;
+    }
+    if (p->err_unlogged[kind])
+        LOG_W("Redis %s: %s (%llu more since the last report)", ERR_NAMES[kind], reason,
+              (unsigned long long)p->err_unlogged[kind]);
+    else
+        LOG_W("Redis %s: %s", ERR_NAMES[kind], reason);
+    p->err_logged_ms[kind] = now;
+    p->err_unlogged[kind] = 0;
+}
+
+/* ---- circuit breaker ---- */
+
+static void breaker_open(struct redis_pool *p, bool first)
+{
+    if (first) {
+        p->breaker_cooldown_ms = p->breaker_cooldown_min_ms;
+        atomic_fetch_add(&p->breaker_opens, 1);
+        LOG_W("Redis circuit breaker open: %d commands timed out in a row; using the memory tier, "
+              "probing Redis again in %d ms",
+              p->timeouts_in_row, p->breaker_cooldown_ms);
+    } else {
+        p->breaker_cooldown_ms = p->breaker_cooldown_ms >= p->breaker_cooldown_max_ms / 2
+                                     ? p->breaker_cooldown_max_ms
+                                     : p->breaker_cooldown_ms * 2;
+        LOG_D("redis: circuit breaker probe failed: open again for %d ms", p->breaker_cooldown_ms);
+    }
+    atomic_store(&p->breaker_until_ms, clock_mono_ms() + p->breaker_cooldown_ms);
+    atomic_store(&p->breaker, REDIS_BREAKER_OPEN);
+}
+
+/* A command's connection timed out. */
+static void breaker_timeout(struct redis_pool *p)
+{
+    if (p->breaker_threshold <= 0) return;
+    p->timeouts_in_row++;
+    if (atomic_load(&p->breaker) == REDIS_BREAKER_CLOSED &&
+        p->timeouts_in_row >= p->breaker_threshold)
+        breaker_open(p, true);
+}
+
+/* Redis answered a command (not a PING: a Redis may answer those and stall
+ * everything else). */
+static void breaker_answered(struct redis_pool *p)
+{
+    p->timeouts_in_row = 0;
+    if (atomic_load(&p->breaker) == REDIS_BREAKER_CLOSED) return;
+    atomic_store(&p->breaker, REDIS_BREAKER_CLOSED);
+    LOG_W("Redis circuit breaker closed: commands are answered again");
+}
+
 /* ---- health checks ---- */
 
 static void health_fire(void *arg);
@@ -344,7 +433,7 @@ static void slot_up(struct slot *s)
 {
     struct redis_pool *p = s->p;
     s->ready = true;
-    s->backoff_ms = 0;
+    if (s->sub == NULL) s->backoff_ms = 0; /* a subscription's: once SUBSCRIBE is confirmed */
     s->ping_in_flight = false;
     if (s->sub != NULL) {
         sub_send_subscribe(s->sub);
@@ -372,7 +461,7 @@ static void slot_up(struct slot *s)
         }
     }
     for (struct redis_sub *sub = p->subs; sub; sub = sub->next) {
-        if (s->sub == NULL && sub->slot.reconnect_timer) {
+        if (s->sub == NULL && sub->slot.reconnect_timer && !sub->refused) {
             io_timer_cancel(p->loop, sub->slot.reconnect_timer);
             sub->slot.reconnect_timer = NULL;
             sub->slot.backoff_ms = 0;
@@ -388,23 +477,29 @@ static void slot_up(struct slot *s)
 }
 
 /* A connection attempt or session failed (reason), or a subscription broke. */
-static void slot_down(struct slot *s, const char *reason)
+static void slot_down(struct slot *s, const char *reason, enum redis_conn_error kind)
 {
     struct redis_pool *p = s->p;
     bool was_ready = s->ready;
     s->ready = false;
     s->ping_in_flight = false;
+    /* A READY connection that timed out: its oldest command passed its
+     * deadline (a connect timeout is an outage, not a stall). */
+    if (was_ready && kind == REDIS_CONN_ERR_TIMEOUT && s->sub == NULL) breaker_timeout(p);
     if (s->health_timer) {
         io_timer_cancel(p->loop, s->health_timer);
         s->health_timer = NULL;
     }
     if (p->stopped) return;
-    if (was_ready) s->backoff_ms = 0;
+    /* A subscription's connection that came up only to have its SUBSCRIBE
+     * refused keeps backing off (else it retried ~13 times a second). */
+    if (was_ready && (s->sub == NULL || s->sub->subscribed)) s->backoff_ms = 0;
     if (s->sub != NULL) {
         struct redis_sub *sub = s->sub;
         bool was_subscribed = sub->subscribed;
         sub->subscribed = false;
         sub->had_gap = true;
+        note_error(p, kind, reason, false);
         LOG_D("redis: subscription connection failed: %s", reason);
         if (was_subscribed && sub->on_state) sub->on_state(sub->arg, false, false);
     } else {
@@ -414,15 +509,24 @@ static void slot_down(struct slot *s, const char *reason)
         }
         if (p->n_ready == 0) {
             atomic_store(&p->available, false);
+            note_error(p, kind, reason, false);
             if (!p->outage_logged) {
                 LOG_W("Redis connection failed: %s", reason);
                 LOG_W("Using in-memory cache");
                 p->outage_logged = true;
+                p->outage_kind = kind;
+            } else if (kind == REDIS_CONN_ERR_AUTH && p->outage_kind != REDIS_CONN_ERR_AUTH) {
+                /* Say why it still fails when it becomes an authentication
+                 * refusal (WRONGPASS after the server closed the connections:
+                 * a rotated password), not only "connection closed". */
+                LOG_W("Redis connection failed: %s", reason);
+                p->outage_kind = kind;
             } else {
                 LOG_D("redis: connection attempt failed: %s", reason);
             }
         } else {
             LOG_D("redis: connection lost (%d of %d still up): %s", p->n_ready, p->n_slots, reason);
+            note_error(p, kind, reason, true);
         }
     }
     maybe_resolve(p);
@@ -435,7 +539,7 @@ static void on_conn_state(void *arg, struct redis_conn *c, bool up, const char *
     if (up)
         slot_up(s);
     else
-        slot_down(s, reason);
+        slot_down(s, reason, redis_conn_error_kind(c));
 }
 
 static void slot_connect(struct slot *s)
@@ -450,10 +554,11 @@ static void slot_connect(struct slot *s)
     memcpy(reason, p->resolve_err, sizeof reason);
     pthread_mutex_unlock(&p->lock);
     if (n == 0) {
-        slot_down(s, reason[0] ? reason : "no address to connect to");
+        slot_down(s, reason[0] ? reason : "no address to connect to", REDIS_CONN_ERR_CLOSED);
         return;
     }
-    if (redis_conn_connect(s->conn, addrs, n) < 0) slot_down(s, redis_conn_reason(s->conn));
+    if (redis_conn_connect(s->conn, addrs, n) < 0)
+        slot_down(s, redis_conn_reason(s->conn), redis_conn_error_kind(s->conn));
 }
 
 /* ---- subscriptions ---- */
@@ -476,14 +581,21 @@ static void sub_confirmed(void *arg, const redisReply *r, const char *err)
         char reason[200];
         snprintf(reason, sizeof reason, "SUBSCRIBE refused (%.150s)",
                  r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        LOG_W("Redis pub/sub: %s", reason);
+        if (!sub->refused)
+            LOG_W("Redis pub/sub: %s; retrying with backoff", reason);
+        else
+            LOG_D("redis: pub/sub: %s", reason);
+        sub->refused = true;
         redis_conn_close(sub->slot.conn, reason);
-        slot_down(&sub->slot, reason);
+        slot_down(&sub->slot, reason, REDIS_CONN_ERR_REFUSED);
         return;
     }
+    if (sub->refused) LOG_W("Redis pub/sub: subscribed to the invalidation channel");
     bool gap = sub->had_gap;
     sub->subscribed = true;
     sub->had_gap = false;
+    sub->refused = false;
+    sub->slot.backoff_ms = 0;
     LOG_D("redis: subscribed to %.*s%s", (int)sub->channel_len, sub->channel,
           gap ? " (after a gap)" : "");
     if (sub->on_state) sub->on_state(sub->arg, true, gap);
@@ -495,7 +607,7 @@ static void sub_send_subscribe(struct redis_sub *sub)
     size_t lens[2] = {9, sub->channel_len};
     if (redis_conn_command_argv(sub->slot.conn, 2, argv, lens, sub_confirmed, sub) < 0) {
         redis_conn_close(sub->slot.conn, "cannot send SUBSCRIBE");
-        slot_down(&sub->slot, "cannot send SUBSCRIBE");
+        slot_down(&sub->slot, "cannot send SUBSCRIBE", REDIS_CONN_ERR_CLOSED);
     }
 }
 
@@ -578,9 +690,18 @@ static void op_done(void *arg, const redisReply *r, const char *err)
 {
     struct pool_op *op = arg;
     struct redis_pool *p = op->p;
+    if (r != NULL && !op->is_ping) breaker_answered(p);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        char reason[200];
+        snprintf(reason, sizeof reason, "error reply: %.150s", r->str ? r->str : "");
+        note_error(p, REDIS_CONN_ERR_REFUSED, reason, true);
+    }
+    if (op->is_probe && r == NULL && !p->stopped) breaker_open(p, false);
     /* The connection that failed is no longer READY (the state callback ran
-     * before the pending commands were failed), so pick() finds another. */
-    while (err != NULL && op->retries_left > 0 && !p->stopped && strcmp(err, "pool stopped") != 0) {
+     * before the pending commands were failed), so pick() finds another.  No
+     * retry while the breaker is open: failing fast is its point. */
+    while (err != NULL && op->retries_left > 0 && !p->stopped && strcmp(err, "pool stopped") != 0 &&
+           atomic_load(&p->breaker) == REDIS_BREAKER_CLOSED) {
         struct slot *s = pick(p);
         if (s == NULL) break;
         op->retries_left--;
@@ -603,6 +724,17 @@ static int submit(struct redis_pool *p, char *cmd, size_t len, bool is_ping, red
         rc = -ENOTCONN;
         goto fail;
     }
+    bool probe = false;
+    if (!is_ping && atomic_load(&p->breaker) != REDIS_BREAKER_CLOSED) {
+        /* Open: fail fast until the cool-down is over, then let one command
+         * through as the probe (HALF_OPEN until it is answered). */
+        if (atomic_load(&p->breaker) == REDIS_BREAKER_HALF_OPEN ||
+            clock_mono_ms() < atomic_load(&p->breaker_until_ms)) {
+            rc = -ENOTCONN;
+            goto fail;
+        }
+        probe = true;
+    }
     struct slot *s = pick(p);
     if (s == NULL) {
         rc = -ENOBUFS;
@@ -618,11 +750,16 @@ static int submit(struct redis_pool *p, char *cmd, size_t len, bool is_ping, red
                            .arg = arg,
                            .cmd = cmd,
                            .cmd_len = len,
-                           .retries_left = p->retries,
+                           .retries_left = probe ? 0 : p->retries,
                            .is_ping = is_ping,
+                           .is_probe = probe,
                            .sent_us = mono_us()};
     rc = redis_conn_command_raw(s->conn, cmd, len, op_done, op);
     if (rc < 0) goto fail;
+    if (probe) {
+        atomic_store(&p->breaker, REDIS_BREAKER_HALF_OPEN);
+        LOG_D("redis: circuit breaker half-open: probing with one command");
+    }
     return 0;
 fail:
     free(op);
@@ -702,6 +839,19 @@ int redis_pool_create(struct io_loop *loop, const struct redis_pool_options *o,
     p->backoff_min_ms = o->reconnect_min_ms ? o->reconnect_min_ms : POOL_DEFAULT_BACKOFF_MIN_MS;
     p->backoff_max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : POOL_DEFAULT_BACKOFF_MAX_MS;
     if (p->backoff_max_ms < p->backoff_min_ms) p->backoff_max_ms = p->backoff_min_ms;
+    p->breaker_threshold =
+        o->breaker_threshold ? o->breaker_threshold : POOL_DEFAULT_BREAKER_THRESHOLD;
+    p->breaker_cooldown_min_ms =
+        o->breaker_cooldown_ms > 0 ? o->breaker_cooldown_ms : POOL_DEFAULT_BREAKER_COOLDOWN_MS;
+    p->breaker_cooldown_max_ms = o->breaker_cooldown_max_ms > 0
+                                     ? o->breaker_cooldown_max_ms
+                                     : POOL_DEFAULT_BREAKER_COOLDOWN_MAX_MS;
+    if (p->breaker_cooldown_max_ms < p->breaker_cooldown_min_ms)
+        p->breaker_cooldown_max_ms = p->breaker_cooldown_min_ms;
+    atomic_init(&p->breaker, REDIS_BREAKER_CLOSED);
+    atomic_init(&p->breaker_until_ms, 0);
+    atomic_init(&p->breaker_opens, 0);
+    for (int i = 0; i < POOL_ERR_KINDS; i++) atomic_init(&p->errs[i], 0);
     p->rng = (uint64_t)clock_mono_ms() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)p;
     if (p->rng == 0) p->rng = 0x9e3779b97f4a7c15ULL;
     atomic_init(&p->available, false);
@@ -819,7 +969,28 @@ void redis_pool_destroy(struct redis_pool *p)
     pool_unref(p);
 }
 
-bool redis_pool_available(const struct redis_pool *p) { return atomic_load(&p->available); }
+bool redis_pool_available(const struct redis_pool *p)
+{
+    struct redis_pool *m = (struct redis_pool *)p;
+    if (!atomic_load(&m->available)) return false;
+    switch (atomic_load(&m->breaker)) {
+    case REDIS_BREAKER_CLOSED: return true;
+    case REDIS_BREAKER_OPEN: return clock_mono_ms() >= atomic_load(&m->breaker_until_ms);
+    default: return false; /* half-open: the probe is in flight */
+    }
+}
+
+void redis_pool_get_stats(const struct redis_pool *p, struct redis_pool_stats *out)
+{
+    struct redis_pool *m = (struct redis_pool *)p;
+    out->err_timeout = atomic_load(&m->errs[REDIS_CONN_ERR_TIMEOUT]);
+    out->err_protocol = atomic_load(&m->errs[REDIS_CONN_ERR_PROTOCOL]);
+    out->err_refused =
+        atomic_load(&m->errs[REDIS_CONN_ERR_REFUSED]) + atomic_load(&m->errs[REDIS_CONN_ERR_AUTH]);
+    out->err_closed = atomic_load(&m->errs[REDIS_CONN_ERR_CLOSED]);
+    out->breaker_opens = atomic_load(&m->breaker_opens);
+    out->breaker = (enum redis_breaker_state)atomic_load(&m->breaker);
+}
 
 int redis_pool_connected(const struct redis_pool *p) { return atomic_load(&p->connected); }
 

@@ -28,9 +28,31 @@
  * debug).  Insecure TLS logs a warning at creation.  The password never
  * appears in any log line, reason or error.
  *
+ * Trouble that is not an outage reaches the log too, rate limited: each kind
+ * of failure (timeout, protocol, refused, closed; see redis_conn.h) logs one
+ * warning "Redis <kind> on a connection: <reason>" at most every 30 s (the
+ * next one says how many were not logged); during an outage, a failure of
+ * another kind than the one logged (say WRONGPASS after "connection closed by
+ * server", a password rotation) logs "Redis connection failed: <reason>"
+ * again.  Every failure and every error reply is counted (redis_pool_get_stats).
+ *
+ * Circuit breaker: a Redis that answers PING but stalls commands would cost
+ * every cold request (1 + retries) x op timeout, forever.  After
+ * breaker_threshold command timeouts in a row (a connection whose oldest
+ * command passed its deadline; any answered command resets the count), the
+ * breaker opens: commands fail at once with -ENOTCONN and
+ * redis_pool_available() is false, so callers use the memory tier.  After a
+ * cool-down (breaker_cooldown_ms, doubling while probes fail, up to
+ * breaker_cooldown_max_ms) it is half-open: the next command goes through as
+ * a probe (others still fail fast); its answer closes the breaker, its failure
+ * opens it again.  "Redis circuit breaker open: ..." and "Redis circuit
+ * breaker closed: ..." are logged once each per episode.
+ *
  * Subscriptions (redis_pool_subscribe) get a dedicated connection each, with
  * the same reconnection, and are told when they are subscribed again after a
- * gap during which messages may have been missed.
+ * gap during which messages may have been missed.  A SUBSCRIBE that Redis
+ * refuses (an ACL without the channel) is retried with the same capped
+ * exponential backoff, and logged once until it succeeds.
  *
  * Ownership: the pool borrows the loop (which must outlive it) and copies
  * everything it needs from the options (URL strings, file names); it owns its
@@ -39,8 +61,8 @@
  * commands on the loop -> redis_pool_stop on the loop (fails every pending
  * command) -> redis_pool_destroy (any thread, once stop has run or if the pool
  * was never started).
- * Thread-safety: redis_pool_available, redis_pool_connected and
- * redis_pool_last_latency_ms are atomic and safe from any thread; everything
+ * Thread-safety: redis_pool_available, redis_pool_connected,
+ * redis_pool_last_latency_ms and redis_pool_get_stats are atomic and safe from any thread; everything
  * else is confined to the loop thread (create and destroy excepted, see above).
  */
 #ifndef CACHEGW_REDIS_POOL_H
@@ -48,6 +70,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "io_loop.h"
 #include "redis_conn.h"
@@ -72,6 +95,20 @@ struct redis_pool_options {
     int reconnect_max_ms; /* backoff cap; 0: 5000 */
     int max_pending; /* commands in flight per connection; 0: 1024 */
     size_t max_reply_bytes; /* largest reply accepted; 0: 64 MiB */
+    int breaker_threshold; /* command timeouts in a row that open it; 0: 5; < 0: off */
+    int breaker_cooldown_ms; /* first cool-down; 0: 1000 */
+    int breaker_cooldown_max_ms; /* cool-down cap; 0: 60000 */
+};
+
+enum redis_breaker_state { REDIS_BREAKER_CLOSED = 0, REDIS_BREAKER_OPEN, REDIS_BREAKER_HALF_OPEN };
+
+struct redis_pool_stats {
+    uint64_t err_timeout; /* commands or connection attempts that timed out */
+    uint64_t err_protocol; /* malformed or out-of-bounds replies */
+    uint64_t err_refused; /* connections refused (TCP, AUTH, ACL) and error replies */
+    uint64_t err_closed; /* connections closed or reset by the server, I/O errors */
+    uint64_t breaker_opens; /* times the circuit breaker opened */
+    enum redis_breaker_state breaker; /* now */
 };
 
 /* Validates the options, creates the TLS context (rediss) and resolves the
@@ -95,6 +132,7 @@ bool redis_pool_available(const struct redis_pool *p);
 int redis_pool_connected(const struct redis_pool *p); /* READY connections */
 double redis_pool_last_latency_ms(const struct redis_pool *p); /* last PING RTT; < 0: none yet */
 bool redis_pool_tls(const struct redis_pool *p);
+void redis_pool_get_stats(const struct redis_pool *p, struct redis_pool_stats *out);
 
 /* Sends a command (binary-safe argv) on a READY connection.  Returns 0 and
  * later calls fn exactly once on the loop thread; or fails at once, without

@@ -33,15 +33,22 @@ struct store_redis {
 
 #define COUNT(s, field) atomic_fetch_add_explicit(&(s)->field, 1, memory_order_relaxed)
 
-/* prefix + key in a fresh buffer (not NUL-terminated in meaning: binary). */
+/* The namespace of cache entries under the prefix (see the header): the
+ * bookkeeping lives under "{inv}:", which no entry name can start with. */
+#define ENTRY_NS "c:"
+#define ENTRY_NS_LEN 2
+
+/* prefix + "c:" + key in a fresh buffer (binary; NUL-terminated for logs). */
 static char *full_key(const struct store_redis *s, const char *key, size_t key_len, size_t *out_len)
 {
-    char *k = malloc(s->prefix_len + key_len + 1);
+    size_t head = s->prefix_len + ENTRY_NS_LEN;
+    char *k = malloc(head + key_len + 1);
     if (k == NULL) return NULL;
     memcpy(k, s->prefix, s->prefix_len);
-    if (key_len) memcpy(k + s->prefix_len, key, key_len);
-    k[s->prefix_len + key_len] = '\0';
-    *out_len = s->prefix_len + key_len;
+    memcpy(k + s->prefix_len, ENTRY_NS, ENTRY_NS_LEN);
+    if (key_len) memcpy(k + head, key, key_len);
+    k[head + key_len] = '\0';
+    *out_len = head + key_len;
     return k;
 }
 
@@ -261,20 +268,25 @@ static int scan_next(struct scan_op *op)
 int store_redis_delete_prefix(struct store_redis *s, const char *key_prefix, size_t len)
 {
     if (!redis_pool_available(s->pool)) return -ENOTCONN;
-    size_t total = s->prefix_len + len;
-    struct scan_op *op = malloc(sizeof *op + 2 * total + 2);
-    if (op == NULL) return -ENOMEM;
+    size_t flen;
+    char *full = full_key(s, key_prefix, len, &flen);
+    struct scan_op *op = full ? malloc(sizeof *op + 2 * flen + 2) : NULL;
+    if (op == NULL) {
+        free(full);
+        return -ENOMEM;
+    }
     op->s = s;
     strcpy(op->cursor, "0");
     size_t n = 0;
-    for (size_t i = 0; i < total; i++) {
-        char c = i < s->prefix_len ? s->prefix[i] : key_prefix[i - s->prefix_len];
+    for (size_t i = 0; i < flen; i++) {
+        char c = full[i];
         if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') op->pattern[n++] = '\\';
         op->pattern[n++] = c;
     }
     op->pattern[n++] = '*';
     op->pattern[n] = '\0';
     op->pattern_len = n;
+    free(full);
     int rc = scan_next(op);
     if (rc < 0) free(op);
     return rc;

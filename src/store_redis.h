@@ -2,7 +2,21 @@
  * store_redis - the shared cache tier (L2): cache_objects stored in Redis under
  * a namespace prefix, plus cross-instance invalidation over pub/sub.
  *
- * Values are cache_object_encode()d and stored with SET prefix+key value PX
+ * Key layout (<prefix> is REDIS_PREFIX, "cachegw:" by default):
+ *
+ *   <prefix>c:<cache key>   a cache entry (this module; every key, purge and
+ *                           prefix delete is mapped under "c:", so none can
+ *                           name anything else)
+ *   <prefix>{inv}:...       invalidation bookkeeping (cache_tiers.c): never
+ *                           reachable from a cache key or a purge prefix, whose
+ *                           names always start with "c:"; the {inv} hash tag
+ *                           keeps it in one Redis Cluster slot
+ *   <prefix>invalidate      the pub/sub channel (not a key)
+ *
+ * Entries written by the earlier layout (<prefix><cache key>) are never read:
+ * they are misses, and expire on their own.
+ *
+ * Values are cache_object_encode()d and stored with SET <prefix>c:key value PX
  * <ms until cache_object_expires_at_ms>, so Redis drops them when they are no
  * longer useful.  A value that fails to decode (or names another key) is never
  * served: it counts as a miss and a decode failure and is deleted.  A plain
@@ -60,22 +74,22 @@ void store_redis_destroy(struct store_redis *s);
  * connection was lost) or -EIO (Redis answered an error). */
 typedef void (*store_redis_get_fn)(void *arg, struct cache_object *obj, int err);
 
-/* GET prefix+key.  Returns 0 and later calls fn once on the loop thread, or
+/* GET <prefix>c:key.  Returns 0 and later calls fn once on the loop thread, or
  * fails at once without calling fn: -ENOTCONN (Redis unavailable), -ENOBUFS,
  * -ENOMEM. */
 int store_redis_get(struct store_redis *s, const char *key, size_t key_len, store_redis_get_fn fn,
                     void *arg);
 
-/* SET prefix+obj->key with a PX of the object's remaining useful life.
+/* SET <prefix>c:obj->key with a PX of the object's remaining useful life.
  * Fire and forget (the outcome is counted).  Returns 0, -E2BIG (encoded value
  * over max_value_bytes), -ESTALE (already expired), -ENOTCONN, -ENOBUFS,
  * -ENOMEM. */
 int store_redis_put(struct store_redis *s, struct cache_object *obj);
 
-/* DEL prefix+key.  Fire and forget.  Returns 0 or as above. */
+/* DEL <prefix>c:key.  Fire and forget.  Returns 0 or as above. */
 int store_redis_delete(struct store_redis *s, const char *key, size_t key_len);
 
-/* Deletes every key starting with prefix+key_prefix: SCAN MATCH (glob
+/* Deletes every key starting with <prefix>c:key_prefix: SCAN MATCH (glob
  * characters escaped) and UNLINK, batch after batch, in the background.
  * Returns 0 or as above. */
 int store_redis_delete_prefix(struct store_redis *s, const char *key_prefix, size_t len);

@@ -449,7 +449,7 @@ class AdminRedisTest(GatewayTestCase):
 
     def cached_on_both(self, path, key):
         self.a.get(path)
-        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:" + key) == 1, timeout=5,
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:c:" + key) == 1, timeout=5,
                    what=key + " in Redis")
         self.b.get(path)  # from Redis into B's memory tier
         self.assertEqual(self.b.get(path).header("x-cache"), "HIT")
@@ -468,7 +468,7 @@ class AdminRedisTest(GatewayTestCase):
     def test_purge_key_reaches_redis_and_other_instances(self):
         self.cached_on_both("/users/31", "users:31")
         self.purge("key", "users:31")
-        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:users:31") == 0, timeout=5,
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:c:users:31") == 0, timeout=5,
                    what="users:31 deleted from Redis")
         # B's copy goes too (pub/sub), and Redis has no copy to refill it from.
         self.b_misses("/users/31")

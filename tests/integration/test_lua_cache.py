@@ -108,7 +108,7 @@ class LuaCacheRedisTest(GatewayTestCase):
         # Before: B's policy reads the key from Redis (a miss) and does not bypass.
         self.assertEqual(self.b.get("/jobs").header("x-cache"), "MISS")
         self.assertEqual(self.a.get("/posts?set=flag&val=bypass").status, 200)
-        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:kv:flag") == 1,
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:c:kv:flag") == 1,
                    what="the value in Redis")
         # B never set it: its memory tier misses, the decision waits for Redis, and the
         # value it finds there makes the route bypass.
@@ -116,21 +116,21 @@ class LuaCacheRedisTest(GatewayTestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.header("x-cache"), "BYPASS", r)
         # Now in B's memory tier too: still bypassing with Redis gone quiet.
-        self.redis.cmd("DEL", "cachegw:kv:flag")
+        self.redis.cmd("DEL", "cachegw:c:kv:flag")
         self.assertEqual(self.b.get("/jobs").header("x-cache"), "BYPASS")
 
     def test_mget_reads_every_miss_from_redis(self):
         self.assertEqual(self.b.get("/categories").header("x-cache"), "MISS")
         self.a.get("/posts?set=m1&val=1")
         self.a.get("/posts?set=m2&val=2")
-        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:kv:m1", "cachegw:kv:m2") == 2,
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:c:kv:m1", "cachegw:c:kv:m2") == 2,
                    what="the values in Redis")
         r = self.b.get("/categories")
         self.assertEqual(r.header("x-cache"), "BYPASS", r)
 
     def test_prefix_invalidation_reaches_the_other_instance(self):
         self.a.get("/posts?set=flag&val=bypass")
-        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:kv:flag") == 1,
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:c:kv:flag") == 1,
                    what="the value in Redis")
         self.assertEqual(self.b.get("/jobs").header("x-cache"), "BYPASS")
         self.a.get("/posts?inv=fla")
@@ -140,7 +140,7 @@ class LuaCacheRedisTest(GatewayTestCase):
     def test_module_values_never_collide_with_responses(self):
         # A module key that looks like a response key lives under kv: in Redis.
         self.a.get("/posts?set=users:u3&val=not-a-response")
-        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:kv:users:u3") == 1,
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:c:kv:users:u3") == 1,
                    what="the value in Redis")
         r = self.b.get("/users/3")
         self.assertEqual(r.status, 200)

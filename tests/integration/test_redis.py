@@ -23,6 +23,7 @@ from harness import (CACHEGW_BIN, ExampleAPI, Gateway, GatewayTestCase, free_por
 from redis_servers import ACL_PASS, ACL_USER, PASSWORD, Certs, RedisServer
 
 PREFIX = "cachegw:"
+ENTRY = ENTRY + "c:"  # cache entries live under <prefix>c: (store_redis.h)
 USERS_TTL_S = 300  # policies/users.lua
 PROFILE_TTL_S = 180
 
@@ -119,7 +120,7 @@ class RedisTierTest(RedisTestCase):
         self.wait_backend(a, "redis")
         self.wait_backend(b, "redis")
         a.get("/users/6")
-        self.wait_key(PREFIX + "users:6")
+        self.wait_key(ENTRY + "users:6")
         # B has the entry only in Redis; the client refuses an unvalidated copy.
         n, r = self.upstream_delta(lambda: b.get("/users/6", headers={"Cache-Control": "no-cache"}))
         self.assertEqual(r.status, 200)
@@ -134,8 +135,8 @@ class RedisTierTest(RedisTestCase):
         self.assertEqual(first.status, 200)
         self.assertEqual(x_cache(first), "MISS")
         self.assertEqual(n, 1)
-        self.wait_key(PREFIX + "users:5")
-        raw = self.redis.cmd("GET", PREFIX + "users:5")
+        self.wait_key(ENTRY + "users:5")
+        raw = self.redis.cmd("GET", ENTRY + "users:5")
         self.assertTrue(raw.startswith(b"CGWO"), raw[:16])
 
         # A second instance (its memory tier empty) answers from Redis.
@@ -169,7 +170,7 @@ class RedisTierTest(RedisTestCase):
         self.wait_backend(gw, "redis")
         n, r = self.upstream_delta(lambda: gw.get("/users/9"))
         self.assertEqual((n, x_cache(r)), (1, "MISS"))
-        self.wait_key(PREFIX + "users:9")
+        self.wait_key(ENTRY + "users:9")
         n, results = self.upstream_delta(lambda: [gw.get("/users/9") for _ in range(5)])
         self.assertEqual(n, 0)
         for x in results:
@@ -184,8 +185,8 @@ class RedisTierTest(RedisTestCase):
         self.assertIn(f"ttl={USERS_TTL_S}", r.header("cache-status"))
         gw.get("/users/3/profile")
         gw.get("/noinfo")  # no Cache-Control, no validators: DEFAULT_TTL (2 s)
-        self.wait_key(PREFIX + "users:3")
-        self.wait_key(PREFIX + "user_profile:3")
+        self.wait_key(ENTRY + "users:3")
+        self.wait_key(ENTRY + "user_profile:3")
         keys = sorted(k.decode() for k in self.redis.cmd("KEYS", "*"))
         noinfo = [k for k in keys if "noinfo" in k]
         self.assertEqual(len(noinfo), 1, keys)
@@ -194,7 +195,7 @@ class RedisTierTest(RedisTestCase):
         # are kept past their ttl for revalidation, as long again as the ttl
         # (cache_object.h: between 1 minute and 1 day); nothing else extends them.
         for key, ttl in (("users:3", USERS_TTL_S), ("user_profile:3", PROFILE_TTL_S)):
-            pttl = self.redis.cmd("PTTL", PREFIX + key)
+            pttl = self.redis.cmd("PTTL", ENTRY + key)
             expected = 2 * ttl * 1000
             self.assertLessEqual(pttl, expected, key)
             self.assertGreater(pttl, expected - 5000, key)
@@ -229,19 +230,19 @@ class RedisTierTest(RedisTestCase):
         gw.get("/users/4")
         with self.redis.client() as c:
             c.command("SELECT", "3")
-            wait_until(lambda: c.command("EXISTS", "tenant-b/users:4") == 1, timeout=5,
-                       what="tenant-b/users:4 in db 3")
+            wait_until(lambda: c.command("EXISTS", "tenant-b/c:users:4") == 1, timeout=5,
+                       what="tenant-b/c:users:4 in db 3")
         self.assertEqual(self.redis.cmd("DBSIZE"), 0, "written to db 0")
 
     def test_corrupt_values_are_misses_never_served(self):
         gw = self.gateway(self.redis.url(), env={"CACHE_MAX_BYTES": "0"})
         self.wait_backend(gw, "redis")
         good7 = gw.get("/users/7")
-        self.wait_key(PREFIX + "users:7")
+        self.wait_key(ENTRY + "users:7")
         gw.get("/users/8")
-        self.wait_key(PREFIX + "users:8")
-        valid7 = self.redis.cmd("GET", PREFIX + "users:7")
-        valid8 = self.redis.cmd("GET", PREFIX + "users:8")
+        self.wait_key(ENTRY + "users:8")
+        valid7 = self.redis.cmd("GET", ENTRY + "users:7")
+        valid8 = self.redis.cmd("GET", ENTRY + "users:8")
 
         cases = [
             ("garbage", b"this is not a cache object \x00\xff" * 3),
@@ -257,7 +258,7 @@ class RedisTierTest(RedisTestCase):
         ]
         for what, value in cases:
             with self.subTest(what):
-                self.redis.cmd("SET", PREFIX + "users:7", value)
+                self.redis.cmd("SET", ENTRY + "users:7", value)
                 n, r = self.upstream_delta(lambda: gw.get("/users/7"))
                 self.assertEqual(r.status, 200)
                 self.assertEqual(x_cache(r), "MISS", r)
@@ -267,19 +268,19 @@ class RedisTierTest(RedisTestCase):
 
                 # Afterwards the key is gone or replaced by a valid value; never the corrupt one.
                 def settled():
-                    v = self.redis.cmd("GET", PREFIX + "users:7")
+                    v = self.redis.cmd("GET", ENTRY + "users:7")
                     return v is None or (v != value and v.startswith(b"CGWO"))
                 wait_until(settled, timeout=5, what=f"{what}: corrupt value removed")
                 # Once replaced, Redis serves it again.
-                self.wait_key(PREFIX + "users:7")
+                self.wait_key(ENTRY + "users:7")
                 n, r = self.upstream_delta(lambda: gw.get("/users/7"))
                 self.assertEqual(n, 0)
                 self.assertTrue(from_redis(r), r)
                 self.assertEqual(r.body, good7.body)
 
         # A key of the wrong type (a list): GET fails with WRONGTYPE.
-        self.redis.cmd("DEL", PREFIX + "users:7")
-        self.redis.cmd("RPUSH", PREFIX + "users:7", "a", "b")
+        self.redis.cmd("DEL", ENTRY + "users:7")
+        self.redis.cmd("RPUSH", ENTRY + "users:7", "a", "b")
         n, r = self.upstream_delta(lambda: gw.get("/users/7"))
         self.assertEqual((r.status, x_cache(r), n), (200, "MISS", 1))
         self.assertEqual(r.body, good7.body)
@@ -298,7 +299,7 @@ class RedisTierTest(RedisTestCase):
         uid = 11
         path = f"/users/{uid}"
         old = a.get(path)
-        self.wait_key(PREFIX + f"users:{uid}")
+        self.wait_key(ENTRY + f"users:{uid}")
         self.assertTrue(from_redis(b.get(path)))
         self.assertEqual(x_cache(b.get(path)), "HIT")  # now in B's memory tier
         self.assertEqual(x_cache(a.get(path)), "HIT")
@@ -364,7 +365,7 @@ class RedisTierTest(RedisTestCase):
         a = self.gateway(self.redis.url())
         r = a.get("/bytes/900000")
         self.assertEqual((r.status, len(r.body)), (200, 900000))
-        self.wait_key(PREFIX + "GET:/bytes/900000")
+        self.wait_key(ENTRY + "GET:/bytes/900000")
         b = self.gateway(self.redis.url(), env={"CACHE_MAX_BYTES": "0"})
         self.wait_backend(b, "redis")
         n, results = self.upstream_delta(
@@ -378,13 +379,13 @@ class RedisTierTest(RedisTestCase):
         r = a.get("/bytes/1100000")
         self.assertEqual((r.status, len(r.body)), (200, 1100000))
         time.sleep(0.2)
-        self.assertEqual(self.redis.cmd("EXISTS", PREFIX + "GET:/bytes/1100000"), 0)
+        self.assertEqual(self.redis.cmd("EXISTS", ENTRY + "GET:/bytes/1100000"), 0)
 
     def test_collapsed_requests_read_redis_once_upstream_never(self):
         a = self.gateway(self.redis.url())
         self.wait_backend(a, "redis")
         a.get("/users/13")
-        self.wait_key(PREFIX + "users:13")
+        self.wait_key(ENTRY + "users:13")
         b = self.gateway(self.redis.url())
         self.wait_backend(b, "redis")
         n, rs = self.upstream_delta(lambda: run_concurrently(32, lambda i: b.get("/users/13")))
@@ -403,7 +404,7 @@ class RedisTierTest(RedisTestCase):
         ha = {"Authorization": f"Bearer {token_a}", "X-User-Id": "2"}
         first = a.get("/messages", headers=ha)
         self.assertEqual(first.status, 200)
-        wait_until(lambda: len(self.redis.cmd("KEYS", PREFIX + "messages:*")) > 0, timeout=5,
+        wait_until(lambda: len(self.redis.cmd("KEYS", ENTRY + "messages:*")) > 0, timeout=5,
                    what="a messages entry in Redis")
         for k in self.redis.cmd("KEYS", "*"):
             self.assertNotIn(b"tok-", k)
@@ -438,7 +439,7 @@ class RedisTierTest(RedisTestCase):
         finally:
             self.redis.cmd("CONFIG", "SET", "maxmemory", "0")
         gw.get("/users/65")
-        self.wait_key(PREFIX + "users:65")
+        self.wait_key(ENTRY + "users:65")
         self.assertTrue(from_redis(gw.get("/users/65")))
 
     def test_secrets_absent_from_debug_logs(self):
@@ -502,7 +503,7 @@ class RedisConnectTest(RedisTestCase):
         self.wait_backend(gw, "redis")
         gw.get("/users/" + key.split(":")[1])
         with server.client(host=host) as c:
-            wait_until(lambda: c.command("EXISTS", PREFIX + key) == 1, timeout=5,
+            wait_until(lambda: c.command("EXISTS", ENTRY + key) == 1, timeout=5,
                        what=f"{key} stored")
         h = gw.health_cache()
         self.assertEqual(h["status"], "healthy")
@@ -772,7 +773,7 @@ class RedisOutageTest(RedisTestCase):
         self.assertEqual(h["status"], "healthy")
         self.assertTrue(h["stats"]["redis_available"])
         gw.get("/users/32")
-        wait_until(lambda: redis.cmd("EXISTS", PREFIX + "users:32") == 1, timeout=5,
+        wait_until(lambda: redis.cmd("EXISTS", ENTRY + "users:32") == 1, timeout=5,
                    what="new entries stored in Redis")
         # A second instance can use what the first stored.
         other = self.gateway(redis.url(), env={"CACHE_MAX_BYTES": "0"})
@@ -844,7 +845,7 @@ class RedisOutageTest(RedisTestCase):
         for g in (a, b):
             self.wait_backend(g, "redis")
         a.get("/users/33")
-        wait_until(lambda: redis.cmd("EXISTS", PREFIX + "users:33") == 1, timeout=5,
+        wait_until(lambda: redis.cmd("EXISTS", ENTRY + "users:33") == 1, timeout=5,
                    what="users:33 in Redis")
         b.get("/users/33")
         self.assertEqual(x_cache(b.get("/users/33")), "HIT")
@@ -872,7 +873,7 @@ class RedisOutageTest(RedisTestCase):
         self.wait_backend(gw, "redis")
         self.wait_backend(gw0, "redis")
         warm = gw.get("/users/41")
-        wait_until(lambda: redis.cmd("EXISTS", PREFIX + "users:41") == 1, timeout=5,
+        wait_until(lambda: redis.cmd("EXISTS", ENTRY + "users:41") == 1, timeout=5,
                    what="warm key")
         upstream_ms = max(request(self.api.port, "GET", "/users/49").elapsed
                           for _ in range(3)) * 1000
@@ -932,7 +933,7 @@ class RedisOutageTest(RedisTestCase):
         measured("recovery after SIGCONT (backend=redis)", (time.monotonic() - t0) * 1000)
         self.wait_backend(gw0, "redis", timeout=10)
         gw.get("/users/71")
-        wait_until(lambda: redis.cmd("EXISTS", PREFIX + "users:71") == 1, timeout=5,
+        wait_until(lambda: redis.cmd("EXISTS", ENTRY + "users:71") == 1, timeout=5,
                    what="stores resumed")
         self.assertTrue(gw.alive() and gw0.alive())
 

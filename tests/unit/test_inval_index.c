@@ -1,4 +1,8 @@
 /* Unit tests for inval_index: prefix and tag records against entry generations. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "inval_index.h"
 #include "test.h"
 
@@ -98,11 +102,43 @@ TEST(the_index_is_bounded_by_folding_into_a_floor)
     inval_index_destroy(idx);
 }
 
+TEST(hostile_sequences_and_epochs_are_refused)
+{
+    uint64_t v = 42;
+    const char *bad[] = {"-1", "", "18446744073709551615", "12a", " 1", "1 ", "+1", "0x10",
+                         "99999999999999999", "1e15"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ_INT(inval_index_parse_seq(bad[i], strlen(bad[i]), &v), -EINVAL);
+        CHECK(v == 42);
+    }
+    CHECK_EQ_INT(inval_index_parse_seq("0", 1, &v), 0);
+    CHECK(v == 0);
+    CHECK_EQ_INT(inval_index_parse_seq("17", 2, &v), 0);
+    CHECK(v == 17);
+    char base[24];
+    snprintf(base, sizeof base, "%llu", (unsigned long long)inval_index_seq_base());
+    CHECK_EQ_INT(inval_index_parse_seq(base, strlen(base), &v), 0);
+    CHECK(!inval_index_epoch_valid("", 0));
+    CHECK(!inval_index_epoch_valid("a:b", 3));
+    CHECK(!inval_index_epoch_valid("0123456789abcdef0123456789abcdef0", 33));
+    CHECK(inval_index_epoch_valid("19ab3f00c1e2", 12));
+
+    struct inval_index *idx;
+    CHECK_EQ_INT(inval_index_create(&idx), 0);
+    CHECK_EQ_INT(inval_index_note_epoch(idx, "aa", 2), 0); /* the first one seen */
+    CHECK_EQ_INT(inval_index_note_epoch(idx, "aa", 2), 0);
+    CHECK_EQ_INT(inval_index_note_epoch(idx, "bb", 2), 1); /* Redis lost its state */
+    CHECK_EQ_INT(inval_index_note_epoch(idx, "bb", 2), 0);
+    CHECK_EQ_INT(inval_index_note_epoch(idx, "b-b", 3), -EINVAL);
+    inval_index_destroy(idx);
+}
+
 int main(void)
 {
     RUN(prefix_records_invalidate_older_generations_only);
     RUN(tag_records);
     RUN(many_records_stay_fast_and_correct);
     RUN(the_index_is_bounded_by_folding_into_a_floor);
+    RUN(hostile_sequences_and_epochs_are_refused);
     return TEST_SUMMARY();
 }

@@ -212,7 +212,7 @@ TEST(ttl_is_the_objects_remaining_life)
     CHECK_EQ_INT(store_put(&se, obj), 0);
     settle(&se);
     struct cmd c;
-    cmd_run_v(&c, se.e.loop, se.e.pool, 2000, (const char *const[]){"PTTL", "cgwtest:ttl:1", NULL});
+    cmd_run_v(&c, se.e.loop, se.e.pool, 2000, (const char *const[]){"PTTL", "cgwtest:c:ttl:1", NULL});
     fprintf(stderr, "  PTTL %lld ms, expected about %lld ms\n", c.integer, (long long)expect);
     CHECK_EQ_INT(c.type, REDIS_REPLY_INTEGER);
     CHECK(c.integer > expect - 200 && c.integer <= expect);
@@ -251,7 +251,7 @@ TEST(oversized_values_are_refused)
     CHECK_EQ_INT(st.too_big, 1);
     struct cmd c;
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
-              (const char *const[]){"EXISTS", "cgwtest:big:1", NULL});
+              (const char *const[]){"EXISTS", "cgwtest:c:big:1", NULL});
     CHECK_EQ_INT(c.integer, 0);
     cache_object_unref(obj);
     store_env_close(&se);
@@ -263,7 +263,7 @@ TEST(corrupt_value_is_a_miss_and_is_deleted)
     CHECK(store_env_open(&se, "redis://127.0.0.1:16379", opts()));
     struct cmd c;
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
-              (const char *const[]){"SET", "cgwtest:corrupt:1", "garbage, not CGWO", NULL});
+              (const char *const[]){"SET", "cgwtest:c:corrupt:1", "garbage, not CGWO", NULL});
     CHECK_EQ_STR(c.str, "OK");
     /* A valid encoding of another key stored under this one: not served either. */
     struct cache_object *other = make_obj("corrupt:other", 60000, 10);
@@ -275,7 +275,7 @@ TEST(corrupt_value_is_a_miss_and_is_deleted)
     c.argc = 3;
     c.argv[0] = "SET";
     c.lens[0] = 3;
-    c.argv[1] = "cgwtest:corrupt:2";
+    c.argv[1] = "cgwtest:c:corrupt:2";
     c.lens[1] = strlen(c.argv[1]);
     c.argv[2] = val;
     c.lens[2] = len;
@@ -294,7 +294,7 @@ TEST(corrupt_value_is_a_miss_and_is_deleted)
     CHECK(g.obj == NULL);
     settle(&se);
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
-              (const char *const[]){"EXISTS", "cgwtest:corrupt:1", "cgwtest:corrupt:2", NULL});
+              (const char *const[]){"EXISTS", "cgwtest:c:corrupt:1", "cgwtest:c:corrupt:2", NULL});
     CHECK_EQ_INT(c.type, REDIS_REPLY_INTEGER);
     CHECK_EQ_INT(c.integer, 0);
     struct store_redis_stats st;
@@ -305,11 +305,11 @@ TEST(corrupt_value_is_a_miss_and_is_deleted)
 
     /* A value of the wrong type is an error, not a miss or a crash. */
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
-              (const char *const[]){"RPUSH", "cgwtest:corrupt:list", "x", NULL});
+              (const char *const[]){"RPUSH", "cgwtest:c:corrupt:list", "x", NULL});
     store_get(&g, &se, "corrupt:list");
     CHECK_EQ_INT(g.err, -EIO);
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
-              (const char *const[]){"DEL", "cgwtest:corrupt:list", NULL});
+              (const char *const[]){"DEL", "cgwtest:c:corrupt:list", NULL});
     store_env_close(&se);
 }
 
@@ -339,17 +339,56 @@ TEST(delete_prefix_removes_only_the_prefix)
     struct cmd c;
     for (int i = 0; i < 100; i++) {
         cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
-                  (const char *const[]){"EXISTS", "cgwtest:posts:many:2499", "cgwtest:posts:1",
-                                        "cgwtest:posts[a]", NULL});
+                  (const char *const[]){"EXISTS", "cgwtest:c:posts:many:2499", "cgwtest:c:posts:1",
+                                        "cgwtest:c:posts[a]", NULL});
         if (c.integer == 0) break;
         sleep_ms(20);
     }
     CHECK_EQ_INT(c.integer, 0);
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
-              (const char *const[]){"EXISTS", "cgwtest:postsX", "cgwtest:feed:1", NULL});
+              (const char *const[]){"EXISTS", "cgwtest:c:postsX", "cgwtest:c:feed:1", NULL});
     CHECK_EQ_INT(c.integer, 2);
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
-              (const char *const[]){"DEL", "cgwtest:postsX", "cgwtest:feed:1", NULL});
+              (const char *const[]){"DEL", "cgwtest:c:postsX", "cgwtest:c:feed:1", NULL});
+    store_env_close(&se);
+}
+
+TEST(no_key_or_purge_prefix_reaches_the_bookkeeping)
+{
+    /* Issue 8 item 12: entries live under <prefix>c:, bookkeeping under
+     * <prefix>{inv}:, so deleting the keys or prefixes that once named it
+     * ("i", "in", "inv", "inv:seq", even "") leaves it alone. */
+    struct store_env se;
+    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", opts()));
+    struct cmd c;
+    cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
+              (const char *const[]){"HSET", "cgwtest:{inv}:seq", "seq", "7", NULL});
+    cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
+              (const char *const[]){"SET", "cgwtest:inv:seq", "7", NULL}); /* the old layout */
+    struct cache_object *o = make_obj("inv:seq", 60000, 10);
+    CHECK_EQ_INT(store_put(&se, o), 0);
+    cache_object_unref(o);
+    settle(&se);
+    cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
+              (const char *const[]){"EXISTS", "cgwtest:c:inv:seq", NULL});
+    CHECK_EQ_INT(c.integer, 1);
+    CHECK_EQ_INT(store_do(&se, del_task, "inv:seq"), 0);
+    const char *prefixes[] = {"i", "in", "inv", "inv:", "{", "{inv}", ""};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        CHECK_EQ_INT(store_do(&se, del_prefix_task, prefixes[i]), 0);
+    for (int i = 0; i < 100; i++) {
+        cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
+                  (const char *const[]){"EXISTS", "cgwtest:c:inv:seq", NULL});
+        if (c.integer == 0) break;
+        sleep_ms(20);
+    }
+    CHECK_EQ_INT(c.integer, 0); /* the entry named inv:seq is gone */
+    sleep_ms(100);
+    cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
+              (const char *const[]){"EXISTS", "cgwtest:{inv}:seq", "cgwtest:inv:seq", NULL});
+    CHECK_EQ_INT(c.integer, 2); /* the bookkeeping (and anything outside c:) is not */
+    cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
+              (const char *const[]){"DEL", "cgwtest:{inv}:seq", "cgwtest:inv:seq", NULL});
     store_env_close(&se);
 }
 
@@ -538,6 +577,7 @@ int main(void)
     RUN(oversized_values_are_refused);
     RUN(corrupt_value_is_a_miss_and_is_deleted);
     RUN(delete_prefix_removes_only_the_prefix);
+    RUN(no_key_or_purge_prefix_reaches_the_bookkeeping);
     RUN(operations_fail_at_once_when_redis_is_down);
     RUN(invalidations_reach_the_other_instance_only);
     RUN(resubscription_after_a_gap_asks_to_drop_the_memory_tier);
