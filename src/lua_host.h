@@ -21,9 +21,15 @@
  * proxies, and each policy file runs in its own environment, sealed after loading, so no
  * state leaks between files or requests through globals.  A custom lua_Alloc caps each
  * state at lua_limits.memory_bytes; a count hook caps each call at
- * lua_limits.instructions and, once fired, fires on every instruction until the call
- * returns, so a pcall inside the policy cannot swallow the kill.  Loading (validation and
- * lua_host_create) runs with ten times the per-call instruction budget.
+ * lua_limits.instructions and lua_limits.time_ms of wall-clock time (it runs every 1000
+ * instructions and reads the clock), and, once a call is over either, fires on every
+ * instruction until the call returns, so a pcall inside the policy cannot swallow the
+ * kill.  Work that runs in C is bounded too (issue 8, items 10 and 22): string.find,
+ * match, gmatch and gsub are lua_pattern.h's step-budgeted matcher (16 steps cost one
+ * instruction; the clock is read every 4096 steps); allocations of 64 KiB or more and
+ * the O(n) table/utf8 functions read the clock.  Loading runs with ten times the per-call
+ * instruction and time budgets (validation) and twenty times the time (a host's build of
+ * an already-validated set), so slow top-level code fails the load with file:line.
  *
  * Failure: functions return 0 or a negative errno code.  A policy error at request time
  * (runtime error, instruction budget, memory limit) never propagates: the call returns -1,
