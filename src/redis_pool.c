@@ -318,6 +318,8 @@ static void note_error(struct redis_pool *p, enum redis_conn_error kind, const c
 
 /* ---- circuit breaker ---- */
 
+static int slot_ping(struct slot *s);
+
 static void breaker_open(struct redis_pool *p, bool first)
 {
     if (first) {
@@ -326,6 +328,11 @@ static void breaker_open(struct redis_pool *p, bool first)
         LOG_W("Redis circuit breaker open: %d commands timed out in a row; using the memory tier, "
               "probing Redis again in %d ms",
               p->timeouts_in_row, p->breaker_cooldown_ms);
+        /* No command reaches Redis while open, so check every connection now:
+         * a Redis that is stalled altogether times these PINGs out (an outage,
+         * logged as such); one that only stalls commands answers them. */
+        for (int i = 0; i < p->n_slots; i++)
+            if (p->slots[i].ready) slot_ping(&p->slots[i]);
     } else {
         p->breaker_cooldown_ms = p->breaker_cooldown_ms >= p->breaker_cooldown_max_ms / 2
                                      ? p->breaker_cooldown_max_ms

@@ -23,7 +23,7 @@ from harness import (CACHEGW_BIN, ExampleAPI, Gateway, GatewayTestCase, free_por
 from redis_servers import ACL_PASS, ACL_USER, PASSWORD, Certs, RedisServer
 
 PREFIX = "cachegw:"
-ENTRY = ENTRY + "c:"  # cache entries live under <prefix>c: (store_redis.h)
+ENTRY = PREFIX + "c:"  # cache entries live under <prefix>c: (store_redis.h)
 USERS_TTL_S = 300  # policies/users.lua
 PROFILE_TTL_S = 180
 
