@@ -57,8 +57,9 @@ int endpoints_health_cache_json(const struct gateway *gw, const struct health_re
         struct redis_pool_stats rs;
         redis_pool_get_stats(gw->redis, &rs);
         n = snprintf(buf + off, len - off,
-                     ", \"redis\": {\"breaker\": \"%s\", \"breaker_opens\": %llu, \"errors\": "
-                     "{\"timeout\": %llu, \"protocol\": %llu, \"refused\": %llu, \"closed\": %llu}}",
+                     ", \"redis\": {\"breaker\": \"%s\", \"breaker_opens\": %llu, "
+                     "\"errors\": {\"timeout\": %llu, \"protocol\": %llu, \"refused\": %llu, "
+                     "\"closed\": %llu}}",
                      BREAKER[rs.breaker <= REDIS_BREAKER_HALF_OPEN ? rs.breaker : 0],
                      (unsigned long long)rs.breaker_opens, (unsigned long long)rs.err_timeout,
                      (unsigned long long)rs.err_protocol, (unsigned long long)rs.err_refused,
@@ -147,7 +148,7 @@ int endpoints_metrics_text(const struct gateway *gw, const struct health_redis_v
                      "cachegw_redis_errors_total{kind=\"protocol\"} %llu\n"
                      "cachegw_redis_errors_total{kind=\"refused\"} %llu\n"
                      "cachegw_redis_errors_total{kind=\"closed\"} %llu\n"
-                     "# HELP cachegw_redis_breaker_opens_total Times the Redis circuit breaker opened\n"
+                     "# HELP cachegw_redis_breaker_opens_total Times the Redis breaker opened\n"
                      "# TYPE cachegw_redis_breaker_opens_total counter\n"
                      "cachegw_redis_breaker_opens_total %llu\n"
                      "# HELP cachegw_redis_breaker_open 1 while the Redis circuit breaker is open\n"

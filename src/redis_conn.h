@@ -27,9 +27,9 @@
  * next loop turn, so timers and other sockets are served in between.
  *
  * Every failure has a kind (redis_conn_error_kind): timeout, protocol,
- * refused (connection refused, server full; authentication or permission
- * refused is the separate kind auth, a refusal too) or closed (everything else: closed or reset by the server, write
- * errors, TLS failures).
+ * refused (connection refused, server full), auth (AUTH or ACL refused: a
+ * refusal too) or closed (everything else: closed or reset by the server,
+ * write errors, TLS failures).
  *
  * Failure is reported once per connection attempt or session through the
  * state callback (up == false, with a reason such as "connection refused

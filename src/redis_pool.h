@@ -62,7 +62,8 @@
  * command) -> redis_pool_destroy (any thread, once stop has run or if the pool
  * was never started).
  * Thread-safety: redis_pool_available, redis_pool_connected,
- * redis_pool_last_latency_ms and redis_pool_get_stats are atomic and safe from any thread; everything
+ * redis_pool_last_latency_ms and redis_pool_get_stats are atomic and safe
+ * from any thread; everything
  * else is confined to the loop thread (create and destroy excepted, see above).
  */
 #ifndef CACHEGW_REDIS_POOL_H
