@@ -36,6 +36,7 @@
 #include "buf.h"
 #include "cache_object.h"
 #include "cache_fill.h"
+#include "cache_key.h"
 #include "cache_rules.h"
 #include "cache_tiers.h"
 #include "coalesce.h"
@@ -85,6 +86,7 @@ struct request {
     enum wait_kind wait;
     const char *method;       /* libmicrohttpd's string, valid for the request */
     char *uri;                /* raw path[?query] */
+    const char *uri_end;      /* where libmicrohttpd's copy of the target ended (NUL check) */
     struct conn_slot *slot;   /* the connection's guard slot (may be NULL) */
     struct header_list headers; /* the forwarded set (forward_headers): keys come from it */
     struct buf body;
@@ -850,6 +852,11 @@ static int plan_policy(struct request *r)
             r->bypass_reason = r->dec.reason ? r->dec.reason : "policy";
             break;
         }
+        if (r->cacheable && !cache_key_is_valid(r->dec.key, strlen(r->dec.key))) {
+            /* A key carrying internal key syntax could name another URL's variant. */
+            r->cacheable = false;
+            r->bypass_reason = "invalid-key";
+        }
         if (r->cacheable) {
             r->key = strdup(r->dec.key);
             if (r->key == NULL) return -ENOMEM;
@@ -1115,7 +1122,15 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
                                           .max_header_bytes = cfg->max_header_bytes,
                                           .max_header_fields = HTTP_MAX_HEADER_FIELDS};
     struct request_verdict v;
-    if (request_validate(method, r->uri, version, rf.items, rf.n, &limits, &v) != 0) {
+    /* libmicrohttpd ends the target at its first NUL byte, so the rest of it is
+     * invisible to every string check: the version must follow the target's end. */
+    if (version && r->uri_end && version != r->uri_end + 1) {
+        v.status = 400;
+        v.reason = "NUL byte in request line";
+    } else {
+        request_validate(method, r->uri, version, rf.items, rf.n, &limits, &v);
+    }
+    if (v.status != 0) {
         free(rf.items);
         STATS_INC(rejected);
         char safe[160];
@@ -1198,6 +1213,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 }
 
+/* libmicrohttpd 0.9.75 parses the query into its per-connection pool right after
+ * this callback, and a query with thousands of parameters exhausts the pool: the
+ * connection then hangs without an answer.  A request with more parameters than
+ * MAX_QUERY_PARAMS is refused (414) from our own copy of the target anyway, so
+ * its '&' separators are blanked in libmicrohttpd's buffer (the target's bytes
+ * live in its writable read buffer) and it parses a single argument. */
+static void neutralise_query(struct gateway *gw, const char *uri)
+{
+    char *q = uri ? strchr(uri, '?') : NULL;
+    if (q == NULL) return;
+    size_t params = 1;
+    for (const char *p = q; *p; p++)
+        if (*p == '&') params++;
+    if (params <= (size_t)gw->cfg->max_query_params) return;
+    for (char *p = q; *p; p++)
+        if (*p == '&') *p = '_';
+}
+
 static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct gateway *gw = cls;
@@ -1211,6 +1244,8 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
         free(r);
         return NULL;
     }
+    r->uri_end = uri ? uri + strlen(uri) : NULL;
+    neutralise_query(gw, uri);
     /* The guard holds the request until the completion callback takes it back:
      * libmicrohttpd may drop a connection (e.g. its pool ran out while parsing
      * the arguments) without ever calling that callback. */
