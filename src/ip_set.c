@@ -55,7 +55,7 @@ int ip_set_parse(const char *list, struct ip_set **out, char *bad,
     if (list == NULL || *list == '\0') return 0;
     size_t cap = 1;
     for (const char *p = list; *p; p++)
-        if (*p == ',') cap++;
+        if (*p == ',' || *p == ' ') cap++;
     struct ip_set *tp = calloc(1, sizeof *tp + cap * sizeof tp->items[0]);
     if (tp == NULL) return -1;
     const char *p = list;
