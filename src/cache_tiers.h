@@ -7,7 +7,7 @@
  * at once (so the caller's next read already sees it); Redis work is posted to
  * the I/O loop, because store_redis is confined to it.  A Redis that is down
  * or slow never fails a caller: reads report an error and callers go on to the
- * upstream (DESIGN.md invariant 2).
+ * upstream (docs/design.md, invariant 2).
  *
  * Ownership: l2_get hands done() one reference (or NULL); l2_put takes its
  * own reference.

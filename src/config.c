@@ -87,8 +87,10 @@ static const struct opt OPTIONS[] = {
      .help = "Largest total size of a request's headers (at least 1KiB).",
      .offset = FIELD(max_header_bytes)},
     {.flag = "max-connections", .env = "MAX_CONNECTIONS", .type = OPT_INT,
-     .group = GROUP_LISTENER, .min = 1, .max = 1048576, .def = "4096",
-     .help = "Most client connections open at once.", .offset = FIELD(max_connections)},
+     .group = GROUP_LISTENER, .min = 1, .max = 1048576, .def = "16384",
+     .help = "Most client connections open at once; past it the oldest ones that have not "
+             "sent a complete request are closed.",
+     .offset = FIELD(max_connections)},
     {.flag = "client-timeout", .env = "CLIENT_TIMEOUT", .type = OPT_DURATION,
      .group = GROUP_LISTENER, .min = 1, .max = 86400, .unit_ms = 1000, .def = "30",
      .help = "Idle keep-alive timeout of a client connection.",

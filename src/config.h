@@ -28,7 +28,7 @@ struct config {
     int workers;                 /* WORKERS / --workers, default 0 = number of cores */
     size_t max_body_bytes;       /* MAX_BODY_SIZE / --max-body-size, default 10 MiB */
     size_t max_header_bytes;     /* MAX_HEADER_SIZE / --max-header-size, default 16 KiB */
-    int max_connections;         /* MAX_CONNECTIONS / --max-connections, default 4096 */
+    int max_connections;         /* MAX_CONNECTIONS / --max-connections, default 16384 */
     int client_timeout_s;        /* CLIENT_TIMEOUT / --client-timeout, idle keep-alive s, default 30 */
     int client_header_timeout_s; /* CLIENT_HEADER_TIMEOUT / --client-header-timeout, whole headers, 10 */
     int max_query_params;        /* MAX_QUERY_PARAMS / --max-query-params, default 128 */

@@ -1,6 +1,6 @@
 /*
  * endpoints - the bodies of the gateway's own endpoints: GET /health/cache
- * (the JSON shape in DESIGN.md) and GET /metrics (Prometheus text).
+ * (the JSON shape in docs/design.md and the README) and GET /metrics (Prometheus text).
  *
  * Functions write into a caller-supplied buffer and return the length (or a
  * negative value if it did not fit).  Thread-safety: reads atomics and

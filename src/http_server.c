@@ -1364,8 +1364,11 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
         return -1;
     }
     /* The per-connection pool holds the request line, the headers and the parsed
-     * query arguments (about 64 bytes each): room for the largest valid request. */
-    size_t pool = cfg->max_header_bytes * 2 + (size_t)cfg->max_query_params * 64 + 16 * 1024;
+     * query arguments (about 64 bytes each; neutralise_query keeps their number at
+     * MAX_QUERY_PARAMS).  libmicrohttpd zeroes the pool on every request, so it is
+     * kept no larger than that needs. */
+    size_t args = (size_t)cfg->max_query_params * 64;
+    size_t pool = cfg->max_header_bytes + (args > 16 * 1024 ? args : 16 * 1024);
     /* libmicrohttpd refuses connections past its limit; the guard evicts slow
      * ones past max_connections, so the listener keeps some slack for new
      * clients (split between the worker threads). */

@@ -5,7 +5,7 @@
  * own endpoints, look up the memory tier and answer hits directly.  Anything
  * that needs the network (upstream fetch, Redis) is handed to the I/O loop
  * while the connection is suspended; the loop resumes it when the result is
- * ready, and the worker then answers (DESIGN.md invariant 1).
+ * ready, and the worker then answers (docs/design.md, invariant 1).
  *
  * Ownership: the server borrows the gateway context for its lifetime.
  * Thread-safety: start/quiesce/stop from the main thread only.

@@ -30,7 +30,7 @@
 
 /* The index is bounded: past this many records it is folded into a floor
  * (every entry filled before the fold is invalid), which costs one flush of
- * old entries and keeps memory bounded (DESIGN.md invariant 5). */
+ * old entries and keeps memory bounded (docs/design.md, invariant 5). */
 #define INVAL_INDEX_MAX_RECORDS 100000
 
 struct inval_index;

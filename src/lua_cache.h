@@ -19,7 +19,7 @@
  * LUA_CACHE_MAX_KEY bytes); expected runtime failures return nil, "message" (a value over
  * MAX_VALUE_SIZE, no cache bound).
  *
- * Reads never block a worker on the network (DESIGN.md invariant 1).  get/mget answer from
+ * Reads never block a worker on the network (docs/design.md, invariant 1).  get/mget answer from
  * the memory tier at once.  On a miss, when the Redis tier is up and the calling Lua code
  * runs in a yieldable coroutine that the host allowed to yield (lua_cache_ctx.allow_yield),
  * the function yields LUA_CACHE_YIELD_MARK followed by the namespaced keys to read.  The

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "coalesce.h"
@@ -90,12 +91,34 @@ static int setup_redis(struct gateway *gw, const struct config *cfg, char *err, 
     return 0;
 }
 
+/* Every client connection, upstream connection and Redis connection is a file
+ * descriptor: raise the soft limit to the hard one, and say so when
+ * MAX_CONNECTIONS cannot fit (the connection guard then keeps the listener
+ * responsive, but fewer clients fit than configured). */
+static void raise_fd_limit(const struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t need = (rlim_t)cfg->max_connections + (rlim_t)cfg->upstream_max_connections +
+                  (rlim_t)cfg->redis_pool_size + 256;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        LOG_W("open-file limit %llu is below what MAX_CONNECTIONS=%d needs (%llu): raise it "
+              "(ulimit -n, LimitNOFILE=) or lower MAX_CONNECTIONS",
+              (unsigned long long)rl.rlim_cur, cfg->max_connections, (unsigned long long)need);
+}
+
 static int run(struct config *cfg)
 {
     struct gateway gw = {.cfg = cfg, .started_ms = clock_mono_ms()};
     char err[512];
     int rc = 1;
     struct admin_server *admin = NULL;
+    raise_fd_limit(cfg);
 
     if (io_loop_create(&gw.loop) != 0 || coalesce_create(&gw.coalescer) != 0 ||
         inval_index_create(&gw.inval) != 0) {

@@ -9,7 +9,7 @@
  * Workers call policy_engine_acquire() at the start of a request.  It returns
  * the calling thread's Lua host, rebuilt first if a newer generation is active.
  * The request keeps its reference until policy_engine_release(), so a request
- * runs wholly under one generation (DESIGN.md invariant 4) even if a reload
+ * runs wholly under one generation (docs/design.md, invariant 4) even if a reload
  * lands while it waits on the network; the old host is destroyed, on its own
  * thread, when its last request ends (Lua states never leave their thread:
  * invariant 3).

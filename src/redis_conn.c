@@ -247,7 +247,7 @@ static void set_socket_options(struct redis_conn *c, int fd)
     int one = 1;
     int idle = c->cfg->keepalive_idle_s > 0 ? c->cfg->keepalive_idle_s : 30;
     int intvl = 10, cnt = 3;
-    /* Small commands must leave at once (see DESIGN.md: a TLS record split in
+    /* Small commands must leave at once (see docs/design.md: a TLS record split in
      * two would otherwise wait for a delayed ACK). */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);

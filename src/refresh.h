@@ -6,7 +6,7 @@
  * coalesce_try_lead, so requests already answered stale never wait on it,
  * while requests that cannot use the stale copy join it as waiters).  The
  * fetch is conditional on the entry's validators; the answer is stored with
- * cache_fill on the I/O loop thread.  No Lua runs there (DESIGN.md invariant
+ * cache_fill on the I/O loop thread.  No Lua runs there (docs/design.md invariant
  * 3): routes with an on_response hook must not be refreshed this way.
  *
  * Ownership: refresh_start copies what it needs; the caller keeps its own.

@@ -17,7 +17,7 @@ from harness import (CACHEGW_BIN, SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCa
 POLICIES = os.path.join(SOURCE_DIR, "policies")
 LUA_DIR = os.path.join(SOURCE_DIR, "lua")
 
-SEED_TTLS = {  # path -> the seed TTL of its route (DESIGN.md)
+SEED_TTLS = {  # path -> the seed TTL of its route (README, Policies)
     "/users/3": 300,
     "/users/3/profile": 180,
     "/posts": 60,

@@ -80,7 +80,7 @@ static void check_defaults(const struct config *c)
     CHECK_EQ_INT(c->workers, 0);
     CHECK_EQ_INT(c->max_body_bytes, 10 * 1024 * 1024);
     CHECK_EQ_INT(c->max_header_bytes, 16 * 1024);
-    CHECK_EQ_INT(c->max_connections, 4096);
+    CHECK_EQ_INT(c->max_connections, 16384);
     CHECK_EQ_INT(c->client_timeout_s, 30);
     CHECK_EQ_INT(c->shutdown_timeout_ms, 10000);
     CHECK_EQ_STR(c->upstream_url, "http://127.0.0.1:3000");
