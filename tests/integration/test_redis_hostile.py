@@ -81,6 +81,17 @@ class FakeRedisTest(GatewayTestCase):
                 gw.stop()
                 fake.stop()
 
+    # Item 18: a partial reply, then silence: the op timeout still bounds the request.
+    def test_partial_reply_then_stall_costs_at_most_the_timeouts(self):
+        fake = self.fake("partial_stall")
+        gw = self.gateway(fake.url, REDIS_TIMEOUT_MS=300, REDIS_RETRIES=1)
+        for i in range(3):
+            r = gw.get(f"/users/{20 + i}", timeout=5)
+            self.assertEqual(r.status, 200)
+            self.assertLess(r.elapsed, 2 * 0.3 + 0.4)
+        self.assertGreater(fake.counts["GET"], 0)
+        self.assertIn("Redis timeout: timeout (no reply within 300 ms, 127.0.0.1:", gw.output())
+
     # Item 24: a refused SUBSCRIBE backs off and is logged once.
     def test_refused_subscribe_backs_off(self):
         fake = self.fake("subscribe_refused")

@@ -570,6 +570,78 @@ static void client_kill_blocked(int port)
     CHECK_EQ_INT(system(cmd), 0);
 }
 
+static bool pred_breaker_closed(void *arg)
+{
+    struct redis_pool_stats st;
+    redis_pool_get_stats(arg, &st);
+    return st.breaker == REDIS_BREAKER_CLOSED;
+}
+
+TEST(breaker_opens_after_timeouts_in_a_row_and_closes_on_a_probe)
+{
+    struct server srv = {0};
+    port_free(PORT_STOP);
+    CHECK(server_start(&srv, PORT_STOP));
+    struct env e;
+    char err[256];
+    env_loop(&e);
+    struct redis_pool_options o = opts();
+    o.op_timeout_ms = 200;
+    o.connect_timeout_ms = 200;
+    o.retries = 0;
+    o.pool_size = 4;
+    o.health_interval_s = 30;
+    o.breaker_threshold = 2;
+    o.breaker_cooldown_ms = 300;
+    struct capture cap;
+    capture_start(&cap);
+    CHECK_EQ_INT(env_pool(&e, "redis://127.0.0.1:16392", o, err, sizeof err), 0);
+    CHECK(wait_until(pred_available, e.pool, 3000) >= 0);
+
+    server_signal(&srv, SIGSTOP);
+    struct cmd c;
+    CMD(&c, &e, 2000, "GET", "x");
+    CHECK_EQ_STR(c.err, REDIS_ERR_TIMEOUT);
+    struct redis_pool_stats st;
+    redis_pool_get_stats(e.pool, &st);
+    CHECK(st.breaker == REDIS_BREAKER_CLOSED); /* one timeout is not a pattern */
+    CMD(&c, &e, 2000, "GET", "x");
+    CHECK_EQ_STR(c.err, REDIS_ERR_TIMEOUT);
+    redis_pool_get_stats(e.pool, &st);
+    CHECK(st.breaker == REDIS_BREAKER_OPEN);
+    CHECK(st.breaker_opens == 1);
+    CHECK(st.err_timeout >= 2);
+    CHECK(!redis_pool_available(e.pool));
+    /* Open: fails at once, without waiting for a timeout. */
+    CMD(&c, &e, 2000, "GET", "x");
+    CHECK_EQ_INT(c.rc, -ENOTCONN);
+    CHECK(c.t_done_us == 0);
+
+    server_signal(&srv, SIGCONT);
+    /* After the cool-down the next command is the probe; its answer closes it. */
+    int64_t t0 = now_us();
+    bool answered = false;
+    while (now_us() - t0 < 5000 * 1000) {
+        CMD(&c, &e, 2000, "PING_PROBE_IS_NOT_A_PING", "x");
+        if (c.rc == 0) {
+            answered = true;
+            break;
+        }
+        sleep_ms(20);
+    }
+    CHECK(answered);
+    CHECK(c.type == REDIS_REPLY_ERROR); /* Redis answered (an unknown command): it is back */
+    CHECK(wait_until(pred_breaker_closed, e.pool, 1000) >= 0);
+    CMD(&c, &e, 2000, "PING");
+    CHECK_EQ_STR(c.str, "PONG");
+    env_free(&e);
+    char *log = capture_stop(&cap);
+    CHECK_EQ_INT(count_substr(log, "Redis circuit breaker open"), 1);
+    CHECK_EQ_INT(count_substr(log, "Redis circuit breaker closed"), 1);
+    free(log);
+    server_kill(&srv);
+}
+
 TEST(a_command_on_a_lost_connection_is_retried_on_another)
 {
     struct server srv = {0};
@@ -750,6 +822,7 @@ int main(void)
     RUN(paused_with_one_retry_fails_within_two_timeouts);
     RUN(a_command_on_a_lost_connection_is_retried_on_another);
     RUN(stop_fails_pending_commands);
+    RUN(breaker_opens_after_timeouts_in_a_row_and_closes_on_a_probe);
     RUN(large_values_cross_intact);
     RUN(replies_over_the_bound_break_the_connection);
     return TEST_SUMMARY();
