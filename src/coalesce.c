@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 enum { SHARDS = 32, BUCKETS = 256 };
 
 struct waiter {
@@ -33,16 +35,6 @@ struct shard {
 struct coalescer {
     struct shard shards[SHARDS];
 };
-
-static uint64_t hash_key(const char *key, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 int coalesce_create(struct coalescer **out)
 {
@@ -94,7 +86,7 @@ bool coalesce_try_lead(struct coalescer *c, const char *key, size_t key_len,
 static bool join_or_lead(struct coalescer *c, const char *key, size_t key_len, void *who,
                          flight_wake_fn wake, struct flight **out, bool lead_only)
 {
-    uint64_t h = hash_key(key, key_len);
+    uint64_t h = hash_bytes(key, key_len); /* shard from the high bits, bucket from the low */
     unsigned si = (unsigned)(h >> 59) % SHARDS;
     struct shard *s = &c->shards[si];
     size_t b = (size_t)(h % BUCKETS);

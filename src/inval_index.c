@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "hash.h"
+
 enum { MAX_PREFIX_LEN = 512 };
 
 struct record {
@@ -40,16 +42,6 @@ struct inval_index {
     pthread_mutex_t epoch_lock;
     char epoch[33]; /* "" until one is seen */
 };
-
-static uint64_t hash_bytes(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 static struct record *table_find(const struct table *t, const char *s, size_t len, uint64_t h)
 {

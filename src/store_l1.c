@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 #define L1_DEFAULT_SHARDS 64u
 #define L1_MAX_SHARDS 4096u
 #define L1_INITIAL_BUCKETS 16u
@@ -55,23 +57,9 @@ struct store_l1 {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* FNV-1a, followed by the murmur3 finalizer: FNV's low and high bits are poorly
- * mixed for short keys, and we use both (high bits for the shard, low bits for
- * the bucket). */
-static uint64_t l1_hash(const char *key, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
+/* hash.h's keyed hash: all 64 bits are mixed, and we use both ends (high bits
+ * for the shard, low bits for the bucket). */
+static uint64_t l1_hash(const char *key, size_t len) { return hash_bytes(key, len); }
 
 static struct l1_shard *l1_shard_for(struct store_l1 *s, uint64_t hash)
 {
