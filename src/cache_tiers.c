@@ -512,6 +512,29 @@ static void on_sequenced(void *arg, const redisReply *reply, const char *err)
     free(t);
 }
 
+/* The DEL of a key invalidation: once Redis took it, the other instances are
+ * told; if Redis refused it (NOPERM, ...) or did not answer, it is kept and
+ * replayed like the sequenced ones. */
+static void on_key_deleted(void *arg, int err)
+{
+    struct inval_task *t = arg;
+    struct gateway *gw = t->gw;
+    if (err != 0) {
+        if (err == -EIO && log_now(&refused_logged_ms))
+            LOG_W("redis: invalidation of a key refused by Redis: applied here, kept and retried");
+        else
+            LOG_D("redis: invalidation of a key not taken (%s): kept", strerror(-err));
+        /* The entry may still be in Redis: a record keeps this instance from
+         * reading it back meanwhile (it covers keys starting with this one too:
+         * a few extra misses, never a stale answer). */
+        inval_index_note_prefix(gw->inval, t->key, t->len, inval_index_next_local(gw->inval));
+        defer(t);
+        return;
+    }
+    store_redis_publish_invalidation(gw->l2, 'k', t->key, t->len);
+    free(t);
+}
+
 static void inval_task_run(void *arg)
 {
     struct inval_task *t = arg;
@@ -521,12 +544,13 @@ static void inval_task_run(void *arg)
         return;
     }
     if (t->kind == 'k') {
-        if (store_redis_delete(gw->l2, t->key, t->len) == -ENOTCONN) {
+        int rc = store_redis_delete_then(gw->l2, t->key, t->len, on_key_deleted, t);
+        if (rc == -ENOTCONN) {
             defer(t);
-            return;
+        } else if (rc < 0) {
+            LOG_D("redis: invalidation of a key not sent: %s", strerror(-rc));
+            free(t);
         }
-        store_redis_publish_invalidation(gw->l2, 'k', t->key, t->len);
-        free(t);
         return;
     }
     char seq_key[512], rec_key[512], channel[512], tagged[64], epoch[20], base[24], cur[24];

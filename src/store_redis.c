@@ -211,6 +211,48 @@ int store_redis_delete(struct store_redis *s, const char *key, size_t key_len)
     return simple_key_command(s, "DEL", key, key_len);
 }
 
+struct done_op {
+    struct store_redis *s;
+    store_redis_done_fn fn;
+    void *arg;
+};
+
+static void done_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct done_op *op = arg;
+    int code = 0;
+    if (err != NULL) {
+        COUNT(op->s, errors);
+        code = err_code(err);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        COUNT(op->s, errors);
+        code = -EIO;
+    }
+    op->fn(op->arg, code);
+    free(op);
+}
+
+int store_redis_delete_then(struct store_redis *s, const char *key, size_t key_len,
+                            store_redis_done_fn fn, void *arg)
+{
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    struct done_op *op = malloc(sizeof *op);
+    size_t fk_len;
+    char *fk = full_key(s, key, key_len, &fk_len);
+    if (op == NULL || fk == NULL) {
+        free(op);
+        free(fk);
+        return -ENOMEM;
+    }
+    *op = (struct done_op){.s = s, .fn = fn, .arg = arg};
+    const char *argv[2] = {"DEL", fk};
+    size_t lens[2] = {3, fk_len};
+    int rc = redis_pool_command(s->pool, 2, argv, lens, done_reply, op);
+    free(fk);
+    if (rc < 0) free(op);
+    return rc;
+}
+
 /* ---- delete by prefix: SCAN + UNLINK ---- */
 
 struct scan_op {

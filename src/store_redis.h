@@ -89,6 +89,14 @@ int store_redis_put(struct store_redis *s, struct cache_object *obj);
 /* DEL <prefix>c:key.  Fire and forget.  Returns 0 or as above. */
 int store_redis_delete(struct store_redis *s, const char *key, size_t key_len);
 
+/* err: 0 (done), -ETIMEDOUT, -ENOTCONN (the connection was lost) or -EIO
+ * (Redis refused: an error reply such as NOPERM). */
+typedef void (*store_redis_done_fn)(void *arg, int err);
+/* DEL <prefix>c:key, then fn once on the loop thread.  Returns 0, or fails at
+ * once without calling fn, as above. */
+int store_redis_delete_then(struct store_redis *s, const char *key, size_t key_len,
+                            store_redis_done_fn fn, void *arg);
+
 /* Deletes every key starting with <prefix>c:key_prefix: SCAN MATCH (glob
  * characters escaped) and UNLINK, batch after batch, in the background.
  * Returns 0 or as above. */

@@ -228,6 +228,27 @@ class RealRedisTest(GatewayTestCase):
                    what="B to drop its copy after the replay")
         self.assertEqual(a.output().count("refused by Redis (OOM"), 1, "logged once")
 
+    # Item 20: a key invalidation whose DEL Redis refuses (NOPERM) is kept and replayed too.
+    def test_refused_key_invalidation_is_replayed(self):
+        a, b = self.pair()
+        a.get("/users/7")
+        wait_until(lambda: b.get("/users/7").header("x-cache") == "HIT", timeout=5,
+                   what="B to hold /users/7")
+        self.redis.cmd("ACL", "SETUSER", "default", "-del")
+        try:
+            r = a.req("PUT", "/users/7", headers={"Content-Type": "application/json"},
+                      body=b'{"name": "KeyRefused"}')
+            self.assertEqual(r.status, 200)
+            # A never reads back the entry Redis kept.
+            self.assertIn("KeyRefused", a.get("/users/7").body.decode())
+            time.sleep(0.3)
+            self.assertEqual(b.get("/users/7").header("x-cache"), "HIT")
+        finally:
+            self.redis.cmd("ACL", "SETUSER", "default", "+del")
+        wait_until(lambda: "KeyRefused" in b.get("/users/7").body.decode(), timeout=10,
+                   what="B to see the new value after the replay")
+        self.assertIn("invalidation of a key refused by Redis", a.output())
+
     # Item 20: hostile records on the channel and in Redis are refused, never applied.
     def test_hostile_sequences_are_refused(self):
         a, b = self.pair()
