@@ -1,12 +1,13 @@
 # Lua specs: busted (on Lua 5.4) over lua/ and policies/, plus the cachegw_helpers module
 # they load so the policy library runs outside the gateway with the gateway's own C
-# helpers (gw.hash, gw.now, gw.log, gw.where).
+# helpers (gw.hash, gw.now, gw.log, gw.where, gw.normalize_query).
 
 # The module is loaded by the stock lua5.4 interpreter, which carries no sanitizer
 # runtime, so it is built without the tree's sanitizer flags whatever CACHEGW_SANITIZE
 # says.  It does not link liblua: the interpreter provides those symbols.
 add_library(cachegw_helpers MODULE
   ${CMAKE_SOURCE_DIR}/src/lua_helpers.c
+  ${CMAKE_SOURCE_DIR}/src/query_norm.c
   ${CMAKE_SOURCE_DIR}/src/log.c)
 set_property(TARGET cachegw_helpers PROPERTY COMPILE_OPTIONS
   -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE)

@@ -8,6 +8,11 @@ gateway.url - percent-encoding and query strings.
   url.parse_query(qs)      array of { name, value } in order, both decoded ("+" = space);
                            "a" and "a=" both give value "". Empty pairs ("&&") are skipped.
   url.query_table(qs)      name -> first value, decoded; what policies see as req.query.
+  url.compile_ignore(list) the ignore predicate of a route: name -> boolean for an array of
+                           names, a trailing "*" making a prefix ("utm_*").  When the C
+                           helpers are present (the gateway, and cachegw_helpers in the
+                           specs) and every entry is a string, a gw.query_ignore object is
+                           compiled alongside it, once, so normalize_query runs in C.
   url.normalize_query(qs, ignore)
                            the canonical query used in cache keys: each name and value
                            percent-decoded and re-encoded canonically, params whose name
@@ -20,6 +25,13 @@ gateway.url - percent-encoding and query strings.
                            what "+" means, and merging would let one spelling poison the
                            cache entry of the other.  A query without any "%" keeps its
                            components as sent (only sorted and filtered).
+                           Runs gw.normalize_query (src/query_norm.c) when the helpers are
+                           present and ignore is nil or came from compile_ignore; any other
+                           predicate uses the reference below.
+  url.normalize_query_lua(qs, ignore)
+                           the pure-Lua reference of the same function: the specification
+                           the C version is tested against (tests/lua/query_c_spec.lua,
+                           tests/unit/test_query_norm.c).  Not memoised.
   url.MAX_PARAMS           256: parse_query, query_table and normalize_query raise
                            "query string has more than 256 parameters" past it.  (The C side
                            answers 414 past MAX_QUERY_PARAMS, 128, before Lua sees them; this
@@ -121,19 +133,36 @@ function M.query_table(qs)
     return t
 end
 
+-- The C helpers, when this runs in the gateway or next to cachegw_helpers.so.  Captured
+-- once: later changes to the gw table (read-only in the sandbox anyway) change nothing.
+local c_normalize, c_ignore
+do
+    local ok, gw = pcall(require, "cachegw_helpers")
+    if ok and type(gw) == "table" and type(gw.normalize_query) == "function"
+        and type(gw.query_ignore) == "function" then
+        c_normalize, c_ignore = gw.normalize_query, gw.query_ignore
+    end
+end
+
+-- predicate (from compile_ignore) -> its gw.query_ignore object.  Weak keys: a route's
+-- predicate and its object go together.
+local C_IGNORE = setmetatable({}, { __mode = "k" })
+
 -- An ignore list is an array of names; a trailing "*" makes a prefix.
 -- Returns a predicate name -> boolean.  Compiled once per route.
 function M.compile_ignore(list)
     local exact, prefixes, np = {}, {}, 0
-    for _, p in ipairs(list or {}) do
+    local strings, all_strings = {}, true
+    for i, p in ipairs(list or {}) do
         if sub(p, -1) == "*" then
             np = np + 1
             prefixes[np] = sub(p, 1, -2)
         else
             exact[p] = true
         end
+        if type(p) == "string" then strings[i] = p else all_strings = false end
     end
-    return function(name)
+    local function ignored(name)
         if exact[name] then return true end
         for i = 1, np do
             local pre = prefixes[i]
@@ -141,6 +170,10 @@ function M.compile_ignore(list)
         end
         return false
     end
+    -- Only lists of strings: a number entry never matches a (string) name in the
+    -- predicate above, so the C object, which compares bytes, would differ from it.
+    if c_ignore and all_strings then C_IGNORE[ignored] = c_ignore(strings) end
+    return ignored
 end
 
 local function normalize(qs, ignored)
@@ -180,30 +213,21 @@ local function normalize(qs, ignored)
     return concat(items, "&")
 end
 
--- normalize is pure, and popular queries (page=2) repeat, so results are memoised per
--- ignore predicate: at most MEMO_MAX queries of at most MEMO_QS bytes each; a full memo
--- starts over.  This bounds the memory at a few tens of KiB per route.
-local MEMO_MAX, MEMO_QS = 128, 200
-local memos = setmetatable({}, { __mode = "k" })
-local NO_IGNORE = {}
+-- The reference, not memoised (the memo of queries up to 200 bytes that normalize_query
+-- had went with the move to C: see normalize_query).
+function M.normalize_query_lua(qs, ignored)
+    if qs == nil or qs == "" then return "" end
+    return normalize(qs, ignored)
+end
 
 function M.normalize_query(qs, ignored)
     if qs == nil or qs == "" then return "" end
-    local memo = memos[ignored or NO_IGNORE]
-    if memo then
-        local v = memo.map[qs]
-        if v then return v end
+    if c_normalize then
+        if ignored == nil then return c_normalize(qs) end
+        local ci = C_IGNORE[ignored]
+        if ci then return c_normalize(qs, ci) end
     end
-    local v = normalize(qs, ignored)
-    if #qs <= MEMO_QS then
-        if memo == nil or memo.n >= MEMO_MAX then
-            memo = { map = {}, n = 0 }
-            memos[ignored or NO_IGNORE] = memo
-        end
-        memo.map[qs] = v
-        memo.n = memo.n + 1
-    end
-    return v
+    return normalize(qs, ignored)
 end
 
 return M
