@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -16,7 +18,7 @@
 
 #define SWEEP_INTERVAL_MS 250
 
-enum slot_state { SLOT_WAITING, SLOT_HEADERS, SLOT_BUSY };
+enum slot_state { SLOT_WAITING, SLOT_HEADERS, SLOT_BODY, SLOT_BUSY };
 
 struct conn_slot {
     struct conn_slot *prev, *next; /* in the guard's list, oldest first by `since` */
@@ -39,7 +41,7 @@ struct conn_guard {
     struct conn_slot *head, *tail; /* ordered by `since`: state changes move to the tail */
     size_t open;
     size_t nshut; /* slots shut down whose close libmicrohttpd has not reported yet */
-    uint64_t timed_out, evicted;
+    uint64_t timed_out, evicted, abandoned;
 };
 
 static void unlink_slot(struct conn_guard *g, struct conn_slot *s)
@@ -84,10 +86,23 @@ static int64_t deadline_of(const struct conn_guard *g, const struct conn_slot *s
         return s->since + g->idle_timeout_ms;
     case SLOT_HEADERS:
         return s->since + g->header_timeout_ms;
+    case SLOT_BODY:
     case SLOT_BUSY:
     default:
         return INT64_MAX;
     }
+}
+
+/* True when the client closed its side while its request body was still
+ * coming: nothing is left to read and the peer has hung up.  libmicrohttpd
+ * 0.9.75 does not notice this until its idle timeout, and the unfinished
+ * request would hold a graceful shutdown that long. */
+static bool body_abandoned(const struct conn_slot *s)
+{
+    struct pollfd pfd = {.fd = s->fd, .events = POLLRDHUP};
+    if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLRDHUP | POLLHUP))) return false;
+    int unread = 0;
+    return ioctl(s->fd, FIONREAD, &unread) == 0 && unread == 0;
 }
 
 static void *sweeper_main(void *arg)
@@ -106,11 +121,16 @@ static void *sweeper_main(void *arg)
         if (g->stopping) break;
         int64_t now = clock_mono_ms();
         uint64_t n = 0;
-        for (struct conn_slot *s = g->head; s; s = s->next)
-            if (!s->shut && deadline_of(g, s) <= now) {
+        for (struct conn_slot *s = g->head; s; s = s->next) {
+            if (s->shut) continue;
+            if (deadline_of(g, s) <= now) {
                 shut(g, s);
                 n++;
+            } else if (s->state == SLOT_BODY && body_abandoned(s)) {
+                shut(g, s);
+                g->abandoned++;
             }
+        }
         if (n) {
             g->timed_out += n;
             LOG_D("%s: closed %llu connection(s) too slow to send a request", g->name,
@@ -209,6 +229,14 @@ void conn_guard_headers_done(struct conn_guard *g, struct conn_slot *s)
     pthread_mutex_unlock(&g->mu);
 }
 
+void conn_guard_body_started(struct conn_guard *g, struct conn_slot *s)
+{
+    if (s == NULL) return;
+    pthread_mutex_lock(&g->mu);
+    set_state(g, s, SLOT_BODY);
+    pthread_mutex_unlock(&g->mu);
+}
+
 void conn_guard_request_done(struct conn_guard *g, struct conn_slot *s)
 {
     if (s == NULL) return;
@@ -231,6 +259,7 @@ void conn_guard_stats(struct conn_guard *g, struct conn_guard_stats *out)
     pthread_mutex_lock(&g->mu);
     out->timed_out = g->timed_out;
     out->evicted = g->evicted;
+    out->abandoned = g->abandoned;
     out->open = g->open;
     pthread_mutex_unlock(&g->mu);
 }

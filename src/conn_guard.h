@@ -12,8 +12,11 @@
  *             requests); deadline: idle_timeout after it began waiting.
  *   HEADERS   the request line arrived (URI callback); deadline:
  *             header_timeout after that.
- *   BUSY      the header block is complete; no deadline here (body and
- *             response have their own bounds).
+ *   BODY      the header block is complete and a request body is coming; no
+ *             deadline, but a client that hangs up before the body ends is
+ *             noticed (libmicrohttpd would wait for its idle timeout).
+ *   BUSY      the request is complete; no deadline here (the response has its
+ *             own bounds).
  *
  * A connection past its deadline, or the oldest WAITING/HEADERS one when the
  * open count exceeds max_conns, is closed by shutdown(2) of its socket:
@@ -41,6 +44,7 @@ struct conn_slot;
 struct conn_guard_stats {
     uint64_t timed_out; /* closed past their header/idle deadline */
     uint64_t evicted;   /* closed to make room at capacity */
+    uint64_t abandoned; /* closed because the client hung up in the middle of a body */
     size_t open;        /* connections open now */
 };
 
@@ -62,6 +66,8 @@ void *conn_guard_close(struct conn_guard *g, struct conn_slot *s);
 void conn_guard_request_line(struct conn_guard *g, struct conn_slot *s);
 /* The header block is complete. */
 void conn_guard_headers_done(struct conn_guard *g, struct conn_slot *s);
+/* The header block is complete and a body follows (BODY until headers_done). */
+void conn_guard_body_started(struct conn_guard *g, struct conn_slot *s);
 /* The request ended; the connection waits for the next one (keep-alive). */
 void conn_guard_request_done(struct conn_guard *g, struct conn_slot *s);
 /* Sets the owner pointer handed back by conn_guard_close. */

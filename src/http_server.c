@@ -1108,7 +1108,6 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
     struct gateway *gw = r->gw;
     const struct config *cfg = gw->cfg;
     r->method = method;
-    conn_guard_headers_done(gw->guard, r->slot);
     client_ip_of(r->conn, r->client_ip, sizeof r->client_ip);
 
     struct raw_fields rf = {0};
@@ -1156,6 +1155,8 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
         STATS_INC(rejected);
         return answer_error(r, 413, "request body too large", NULL);
     }
+    if (r->has_body) conn_guard_body_started(gw->guard, r->slot);
+    else conn_guard_headers_done(gw->guard, r->slot);
     r->phase = PH_BODY;
     return MHD_YES;
 }
@@ -1198,6 +1199,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             *upload_data_size = 0;
             return MHD_YES;
         }
+        if (r->has_body) conn_guard_headers_done(r->gw->guard, r->slot);
         if (r->fetch == NULL && r->wait == WAIT_NONE) return begin(r);
         return answer_error(r, 503, "out of memory", NULL);
     case PH_WAITING:

@@ -109,10 +109,34 @@ TEST(owner_is_handed_back_on_close)
     conn_guard_destroy(g);
 }
 
+TEST(client_hanging_up_mid_body_is_noticed)
+{
+    struct conn_guard *g = conn_guard_create("test", 10, 60000, 60000);
+    struct pair body, waiting;
+    open_pair(g, &body);
+    open_pair(g, &waiting);
+    conn_guard_request_line(g, body.slot);
+    conn_guard_body_started(g, body.slot);
+    close(body.peer); /* the client aborts its upload */
+    close(waiting.peer); /* a waiting connection is libmicrohttpd's to notice */
+    usleep(600 * 1000);
+    struct conn_guard_stats st;
+    conn_guard_stats(g, &st);
+    CHECK_EQ_INT(st.abandoned, 1);
+    char c;
+    CHECK(recv(body.guarded, &c, 1, MSG_DONTWAIT) == 0); /* shut down on our side */
+    conn_guard_close(g, body.slot);
+    conn_guard_close(g, waiting.slot);
+    close(body.guarded);
+    close(waiting.guarded);
+    conn_guard_destroy(g);
+}
+
 int main(void)
 {
     RUN(evicts_oldest_waiting_at_capacity_never_busy);
     RUN(header_deadline_is_whole_time_not_idle_time);
     RUN(owner_is_handed_back_on_close);
+    RUN(client_hanging_up_mid_body_is_noticed);
     return TEST_SUMMARY();
 }
