@@ -20,6 +20,7 @@
 #include "lua_cache.h"
 #include "lua_helpers.h"
 #include "lua_pattern.h"
+#include "route_table.h"
 
 /* The __metatable value marking tables policies must not modify (see gateway/policy.lua). */
 #define PROTECTED_MARK "cachegw.protected"
@@ -43,8 +44,11 @@
 /* Per host, at most this many policy-error lines per second; the rest are counted. */
 #define ERROR_LOGS_PER_SECOND 5
 /* Decision memo per host: direct-mapped slots, inputs (method, path, query) up to this
- * many bytes, so at most about MEMO_SLOTS * (MEMO_MAX_INPUT + key) bytes per host. */
-#define MEMO_SLOTS 1024
+ * many bytes, so at most about MEMO_SLOTS * (MEMO_MAX_INPUT + key) bytes per host.  The
+ * route table (route_table.h) decides every pure route in C, so the memo only sees what
+ * the table leaves to Lua: routes with functions (never pure, never remembered) and a set
+ * whose table could not be built.  A small memo covers the latter's hot URLs. */
+#define MEMO_SLOTS 256
 #define MEMO_MAX_INPUT 512
 
 static atomic_uint_fast64_t error_count_;
@@ -71,6 +75,8 @@ struct policy_set {
     struct lua_source *policies;
     size_t n_policies;
     size_t route_count;
+    /* Routes without functions, and unrouted requests, decided in C; NULL: all in Lua. */
+    struct route_table *table;
 };
 
 static void sources_free(struct lua_source *s, size_t n)
@@ -88,6 +94,7 @@ static void set_free(struct policy_set *set)
     if (set == NULL) return;
     sources_free(set->modules, set->n_modules);
     sources_free(set->policies, set->n_policies);
+    route_table_free(set->table);
     free(set);
 }
 
@@ -890,6 +897,9 @@ struct load_ctx {
     bool want_refs;
     int ref_set, ref_decide, ref_on_response;
     struct route_info *routes; /* route_count entries; the caller frees it on failure */
+    /* Filled when !want_refs (the set's validation load): */
+    struct route_table *table;
+    char table_err[256];
 };
 
 static int64_t seconds_field_ms(lua_State *L, int t, const char *name);
@@ -920,6 +930,16 @@ static int load_tramp(lua_State *L)
     lua_getfield(L, set, "routes");
     c->route_count = (size_t)luaL_len(L, -1);
     lua_pop(L, 1);
+    if (!c->want_refs) {
+        /* The route table is built once per set, from the validation load; hosts share it.
+         * A table that cannot be built leaves every decision to Lua (logged by the caller). */
+        lua_getfield(L, set, "describe");
+        lua_pushvalue(L, set);
+        lua_call(L, 1, 1);
+        if (route_table_build(L, -1, &c->table, c->table_err, sizeof c->table_err) != 0)
+            c->table = NULL;
+        lua_pop(L, 1);
+    }
     if (c->want_refs) {
         lua_getfield(L, set, "decide_raw");
         lua_getfield(L, set, "on_response");
@@ -1002,8 +1022,15 @@ int policy_set_load(const char *policies_dir, const char *lua_dir, const struct 
     if (rc != 0) goto done;
     struct load_ctx c = {.set = set};
     rc = sandbox_load_policies(&sb, &set->lim, &c, LOAD_BUDGET_FACTOR, err, err_len);
-    if (rc != 0) goto done;
+    if (rc != 0) {
+        route_table_free(c.table);
+        goto done;
+    }
     set->route_count = c.route_count;
+    set->table = c.table;
+    if (set->table == NULL)
+        LOG_W("policy: route table not built (%s); every request is decided in Lua",
+              c.table_err[0] ? c.table_err : "unknown error");
     set->generation = atomic_fetch_add(&next_generation_, 1);
     *out = set;
     set = NULL;
@@ -1031,6 +1058,7 @@ struct lua_host {
     struct route_info *routes; /* set->route_count entries */
     struct memo_entry *memo;   /* MEMO_SLOTS entries, allocated on first use */
     uint64_t memo_hits;
+    uint64_t table_decisions; /* decided by the set's route table, without Lua */
     time_t log_second;
     unsigned logs_this_second;
     uint64_t logs_suppressed;
@@ -1585,6 +1613,7 @@ static void memo_store(struct lua_host *h, const char *in, size_t len, uint64_t 
 }
 
 uint64_t lua_host_memo_hits(const struct lua_host *h) { return h->memo_hits; }
+uint64_t lua_host_table_decisions(const struct lua_host *h) { return h->table_decisions; }
 
 void lua_host_bind_gateway(struct lua_host *h, struct gateway *gw)
 {
@@ -1649,15 +1678,30 @@ static int run_step(struct lua_host *h, struct decide_ctx *c, const char *memo_i
     return -1;
 }
 
-int lua_host_decide_async(struct lua_host *h, const struct policy_request *req,
-                          struct policy_decision *out, struct lua_host_wait **wait)
+/* The route table's decision, when it has one: 0 decided, 1 ask Lua. */
+static int table_decide(struct lua_host *h, const struct policy_request *req,
+                        struct policy_decision *out)
 {
-    if (wait != NULL) *wait = NULL;
+    if (h->set->table == NULL) return 1;
+    int rc = route_table_decide(h->set->table, req, out);
+    if (rc == ROUTE_TABLE_DECIDED && fill_route(h, out->route_id, out)) {
+        h->table_decisions++;
+        return 0;
+    }
+    /* Lua routes, queries Lua refuses, or out of memory here: Lua decides (and fails the
+     * same way it always has). */
+    policy_decision_free(out);
     decision_init(out, h->set->generation);
+    return 1;
+}
+
+static int decide_in_lua(struct lua_host *h, const struct policy_request *req,
+                         struct policy_decision *out, struct lua_host_wait **wait, bool memo)
+{
     char in[MEMO_MAX_INPUT];
     size_t in_len = 0;
     uint64_t in_hash = 0;
-    bool memoable = memo_input(req, in, &in_len, &in_hash);
+    bool memoable = memo && memo_input(req, in, &in_len, &in_hash);
     if (memoable && memo_lookup(h, in, in_len, in_hash, out)) return 0;
     if (h->sb.L == NULL) rebuild(h);
     struct lua_host_wait *w = h->sb.L != NULL ? calloc(1, sizeof *w) : NULL;
@@ -1673,11 +1717,29 @@ int lua_host_decide_async(struct lua_host *h, const struct policy_request *req,
     return run_step(h, &c, memoable ? in : NULL, in_len, in_hash, wait ? wait : &ignored);
 }
 
+int lua_host_decide_async(struct lua_host *h, const struct policy_request *req,
+                          struct policy_decision *out, struct lua_host_wait **wait)
+{
+    if (wait != NULL) *wait = NULL;
+    decision_init(out, h->set->generation);
+    if (table_decide(h, req, out) == 0) return 0;
+    return decide_in_lua(h, req, out, wait, true);
+}
+
 int lua_host_decide(struct lua_host *h, const struct policy_request *req,
                     struct policy_decision *out)
 {
     return lua_host_decide_async(h, req, out, NULL);
 }
+
+int lua_host_decide_lua(struct lua_host *h, const struct policy_request *req,
+                        struct policy_decision *out)
+{
+    decision_init(out, h->set->generation);
+    return decide_in_lua(h, req, out, NULL, false);
+}
+
+bool lua_host_has_route_table(const struct lua_host *h) { return h->set->table != NULL; }
 
 size_t lua_host_wait_keys(const struct lua_host_wait *w, const char *const **keys)
 {

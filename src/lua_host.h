@@ -99,6 +99,10 @@ struct policy_set *lua_host_set(struct lua_host *host); /* the generation it run
 size_t lua_host_memory_used(const struct lua_host *host);
 /* Decisions answered from the host's memo without running Lua (see lua_host_decide). */
 uint64_t lua_host_memo_hits(const struct lua_host *host);
+/* Decisions the set's route table made without running Lua (see lua_host_decide). */
+uint64_t lua_host_table_decisions(const struct lua_host *host);
+/* Whether the host's set has a route table (false: every decision runs in Lua). */
+bool lua_host_has_route_table(const struct lua_host *host);
 
 struct policy_request {
     const char *method;                /* "GET", ... */
@@ -148,12 +152,18 @@ struct policy_decision {
 
 /* Fills *out (always; free it with policy_decision_free).  Returns 0, or -1 on a policy
  * error: out->action = POLICY_BYPASS, reason "policy_error", logged and counted.
- * Decisions of routes without functions and without header or credential placeholders
- * depend only on the method, path, query and presence of credentials; the host
- * remembers them (1024 direct-mapped slots, inputs up to 512 bytes) and answers repeats
- * without entering Lua. */
+ * The set's route table (route_table.h, built when the set loads, shared by its hosts)
+ * decides first, in C: unrouted requests and every route without functions (on_response
+ * alone does not count).  Lua runs only for routes with functions, and for what the table
+ * leaves to it (a query over 256 params, which Lua refuses).  Pure decisions Lua makes
+ * are remembered (256 direct-mapped slots, inputs up to 512 bytes; in practice only when
+ * the set has no table) and repeats are answered without entering Lua. */
 int lua_host_decide(struct lua_host *host, const struct policy_request *req,
                     struct policy_decision *out);
+/* The same decision made in Lua alone (no route table, no memo): the reference the
+ * differential test (tests/unit/test_route_table.c) compares the table against. */
+int lua_host_decide_lua(struct lua_host *host, const struct policy_request *req,
+                        struct policy_decision *out);
 
 /*
  * Decisions that wait for the cache module (lua_cache.h).  A policy's cache.get / cache.mget

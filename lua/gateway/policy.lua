@@ -39,6 +39,9 @@ ENTRY POINTS (used by the C host, src/lua_host.c, and by busted specs)
       (cache) or the invalidate targets (invalidate); the rest is static per route; pure
       says the decision may be reused for the same method, path, query string and presence
       of credentials.
+  set:describe() -> { default_ignore, routes = { desc, ... } }
+      Every route as plain data, for the C route table (src/route_table.h), which decides
+      requests of routes without functions (and unrouted ones) without calling decide_raw.
   set:on_response(route_id, req, res) -> verdict | nil
       res = { status = 200, header = { ... } }.  Only meaningful for routes with
       on_response.  verdict = { store = bool, ttl = seconds or nil, tags = {...} or nil };
@@ -346,8 +349,10 @@ local function compile_route(set, spec, opts, where)
             extra[#extra + 1] = v
         end
         r.ignored = url.compile_ignore(extra)
+        r.ignore_list = extra
     else
         r.ignored = DEFAULT_IGNORED
+        r.ignore_list = keys.default_ignore()
     end
 
     local credential_key = false
@@ -644,6 +649,66 @@ function Set:decide_raw(req)
         return "bypass", key, id, "credentials", nil, pure
     end
     return "default", key, id, "default", nil, pure
+end
+
+--[[
+set:describe() -> { default_ignore = {...}, routes = { desc, ... } }
+    Every compiled route as plain data (route_id = index), read once by the C host when a
+    set loads to build its route table (src/route_table.h), which decides requests for
+    routes without functions exactly as decide_raw does:
+      desc = { kind = "read" | "write" | "any", methods = { "GET", ... } or { "*" },
+               segments = { { kind = "lit" | "param" | "wild", value = ... }, ... },
+               params = { names in order }, fn = bool (bypass, key, tags, invalidate or
+               invalidate_tags is a function: Lua decides), bypass = bool, per_user = bool,
+               ignore = { query ignore patterns },
+               key = tmpl or nil, tags, invalidate, invalidate_tags = { tmpl, ... } or nil }
+      tmpl = { prefix = bool, parts = { { k = kind, v = string or nil }, ... } }
+    where kind is gateway/keys.lua's part number (1 literal, 2 param, 3 {query},
+    4 {query.NAME}, 5 {header.NAME}, 6 {method}, 7 {path}, 8 {auth_hash}).  Fresh tables
+    each call: nothing of the set is reachable from the result.
+]]
+local function describe_tmpl(t, prefix)
+    local parts = {}
+    for i = 1, t.n do
+        local p = t.parts[i]
+        parts[i] = { k = p[1], v = p[2] }
+    end
+    return { prefix = prefix or false, parts = parts }
+end
+
+local function describe_list(list)
+    if list == nil then return nil end
+    local out = {}
+    for i, e in ipairs(list) do out[i] = describe_tmpl(e.tmpl, e.prefix) end
+    return out
+end
+
+function Set:describe()
+    local routes = {}
+    for id, r in ipairs(self.routes) do
+        local methods = {}
+        for m in pairs(r.methods) do methods[#methods + 1] = m end
+        sort(methods)
+        local segments = {}
+        for i, seg in ipairs(r.pat.segments) do
+            segments[i] = { kind = seg.kind, value = seg.value }
+        end
+        local params = {}
+        for i, name in ipairs(r.pat.params) do params[i] = name end
+        local ignore = {}
+        for i, v in ipairs(r.ignore_list) do ignore[i] = v end
+        routes[id] = {
+            kind = r.kind, methods = methods, segments = segments, params = params,
+            fn = (r.bypass_fn or r.key_fn or r.tags_fn or r.invalidate_fn or
+                r.invalidate_tags_fn) ~= nil,
+            bypass = r.bypass == true, per_user = r.per_user == true, ignore = ignore,
+            key = r.key_tmpl and describe_tmpl(r.key_tmpl) or nil,
+            tags = describe_list(r.tags),
+            invalidate = describe_list(r.invalidate),
+            invalidate_tags = describe_list(r.invalidate_tags),
+        }
+    end
+    return { default_ignore = keys.default_ignore(), routes = routes }
 end
 
 function Set:decide(req)
