@@ -233,7 +233,9 @@ static void qn_sort(struct query_norm *st, const char *base)
 void query_norm_write(struct query_norm *st, char *scratch, char *out)
 {
     const char *qs = st->qs;
-    const char *names = st->simple ? qs : scratch;
+    /* scratch may be NULL when every kept canonical name is empty; memcmp and memcpy
+     * want a pointer even for 0 bytes. */
+    const char *names = st->simple ? qs : scratch != NULL ? scratch : "";
     if (!st->simple) {
         for (size_t i = 0; i < st->n; i++)
             qn_canonical_write(qs + st->p[i].name_off, st->p[i].name_len,
