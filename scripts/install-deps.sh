@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config ca-certificates openssl
   liblua5.4-dev lua5.4 libhiredis-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
-  lua-busted redis-server redis-tools python3 curl clang-14 libclang-rt-14-dev
+  libjansson-dev lua-busted redis-server redis-tools python3 curl clang-14 libclang-rt-14-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
   PACKAGES+=(wrk nginx-light)

@@ -29,7 +29,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "buf.h"
+#include "admin_json.h"
 #include "cache_key.h"
 #include "cache_tiers.h"
 #include "conn_guard.h"
@@ -37,7 +37,6 @@
 #include "log.h"
 #include "policy_engine.h"
 
-#define ADMIN_JSON_MAX_DEPTH 32
 #define ADMIN_LOG_VALUE_MAX 1024 /* a log line holds 2 KiB: longer values are cut */
 #define ADMIN_MAX_CONNECTIONS 64 /* past it, the slowest connections without a request go */
 #define ADMIN_IDLE_TIMEOUT_S 10
@@ -65,38 +64,7 @@ static const char *const KIND_NAMES[PURGE_KINDS] = {"key", "prefix", "tag", "url
 
 enum auth_result { AUTH_OK, AUTH_MISSING, AUTH_WRONG };
 
-/* ---- responses ---- */
-
-/* Appends s as the contents of a JSON string (no quotes).  Values reaching here
- * hold no control characters, but escaping them too keeps the output valid
- * whatever a caller passes. */
-static int json_put_escaped(struct buf *b, const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[8];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            if (buf_append(b, esc, 2) != 0) return -ENOMEM;
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            if (buf_append(b, esc, 6) != 0) return -ENOMEM;
-        } else if (buf_append(b, &s[i], 1) != 0) {
-            return -ENOMEM;
-        }
-    }
-    return 0;
-}
-
-static int json_put_field(struct buf *b, const char *name, const char *value, bool first)
-{
-    if (buf_append(b, first ? "\"" : ", \"", first ? 1 : 3) != 0 ||
-        json_put_escaped(b, name, strlen(name)) != 0 || buf_append(b, "\": \"", 4) != 0 ||
-        json_put_escaped(b, value, strlen(value)) != 0 || buf_append(b, "\"", 1) != 0)
-        return -ENOMEM;
-    return 0;
-}
+/* ---- responses (JSON written by admin_json) ---- */
 
 /* Queues one JSON answer; extra_name/extra_value is an optional header. */
 static enum MHD_Result reply(struct admin_request *rq, struct MHD_Connection *conn,
@@ -119,14 +87,11 @@ static enum MHD_Result reply_error(struct admin_request *rq, struct MHD_Connecti
                                    unsigned status, const char *msg, const char *extra_name,
                                    const char *extra_value)
 {
-    struct buf b = {0};
-    char tail[32];
-    snprintf(tail, sizeof tail, ", \"status\": %u}\n", status);
-    enum MHD_Result ret = MHD_NO;
-    if (buf_append(&b, "{", 1) == 0 && json_put_field(&b, "error", msg, true) == 0 &&
-        buf_append(&b, tail, strlen(tail)) == 0)
-        ret = reply(rq, conn, status, b.data, b.len, extra_name, extra_value);
-    buf_free(&b);
+    size_t len;
+    char *body = admin_json_error(msg, status, &len);
+    if (body == NULL) return MHD_NO;
+    enum MHD_Result ret = reply(rq, conn, status, body, len, extra_name, extra_value);
+    free(body);
     return ret;
 }
 
@@ -193,268 +158,6 @@ static enum MHD_Result reply_auth(struct admin_server *a, struct admin_request *
     return reply_error(rq, conn, 403, "invalid token", NULL, NULL);
 }
 
-/* ---- a tiny JSON reader: validates the whole body, extracts one field ---- */
-
-struct json_scan {
-    const char *start, *p, *end;
-    const char *why; /* first syntax error */
-};
-
-static int json_fail(struct json_scan *s, const char *why)
-{
-    if (s->why == NULL) s->why = why;
-    return -1;
-}
-
-static void json_ws(struct json_scan *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
-}
-
-static int json_hex4(struct json_scan *s, unsigned *out)
-{
-    if (s->end - s->p < 4) return json_fail(s, "truncated \\u escape");
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = *s->p++;
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return json_fail(s, "invalid \\u escape");
-    }
-    *out = v;
-    return 0;
-}
-
-static size_t utf8_encode(unsigned cp, unsigned char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (unsigned char)(0xC0 | (cp >> 6));
-        out[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (unsigned char)(0xE0 | (cp >> 12));
-        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (unsigned char)(0xF0 | (cp >> 18));
-    out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* Reads the string at s->p (its opening quote).  With out, the decoded bytes
- * go there, at most cap - 1 of them, NUL-terminated; *len is the full decoded
- * length either way, so len >= cap means it did not fit. */
-static int json_string(struct json_scan *s, char *out, size_t cap, size_t *len)
-{
-    size_t n = 0;
-    s->p++;
-    for (;;) {
-        if (s->p >= s->end) return json_fail(s, "unterminated string");
-        unsigned char c = (unsigned char)*s->p++;
-        if (c == '"') break;
-        if (c < 0x20) return json_fail(s, "raw control character in a string");
-        unsigned char enc[4] = {c};
-        size_t k = 1;
-        if (c == '\\') {
-            if (s->p >= s->end) return json_fail(s, "unterminated string");
-            switch (*s->p++) {
-            case '"': enc[0] = '"'; break;
-            case '\\': enc[0] = '\\'; break;
-            case '/': enc[0] = '/'; break;
-            case 'b': enc[0] = '\b'; break;
-            case 'f': enc[0] = '\f'; break;
-            case 'n': enc[0] = '\n'; break;
-            case 'r': enc[0] = '\r'; break;
-            case 't': enc[0] = '\t'; break;
-            case 'u': {
-                unsigned cp, lo;
-                if (json_hex4(s, &cp) != 0) return -1;
-                if (cp >= 0xDC00 && cp <= 0xDFFF) return json_fail(s, "unpaired surrogate");
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    if (s->end - s->p < 2 || s->p[0] != '\\' || s->p[1] != 'u')
-                        return json_fail(s, "unpaired surrogate");
-                    s->p += 2;
-                    if (json_hex4(s, &lo) != 0) return -1;
-                    if (lo < 0xDC00 || lo > 0xDFFF) return json_fail(s, "unpaired surrogate");
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                }
-                k = utf8_encode(cp, enc);
-                break;
-            }
-            default:
-                return json_fail(s, "invalid escape in a string");
-            }
-        }
-        for (size_t i = 0; out && i < k; i++)
-            if (n + i < cap - 1) out[n + i] = (char)enc[i];
-        n += k;
-    }
-    if (out) out[n < cap - 1 ? n : cap - 1] = '\0';
-    *len = n;
-    return 0;
-}
-
-static int json_digits(struct json_scan *s)
-{
-    const char *p0 = s->p;
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
-    return s->p > p0 ? 0 : json_fail(s, "invalid number");
-}
-
-static int json_number(struct json_scan *s)
-{
-    if (s->p < s->end && *s->p == '-') s->p++;
-    if (s->p < s->end && *s->p == '0') s->p++;
-    else if (json_digits(s) != 0) return -1;
-    if (s->p < s->end && *s->p == '.') {
-        s->p++;
-        if (json_digits(s) != 0) return -1;
-    }
-    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-        s->p++;
-        if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
-        if (json_digits(s) != 0) return -1;
-    }
-    return 0;
-}
-
-static int json_literal(struct json_scan *s, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
-        return json_fail(s, "invalid value");
-    s->p += n;
-    return 0;
-}
-
-/* Skips one value of any type, checking its syntax. */
-static int json_skip(struct json_scan *s, int depth)
-{
-    json_ws(s);
-    if (s->p >= s->end) return json_fail(s, "unexpected end of input");
-    if (depth > ADMIN_JSON_MAX_DEPTH) return json_fail(s, "nested too deeply");
-    size_t n;
-    char c = *s->p;
-    if (c == '"') return json_string(s, NULL, 0, &n);
-    if (c == 't') return json_literal(s, "true");
-    if (c == 'f') return json_literal(s, "false");
-    if (c == 'n') return json_literal(s, "null");
-    if (c == '-' || (c >= '0' && c <= '9')) return json_number(s);
-    if (c != '{' && c != '[') return json_fail(s, "invalid value");
-    char close = c == '{' ? '}' : ']';
-    s->p++;
-    json_ws(s);
-    if (s->p < s->end && *s->p == close) {
-        s->p++;
-        return 0;
-    }
-    for (;;) {
-        if (c == '{') {
-            json_ws(s);
-            if (s->p >= s->end || *s->p != '"') return json_fail(s, "expected a member name");
-            if (json_string(s, NULL, 0, &n) != 0) return -1;
-            json_ws(s);
-            if (s->p >= s->end || *s->p != ':') return json_fail(s, "expected ':'");
-            s->p++;
-        }
-        if (json_skip(s, depth + 1) != 0) return -1;
-        json_ws(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            continue;
-        }
-        if (s->p < s->end && *s->p == close) {
-            s->p++;
-            return 0;
-        }
-        return json_fail(s, c == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
-    }
-}
-
-enum field_result { FIELD_OK, FIELD_MISSING, FIELD_BAD_JSON, FIELD_NOT_STRING, FIELD_DUPLICATE };
-
-/* Validates body as one JSON object and copies the string member `field` into
- * out (see json_string for cap/len).  Other members are allowed and ignored. */
-static enum field_result json_get_field(const char *body, size_t body_len, const char *field,
-                                        char *out, size_t cap, size_t *len,
-                                        struct json_scan *s)
-{
-    *s = (struct json_scan){.start = body, .p = body, .end = body + body_len};
-    int found = 0;
-    bool not_string = false;
-    json_ws(s);
-    if (s->p >= s->end || *s->p != '{') {
-        json_fail(s, "expected a JSON object");
-        return FIELD_BAD_JSON;
-    }
-    s->p++;
-    json_ws(s);
-    if (s->p < s->end && *s->p == '}') {
-        s->p++;
-    } else {
-        for (;;) {
-            char name[64];
-            size_t name_len;
-            json_ws(s);
-            if (s->p >= s->end || *s->p != '"') {
-                json_fail(s, "expected a member name");
-                return FIELD_BAD_JSON;
-            }
-            if (json_string(s, name, sizeof name, &name_len) != 0) return FIELD_BAD_JSON;
-            json_ws(s);
-            if (s->p >= s->end || *s->p != ':') {
-                json_fail(s, "expected ':'");
-                return FIELD_BAD_JSON;
-            }
-            s->p++;
-            json_ws(s);
-            bool match = name_len == strlen(field) && memcmp(name, field, name_len) == 0;
-            if (match && s->p < s->end && *s->p == '"') {
-                size_t again; /* a duplicate is only validated */
-                if (json_string(s, found ? NULL : out, cap, found ? &again : len) != 0)
-                    return FIELD_BAD_JSON;
-                found++;
-            } else {
-                if (match) {
-                    not_string = true;
-                    found++;
-                }
-                if (json_skip(s, 1) != 0) return FIELD_BAD_JSON;
-            }
-            json_ws(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (s->p < s->end && *s->p == '}') {
-                s->p++;
-                break;
-            }
-            json_fail(s, "expected ',' or '}'");
-            return FIELD_BAD_JSON;
-        }
-    }
-    json_ws(s);
-    if (s->p != s->end) {
-        json_fail(s, "trailing data after the object");
-        return FIELD_BAD_JSON;
-    }
-    if (found > 1) return FIELD_DUPLICATE;
-    if (not_string) return FIELD_NOT_STRING;
-    return found ? FIELD_OK : FIELD_MISSING;
-}
-
 /* ---- the value of a purge: query parameter or JSON body ---- */
 
 struct arg_scan {
@@ -499,24 +202,30 @@ static int get_value(struct MHD_Connection *conn, const struct admin_request *rq
                      field);
             return -1;
         }
-        struct json_scan s;
-        switch (json_get_field(rq->body, rq->len, field, out, ADMIN_MAX_VALUE + 1, &len, &s)) {
-        case FIELD_OK:
+        struct admin_json_error jerr;
+        switch (admin_json_get_string(rq->body, rq->len, field, out, ADMIN_MAX_VALUE + 1, &len,
+                                      &jerr)) {
+        case ADMIN_JSON_OK:
             break;
-        case FIELD_MISSING:
+        case ADMIN_JSON_MISSING:
             snprintf(msg, msg_len, "missing field '%s' (expected {\"%s\": \"...\"})", field,
                      field);
             return -1;
-        case FIELD_NOT_STRING:
+        case ADMIN_JSON_NOT_STRING:
             snprintf(msg, msg_len, "field '%s' must be a string", field);
             return -1;
-        case FIELD_DUPLICATE:
-            snprintf(msg, msg_len, "field '%s' given more than once", field);
+        case ADMIN_JSON_DUPLICATE:
+            /* JSON_REJECT_DUPLICATES refuses a repeated name in any object,
+             * not only ours: a body two parsers read differently is refused. */
+            snprintf(msg, msg_len,
+                     "invalid JSON body: a member name is given more than once (at byte %zu)",
+                     jerr.position);
             return -1;
-        case FIELD_BAD_JSON:
+        case ADMIN_JSON_INVALID:
         default:
-            snprintf(msg, msg_len, "invalid JSON body: %s at byte %zu (expected {\"%s\": \"...\"})",
-                     s.why ? s.why : "syntax error", (size_t)(s.p - s.start), field);
+            snprintf(msg, msg_len,
+                     "invalid JSON body: %s at byte %zu (expected {\"%s\": \"...\"})", jerr.text,
+                     jerr.position, field);
             return -1;
         }
     } else {
@@ -533,6 +242,13 @@ static int get_value(struct MHD_Connection *conn, const struct admin_request *rq
         len = as.value_len;
         memcpy(out, as.value, len < ADMIN_MAX_VALUE ? len : ADMIN_MAX_VALUE);
         out[len < ADMIN_MAX_VALUE ? len : ADMIN_MAX_VALUE] = '\0';
+        /* A JSON body can only carry UTF-8 text (jansson checks it); the same
+         * rule here keeps the two forms equivalent and the answer, which
+         * echoes the value, valid JSON. */
+        if (len <= ADMIN_MAX_VALUE && !admin_json_is_utf8(out, len)) {
+            snprintf(msg, msg_len, "'%s' must be UTF-8 text", field);
+            return -1;
+        }
     }
     if (len == 0) {
         snprintf(msg, msg_len, "'%s' must not be empty", field);
@@ -679,16 +395,18 @@ static enum MHD_Result handle_purge(struct admin_server *a, struct admin_request
         LOG_I("admin purge: %s '%.*s'%s from %s", field, (int)ADMIN_LOG_VALUE_MAX, value,
               log_cut(value), ip);
 
-    struct buf b = {0};
-    enum MHD_Result ret = MHD_NO;
-    if (buf_append(&b, "{", 1) == 0 && json_put_field(&b, "purged", field, true) == 0 &&
-        json_put_field(&b, field, value, false) == 0 &&
-        (key == NULL || json_put_field(&b, "key", key, false) == 0) &&
-        buf_append(&b, "}\n", 2) == 0)
-        ret = reply(rq, conn, 200, b.data, b.len, NULL, NULL);
-    else
-        ret = reply_error(rq, conn, 503, "out of memory", NULL, NULL);
-    buf_free(&b);
+    /* value is UTF-8 (checked above); a policy's key may not be (a decoded
+     * %FF), and JSON cannot carry it: the answer then leaves "key" out, the
+     * purge itself has happened and the log line names it. */
+    size_t len_out;
+    char *body = key && admin_json_is_utf8(key, strlen(key))
+                     ? admin_json_strings(&len_out, "purged", field, field, value, "key", key,
+                                          (const char *)NULL)
+                     : admin_json_strings(&len_out, "purged", field, field, value,
+                                          (const char *)NULL);
+    enum MHD_Result ret = body ? reply(rq, conn, 200, body, len_out, NULL, NULL)
+                               : reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+    free(body);
     free(key);
     return ret;
 }

@@ -331,6 +331,61 @@ class AdminTest(GatewayTestCase):
         self.assertIn("path-absolute",
                       self.admin("POST", "/purge/url", {"url": "x"}).json()["error"])
 
+    # ---- the JSON library (jansson, src/admin_json.c) ----
+
+    def test_strict_json_rules_of_the_library(self):
+        """Duplicates anywhere, nesting past 32, invalid UTF-8 (in the body or
+        the query parameter) and "\\u0000" are refused with a message saying
+        so, and purge nothing."""
+        self.start()
+        before = self.cache("/users/3")
+
+        def error(path, body):
+            r = self.admin("POST", path, body)
+            self.assertEqual(r.status, 400, (path, body, r))
+            return r.json()["error"]
+
+        # A duplicate name in another member, even a nested one: two parsers
+        # keeping different copies would disagree about the request.
+        for body in ('{"key": "users:3", "note": 1, "note": 2}',
+                     '{"key": "users:3", "x": {"a": 1, "a": 1}}'):
+            self.assertIn("more than once", error("/purge/key", body), body)
+        deep = '{"key": "users:3", "x": ' + "[" * 32 + "]" * 32 + "}"
+        self.assertIn("nested deeper than 32", error("/purge/key", deep))
+        self.assertIn("invalid JSON", error("/purge/key", b'{"key": "users:\xff"}'))
+        self.assertIn("invalid JSON", error("/purge/key", b'{"key": "users:\xc0\xaf"}'))
+        self.assertIn("must be UTF-8", error("/purge/key?key=users%3A%FF", ""))
+        # NUL-safe: the value is not cut at the NUL, it is refused for it.
+        self.assertIn("control character (byte 6)",
+                      error("/purge/key", '{"key": "users:\\u00003"}'))
+        # The library's message comes through, cleaned to printable ASCII.
+        err = error("/purge/key", b'{"key": \x01}')
+        self.assertRegex(err, r"^invalid JSON body: .+ at byte \d+ \(expected")
+        self.assertTrue(all(" " <= c < "\x7f" for c in err), err)
+        self.assertEqual(self.x_cache("/users/3"), "HIT")
+        self.assertEqual(self.api.requests(), before)
+
+        # 31 levels inside the object (32 with it) are fine, as are members
+        # the API does not read.
+        ok = '{"key": "users:3", "x": ' + "[" * 31 + "]" * 31 + ', "y": null}'
+        r = self.admin("POST", "/purge/key", ok)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.x_cache("/users/3"), "MISS")
+
+    def test_answers_are_written_as_valid_json(self):
+        """Values with quotes, backslashes, non-ASCII and escapes come back
+        exactly, in the one-line format the API has always written."""
+        self.start()
+        value = 'odd "key" \\ é \u2603 \U0001f600 /'
+        r = self.admin("POST", "/purge/key", {"key": value})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"purged": "key", "key": value})
+        self.assertTrue(r.body.startswith(b'{"purged": "key", "key": "odd \\"key\\" \\\\ '), r)
+        self.assertTrue(r.body.endswith(b'"}\n'), r)
+        r = self.admin("POST", "/purge/key", "{}")
+        self.assertEqual(r.body, b'{"error": "missing field \'key\' (expected {\\"key\\": '
+                                 b'\\"...\\"})", "status": 400}\n')
+
     def test_body_limit_is_413(self):
         gw = self.start()
         before = self.cache("/users/4")
