@@ -22,7 +22,7 @@ static const uint8_t qn_unreserved[256] = {
 static const char qn_hex_upper[] = "0123456789ABCDEF";
 
 /* Value of a hex digit, or -1 (Lua's %x: 0-9 a-f A-F). */
-static int qn_hexval(unsigned char c)
+static inline int qn_hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -34,7 +34,7 @@ static int qn_hexval(unsigned char c)
  * "%XX" with two hex digits is one byte, anything else (a malformed "%zz" too) is
  * itself; with plus, '+' is a space.  Advances *i.  Decoding is a left-to-right
  * transducer, so the components never need to be decoded into a buffer. */
-static unsigned char qn_decode_next(const char *s, size_t len, size_t *i, int plus)
+static inline unsigned char qn_decode_next(const char *s, size_t len, size_t *i, int plus)
 {
     unsigned char c = (unsigned char)s[*i];
     if (c == '%' && len - *i >= 3) {
@@ -52,18 +52,22 @@ static unsigned char qn_decode_next(const char *s, size_t len, size_t *i, int pl
 /* Length of the canonical form of s[0..len).  Canonical form is encode(decode(piece))
  * per '+'-separated piece, joined by '+'.  Since '+' is not a hex digit, no "%XX"
  * straddles a '+', so a single pass that keeps a literal '+' and otherwise decodes and
- * encodes byte by byte is the same function. */
+ * encodes byte by byte is the same function.  Unreserved bytes and '+' are themselves;
+ * only '%' needs a look ahead. */
 static size_t qn_canonical_len(const char *s, size_t len)
 {
     size_t n = 0;
     for (size_t i = 0; i < len;) {
-        if (s[i] == '+') {
+        unsigned char c = (unsigned char)s[i];
+        if (qn_unreserved[c] || c == '+') {
             n++;
             i++;
-            continue;
+        } else if (c != '%') {
+            n += 3;
+            i++;
+        } else {
+            n += qn_unreserved[qn_decode_next(s, len, &i, 0)] ? 1 : 3;
         }
-        unsigned char b = qn_decode_next(s, len, &i, 0);
-        n += qn_unreserved[b] ? 1 : 3;
     }
     return n;
 }
@@ -72,12 +76,13 @@ static size_t qn_canonical_len(const char *s, size_t len)
 static char *qn_canonical_write(const char *s, size_t len, char *out)
 {
     for (size_t i = 0; i < len;) {
-        if (s[i] == '+') {
-            *out++ = '+';
+        unsigned char c = (unsigned char)s[i];
+        if (qn_unreserved[c] || c == '+') {
+            *out++ = (char)c;
             i++;
             continue;
         }
-        unsigned char b = qn_decode_next(s, len, &i, 0);
+        unsigned char b = c == '%' ? qn_decode_next(s, len, &i, 0) : (i++, c);
         if (qn_unreserved[b]) {
             *out++ = (char)b;
         } else {
@@ -91,10 +96,14 @@ static char *qn_canonical_write(const char *s, size_t len, char *out)
 
 /* Byte order, then length (a prefix sorts first): Lua's string comparison in the C
  * locale. */
-static int qn_cmp(const char *a, size_t alen, const char *b, size_t blen)
+static inline int qn_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
-    int c = memcmp(a, b, alen < blen ? alen : blen);
-    if (c != 0) return c;
+    /* Names are short: a byte loop beats a call to memcmp. */
+    size_t n = alen < blen ? alen : blen;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x != y) return x < y ? -1 : 1;
+    }
     return (alen > blen) - (alen < blen);
 }
 
