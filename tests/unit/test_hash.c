@@ -130,7 +130,10 @@ TEST(hash_bytes_spreads_similar_keys_over_low_and_high_bits)
     CHECK(hi_min >= 2800 && hi_max <= 3450);
 }
 
-/* Flipping any one input bit flips about half of the output bits. */
+/* Flipping any one input bit flips about half of the output bits.  (Plain
+ * FNV-1a, which coalesce and inval_index used, cannot change any bit below
+ * the one flipped in the last byte: keys that differ there share their low
+ * bits, i.e. their bucket.) */
 TEST(hash_bytes_avalanches)
 {
     char key[32] = "cachegw:users:12345:profile";
@@ -149,7 +152,9 @@ TEST(hash_bytes_avalanches)
     fprintf(stderr, "bits flipped per input bit: mean %.1f, range %d..%d\n", mean, worst_low,
             worst_high);
     CHECK(mean > 29.0 && mean < 35.0);
-    CHECK(worst_low >= 12 && worst_high <= 52);
+    /* Each count is Binomial(64, 1/2), sd 4: 6 sd either way, so that a keyed
+     * (random) hash fails this by chance about once in a million runs. */
+    CHECK(worst_low >= 8 && worst_high <= 56);
 }
 
 /* The function hash_bytes replaced in store_l1 (coalesce and inval_index had
