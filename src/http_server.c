@@ -33,6 +33,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "body_pipe.h"
 #include "buf.h"
 #include "cache_object.h"
 #include "cache_fill.h"
@@ -60,6 +61,10 @@
 
 /* Most header fields in one request (RFC 9110 sets no number; 431 past it). */
 #define HTTP_MAX_HEADER_FIELDS 128
+/* Request bodies larger than this (or chunked) are streamed upstream through a
+ * body_pipe of this capacity while they arrive, instead of being buffered. */
+#define BODY_STREAM_THRESHOLD (64 * 1024)
+#define BODY_PIPE_CAPACITY (64 * 1024)
 
 enum phase {
     PH_HEADERS,   /* first call not yet seen */
@@ -94,6 +99,9 @@ struct request {
     bool body_over_budget;    /* MAX_BUFFERED_BODIES was reached while reading it */
     bool has_body;            /* the request carries content (Content-Length > 0 or chunked) */
     size_t body_accounted;    /* bytes counted in gw->buffered_body_bytes */
+    struct body_pipe *pipe;   /* a body streamed upstream while it arrives, or NULL */
+    long long body_size;      /* its Content-Length, -1 for chunked */
+    size_t body_streamed;     /* bytes of it received so far */
     char client_ip[INET6_ADDRSTRLEN];
     int64_t start_ms;
 
@@ -300,10 +308,25 @@ static enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch 
 
 /* ---- upstream fetches ---- */
 
-/* I/O loop thread: the response (or its first bytes, when streaming) is here. */
+static void request_release(struct request *r);
+
+/* I/O loop thread: the response (or its first bytes, when streaming) is here.
+ * A request whose body is streamed may still be receiving it, or its client may
+ * have left: the pipe decides who resumes and who frees (body_pipe.h). */
 static void fetch_ready(struct upstream_fetch *f)
 {
     struct request *r = upstream_request_owner(f);
+    if (r->pipe) {
+        if (!body_pipe_answer_ready(r->pipe)) return;
+        /* Abandoned by its client: nobody will read this answer. */
+        if (f->stream) {
+            upstream_request_set_owner(f, NULL);
+            upstream_stream_release(f->stream); /* aborts the transfer, then frees f */
+            r->fetch = NULL;
+        }
+        request_release(r);
+        return;
+    }
     MHD_resume_connection(r->conn);
 }
 
@@ -866,6 +889,7 @@ static int plan_policy(struct request *r)
 }
 
 static enum MHD_Result proceed(struct request *r);
+static enum MHD_Result stream_fetch(struct request *r);
 
 /* ---- policies waiting for cache-module reads (WAIT_POLICY) ----
  *
@@ -953,6 +977,7 @@ static enum MHD_Result answer_after_policy(struct request *r)
     r->policy_wait = NULL; /* consumed */
     if (rc != 0) STATS_INC(policy_errors);
     if (plan_policy(r) != 0) return answer_error(r, 503, "out of memory", NULL);
+    if (r->pipe) return stream_fetch(r); /* planned at header time: see stream_start */
     return proceed(r);
 }
 
@@ -1099,6 +1124,104 @@ static void client_ip_of(struct MHD_Connection *conn, char *out, size_t len)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
 }
 
+/* ---- request bodies streamed upstream (body_pipe.h) ----
+ *
+ * A large or chunked body is not buffered: the request is planned as soon as its
+ * headers are in (a request with a body is never answered from or stored into
+ * the cache, so nothing waits for the body), the upstream fetch starts at once
+ * reading from a bounded pipe, and the worker writes each chunk into the pipe,
+ * suspending the connection while the pipe is full. */
+
+static void conn_suspend_cb(void *arg) { MHD_suspend_connection(((struct request *)arg)->conn); }
+static void conn_resume_cb(void *arg) { MHD_resume_connection(((struct request *)arg)->conn); }
+
+/* Starts the upstream fetch of a planned request whose body is still coming. */
+static enum MHD_Result stream_fetch(struct request *r)
+{
+    struct gateway *gw = r->gw;
+    r->phase = PH_BODY;
+    r->wait = WAIT_NONE;
+    if (r->cacheable) {
+        r->cacheable = false;
+        r->bypass_reason = "request-body";
+    }
+    STATS_INC(bypasses);
+    /* The decision is made; its Lua state is not needed again (the request may be
+     * freed on the I/O loop if its client leaves, see completed_cb). */
+    if (r->wp) policy_engine_release(r->wp);
+    r->wp = NULL;
+    struct upstream_fetch *f = build_fetch(r, false);
+    if (f == NULL) return answer_error(r, 503, "out of memory", NULL);
+    f->req_pipe = r->pipe;
+    f->req_body_size = r->body_size;
+    r->fetch = f;
+    r->wait = WAIT_FETCH;
+    STATS_INC(upstream_requests);
+    if (proxy_submit(gw->proxy, f) != 0) {
+        f->error = UPSTREAM_BROKEN;
+        snprintf(f->errmsg, sizeof f->errmsg, "gateway shutting down");
+        body_pipe_answer_ready(r->pipe);
+    }
+    return MHD_YES;
+}
+
+/* Header time, for a request whose body will be streamed: plan it now. */
+static enum MHD_Result stream_start(struct request *r, long long size)
+{
+    struct gateway *gw = r->gw;
+    size_t before = atomic_fetch_add(&gw->buffered_body_bytes, BODY_PIPE_CAPACITY);
+    r->body_accounted = BODY_PIPE_CAPACITY;
+    if (before + BODY_PIPE_CAPACITY > gw->cfg->max_buffered_body_bytes) {
+        STATS_INC(rejected);
+        LOG_W("request bodies buffered reached MAX_BUFFERED_BODIES: refusing one with 503");
+        return answer_error(r, 503, "busy", "too many request bodies buffered");
+    }
+    r->pipe = body_pipe_create(BODY_PIPE_CAPACITY);
+    if (r->pipe == NULL) return answer_error(r, 503, "out of memory", NULL);
+    r->body_size = size;
+    STATS_INC(requests);
+    int rc = plan(r);
+    if (rc == -EINPROGRESS) return wait_policy(r); /* continues in answer_after_policy */
+    if (rc != 0) return answer_error(r, 503, "out of memory", NULL);
+    return stream_fetch(r);
+}
+
+/* A chunk of a streamed body: into the pipe, suspending while it is full. */
+static void stream_body(struct request *r, const char *data, size_t *len)
+{
+    if (!r->body_too_big && r->body_streamed + *len > r->gw->cfg->max_body_bytes) {
+        r->body_too_big = true; /* a chunked body past MAX_BODY_SIZE: abort upstream */
+        body_pipe_cancel(r->pipe);
+    }
+    if (r->body_too_big) {
+        *len = 0;
+        return;
+    }
+    size_t n = body_pipe_write(r->pipe, data, *len, conn_suspend_cb, conn_resume_cb, r);
+    r->body_streamed += n;
+    *len -= n;
+}
+
+static enum MHD_Result stream_answer(struct request *r)
+{
+    if (r->body_too_big) {
+        STATS_INC(rejected);
+        return answer_error(r, 413, "request body too large", NULL);
+    }
+    return answer_after_fetch(r);
+}
+
+/* The streamed body is complete: answer once the upstream has. */
+static enum MHD_Result stream_body_done(struct request *r)
+{
+    conn_guard_headers_done(r->gw->guard, r->slot);
+    if (!r->body_too_big) body_pipe_finish(r->pipe);
+    r->phase = PH_WAITING;
+    if (body_pipe_await_answer(r->pipe, conn_suspend_cb, conn_resume_cb, r))
+        return stream_answer(r);
+    return MHD_YES;
+}
+
 /* Headers are in: validate the message (request_validator.h), then build the
  * forwarded field set every key is derived from.  Anything refused is answered
  * here, in the first call, so libmicrohttpd closes the connection after the
@@ -1158,6 +1281,8 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
     if (r->has_body) conn_guard_body_started(gw->guard, r->slot);
     else conn_guard_headers_done(gw->guard, r->slot);
     r->phase = PH_BODY;
+    if (r->has_body && (te != NULL || clen > BODY_STREAM_THRESHOLD) && r->uri[0] == '/')
+        return stream_start(r, te != NULL ? -1 : (long long)clen);
     return MHD_YES;
 }
 
@@ -1194,6 +1319,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         return on_headers(r, method, version);
     case PH_BODY:
+        if (r->pipe) {
+            if (*upload_data_size > 0) {
+                stream_body(r, upload_data, upload_data_size);
+                return MHD_YES;
+            }
+            return stream_body_done(r);
+        }
         if (*upload_data_size > 0) {
             on_body(r, upload_data, *upload_data_size);
             *upload_data_size = 0;
@@ -1203,7 +1335,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->fetch == NULL && r->wait == WAIT_NONE) return begin(r);
         return answer_error(r, 503, "out of memory", NULL);
     case PH_WAITING:
-        if (r->wait == WAIT_FETCH) return answer_after_fetch(r);
+        if (r->wait == WAIT_FETCH) return r->pipe ? stream_answer(r) : answer_after_fetch(r);
         if (r->wait == WAIT_FLIGHT) return answer_after_flight(r);
         if (r->wait == WAIT_L2) return answer_after_l2(r);
         if (r->wait == WAIT_PING) return answer_status_page(r, false, r->ping_ms);
@@ -1287,6 +1419,7 @@ static void request_release(struct request *r)
     cache_object_unref(r->stale_obj);
     header_list_free(&r->headers);
     buf_free(&r->body);
+    body_pipe_unref(r->pipe);
     if (r->body_accounted) atomic_fetch_sub(&gw->buffered_body_bytes, r->body_accounted);
     free(r->uri);
     free(r);
@@ -1300,6 +1433,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r == NULL) return;
     *con_cls = NULL;
     conn_guard_request_done(r->gw->guard, r->slot);
+    /* A client that leaves while its streamed body's fetch is still running: the
+     * transfer is aborted and the loop frees the request when it reports. */
+    if (r->pipe && r->fetch && !body_pipe_abandon(r->pipe)) return;
     request_release(r);
 }
 

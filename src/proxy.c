@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "body_pipe.h"
 #include "log.h"
 
 /* A stream pauses the transfer above HIGH_WATER unread bytes and resumes it
@@ -258,6 +259,11 @@ static void recycle_easy(struct proxy *p, CURL *easy)
 
 static void fetch_release_transfer(struct upstream_fetch *f)
 {
+    if (f->req_pipe && body_pipe_consumer(f->req_pipe) == f) {
+        /* No wake-up may reach this transfer any more. */
+        body_pipe_set_consumer(f->req_pipe, NULL, NULL, NULL);
+        body_pipe_unref(f->req_pipe);
+    }
     if (f->curl_headers) {
         curl_slist_free_all(f->curl_headers);
         f->curl_headers = NULL;
@@ -330,20 +336,28 @@ static void check_multi_info(struct proxy *p)
 static struct curl_slist *build_headers(const struct upstream_fetch *f)
 {
     struct curl_slist *list = NULL, *tmp;
-    char line[8192];
+    char small[1024];
     for (size_t i = 0; i < f->req_headers.n; i++) {
         const struct http_header *h = &f->req_headers.items[i];
+        /* Never cut a field: the upstream must see exactly what keys were built from. */
+        size_t need = strlen(h->name) + strlen(h->value) + 3;
+        char *line = need <= sizeof small ? small : malloc(need);
+        if (line == NULL) goto fail;
         /* "Name;" is curl's way of sending a header with an empty value. */
-        if (h->value[0] == '\0') snprintf(line, sizeof line, "%s;", h->name);
-        else snprintf(line, sizeof line, "%s: %s", h->name, h->value);
+        if (h->value[0] == '\0') snprintf(line, need, "%s;", h->name);
+        else snprintf(line, need, "%s: %s", h->name, h->value);
         tmp = curl_slist_append(list, line);
+        if (line != small) free(line);
         if (tmp == NULL) goto fail;
         list = tmp;
     }
-    /* Without these curl would add its own Expect and Accept. */
-    const char *extra[] = {"Expect:", "Accept:"};
-    for (size_t i = 0; i < 2; i++) {
-        if (i == 1 && header_list_get(&f->req_headers, "accept")) continue;
+    /* Without these curl would add its own Expect, Accept and, to a body sent
+     * without one, Content-Type: application/x-www-form-urlencoded: the upstream
+     * must see the client's fields, no more. */
+    const char *extra[] = {"Expect:", "Accept:", "Content-Type:"};
+    const char *own[] = {NULL, "accept", "content-type"};
+    for (size_t i = 0; i < 3; i++) {
+        if (own[i] && header_list_get(&f->req_headers, own[i])) continue;
         tmp = curl_slist_append(list, extra[i]);
         if (tmp == NULL) goto fail;
         list = tmp;
@@ -352,6 +366,35 @@ static struct curl_slist *build_headers(const struct upstream_fetch *f)
 fail:
     curl_slist_free_all(list);
     return NULL;
+}
+
+/* ---- request bodies streamed from the client (body_pipe.h) ---- */
+
+static size_t read_cb(char *dst, size_t size, size_t nitems, void *userp)
+{
+    struct upstream_fetch *f = userp;
+    bool eof;
+    size_t n = body_pipe_read(f->req_pipe, dst, size * nitems, &eof);
+    if (n == BODY_PIPE_ABORT) return CURL_READFUNC_ABORT;
+    if (n == 0 && !eof) return CURL_READFUNC_PAUSE;
+    return n;
+}
+
+/* Loop thread: more of the body (or its end, or an abort) is there. */
+static void pipe_unpause_task(void *arg)
+{
+    struct body_pipe *pipe = arg;
+    struct upstream_fetch *f = body_pipe_consumer(pipe);
+    if (f && f->easy) curl_easy_pause(f->easy, CURLPAUSE_CONT);
+    body_pipe_unref(pipe);
+}
+
+/* Producer's thread: wakes a paused transfer through the loop. */
+static void pipe_wake(struct body_pipe *pipe, void *arg)
+{
+    struct proxy *p = arg;
+    body_pipe_ref(pipe);
+    if (io_loop_post(p->loop, pipe_unpause_task, pipe) != 0) body_pipe_unref(pipe);
 }
 
 static void start_transfer(void *arg)
@@ -389,7 +432,14 @@ static void start_transfer(void *arg)
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, f);
-    if (f->head_only) {
+    if (f->req_pipe) {
+        body_pipe_set_consumer(body_pipe_ref(f->req_pipe), pipe_wake, p, f);
+        curl_easy_setopt(easy, CURLOPT_POST, 1L);
+        curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_cb);
+        curl_easy_setopt(easy, CURLOPT_READDATA, f);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->req_body_size);
+        curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, f->method);
+    } else if (f->head_only) {
         curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
     } else if (strcmp(f->method, "GET") == 0 && f->req_body_len == 0) {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);

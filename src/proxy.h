@@ -60,6 +60,11 @@ struct upstream_fetch {
     struct header_list req_headers;
     const char *req_body;       /* borrowed until on_ready */
     size_t req_body_len;
+    /* A body still arriving from the client (body_pipe.h), instead of req_body:
+     * streamed upstream as it comes.  req_body_size is its length, -1 unknown
+     * (sent chunked).  The proxy holds a reference while the transfer runs. */
+    struct body_pipe *req_pipe;
+    long long req_body_size;
     size_t buffer_limit;        /* stream bodies longer than this; 0 = never stream */
     upstream_ready_fn on_ready; /* loop thread, exactly once */
     upstream_free_fn on_free;   /* called when a streamed fetch is finally freed */

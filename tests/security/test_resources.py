@@ -160,6 +160,10 @@ class BufferedBodiesTest(SecTestCase):
     POLICY = {"gb.lua": 'route "GET /gb" { key = "gb:{query}", ttl = 60 }\n'}
 
     def test_total_buffered_bodies_are_bounded(self):
+        # These clients abort their uploads, and a gateway that streams bodies upstream
+        # (as nginx does with proxy_request_buffering off) then aborts the upstream request
+        # inside its body: the head and the framing it sent are still exact.
+        self.allowed_anomalies = ("connection closed inside the body",)
         limit_mib = 32
         gw = self.start(self.POLICY, env=dict(ASAN_SMALL_QUARANTINE,
                                               MAX_BUFFERED_BODIES=f"{limit_mib}MiB"))
