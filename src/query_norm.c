@@ -2,6 +2,7 @@
 #include "query_norm.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* RFC 3986 unreserved bytes: A-Z a-z 0-9 - . _ ~ (kept as they are by encoding). */
@@ -107,23 +108,17 @@ static inline int qn_cmp(const char *a, size_t alen, const char *b, size_t blen)
     return (alen > blen) - (alen < blen);
 }
 
-static int qn_entry_cmp(const struct query_ignore_entry *a, const struct query_ignore_entry *b)
+static int qn_entry_cmp(const void *pa, const void *pb)
 {
+    const struct query_ignore_entry *a = pa, *b = pb;
     return qn_cmp(a->s, a->len, b->s, b->len);
 }
 
 void query_ignore_sort(struct query_ignore_entry *e, size_t n)
 {
-    /* Insertion sort: lists are short and compiled once per route. */
-    for (size_t i = 1; i < n; i++) {
-        struct query_ignore_entry v = e[i];
-        size_t j = i;
-        while (j > 0 && qn_entry_cmp(&e[j - 1], &v) > 0) {
-            e[j] = e[j - 1];
-            j--;
-        }
-        e[j] = v;
-    }
+    /* qsort, not an insertion sort: a policy may list many names, and this runs in C
+     * where the Lua time limits cannot interrupt it. */
+    if (n > 1) qsort(e, n, sizeof *e, qn_entry_cmp);
 }
 
 /* Compares the name s[0..len) (decoded on the fly when decode is set, '+' = space)

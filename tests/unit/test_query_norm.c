@@ -181,6 +181,41 @@ TEST(one_buffer_api_and_bound)
     CHECK(st_.out_len + st_.scratch_len <= query_norm_bound(sizeof worst - 1));
 }
 
+TEST(large_ignore_list)
+{
+    /* 2,000 exact names in a scrambled order, and 3 prefixes: every member is found by
+     * the binary search, decoded spellings too, and near misses are not. */
+    enum { N = 2000 };
+    static char names[N][8];
+    static struct query_ignore_entry e[N + 3];
+    for (int i = 0; i < N; i++) {
+        int k = (i * 7919) % N; /* 7919 is prime: a permutation of 0..N-1 */
+        int len = snprintf(names[i], sizeof names[i], "n%d", k);
+        e[i] = (struct query_ignore_entry){names[i], (size_t)len};
+    }
+    e[N] = (struct query_ignore_entry){"utm_", 4};
+    e[N + 1] = (struct query_ignore_entry){"zz", 2};
+    e[N + 2] = (struct query_ignore_entry){"\xff", 1};
+    query_ignore_sort(e, N);
+    struct query_ignore ign = {e, N, e + N, 3};
+    int found = 0;
+    for (int k = 0; k < N; k++) {
+        char nm[16];
+        int len = snprintf(nm, sizeof nm, "n%d", k);
+        found += query_ignore_match(&ign, nm, (size_t)len);
+        char miss[16];
+        len = snprintf(miss, sizeof miss, "n%dx", k);
+        CHECK(!query_ignore_match(&ign, miss, (size_t)len));
+    }
+    CHECK_EQ_INT(found, N);
+    CHECK(!query_ignore_match(&ign, "n", 1));
+    CHECK(!query_ignore_match(&ign, "n2000", 5));
+    CHECK(query_ignore_match(&ign, "zzz", 3));
+    CHECK(query_ignore_match(&ign, "\xff\x01", 2));
+    CHECK_NORM("a=1", "n1999=1&a=1&%6E17=2&utm%5Fx=3&zz=4&%FF=5", &ign);
+    CHECK_NORM("a=1&n1999x=1", "n1999x=1&a=1&n0=2", &ign);
+}
+
 /* ---- differential test against the Lua reference ---- */
 
 static uint64_t rng_ = 0x9e3779b97f4a7c15ull;
@@ -350,6 +385,7 @@ int main(void)
     RUN(embedded_nul_and_high_bytes);
     RUN(param_bound);
     RUN(one_buffer_api_and_bound);
+    RUN(large_ignore_list);
     RUN(differential_against_lua_reference);
     return TEST_SUMMARY();
 }
