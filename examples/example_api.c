@@ -2729,7 +2729,9 @@ int main(int argc, char **argv)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts.idle_timeout_s,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_THREAD_STACK_SIZE,
         (size_t)(256 * 1024), MHD_OPTION_URI_LOG_CALLBACK, exapi_on_uri, app,
-        MHD_OPTION_NOTIFY_COMPLETED, exapi_on_completed, app, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, exapi_on_completed, app,
+        /* Room for the gateway's largest request head (16 KiB of fields by default). */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "example-api: cannot listen on %s:%ld: %s\n", opts.host, opts.port,
                 errno ? strerror(errno) : "libmicrohttpd failed to start");

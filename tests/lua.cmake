@@ -30,6 +30,7 @@ add_library(cachegw_cache MODULE
   ${CMAKE_SOURCE_DIR}/src/cache_object.c
   ${CMAKE_SOURCE_DIR}/src/inval_index.c
   ${CMAKE_SOURCE_DIR}/src/redis_url.c
+  ${CMAKE_SOURCE_DIR}/src/hash.c
   ${CMAKE_SOURCE_DIR}/src/log.c)
 set_property(TARGET cachegw_cache PROPERTY COMPILE_OPTIONS
   -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -DCACHEGW_LUA_CACHE_MODULE)
