@@ -46,6 +46,12 @@ def parse_wrk(out):
             "socket_errors": errors.group(1).strip() if errors else ""}
 
 
+def load_average():
+    """The 1, 5 and 15 minute load averages (as `uptime` shows them), e.g. "1.52 2.10 2.31":
+    the machines are shared, so every result notes how busy the machine was."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def machine():
     """CPU model, core count, kernel and time of the run."""
     cpu = ""
