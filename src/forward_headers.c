@@ -81,6 +81,13 @@ int forward_headers_build(const struct http_header *raw, size_t n, const char *c
         for (size_t k = 0; k <= nl; k++) lower[k] = (char)tolower((unsigned char)name[k]);
         if (headers_is_hop_by_hop(lower, connection[0] ? connection : NULL)) continue;
         if (forward_headers_is_dropped(lower)) continue;
+        bool repeated = false;
+        for (size_t j = i + 1; j < n && !repeated; j++)
+            repeated = strcasecmp(raw[j].name, name) == 0;
+        if (!repeated) { /* the common case: no joining, no copy */
+            if (header_list_add(out, lower, raw[i].value ? raw[i].value : "") != 0) goto done;
+            continue;
+        }
         char *v = joined_value(raw, n, name, strcmp(lower, "cookie") == 0 ? "; " : ", ");
         if (v == NULL) goto done;
         int arc = header_list_add(out, lower, v);
