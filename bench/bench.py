@@ -267,10 +267,39 @@ def wrk_until_marker(port, script, args, what, tmp, timeout=900):
     return took, [int(x) for x in fields]
 
 
-def warm(port, prefix, n, tmp, what, seed=1):
-    """Requests prefix..1 to prefix..n once each, in a shuffled order (bench/warm.lua)."""
+def process_tree(pid):
+    """pid and its descendants (nginx's master and its worker)."""
+    out = [pid]
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            for child in f.read().split():
+                out += process_tree(int(child))
+    return out
+
+
+def set_cpus(pids, cpus):
+    """Sets the CPU affinity of every thread of every process in the trees of pids."""
+    for pid in pids:
+        for p in process_tree(pid):
+            for tid in os.listdir(f"/proc/{p}/task"):
+                try:
+                    os.sched_setaffinity(int(tid), cpus)
+                except ProcessLookupError:
+                    pass  # a thread that just ended
+
+
+def warm(port, prefix, n, tmp, what, seed=1, spread=()):
+    """Requests prefix..1 to prefix..n once each, in a shuffled order (bench/warm.lua).
+    Warming is a miss per URL, so the processes in `spread` (the servers and the upstream,
+    pinned to CPU 0) may use both CPUs meanwhile; they are pinned back to CPU 0 before
+    anything is measured."""
     before = upstream_requests()
-    took, (ok, bad) = wrk_until_marker(port, WARM_LUA, [prefix, n], what, tmp, timeout=900)
+    set_cpus(spread, {0, 1})
+    try:
+        took, (ok, bad) = wrk_until_marker(port, WARM_LUA, [prefix, n], what, tmp,
+                                           timeout=900)
+    finally:
+        set_cpus(spread, {0})
     fetched = upstream_requests() - before
     if bad or ok != n:
         raise RuntimeError(f"{what}: warming {n} URLs got {ok} 200s and {bad} other answers")
@@ -280,7 +309,7 @@ def warm(port, prefix, n, tmp, what, seed=1):
 
 
 def measure_random(targets, gw_name, rounds, seconds, n, prefix_of_round, tmp, label,
-                   warm_each_round):
+                   warm_each_round, spread):
     """Median-of-rounds random access over n warmed URLs, servers interleaved (the order is
     reversed every other round).  Each run records how many requests reached the upstream
     while it went on (0 when every answer was a hit) and, for the gateway, its hit counter."""
@@ -288,7 +317,8 @@ def measure_random(targets, gw_name, rounds, seconds, n, prefix_of_round, tmp, l
     warms = {t: [] for t in targets}
     if not warm_each_round:
         for t, port in targets.items():
-            warms[t].append(warm(port, prefix_of_round(0), n, tmp, f"{label} {t}"))
+            warms[t].append(warm(port, prefix_of_round(0), n, tmp, f"{label} {t}",
+                                 spread=spread))
     for i in range(rounds):
         order = list(targets.items())
         if i % 2:
@@ -297,7 +327,7 @@ def measure_random(targets, gw_name, rounds, seconds, n, prefix_of_round, tmp, l
         for t, port in order:
             if warm_each_round:
                 warms[t].append(warm(port, prefix, n, tmp, f"{label} round {i + 1} {t}",
-                                     seed=i + 1))
+                                     seed=i + 1, spread=spread))
             before = upstream_requests()
             m0 = gw_metrics(port) if t == gw_name else None
             r = wrk(port, "/", seconds, script=RANDOM_LUA, script_args=[prefix, n])
@@ -385,7 +415,8 @@ def run_keys_scenario(servers, label, rounds, seconds, n, prefix_of_round, gw_en
         targets = {"cachegw": gw_port, "nginx": ngx_port}
         t0 = time.monotonic()
         res.update(measure_random(targets, "cachegw", rounds, seconds, n, prefix_of_round,
-                                  servers.tmp, label, warm_each_round))
+                                  servers.tmp, label, warm_each_round,
+                                  spread=[gw.pid, ngx.pid, servers.api.pid]))
         res["measure_seconds"] = round(time.monotonic() - t0, 1)
         m = gw_metrics(gw_port)
         res["gateway_entries"] = int(m.get("cachegw_memory_cache_entries", 0))
@@ -624,8 +655,8 @@ def main():
     results = {"machine": machine(), "rounds": args.rounds, "seconds": args.seconds,
                "load_start": load_average()}
     try:
-        servers.start([EXAMPLE_API, "--port", str(API_PORT), "--latency-ms", "0",
-                       "--feed-latency-ms", "0"], cpu=0, name="example-api")
+        servers.api = servers.start([EXAMPLE_API, "--port", str(API_PORT), "--latency-ms", "0",
+                                     "--feed-latency-ms", "0"], cpu=0, name="example-api")
         wait_http(API_PORT, "/__stats")
         if only & {"hot", "slow", "policy", "stampede"}:
             start_nginx(servers)
