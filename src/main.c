@@ -5,8 +5,10 @@
  * SIGHUP reloads the policies, SIGTERM/SIGINT stop accepting, let in-flight
  * requests finish (bounded by SHUTDOWN_TIMEOUT_MS) and exit 0. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +31,64 @@
 #include "store_redis.h"
 #include "store_l1.h"
 
-/* The gateway's own Lua library: LUA_DIR, else ./lua, else the source tree's. */
-static const char *lua_dir_of(const struct config *cfg)
+/* A file every copy of the gateway's Lua library holds. */
+#define LUA_DIR_PROBE "gateway/policy.lua"
+
+/* Where the Lua library is relative to the directory of the binary, in order:
+ * the install layout (cmake --install, the .deb: bin/ next to share/), then a
+ * symlink that CMake creates in the build tree only.  No path is compiled in
+ * and the working directory is not consulted, so a moved or packaged binary
+ * finds its own library and never a checkout's. */
+static const char *const LUA_DIR_CANDIDATES[] = {"../share/cachegw/lua", "cachegw-lua"};
+
+static bool lua_dir_holds_library(const char *dir)
 {
-    if (cfg->lua_dir) return cfg->lua_dir;
-    if (access("lua/gateway/policy.lua", R_OK) == 0) return "lua";
-    return CACHEGW_SOURCE_DIR "/lua";
+    char probe[PATH_MAX];
+    int n = snprintf(probe, sizeof probe, "%s/" LUA_DIR_PROBE, dir);
+    return n > 0 && (size_t)n < sizeof probe && access(probe, R_OK) == 0;
+}
+
+/* The gateway's own Lua library: LUA_DIR if set, else found from the binary's
+ * own path (/proc/self/exe).  Writes the directory to buf and returns 0, or
+ * returns -1 with one line in err that names LUA_DIR. */
+static int lua_dir_resolve(const struct config *cfg, char *buf, size_t len, char *err,
+                           size_t err_len)
+{
+    if (cfg->lua_dir != NULL) {
+        if (!lua_dir_holds_library(cfg->lua_dir)) {
+            snprintf(err, err_len,
+                     "LUA_DIR (--lua-dir) %s does not hold the gateway's Lua library "
+                     "(no readable %s in it)",
+                     cfg->lua_dir, LUA_DIR_PROBE);
+            return -1;
+        }
+        snprintf(buf, len, "%s", cfg->lua_dir);
+        return 0;
+    }
+    char exe_dir[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof exe_dir - 1);
+    if (n <= 0 || (size_t)n >= sizeof exe_dir - 1) {
+        snprintf(err, err_len,
+                 "cannot tell where the cachegw binary is (/proc/self/exe): set LUA_DIR "
+                 "(--lua-dir) to the directory holding %s",
+                 LUA_DIR_PROBE);
+        return -1;
+    }
+    exe_dir[n] = '\0';
+    *strrchr(exe_dir, '/') = '\0'; /* the kernel's path is absolute */
+    for (size_t i = 0; i < sizeof LUA_DIR_CANDIDATES / sizeof LUA_DIR_CANDIDATES[0]; i++) {
+        char dir[PATH_MAX];
+        int w = snprintf(dir, sizeof dir, "%s/%s", exe_dir, LUA_DIR_CANDIDATES[i]);
+        if (w <= 0 || (size_t)w >= sizeof dir || !lua_dir_holds_library(dir)) continue;
+        /* The canonical form is what the log lines show. */
+        if (realpath(dir, buf) == NULL || strlen(buf) >= len) snprintf(buf, len, "%s", dir);
+        return 0;
+    }
+    snprintf(err, err_len,
+             "the gateway's Lua library is not installed next to the binary (%s/%s): set "
+             "LUA_DIR (--lua-dir) to the directory holding %s",
+             exe_dir, LUA_DIR_CANDIDATES[0], LUA_DIR_PROBE);
+    return -1;
 }
 
 /* `cachegw --check`: validate the policies like `nginx -t`. */
@@ -44,8 +98,12 @@ static int check_policies(const struct config *cfg)
                              .instructions = cfg->lua_instruction_limit,
                              .time_ms = cfg->lua_time_limit_ms};
     struct policy_set *set = NULL;
-    char err[1024];
-    int rc = policy_set_load(cfg->policies_dir, lua_dir_of(cfg), &lim, &set, err, sizeof err);
+    char err[1024], lua_dir[PATH_MAX];
+    if (lua_dir_resolve(cfg, lua_dir, sizeof lua_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "cachegw: policy check failed: %s\n", err);
+        return 1;
+    }
+    int rc = policy_set_load(cfg->policies_dir, lua_dir, &lim, &set, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "cachegw: policy check failed: %s\n", err);
         return 1;
@@ -129,7 +187,12 @@ static int run(struct config *cfg)
         struct lua_limits lim = {.memory_bytes = cfg->lua_memory_bytes,
                                  .instructions = cfg->lua_instruction_limit,
                                  .time_ms = cfg->lua_time_limit_ms};
-        if (policy_engine_create(cfg->policies_dir, lua_dir_of(cfg), &lim, &gw.policies, err,
+        char lua_dir[PATH_MAX];
+        if (lua_dir_resolve(cfg, lua_dir, sizeof lua_dir, err, sizeof err) != 0) {
+            LOG_E("%s", err);
+            goto done;
+        }
+        if (policy_engine_create(cfg->policies_dir, lua_dir, &lim, &gw.policies, err,
                                  sizeof err) != 0) {
             LOG_E("invalid policies, not starting: %s", err);
             goto done;
