@@ -202,7 +202,7 @@ static const struct opt OPTIONS[] = {
      .def = "./policies", .metavar = "<dir>", .help = "Directory of the Lua policy files.",
      .offset = FIELD(policies_dir)},
     {.flag = "lua-dir", .env = "LUA_DIR", .type = OPT_STRING, .group = GROUP_LUA, .min = 0,
-     .def = NULL, .def_doc = "built-in path", .metavar = "<dir>",
+     .def = NULL, .def_doc = "../share/cachegw/lua from the binary", .metavar = "<dir>",
      .help = "Directory of the gateway's own Lua library.", .offset = FIELD(lua_dir)},
     {.flag = "lua-memory-limit", .env = "LUA_MEMORY_LIMIT", .type = OPT_SIZE, .group = GROUP_LUA,
      .min = 1024 * 1024, .max = SIZE_MAX, .def = "64MiB",
@@ -950,4 +950,104 @@ void config_print_help(void *stream)
                     "Print the version and exit.");
         }
     }
+}
+
+/* Writes text as roff body text: backslashes escaped, a '-' that belongs to a
+ * flag ("--name", "-h") written \- so it prints as a hyphen-minus and stays
+ * searchable, and a '.' or '\'' at the start of a line guarded so roff does
+ * not take the line for a request. */
+static void man_text(FILE *out, const char *text)
+{
+    bool line_start = true;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (line_start && (*p == '.' || *p == '\'')) fputs("\\&", out);
+        line_start = *p == '\n';
+        if (*p == '\\') {
+            fputs("\\e", out);
+        } else if (*p == '-' && (p == text || p[-1] == ' ' || p[-1] == '-' || p[-1] == '(' ||
+                                 p[1] == '-')) {
+            fputs("\\-", out);
+        } else {
+            fputc(*p, out);
+        }
+    }
+}
+
+void config_print_man(void *stream)
+{
+    FILE *out = stream;
+    fprintf(out, ".\\\" cachegw(8), generated from the option table in src/config.c: edit that.\n");
+    fprintf(out, ".TH CACHEGW 8 \"\" \"cachegw %s\" \"System Administration\"\n", CACHEGW_VERSION);
+    fputs(".SH NAME\n"
+          "cachegw \\- Lua-scriptable caching HTTP gateway\n"
+          ".SH SYNOPSIS\n"
+          ".B cachegw\n"
+          "[\\fIoptions\\fR]\n"
+          ".SH DESCRIPTION\n"
+          "cachegw sits in front of an HTTP API and answers repeated reads from a cache: an\n"
+          "in-process memory tier and, when configured, Redis shared by every instance.\n"
+          "Lua policy files decide, per route, the cache key, the TTL and what a write\n"
+          "invalidates; routes without a policy get RFC 9111 shared-cache rules.\n"
+          ".PP\n"
+          "Every option can also be set through its environment variable or in a\n"
+          ".I .env\n"
+          "file in the working directory; a flag wins over the environment, which wins over\n"
+          ".IR .env ,\n"
+          "which wins over the default.\n"
+          "Sizes take k/KB/KiB, m/MB/MiB, g/GB/GiB suffixes (all powers of 1024);\n"
+          "durations are plain numbers in the unit shown, or take ms/s/m/h suffixes.\n"
+          "Booleans: true/false, yes/no, on/off, 1/0; a flag alone means true.\n"
+          "Values that start with \\-\\- must be written \\-\\-name=value.\n"
+          ".SH OPTIONS\n",
+          out);
+    for (int g = 0; g < GROUP_COUNT; g++) {
+        fprintf(out, ".SS %s\n", GROUP_NAMES[g]);
+        for (size_t i = 0; i < N_OPTIONS; i++) {
+            const struct opt *o = &OPTIONS[i];
+            if ((int)o->group != g) continue;
+            fputs(".TP\n\\fB", out);
+            man_text(out, "--");
+            man_text(out, o->flag);
+            fputs(o->type == OPT_BOOL ? "\\fR" : "\\fR \\fI", out);
+            man_text(out, metavar(o));
+            fputs("\\fR\n", out);
+            man_text(out, o->help);
+            const char *def = o->def_doc != NULL ? o->def_doc : o->def != NULL ? o->def : "unset";
+            const char *unit = o->type != OPT_DURATION ? "" : o->unit_ms == 1 ? " ms" : " s";
+            fputs("\n.br\n", out);
+            if (o->env != NULL) fprintf(out, "Environment: \\fB%s\\fR.\n", o->env);
+            else fputs("Flag only.\n", out);
+            fputs("Default: ", out);
+            man_text(out, def);
+            fprintf(out, "%s.\n", unit);
+        }
+        if (g == GROUP_GENERAL)
+            fputs(".TP\n\\fB\\-h\\fR, \\fB\\-\\-help\\fR\nPrint the option list and exit.\n"
+                  ".TP\n\\fB\\-\\-version\\fR\nPrint the version and exit.\n",
+                  out);
+    }
+    fputs(".SH SIGNALS\n"
+          ".TP\n.B SIGHUP\n"
+          "Reload the policy files; on an error the running policies stay.\n"
+          ".TP\n.BR SIGTERM \", \" SIGINT\n"
+          "Stop accepting, let requests in flight finish (up to \\fBSHUTDOWN_TIMEOUT_MS\\fR),"
+          " exit 0.\n"
+          ".SH EXIT STATUS\n"
+          ".TP\n.B 0\nStopped cleanly, or \\fB\\-\\-check\\fR found everything valid.\n"
+          ".TP\n.B 1\nStart-up failed, or \\fB\\-\\-check\\fR found invalid policies.\n"
+          ".TP\n.B 2\nAn option has an invalid value; one line on standard error names it.\n"
+          ".SH FILES\n"
+          ".TP\n.I /etc/default/cachegw\n"
+          "Environment file the systemd unit reads (KEY=VALUE, one option a line).\n"
+          ".TP\n.I /etc/cachegw/policies\n"
+          "The packaged policies (\\fBPOLICIES_DIR\\fR); pristine examples are in\n"
+          ".IR /usr/share/cachegw/policies .\n"
+          ".TP\n.I /usr/share/cachegw/lua\n"
+          "The gateway's own Lua library, found as \\fI../share/cachegw/lua\\fR from the\n"
+          "binary's directory unless \\fBLUA_DIR\\fR is set.\n"
+          ".SH SEE ALSO\n"
+          ".BR systemctl (1),\n"
+          ".BR systemd.exec (5),\n"
+          ".I /usr/share/doc/cachegw/README.md\n",
+          out);
 }

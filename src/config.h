@@ -63,7 +63,7 @@ struct config {
 
     /* Lua policies */
     char *policies_dir;          /* POLICIES_DIR / --policies, default "./policies" */
-    char *lua_dir;               /* LUA_DIR / --lua-dir, the gateway's Lua library; default: built-in path */
+    char *lua_dir;               /* LUA_DIR / --lua-dir, the gateway's Lua library; found from the binary */
     size_t lua_memory_bytes;     /* LUA_MEMORY_LIMIT / --lua-memory-limit, per state, 64 MiB */
     long lua_instruction_limit;  /* LUA_INSTRUCTION_LIMIT / --lua-instruction-limit, per call, 1000000 */
     int lua_time_limit_ms;       /* LUA_TIME_LIMIT_MS / --lua-time-limit-ms, per call, 100 */
@@ -101,5 +101,10 @@ void config_free(struct config *cfg);
 
 /* Writes the --help text to stream (FILE *). */
 void config_print_help(void *stream);
+
+/* Writes the cachegw(8) man page (roff) to stream (FILE *), from the same
+ * option table as --help, so the two cannot drift; the build generates the
+ * installed page with it (packaging/gen_man.c). */
+void config_print_man(void *stream);
 
 #endif
