@@ -1,7 +1,7 @@
 /*
  * cache_tiers - the two cache tiers seen as one: the memory tier (store_l1)
- * and, when REDIS_URL is set, the Redis tier (store_redis), plus the
- * invalidation fan-out to other instances.
+ * and, when REDIS_URL is set, the Redis tier (store_redis).  Invalidation
+ * across tiers and instances goes through here to inval_sync.h.
  *
  * Everything here may be called from any thread.  The memory tier is changed
  * at once (so the caller's next read already sees it); Redis work is posted to

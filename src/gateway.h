@@ -19,7 +19,7 @@ struct proxy;
 struct store_l1;
 struct coalescer;
 struct inval_index;
-struct inval_task;
+struct inval_sync;
 struct store_redis;
 struct redis_pool;
 struct policy_engine;
@@ -35,11 +35,7 @@ struct gateway {
     struct store_l1 *l1;
     struct coalescer *coalescer;
     struct inval_index *inval;       /* prefix/tag invalidation records */
-    uint64_t inval_folds_persisted;  /* I/O loop only: folds already written to Redis */
-    /* I/O loop only: invalidations Redis could not take (it was down),
-     * replayed in order when it is back; bounded. */
-    struct inval_task *inval_pending_head, *inval_pending_tail;
-    size_t inval_pending_n;
+    struct inval_sync *inval_sync;   /* cross-instance invalidation (inval_sync.h) */
     struct redis_pool *redis;        /* NULL when memory only */
     struct store_redis *l2;          /* Redis tier; NULL when memory only */
     struct policy_engine *policies;  /* NULL when no policy engine */

@@ -361,7 +361,7 @@ static void on_message(void *arg, const char *payload, size_t len)
     if (len < INSTANCE_ID_LEN + 2 || payload[INSTANCE_ID_LEN] != ':') return;
     if (memcmp(payload, s->instance_id, INSTANCE_ID_LEN) == 0) return; /* our own */
     char kind = payload[INSTANCE_ID_LEN + 1];
-    /* 'P' and 'T' ("<seq>:<prefix or tag>") are published by cache_tiers'
+    /* 'P' and 'T' ("<seq>:<prefix or tag>") are published by inval_sync's
      * sequenced invalidation script. */
     if (kind != 'k' && kind != 'p' && kind != 'P' && kind != 'T') return;
     COUNT(s, invalidations_received);

@@ -1,0 +1,547 @@
+/* inval_sync.c - see inval_sync.h.
+ *
+ * Invalidation bookkeeping in Redis (cache entries are under <prefix>c:, see
+ * store_redis.h; nothing here can be named by a cache key or a purge):
+ *
+ *   <prefix>{inv}:seq    hash {epoch, seq}: the global sequence and the id of
+ *                        the epoch it belongs to.  Created (epoch = a random id
+ *                        from the instance that finds it missing, seq = wall
+ *                        ms x 1000) whenever it is missing, so a FLUSHALL or a
+ *                        restart without persistence starts a new epoch whose
+ *                        sequences are above every earlier one.  The script
+ *                        never hands out a sequence at or below the caller's
+ *                        current one.
+ *   <prefix>{inv}:p      hash prefix -> seq of its last invalidation
+ *   <prefix>{inv}:t      hash tag -> seq
+ *   <prefix>{inv}:floor  the folded floor (inval_index.h)
+ *
+ * Published records: "<instance id>:<P|T><epoch>:<seq>:<prefix or tag>".
+ * Everything read back (records, floor, sequence, epoch, messages) is
+ * validated (inval_index_parse_seq): a malformed or implausible value is
+ * refused and logged, never applied.  An instance that sees a new epoch logs
+ * it once and clears its memory tier (what it held was checked against
+ * sequences of the lost epoch).  An invalidation Redis refuses (an error
+ * reply: OOM under noeviction, NOPERM) is kept and replayed like one made
+ * while Redis was down. */
+#include "inval_sync.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_tiers.h"
+#include "inval_index.h"
+#include "io_loop.h"
+#include "log.h"
+#include "redis_pool.h"
+#include "stats.h"
+#include "store_l1.h"
+#include "store_redis.h"
+
+struct inval_sync {
+    uint64_t folds_persisted; /* folds already written to Redis */
+    /* Invalidations Redis did not take (down, stalled or refusing), replayed in
+     * order when it answers again; bounded. */
+    struct inval_task *pending_head, *pending_tail;
+    size_t pending_n;
+};
+
+/* ---- remote invalidations (loop thread) ---- */
+
+static void sync_records(struct gateway *gw);
+static void persist_fold(struct gateway *gw);
+static void replay_pending(struct gateway *gw);
+static void first_sync_task(void *arg);
+
+#define INV_SEQ "{inv}:seq"
+#define INV_PREFIXES "{inv}:p"
+#define INV_TAGS "{inv}:t"
+#define INV_FLOOR "{inv}:floor"
+#define REFUSAL_LOG_INTERVAL_MS 30000
+
+/* Loop thread only: a warning at most every 30 s per kind of trouble. */
+static bool log_now(int64_t *last_ms)
+{
+    int64_t now = clock_mono_ms();
+    if (*last_ms != 0 && now - *last_ms < REFUSAL_LOG_INTERVAL_MS) return false;
+    *last_ms = now;
+    return true;
+}
+
+static int64_t hostile_logged_ms;
+
+static void refuse_value(const char *what, const char *v, size_t len)
+{
+    if (log_now(&hostile_logged_ms))
+        LOG_W("redis: refusing an invalid %s read back from Redis ('%.*s'): not applied", what,
+              (int)(len < 40 ? len : 40), v);
+    else
+        LOG_D("redis: refusing an invalid %s ('%.*s')", what, (int)(len < 40 ? len : 40), v);
+}
+
+/* The epoch of a sequence seen in Redis.  A new one means Redis lost its
+ * bookkeeping: what the memory tier holds was checked against the old one. */
+static void check_epoch(struct gateway *gw, const char *epoch, size_t len)
+{
+    int rc = inval_index_note_epoch(gw->inval, epoch, len);
+    if (rc < 0) {
+        refuse_value("invalidation epoch", epoch, len);
+    } else if (rc > 0) {
+        LOG_W("Redis invalidation bookkeeping was reset (FLUSHALL, or a restart without "
+              "persistence): new epoch %.*s; clearing the memory tier",
+              (int)len, epoch);
+        if (gw->l1) store_l1_clear(gw->l1);
+    }
+}
+
+static int64_t lower_logged_ms;
+
+/* A sequence from another instance below what this one has seen (it made
+ * invalidations locally while Redis was away, or Redis went back): applying
+ * it as it is could leave entries filled since then valid, so it counts as
+ * "everything up to now". */
+static uint64_t at_least_current(struct gateway *gw, uint64_t seq)
+{
+    uint64_t cur = inval_index_current(gw->inval);
+    if (seq > cur) return seq;
+    if (log_now(&lower_logged_ms))
+        LOG_W("redis: invalidation sequence %llu is not above this instance's %llu: applied as "
+              "%llu",
+              (unsigned long long)seq, (unsigned long long)cur, (unsigned long long)cur + 1);
+    return cur + 1;
+}
+
+static void on_remote_invalidation(void *arg, char kind, const char *key, size_t len)
+{
+    struct gateway *gw = arg;
+    if (gw->l1 == NULL) return;
+    switch (kind) {
+    case INVAL_KEY:
+        store_l1_delete(gw->l1, key, len);
+        break;
+    case INVAL_KEY_PREFIX:
+        store_l1_delete_prefix(gw->l1, key, len);
+        break;
+    case INVAL_PREFIX:
+    case INVAL_TAG: {
+        /* "<epoch>:<seq>:<prefix or tag>", all untrusted */
+        const char *c1 = memchr(key, ':', len);
+        const char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - key)) : NULL;
+        uint64_t seq;
+        if (c2 == NULL || !inval_index_epoch_valid(key, (size_t)(c1 - key)) ||
+            inval_index_parse_seq(c1 + 1, (size_t)(c2 - c1 - 1), &seq) != 0 ||
+            c2 + 1 == key + len) {
+            refuse_value("invalidation message", key, len);
+            break;
+        }
+        check_epoch(gw, key, (size_t)(c1 - key));
+        seq = at_least_current(gw, seq);
+        const char *str = c2 + 1;
+        size_t slen = len - (size_t)(c2 + 1 - key);
+        /* The record makes the entries unreachable at once; their memory is
+         * reclaimed by LRU and by reads that meet them (no walk here). */
+        if (kind == INVAL_PREFIX) {
+            inval_index_note_prefix(gw->inval, str, slen, seq);
+        } else {
+            inval_index_note_tag(gw->inval, str, slen, seq);
+        }
+        persist_fold(gw);
+        break;
+    }
+    case INVAL_RESYNC:
+        /* Messages may have been missed while unsubscribed. */
+        LOG_I("invalidation channel re-established: clearing the memory tier");
+        store_l1_clear(gw->l1);
+        sync_records(gw);
+        replay_pending(gw);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- invalidation records in Redis (layout at the top) ---- */
+
+static void redis_name(const struct gateway *gw, const char *suffix, char *out, size_t len)
+{
+    snprintf(out, len, "%s%s", gw->cfg->redis_prefix ? gw->cfg->redis_prefix : "", suffix);
+}
+
+static void on_records(void *arg, const redisReply *reply, const char *err, bool tags)
+{
+    struct gateway *gw = arg;
+    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY) return;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const redisReply *k = reply->element[i], *v = reply->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        uint64_t seq;
+        if (inval_index_parse_seq(v->str, v->len, &seq) != 0) {
+            refuse_value(tags ? "tag record" : "prefix record", v->str, v->len);
+            continue;
+        }
+        if (tags) inval_index_note_tag(gw->inval, k->str, k->len, seq);
+        else inval_index_note_prefix(gw->inval, k->str, k->len, seq);
+    }
+}
+
+static void on_floor(void *arg, const redisReply *reply, const char *err)
+{
+    struct gateway *gw = arg;
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_STRING) return;
+    uint64_t floor;
+    if (inval_index_parse_seq(reply->str, reply->len, &floor) != 0) {
+        refuse_value("invalidation floor", reply->str, reply->len);
+        return;
+    }
+    inval_index_raise_floor(gw->inval, floor);
+}
+
+/* HMGET {inv}:seq epoch seq: the epoch and the global sequence now. */
+static void on_seq_state(void *arg, const redisReply *reply, const char *err)
+{
+    struct gateway *gw = arg;
+    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
+        return;
+    const redisReply *e = reply->element[0], *q = reply->element[1];
+    if (e->type != REDIS_REPLY_STRING || q->type != REDIS_REPLY_STRING) return; /* none yet */
+    uint64_t seq;
+    if (inval_index_parse_seq(q->str, q->len, &seq) != 0) {
+        refuse_value("invalidation sequence", q->str, q->len);
+        return;
+    }
+    /* The sequence itself only needs to be sane: the records carry what
+     * matters, and the script never goes below the caller's current. */
+    check_epoch(gw, e->str, e->len);
+}
+
+static void ignore_reply(void *arg, const redisReply *reply, const char *err) {}
+
+/* Loop thread: after this instance folded its records into a floor, the
+ * floor replaces the records in Redis too (bounded there as well). */
+static void persist_fold(struct gateway *gw)
+{
+    uint64_t folds = inval_index_folds(gw->inval);
+    if (folds == gw->inval_sync->folds_persisted || gw->l2 == NULL) return;
+    char floor[32], name[512], p[512], t[512];
+    snprintf(floor, sizeof floor, "%llu", (unsigned long long)inval_index_floor(gw->inval));
+    redis_name(gw, INV_FLOOR, name, sizeof name);
+    redis_name(gw, INV_PREFIXES, p, sizeof p);
+    redis_name(gw, INV_TAGS, t, sizeof t);
+    /* The floor only ever rises: a Lua script keeps the larger value. */
+    const char *argv[] = {"EVAL",
+                          "local f = tonumber(redis.call('GET', KEYS[1]) or '0') "
+                          "if tonumber(ARGV[1]) > f then redis.call('SET', KEYS[1], ARGV[1]) end "
+                          "redis.call('DEL', KEYS[2], KEYS[3]) return 1",
+                          "3", name, p, t, floor};
+    size_t lens[7];
+    for (int i = 0; i < 7; i++) lens[i] = strlen(argv[i]);
+    if (redis_pool_command(gw->redis, 7, argv, lens, ignore_reply, NULL) == 0) {
+        gw->inval_sync->folds_persisted = folds;
+        LOG_W("invalidation records reached %d: folded into a floor (entries filled before "
+              "sequence %s are invalid)",
+              INVAL_INDEX_MAX_RECORDS, floor);
+    }
+}
+
+static void on_prefix_records(void *arg, const redisReply *r, const char *err)
+{
+    on_records(arg, r, err, false);
+}
+
+static void on_tag_records(void *arg, const redisReply *r, const char *err)
+{
+    on_records(arg, r, err, true);
+}
+
+/* Loop thread: loads the records other instances made while we were away. */
+static void sync_records(struct gateway *gw)
+{
+    char name[512];
+    const char *argv[2] = {"HGETALL", name};
+    size_t lens[2] = {7, 0};
+    redis_name(gw, INV_SEQ, name, sizeof name);
+    const char *hm[4] = {"HMGET", name, "epoch", "seq"};
+    size_t hm_lens[4] = {5, strlen(name), 5, 3};
+    redis_pool_command(gw->redis, 4, hm, hm_lens, on_seq_state, gw);
+    redis_name(gw, INV_PREFIXES, name, sizeof name);
+    lens[1] = strlen(name);
+    redis_pool_command(gw->redis, 2, argv, lens, on_prefix_records, gw);
+    redis_name(gw, INV_TAGS, name, sizeof name);
+    lens[1] = strlen(name);
+    redis_pool_command(gw->redis, 2, argv, lens, on_tag_records, gw);
+    const char *get[2] = {"GET", name};
+    size_t get_lens[2] = {3, 0};
+    redis_name(gw, INV_FLOOR, name, sizeof name);
+    get_lens[1] = strlen(name);
+    redis_pool_command(gw->redis, 2, get, get_lens, on_floor, gw);
+}
+
+/* Loop thread: syncs once Redis first answers (then '*' keeps it in sync). */
+static void first_sync(void *arg)
+{
+    struct gateway *gw = arg;
+    if (redis_pool_available(gw->redis)) {
+        sync_records(gw);
+        replay_pending(gw);
+        return;
+    }
+    io_timer_start(gw->loop, 200, first_sync, gw);
+}
+
+
+/* ---- invalidation ---- */
+
+struct inval_task {
+    struct gateway *gw;
+    struct inval_task *next; /* in the pending list */
+    char kind;               /* enum inval_kind */
+    size_t len;
+    char key[];
+};
+
+enum { MAX_PENDING_INVALIDATIONS = 10000 };
+
+static void retry_pending(void *arg);
+
+/* Loop thread: Redis did not take t; keep it for when Redis is back, so the
+ * entries it covers in Redis (and on other instances) are dropped then. */
+static void defer(struct inval_task *t)
+{
+    struct gateway *gw = t->gw;
+    if (gw->inval_sync->pending_n >= MAX_PENDING_INVALIDATIONS) {
+        struct inval_task *old = gw->inval_sync->pending_head;
+        gw->inval_sync->pending_head = old->next;
+        if (gw->inval_sync->pending_head == NULL) gw->inval_sync->pending_tail = NULL;
+        gw->inval_sync->pending_n--;
+        LOG_W("redis down: %d invalidations pending, dropping the oldest ('%s')",
+              MAX_PENDING_INVALIDATIONS, old->key);
+        free(old);
+    }
+    t->next = NULL;
+    bool was_empty = gw->inval_sync->pending_head == NULL;
+    if (gw->inval_sync->pending_tail) gw->inval_sync->pending_tail->next = t;
+    else gw->inval_sync->pending_head = t;
+    gw->inval_sync->pending_tail = t;
+    gw->inval_sync->pending_n++;
+    /* Besides the re-subscription after an outage, poll: a timeout without
+     * an outage never re-subscribes. */
+    if (was_empty) io_timer_start(gw->loop, 1000, retry_pending, gw);
+}
+
+/* One round trip assigns the global sequence, records it and tells the other
+ * instances: the invalidation is complete when this returns, whatever the
+ * number of keys it covers.  KEYS: {inv}:seq, the records hash, the channel.
+ * ARGV: prefix or tag, "<instance id>:<kind>", a fresh epoch id, the base of a
+ * fresh sequence, the caller's current sequence.  Numbers are formatted with
+ * %d: Lua 5.1 would print 1.7e15 as a float. */
+static const char SEQUENCED_SCRIPT[] =
+    "local st = redis.call('HMGET', KEYS[1], 'epoch', 'seq') "
+    "local e, s = st[1], tonumber(st[2]) "
+    "if not e or not s then e = ARGV[3] s = tonumber(ARGV[4]) end "
+    "local cur = tonumber(ARGV[5]) "
+    "if s < cur then s = cur end "
+    "s = s + 1 "
+    "local ss = string.format('%d', s) "
+    "redis.call('HSET', KEYS[1], 'epoch', e, 'seq', ss) "
+    "redis.call('HSET', KEYS[2], ARGV[1], ss) "
+    "redis.call('PUBLISH', KEYS[3], ARGV[2] .. e .. ':' .. ss .. ':' .. ARGV[1]) "
+    "return {e, ss}";
+
+static int64_t refused_logged_ms;
+
+static void on_sequenced(void *arg, const redisReply *reply, const char *err)
+{
+    struct inval_task *t = arg;
+    struct gateway *gw = t->gw;
+    if (err) {
+        LOG_W("redis: invalidation of %s '%s' not recorded yet (%s): retried when Redis is back",
+              t->kind == INVAL_PREFIX ? "prefix" : "tag", t->key, err);
+        defer(t);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* OOM under noeviction, NOPERM on EVAL, ...: Redis may take it later. */
+        if (log_now(&refused_logged_ms))
+            LOG_W("redis: invalidation of %s '%s' refused by Redis (%.150s): applied here, kept "
+                  "and retried",
+                  t->kind == INVAL_PREFIX ? "prefix" : "tag", t->key, reply->str);
+        else
+            LOG_D("redis: invalidation refused (%.150s): kept", reply->str);
+        defer(t);
+        return;
+    }
+    uint64_t seq = 0;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING ||
+        !inval_index_epoch_valid(reply->element[0]->str, reply->element[0]->len) ||
+        inval_index_parse_seq(reply->element[1]->str, reply->element[1]->len, &seq) != 0) {
+        refuse_value("invalidation script reply", "", 0);
+    } else {
+        check_epoch(gw, reply->element[0]->str, reply->element[0]->len);
+        if (t->kind == INVAL_PREFIX) {
+            inval_index_note_prefix(gw->inval, t->key, t->len, seq);
+            /* Reclaim the space in the background (SCAN + UNLINK batches). */
+            store_redis_delete_prefix(gw->l2, t->key, t->len);
+        } else {
+            inval_index_note_tag(gw->inval, t->key, t->len, seq);
+        }
+        persist_fold(gw);
+    }
+    free(t);
+}
+
+/* The DEL of a key invalidation: once Redis took it, the other instances are
+ * told; if Redis refused it (NOPERM, ...) or did not answer, it is kept and
+ * replayed like the sequenced ones. */
+static void on_key_deleted(void *arg, int err)
+{
+    struct inval_task *t = arg;
+    struct gateway *gw = t->gw;
+    if (err != 0) {
+        if (err == -EIO && log_now(&refused_logged_ms))
+            LOG_W("redis: invalidation of a key refused by Redis: applied here, kept and retried");
+        else
+            LOG_D("redis: invalidation of a key not taken (%s): kept", strerror(-err));
+        /* The entry may still be in Redis: a record keeps this instance from
+         * reading it back meanwhile (it covers keys starting with this one too:
+         * a few extra misses, never a stale answer). */
+        inval_index_note_prefix(gw->inval, t->key, t->len, inval_index_next_local(gw->inval));
+        defer(t);
+        return;
+    }
+    store_redis_publish_invalidation(gw->l2, INVAL_KEY, t->key, t->len);
+    free(t);
+}
+
+static void inval_task_run(void *arg)
+{
+    struct inval_task *t = arg;
+    struct gateway *gw = t->gw;
+    if (gw->l2 == NULL) {
+        free(t);
+        return;
+    }
+    if (t->kind == INVAL_KEY) {
+        int rc = store_redis_delete_then(gw->l2, t->key, t->len, on_key_deleted, t);
+        if (rc == -ENOTCONN) {
+            defer(t);
+        } else if (rc < 0) {
+            LOG_D("redis: invalidation of a key not sent: %s", strerror(-rc));
+            free(t);
+        }
+        return;
+    }
+    char seq_key[512], rec_key[512], channel[512], tagged[64], epoch[20], base[24], cur[24];
+    redis_name(gw, INV_SEQ, seq_key, sizeof seq_key);
+    redis_name(gw, t->kind == INVAL_PREFIX ? INV_PREFIXES : INV_TAGS, rec_key, sizeof rec_key);
+    redis_name(gw, "invalidate", channel, sizeof channel);
+    snprintf(tagged, sizeof tagged, "%s:%c", store_redis_instance_id(gw->l2), t->kind);
+    /* Used only if the bookkeeping is missing: a new epoch. */
+    snprintf(epoch, sizeof epoch, "%llx%s",
+             (unsigned long long)(clock_wall_ms() & 0xffffffffffffULL),
+             store_redis_instance_id(gw->l2) + 12);
+    snprintf(base, sizeof base, "%llu", (unsigned long long)inval_index_seq_base());
+    snprintf(cur, sizeof cur, "%llu", (unsigned long long)inval_index_current(gw->inval));
+    const char *argv[] = {"EVAL", SEQUENCED_SCRIPT, "3",  seq_key, rec_key,
+                          channel, t->key,          tagged, epoch,  base,
+                          cur};
+    size_t lens[11];
+    for (int i = 0; i < 11; i++) lens[i] = i == 6 ? t->len : strlen(argv[i]);
+    if (redis_pool_command(gw->redis, 11, argv, lens, on_sequenced, t) != 0) {
+        LOG_W("redis unavailable: invalidation of '%s' applied here now, in Redis when it is back",
+              t->key);
+        defer(t);
+    }
+}
+
+/* Loop thread: Redis is back: send what it missed, in order. */
+static void replay_pending(struct gateway *gw)
+{
+    struct inval_task *t = gw->inval_sync->pending_head;
+    size_t n = gw->inval_sync->pending_n;
+    gw->inval_sync->pending_head = gw->inval_sync->pending_tail = NULL;
+    gw->inval_sync->pending_n = 0;
+    if (n > 0) LOG_I("redis is back: replaying %zu invalidations made while it was down", n);
+    while (t) {
+        struct inval_task *next = t->next;
+        inval_task_run(t); /* defers again if Redis went away meanwhile */
+        t = next;
+    }
+}
+
+static void retry_pending(void *arg)
+{
+    struct gateway *gw = arg;
+    if (gw->inval_sync->pending_head == NULL) return;
+    if (redis_pool_available(gw->redis)) replay_pending(gw);
+    else io_timer_start(gw->loop, 1000, retry_pending, gw);
+}
+
+void inval_sync_stop(struct gateway *gw)
+{
+    if (gw->inval_sync == NULL) return;
+    struct inval_task *t = gw->inval_sync->pending_head;
+    while (t) {
+        struct inval_task *next = t->next;
+        free(t);
+        t = next;
+    }
+    free(gw->inval_sync);
+    gw->inval_sync = NULL;
+}
+
+static void post_invalidation(struct gateway *gw, char kind, const char *key)
+{
+    if (gw->l2 == NULL) return; /* memory only: nothing else to tell */
+    size_t len = strlen(key);
+    struct inval_task *t = malloc(sizeof *t + len + 1);
+    if (t == NULL) {
+        LOG_E("out of memory: invalidation of %s not propagated", key);
+        return;
+    }
+    t->gw = gw;
+    t->kind = kind;
+    t->len = len;
+    memcpy(t->key, key, len + 1);
+    if (io_loop_post(gw->loop, inval_task_run, t) != 0) free(t);
+}
+
+void inval_sync_invalidate_key(struct gateway *gw, const char *key)
+{
+    STATS_INC(invalidations);
+    if (gw->l1) store_l1_delete(gw->l1, key, strlen(key));
+    post_invalidation(gw, INVAL_KEY, key);
+    LOG_D("invalidated key %s", key);
+}
+
+void inval_sync_invalidate_prefix(struct gateway *gw, const char *prefix)
+{
+    STATS_INC(invalidations);
+    /* Recorded locally first, so this instance's next read already misses. */
+    inval_index_note_prefix(gw->inval, prefix, strlen(prefix), inval_index_next_local(gw->inval));
+    post_invalidation(gw, INVAL_PREFIX, prefix);
+    LOG_D("invalidated prefix %s", prefix);
+}
+
+void inval_sync_invalidate_tag(struct gateway *gw, const char *tag)
+{
+    STATS_INC(invalidations);
+    inval_index_note_tag(gw->inval, tag, strlen(tag), inval_index_next_local(gw->inval));
+    post_invalidation(gw, INVAL_TAG, tag);
+    LOG_D("invalidated tag %s", tag);
+}
+
+
+static void first_sync_task(void *arg) { first_sync(arg); }
+
+int inval_sync_start(struct gateway *gw)
+{
+    gw->inval_sync = calloc(1, sizeof *gw->inval_sync);
+    if (gw->inval_sync == NULL) return -ENOMEM;
+    if (gw->l2 == NULL) return 0;
+    int rc = store_redis_on_invalidation(gw->l2, on_remote_invalidation, gw);
+    if (rc == 0) rc = io_loop_post(gw->loop, first_sync_task, gw);
+    return rc;
+}
