@@ -1,6 +1,8 @@
 /* config.c - see config.h. */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "ip_set.h"
 #include "log.h"
@@ -29,6 +32,8 @@ enum opt_type {
     OPT_LOG_LEVEL, /* int, through log_level_parse */
     OPT_HTTP_URL,  /* http(s)://host[:port][/prefix], stored normalized */
     OPT_REDIS_URL, /* secret; validated by redis_url_parse */
+    OPT_IP_ADDR,   /* an IPv4 or IPv6 literal: listeners bind it as given, nothing resolves it */
+    OPT_HOST_PORT, /* host[:port] or [v6]:port, sent in a header: no spaces or controls */
 };
 
 enum opt_group {
@@ -69,7 +74,7 @@ struct opt {
  * read it, so an option added here is complete. */
 static const struct opt OPTIONS[] = {
     /* Listener */
-    {.flag = "host", .env = "HOST", .type = OPT_STRING, .group = GROUP_LISTENER, .min = 1,
+    {.flag = "host", .env = "HOST", .type = OPT_IP_ADDR, .group = GROUP_LISTENER, .min = 1,
      .def = "0.0.0.0", .metavar = "<addr>", .help = "Address the HTTP listener binds to.",
      .offset = FIELD(host)},
     {.flag = "port", .env = "PORT", .type = OPT_INT, .group = GROUP_LISTENER, .min = 1,
@@ -114,7 +119,7 @@ static const struct opt OPTIONS[] = {
      .help = "Client addresses whose X-Forwarded-For is kept and appended to; from any "
              "other client it is replaced.",
      .offset = FIELD(trusted_proxies)},
-    {.flag = "forwarded-host", .env = "FORWARDED_HOST", .type = OPT_STRING,
+    {.flag = "forwarded-host", .env = "FORWARDED_HOST", .type = OPT_HOST_PORT,
      .group = GROUP_LISTENER, .min = 0, .def = NULL, .def_doc = "unset (not sent)",
      .metavar = "<host>",
      .help = "Value of X-Forwarded-Host sent upstream; the client's Host is never forwarded.",
@@ -223,7 +228,7 @@ static const struct opt OPTIONS[] = {
      .help = "Bearer token of the admin/purge API. Secret: prefer the environment, flags "
              "show in ps.",
      .offset = FIELD(admin_token)},
-    {.flag = "admin-host", .env = "ADMIN_HOST", .type = OPT_STRING, .group = GROUP_ADMIN,
+    {.flag = "admin-host", .env = "ADMIN_HOST", .type = OPT_IP_ADDR, .group = GROUP_ADMIN,
      .min = 1, .def = "127.0.0.1", .metavar = "<addr>",
      .help = "Address the admin listener binds to.", .offset = FIELD(admin_host)},
     {.flag = "admin-port", .env = "ADMIN_PORT", .type = OPT_INT, .group = GROUP_ADMIN, .min = 1,
@@ -255,7 +260,7 @@ static void *field_ptr(struct config *cfg, const struct opt *o)
 static bool opt_is_string(const struct opt *o)
 {
     return o->type == OPT_STRING || o->type == OPT_SECRET || o->type == OPT_HTTP_URL ||
-           o->type == OPT_REDIS_URL;
+           o->type == OPT_REDIS_URL || o->type == OPT_IP_ADDR || o->type == OPT_HOST_PORT;
 }
 
 static bool opt_is_secret(const struct opt *o)
@@ -443,6 +448,38 @@ static int normalize_http_url(const char *s, char **out)
     return *out == NULL ? -ENOMEM : 0;
 }
 
+static bool is_ip_literal(const char *s)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, addr) == 1 || inet_pton(AF_INET6, s, addr) == 1;
+}
+
+/* host[:port] as a Host-style header value: a name or IPv4 address of
+ * host_char_ok characters, or a bracketed IPv6 literal, then an optional port. */
+static bool is_host_port(const char *s)
+{
+    const char *p = s;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        char v6[INET6_ADDRSTRLEN + 1];
+        unsigned char addr[sizeof(struct in6_addr)];
+        size_t n = close != NULL ? (size_t)(close - p - 1) : 0;
+        if (close == NULL || n == 0 || n >= sizeof v6) return false;
+        memcpy(v6, p + 1, n);
+        v6[n] = '\0';
+        if (inet_pton(AF_INET6, v6, addr) != 1) return false;
+        p = close + 1;
+    } else {
+        while (host_char_ok(*p)) p++;
+        if (p == s) return false;
+    }
+    if (*p == '\0') return true;
+    unsigned long long port;
+    const char *end;
+    return *p == ':' && parse_digits(p + 1, &port, &end) == 0 && *end == '\0' && port >= 1 &&
+           port <= 65535;
+}
+
 static int set_string(char **field, const char *value, bool secret)
 {
     char *copy = NULL;
@@ -506,6 +543,26 @@ static int opt_apply(const struct opt *o, struct config *cfg, const char *text, 
         *(char **)field = url;
         return 0;
     }
+
+    case OPT_IP_ADDR:
+        if (text != NULL && !is_ip_literal(text)) {
+            invalid(o, text,
+                    "expected an IP address such as 0.0.0.0, 127.0.0.1, :: or ::1; names such as "
+                    "localhost are not resolved",
+                    err, err_len);
+            return -1;
+        }
+        if (set_string(field, text, false) != 0) goto oom;
+        return 0;
+
+    case OPT_HOST_PORT:
+        if (text != NULL && !is_host_port(text)) {
+            invalid(o, text, "expected host[:port], such as api.example.com or [::1]:8443", err,
+                    err_len);
+            return -1;
+        }
+        if (set_string(field, text, false) != 0) goto oom;
+        return 0;
 
     case OPT_REDIS_URL:
         if (text != NULL) {
@@ -601,6 +658,59 @@ static const struct opt *find_by_env(const char *name)
     for (size_t i = 0; i < N_OPTIONS; i++)
         if (OPTIONS[i].env != NULL && strcmp(OPTIONS[i].env, name) == 0) return &OPTIONS[i];
     return NULL;
+}
+
+/* Edit distance between a and b, ignoring case, with a swap of two adjacent
+ * characters counted as one edit (optimal string alignment): "ULR" is one edit
+ * from "URL".  Names longer than NAME_MAX_CMP count as far from everything. */
+#define NAME_MAX_CMP 48
+static size_t name_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > NAME_MAX_CMP || lb > NAME_MAX_CMP) return SIZE_MAX;
+    size_t d[NAME_MAX_CMP + 1][NAME_MAX_CMP + 1];
+    for (size_t i = 0; i <= la; i++) d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            char ca = (char)toupper((unsigned char)a[i - 1]);
+            char cb = (char)toupper((unsigned char)b[j - 1]);
+            size_t best = d[i - 1][j - 1] + (ca != cb);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && ca == toupper((unsigned char)b[j - 2]) &&
+                toupper((unsigned char)a[i - 2]) == cb && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+const char *config_env_suggestion(const char *key)
+{
+    size_t len = strlen(key);
+    /* Short names need a closer match: PATH, HOME and "export" are two edits
+     * from PORT or HOST, and are not meant as either. */
+    size_t max_dist = len <= 6 ? 1 : 2;
+    const char *best = NULL, *prefixed = NULL;
+    size_t best_dist = SIZE_MAX;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *env = OPTIONS[i].env;
+        if (env == NULL) continue;
+        size_t dist = name_distance(key, env);
+        if (dist < best_dist) {
+            best_dist = dist;
+            best = env;
+        }
+        /* UPSTREAM= for UPSTREAM_URL: the key is a leading part of a name, cut at a
+         * '_'; the shortest such name is the likeliest. */
+        if (len >= 3 && strlen(env) > len && env[len] == '_' && strncasecmp(env, key, len) == 0 &&
+            (prefixed == NULL || strlen(env) < strlen(prefixed)))
+            prefixed = env;
+    }
+    if (best != NULL && best_dist <= max_dist) return best;
+    return prefixed;
 }
 
 /* Collects flag values into vals (borrowed from argv), last one winning. */
@@ -726,7 +836,8 @@ static char *dotenv_value(char *v, const char **why)
 }
 
 /* Reads the .env file at path into vals (owned copies, indexed like OPTIONS).
- * Keys that name no option are skipped; a missing file is not an error. */
+ * Keys that name no option are skipped, with a warning when they look like one
+ * (config_env_suggestion); a missing file is not an error. */
 static int dotenv_read(const char *path, char **vals, char *err, size_t err_len)
 {
     FILE *f = fopen(path, "r");
@@ -763,7 +874,16 @@ static int dotenv_read(const char *path, char **vals, char *err, size_t err_len)
             goto done;
         }
         const struct opt *o = find_by_env(key);
-        if (o == NULL) continue;
+        if (o == NULL) {
+            /* A .env file is often shared with the application, so a key that is
+             * not ours is skipped quietly; one that looks like ours is a typo that
+             * would otherwise leave the default in force without a word. */
+            const char *meant = config_env_suggestion(key);
+            if (meant != NULL)
+                LOG_W("%s:%u: unknown key %.64s ignored; did you mean %s?", path, lineno, key,
+                      meant);
+            continue;
+        }
         char *copy = strdup(value);
         if (copy == NULL) {
             snprintf(err, err_len, "out of memory reading %s", path);
@@ -817,6 +937,55 @@ static int validate_ip_sets(const struct config *cfg, char *err, size_t err_len)
     return 0;
 }
 
+static bool is_wildcard(const char *addr)
+{
+    return strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0;
+}
+
+/* Values that are each well-formed but cannot work together, or name files
+ * that are not there: found here, they stop --check and start-up with exit 2
+ * and one line, instead of a failure half-way through start-up. */
+static int validate_combined(const struct config *cfg, char *err, size_t err_len)
+{
+    char shown[SHOWN_VALUE_MAX + 8];
+    /* The admin listener exists only with a token.  "::" may take IPv4 too. */
+    if (cfg->admin_token != NULL && cfg->admin_port == cfg->port &&
+        (strcmp(cfg->host, cfg->admin_host) == 0 || is_wildcard(cfg->host) ||
+         is_wildcard(cfg->admin_host))) {
+        snprintf(err, err_len,
+                 "invalid value for --admin-port (ADMIN_PORT): '%d' (the HTTP listener already "
+                 "uses port %d on %s; pick another port)",
+                 cfg->admin_port, cfg->port, cfg->host);
+        return -1;
+    }
+    /* The TLS files are read only for a rediss:// URL; then each must be readable. */
+    if (cfg->redis_url == NULL || strncasecmp(cfg->redis_url, "rediss://", 9) != 0) return 0;
+    static const struct {
+        size_t offset;
+        const char *flag, *env;
+    } FILES[] = {
+        {FIELD(redis_tls_ca_file), "redis-tls-ca-file", "REDIS_TLS_CA_FILE"},
+        {FIELD(redis_tls_cert_file), "redis-tls-cert-file", "REDIS_TLS_CERT_FILE"},
+        {FIELD(redis_tls_key_file), "redis-tls-key-file", "REDIS_TLS_KEY_FILE"},
+    };
+    for (size_t i = 0; i < sizeof FILES / sizeof FILES[0]; i++) {
+        const char *path = *(char *const *)((const char *)cfg + FILES[i].offset);
+        if (path == NULL || access(path, R_OK) == 0) continue;
+        int e = errno;
+        sanitize(path, shown, sizeof shown);
+        snprintf(err, err_len, "invalid value for --%s (%s): '%s' (cannot read it: %s)",
+                 FILES[i].flag, FILES[i].env, shown, strerror(e));
+        return -1;
+    }
+    if (cfg->redis_tls_key_file != NULL && cfg->redis_tls_cert_file == NULL) {
+        snprintf(err, err_len,
+                 "invalid value for --redis-tls-key-file (REDIS_TLS_KEY_FILE): a client key "
+                 "needs its certificate (--redis-tls-cert-file, REDIS_TLS_CERT_FILE)");
+        return -1;
+    }
+    return 0;
+}
+
 enum config_result config_load(struct config *cfg, int argc, char **argv,
                                const char *dotenv_path, char *err, size_t err_len)
 {
@@ -858,6 +1027,7 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
         if (opt_apply(o, cfg, text, err, err_len) != 0) goto done;
     }
     if (validate_ip_sets(cfg, err, err_len) != 0) goto done;
+    if (validate_combined(cfg, err, err_len) != 0) goto done;
     rc = CONFIG_OK;
 
 done:

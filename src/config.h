@@ -6,10 +6,14 @@
  * quotes, optional "export " prefix), built-in default.  Every option has one
  * flag and one environment name, listed by --help with its default.
  *
- * Values are validated while parsing; the first invalid one makes
- * config_load return CONFIG_ERROR with one clear line in err naming the option
- * (flag and env var) and never echoing a secret (the Redis URL password, the
- * admin token).
+ * Values are validated while parsing, then together (the admin listener's
+ * port against the HTTP listener's, the Redis TLS files of a rediss:// URL
+ * readable); the first invalid one makes config_load return CONFIG_ERROR with
+ * one clear line in err naming the option (flag and env var) and never echoing
+ * a secret (the Redis URL password, the admin token).  So --check and start-up
+ * both exit 2 on a bad value, before anything is bound or loaded.  A .env key
+ * that names no option is skipped; one that looks like a typo of an option is
+ * logged as a warning with the name it was probably meant as.
  *
  * Ownership: struct config owns its strings; config_free releases them.
  * Thread-safety: immutable after config_load; read freely from any thread.
@@ -101,6 +105,13 @@ void config_free(struct config *cfg);
 
 /* Writes the --help text to stream (FILE *). */
 void config_print_help(void *stream);
+
+/* The environment name an unknown .env key was most likely meant as, or NULL
+ * when it looks like no option (then it is probably the application's own):
+ * a name one edit away (two for keys longer than 6; case ignored, a swap of
+ * adjacent letters is one edit: REDIS_ULR), else the shortest name the key
+ * begins at a '_' (UPSTREAM -> UPSTREAM_URL).  config_load warns with it. */
+const char *config_env_suggestion(const char *key);
 
 /* Writes the cachegw(8) man page (roff) to stream (FILE *), from the same
  * option table as --help, so the two cannot drift; the build generates the

@@ -347,7 +347,25 @@ TEST(invalid_values)
         {NULL, NULL, "--access-log=maybe", NULL, "--access-log (ACCESS_LOG)", "'maybe'"},
         {"REDIS_TLS_INSECURE", "2", NULL, NULL, "--redis-tls-insecure (REDIS_TLS_INSECURE)", NULL},
         {NULL, NULL, "--check=nope", NULL, "--check", NULL},
-        {"HOST", "", NULL, NULL, "--host (HOST)", "non-empty"},
+        {"HOST", "", NULL, NULL, "--host (HOST)", "IP address"},
+        /* Listeners bind an address literal: a name or an impossible address
+         * must stop --check, not fail the bind later with exit 1. */
+        {NULL, NULL, "--host", "999.1.1.1",
+         "invalid value for --host (HOST): '999.1.1.1' (expected an IP address", NULL},
+        {NULL, NULL, "--host", "localhost", "--host (HOST)", "localhost are not resolved"},
+        {"HOST", "127.0.0.1:8080", NULL, NULL, "--host (HOST)", "'127.0.0.1:8080'"},
+        {"HOST", "[::1]", NULL, NULL, "--host (HOST)", NULL},
+        {"HOST", "1.2.3", NULL, NULL, "--host (HOST)", NULL},
+        {"ADMIN_HOST", "admin.internal", NULL, NULL, "--admin-host (ADMIN_HOST)",
+         "'admin.internal'"},
+        {"ADMIN_HOST", "", NULL, NULL, "--admin-host (ADMIN_HOST)", NULL},
+        {"FORWARDED_HOST", "a b", NULL, NULL, "--forwarded-host (FORWARDED_HOST)", "host[:port]"},
+        {"FORWARDED_HOST", "api.example.com:0", NULL, NULL, "--forwarded-host", NULL},
+        {"FORWARDED_HOST", "api.example.com:", NULL, NULL, "--forwarded-host", NULL},
+        {"FORWARDED_HOST", "[::1", NULL, NULL, "--forwarded-host", NULL},
+        {"FORWARDED_HOST", "[nope]:80", NULL, NULL, "--forwarded-host", NULL},
+        {"FORWARDED_HOST", "evil.com/x", NULL, NULL, "--forwarded-host", NULL},
+        {"FORWARDED_HOST", "a\r\nX-Injected: 1", NULL, NULL, "--forwarded-host", NULL},
         {"REDIS_URL", "http://localhost", NULL, NULL, "--redis-url (REDIS_URL)", "scheme"},
         {"REDIS_URL", "redis://host:0", NULL, NULL, "--redis-url (REDIS_URL)", "port"},
     };
@@ -642,6 +660,167 @@ TEST(help_lists_every_option)
     free(text);
 }
 
+/* Addresses that must keep loading after the host checks. */
+TEST(addresses_accepted)
+{
+    static const char *const HOSTS[] = {"0.0.0.0", "127.0.0.1", "::", "::1", "fe80::1",
+                                        "10.255.255.254"};
+    for (size_t i = 0; i < sizeof HOSTS / sizeof HOSTS[0]; i++) {
+        struct config c;
+        clear_env();
+        setenv("ADMIN_HOST", HOSTS[i], 1);
+        CHECK_EQ_INT(LOAD(&c, no_dotenv, "--host", (char *)HOSTS[i], ), CONFIG_OK);
+        CHECK_EQ_STR(c.host, HOSTS[i]);
+        CHECK_EQ_STR(c.admin_host, HOSTS[i]);
+        config_free(&c);
+    }
+    static const char *const FWD[] = {"api.example.com", "api.example.com:8443", "10.0.0.1:80",
+                                      "[::1]:8443", "[2001:db8::1]", "my_host-1.local"};
+    for (size_t i = 0; i < sizeof FWD / sizeof FWD[0]; i++) {
+        struct config c;
+        clear_env();
+        setenv("FORWARDED_HOST", FWD[i], 1);
+        CHECK_EQ_INT(LOAD(&c, no_dotenv, ), CONFIG_OK);
+        CHECK_EQ_STR(c.forwarded_host, FWD[i]);
+        config_free(&c);
+    }
+    clear_env();
+}
+
+/* Values fine one by one that cannot work together, or files that are not
+ * there: config_load refuses them so --check and start-up exit 2. */
+TEST(combined_values)
+{
+    struct config c;
+    char path[256];
+    clear_env();
+
+    /* The admin listener would take the HTTP listener's port. */
+    setenv("ADMIN_TOKEN", "t0ken", 1);
+    CHECK(fails_with(LOAD(&c, no_dotenv, "--port", "9000", "--admin-port", "9000", ), &c,
+                     "invalid value for --admin-port (ADMIN_PORT): '9000'", "port 9000", NULL));
+    CHECK(fails_with(LOAD(&c, no_dotenv, "--host", "127.0.0.1", "--port", "9000",
+                          "--admin-host", "0.0.0.0", "--admin-port", "9000", ),
+                     &c, "--admin-port (ADMIN_PORT)", NULL, NULL));
+    /* Different addresses, or no admin listener at all: no conflict. */
+    CHECK_EQ_INT(LOAD(&c, no_dotenv, "--host", "127.0.0.1", "--port", "9000", "--admin-host",
+                      "127.0.0.2", "--admin-port", "9000", ),
+                 CONFIG_OK);
+    config_free(&c);
+    unsetenv("ADMIN_TOKEN");
+    CHECK_EQ_INT(LOAD(&c, no_dotenv, "--port", "9000", "--admin-port", "9000", ), CONFIG_OK);
+    config_free(&c);
+
+    /* TLS files are read only for rediss://, and then must be readable. */
+    snprintf(path, sizeof path, "%s/absent-ca.pem", tmpdir);
+    setenv("REDIS_TLS_CA_FILE", path, 1);
+    CHECK_EQ_INT(LOAD(&c, no_dotenv, ), CONFIG_OK);
+    config_free(&c);
+    CHECK_EQ_INT(LOAD(&c, no_dotenv, "--redis-url", "redis://127.0.0.1:6379", ), CONFIG_OK);
+    config_free(&c);
+    CHECK(fails_with(LOAD(&c, no_dotenv, "--redis-url", "rediss://127.0.0.1:6380", ), &c,
+                     "invalid value for --redis-tls-ca-file (REDIS_TLS_CA_FILE)", "absent-ca.pem",
+                     "No such file or directory"));
+    setenv("REDIS_TLS_CA_FILE", dotenv, 1); /* a readable file */
+    write_dotenv("# not a certificate, but readable\n");
+    setenv("REDIS_TLS_KEY_FILE", dotenv, 1);
+    CHECK(fails_with(LOAD(&c, no_dotenv, "--redis-url", "rediss://127.0.0.1:6380", ), &c,
+                     "--redis-tls-key-file (REDIS_TLS_KEY_FILE)", "needs its certificate", NULL));
+    setenv("REDIS_TLS_CERT_FILE", dotenv, 1);
+    CHECK_EQ_INT(LOAD(&c, no_dotenv, "--redis-url", "rediss://127.0.0.1:6380", ), CONFIG_OK);
+    config_free(&c);
+    clear_env();
+}
+
+TEST(env_suggestions)
+{
+    static const struct {
+        const char *key, *want;
+    } CASES[] = {
+        {"REDIS_ULR", "REDIS_URL"},      /* adjacent letters swapped */
+        {"UPSTREAM", "UPSTREAM_URL"},    /* the leading part of a name */
+        {"UPSTREAM_TIMEOUT", "UPSTREAM_TIMEOUT_MS"},
+        {"redis_url", "REDIS_URL"},      /* case */
+        {"REDIS_UR", "REDIS_URL"},
+        {"PROT", "PORT"},
+        {"ADMIN_TOKN", "ADMIN_TOKEN"},
+        {"LOGLEVEL", "LOG_LEVEL"},
+        {"POLICIES_DI", "POLICIES_DIR"},
+        {"export", NULL},                /* two edits from PORT, but a short word */
+        {"DATABASE_URL", NULL},          /* the application's own keys */
+        {"NODE_ENV", NULL},
+        {"SECRET_KEY_BASE", NULL},
+        {"PATH", NULL},                  /* two edits from PORT: too far for a short name */
+        {"HOME", NULL},
+        {"RE", NULL},
+        {"A_VERY_LONG_KEY_NAME_THAT_IS_LONGER_THAN_ANY_OPTION_NAME_WE_HAVE", NULL},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+        const char *got = config_env_suggestion(CASES[i].key);
+        if (CASES[i].want == NULL ? got != NULL : got == NULL || strcmp(got, CASES[i].want) != 0) {
+            fprintf(stderr, "  %s: got %s, want %s\n", CASES[i].key, got ? got : "(none)",
+                    CASES[i].want ? CASES[i].want : "(none)");
+            CHECK(!"wrong suggestion");
+        }
+    }
+}
+
+/* Reads what config_load logged to stderr while loading the .env file. */
+static char *load_capturing_stderr(struct config *c, enum config_result *rc)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/stderr.txt", tmpdir);
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (saved < 0 || fd < 0) return NULL;
+    dup2(fd, 2);
+    close(fd);
+    *rc = LOAD(c, dotenv, );
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return NULL;
+    char *text = calloc(1, 8192);
+    if (text != NULL) fread(text, 1, 8191, f);
+    fclose(f);
+    unlink(path);
+    return text;
+}
+
+TEST(dotenv_unknown_keys_warn)
+{
+    struct config c;
+    enum config_result rc = CONFIG_ERROR;
+    clear_env();
+    write_dotenv("REDIS_ULR=redis://127.0.0.1:6379\n"
+                 "UPSTREAM=http://127.0.0.1:9\n"
+                 "DATABASE_URL=postgres://app\n"
+                 "PORT=9100\n");
+    char *log = load_capturing_stderr(&c, &rc);
+    CHECK(log != NULL);
+    if (log == NULL) return;
+    /* Warnings, not errors: the known keys still apply and the typos change nothing. */
+    CHECK_EQ_INT(rc, CONFIG_OK);
+    CHECK_EQ_INT(c.port, 9100);
+    CHECK(c.redis_url == NULL);
+    CHECK_EQ_STR(c.upstream_url, "http://127.0.0.1:3000");
+    CHECK(strstr(log, "WARN") != NULL);
+    CHECK(strstr(log, ".env:1: unknown key REDIS_ULR ignored; did you mean REDIS_URL?") != NULL);
+    CHECK(strstr(log, ".env:2: unknown key UPSTREAM ignored; did you mean UPSTREAM_URL?") != NULL);
+    /* The value of a mistyped key may be a secret: never in the warning. */
+    CHECK(strstr(log, "redis://") == NULL);
+    /* A key that is the application's own is skipped without a word. */
+    CHECK(strstr(log, "DATABASE_URL") == NULL);
+    int lines = 0;
+    for (const char *p = log; *p != '\0'; p++) lines += *p == '\n';
+    CHECK_EQ_INT(lines, 2);
+    free(log);
+    config_free(&c);
+    clear_env();
+}
+
 TEST(err_buffer_may_be_small_or_null)
 {
     struct config c;
@@ -684,6 +863,10 @@ int main(void)
     RUN(redis_and_secrets_accepted);
     RUN(help_and_version);
     RUN(help_lists_every_option);
+    RUN(addresses_accepted);
+    RUN(combined_values);
+    RUN(env_suggestions);
+    RUN(dotenv_unknown_keys_warn);
     RUN(err_buffer_may_be_small_or_null);
 
     unlink(dotenv);
