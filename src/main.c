@@ -57,13 +57,15 @@ static int lua_dir_resolve(const struct config *cfg, char *buf, size_t len, char
     if (cfg->lua_dir != NULL) {
         if (!lua_dir_holds_library(cfg->lua_dir)) {
             snprintf(err, err_len,
-                     "LUA_DIR (--lua-dir) %s does not hold the gateway's Lua library "
+                     "LUA_DIR (--lua-dir) %.512s does not hold the gateway's Lua library "
                      "(no readable %s in it)",
                      cfg->lua_dir, LUA_DIR_PROBE);
             return -1;
         }
-        snprintf(buf, len, "%s", cfg->lua_dir);
-        return 0;
+        int c = snprintf(buf, len, "%s", cfg->lua_dir);
+        if (c > 0 && (size_t)c < len) return 0;
+        snprintf(err, err_len, "LUA_DIR (--lua-dir) is too long");
+        return -1;
     }
     char exe_dir[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof exe_dir - 1);
@@ -81,11 +83,13 @@ static int lua_dir_resolve(const struct config *cfg, char *buf, size_t len, char
         int w = snprintf(dir, sizeof dir, "%s/%s", exe_dir, LUA_DIR_CANDIDATES[i]);
         if (w <= 0 || (size_t)w >= sizeof dir || !lua_dir_holds_library(dir)) continue;
         /* The canonical form is what the log lines show. */
-        if (realpath(dir, buf) == NULL || strlen(buf) >= len) snprintf(buf, len, "%s", dir);
-        return 0;
+        char *canon = realpath(dir, NULL);
+        int c = snprintf(buf, len, "%s", canon != NULL ? canon : dir);
+        free(canon);
+        if (c > 0 && (size_t)c < len) return 0;
     }
     snprintf(err, err_len,
-             "the gateway's Lua library is not installed next to the binary (%s/%s): set "
+             "the gateway's Lua library is not installed next to the binary (%.512s/%s): set "
              "LUA_DIR (--lua-dir) to the directory holding %s",
              exe_dir, LUA_DIR_CANDIDATES[0], LUA_DIR_PROBE);
     return -1;
