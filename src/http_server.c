@@ -160,25 +160,73 @@ static enum MHD_Result queue(struct request *r, int status, struct MHD_Response 
     return ret;
 }
 
-static enum MHD_Result answer_json(struct request *r, int status, const char *json,
-                                   const char *x_cache)
-{
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(json), (void *)json, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL) return MHD_NO;
-    add_header(resp, "Content-Type", "application/json");
-    add_header(resp, "Cache-Control", "no-store");
-    if (x_cache) add_header(resp, "X-Cache", x_cache);
-    return queue(r, status, resp, x_cache);
-}
-
+/* The gateway's own answers (refusals, failed forwards): a small JSON body and,
+ * as on every answer, X-Cache and Cache-Status (RFC 9211).  X-Cache is MISS for
+ * a request the cache could have answered, else BYPASS.  A 502/504 after a
+ * forward names it (fwd=uri-miss or stale for a cacheable request, request or
+ * method otherwise; collapsed when it waited on another request's fetch) but
+ * carries no fwd-status: the upstream gave no response, so there is no status
+ * of its to report (an upstream's own 502 passes through as fwd-status=502).
+ * Other answers were given before any forward: no fwd, only detail.  detail is
+ * the error as a token, e.g. upstream-timeout, upstream-unavailable. */
 static enum MHD_Result answer_error(struct request *r, int status, const char *error,
                                     const char *detail)
 {
+    /* detail may be an upstream library's message: escaped for the JSON body. */
+    char safe_detail[256] = "";
+    if (detail != NULL) {
+        size_t w = 0;
+        for (const char *p = detail; *p != '\0' && w + 7 < sizeof safe_detail; p++) {
+            unsigned char c = (unsigned char)*p;
+            if (c == '"' || c == '\\')
+                w += (size_t)snprintf(safe_detail + w, sizeof safe_detail - w, "\\%c", c);
+            else if (c < 0x20 || c == 0x7f)
+                w += (size_t)snprintf(safe_detail + w, sizeof safe_detail - w, "\\u%04x", c);
+            else
+                safe_detail[w++] = (char)c;
+        }
+        safe_detail[w] = '\0';
+    }
     char body[512];
     snprintf(body, sizeof body, "{\"error\": \"%s\", \"status\": %d%s%s%s}\n", error, status,
-             detail ? ", \"detail\": \"" : "", detail ? detail : "", detail ? "\"" : "");
-    return answer_json(r, status, body, NULL);
+             detail ? ", \"detail\": \"" : "", safe_detail, detail ? "\"" : "");
+
+    char token[64];
+    size_t n = 0;
+    for (const char *p = error; *p != '\0' && n + 1 < sizeof token; p++) {
+        char c = *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
+        bool keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (keep) token[n++] = c;
+        else if (n > 0 && token[n - 1] != '-') token[n++] = '-';
+    }
+    while (n > 0 && token[n - 1] == '-') n--;
+    token[n] = '\0';
+
+    bool own_forward = r->fetch != NULL && r->fetch->error != UPSTREAM_OK;
+    bool collapsed = !own_forward && r->outcome == FLIGHT_FAILED && r->woken_status == status;
+    const char *x_cache = r->cacheable ? "MISS" : "BYPASS";
+    char cache_status[160];
+    if ((status == 502 || status == 504) && (own_forward || collapsed)) {
+        const char *fwd = r->cacheable ? (r->stale_obj ? "stale" : "uri-miss")
+                          : r->method != NULL && (strcmp(r->method, "GET") == 0 ||
+                                                  strcmp(r->method, "HEAD") == 0)
+                              ? "request"
+                              : "method";
+        snprintf(cache_status, sizeof cache_status, "cachegw; fwd=%s;%s detail=%s", fwd,
+                 collapsed ? " collapsed;" : "", token[0] ? token : "error");
+    } else {
+        snprintf(cache_status, sizeof cache_status, "cachegw; detail=%s",
+                 token[0] ? token : "error");
+    }
+
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    add_header(resp, "Content-Type", "application/json");
+    add_header(resp, "Cache-Control", "no-store");
+    add_header(resp, "X-Cache", x_cache);
+    add_header(resp, "Cache-Status", cache_status);
+    return queue(r, status, resp, x_cache);
 }
 
 static void unref_object_cb(void *cls) { cache_object_unref(cls); }

@@ -111,14 +111,15 @@ end
 
 function helper.policy_files(dir)
     dir = policies_dir(dir)
+    if not os.execute("test -d " .. shell_quote(dir)) then
+        error(("policies directory %s not found (relative paths are resolved against the " ..
+            "working directory, %s)"):format(dir, os.getenv("PWD") or "."), 0)
+    end
     local p = assert(io.popen("ls -1 " .. shell_quote(dir) .. " 2>&1"))
     local lines = {}
     for line in p:lines() do lines[#lines + 1] = line end
-    local ok = p:close()
-    if not ok then
-        local cwd = os.getenv("PWD") or "the working directory"
-        error(("policies directory %s: %s (relative paths are resolved against %s)"):format(
-            dir, lines[#lines] or "cannot list it", cwd), 2)
+    if not p:close() then
+        error(("policies directory %s: cannot list it: %s"):format(dir, lines[#lines] or "?"), 0)
     end
     local names = {}
     for _, name in ipairs(lines) do
@@ -127,7 +128,7 @@ function helper.policy_files(dir)
         end
     end
     if #names == 0 then
-        error(("no policy files (*.lua) in %s: nothing to test"):format(dir), 2)
+        error(("no policy files (*.lua) in %s: nothing to test"):format(dir), 0)
     end
     table.sort(names)
     return names
