@@ -1,9 +1,9 @@
 /* lua_cache.c - see lua_cache.h.
  *
- * One file, two builds: inside the gateway the tiers are the gateway's (cache_tiers), and
- * with CACHEGW_LUA_CACHE_MODULE the module owns a memory tier and, optionally, a synchronous
- * hiredis connection.  The Lua-facing functions are shared; only the "backend" helpers
- * below differ.
+ * The Lua-facing functions, shared by two builds: the gateway links lua_cache_gateway.c
+ * (the gateway's tiers), the loadable module for busted links lua_cache_module.c (its own
+ * memory tier and an optional synchronous hiredis connection).  lua_cache_backend.h is the
+ * interface between them.
  */
 #include "lua_cache.h"
 
@@ -20,18 +20,8 @@
 #include "cache_object.h"
 #include "inval_index.h"
 #include "log.h"
-#include "store_l1.h"
+#include "lua_cache_backend.h"
 
-#ifdef CACHEGW_LUA_CACHE_MODULE
-#include <hiredis/hiredis.h>
-
-#include "redis_url.h"
-#else
-#include "cache_tiers.h"
-#include "config.h"
-#include "gateway.h"
-#include "stats.h"
-#endif
 
 const char LUA_CACHE_YIELD_MARK[] = "cachegw.cache.yield";
 
@@ -45,27 +35,7 @@ const char LUA_CACHE_YIELD_MARK[] = "cachegw.cache.yield";
  * the encoded object still fits MAX_VALUE_SIZE and Redis takes it. */
 #define ENCODING_ROOM 128
 
-struct mstate {
-    struct lua_cache_ctx ctx; /* first: lua_cache_ctx_of returns its address */
-    /* An object whose body is being copied into Lua: released on the next call (or at close)
-     * if the copy raised, so a memory error never leaks it. */
-    struct cache_object *held;
-#ifdef CACHEGW_LUA_CACHE_MODULE
-    struct store_l1 *l1;
-    struct inval_index *inval;
-    redisContext *redis;
-    char *prefix;
-    size_t max_value;
-    uint64_t hits, misses;
-#endif
-};
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct mstate *state_of(lua_State *L)
 {
@@ -86,253 +56,8 @@ static void push_body(lua_State *L, struct mstate *st, struct cache_object *obj)
     cache_object_unref(obj);
 }
 
-/* ---- backends ------------------------------------------------------------------------- */
+/* ---- backends: lua_cache_gateway.c or lua_cache_module.c (lua_cache_backend.h) ---- */
 
-#ifdef CACHEGW_LUA_CACHE_MODULE
-
-static bool be_bound(const struct mstate *st) { return st->l1 != NULL; }
-static size_t be_max_value(const struct mstate *st) { return st->max_value; }
-static uint64_t be_gen(const struct mstate *st) { return inval_index_current(st->inval); }
-static bool be_redis_up(const struct mstate *st) { return st->redis != NULL && !st->redis->err; }
-
-/* Prefix + namespaced key into a malloc'd buffer. */
-static char *redis_key(const struct mstate *st, const char *k, size_t len, size_t *out_len)
-{
-    size_t pl = strlen(st->prefix);
-    char *fk = malloc(pl + len + 1);
-    if (fk == NULL) return NULL;
-    memcpy(fk, st->prefix, pl);
-    memcpy(fk + pl, k, len);
-    fk[pl + len] = '\0';
-    *out_len = pl + len;
-    return fk;
-}
-
-static void redis_simple(struct mstate *st, const char *cmd, const char *k, size_t len)
-{
-    if (!be_redis_up(st)) return;
-    size_t fl;
-    char *fk = redis_key(st, k, len, &fl);
-    if (fk == NULL) return;
-    const char *argv[2] = {cmd, fk};
-    size_t lens[2] = {strlen(cmd), fl};
-    redisReply *r = redisCommandArgv(st->redis, 2, argv, lens);
-    if (r) freeReplyObject(r);
-    free(fk);
-}
-
-static bool usable(const struct mstate *st, const struct cache_object *obj, int64_t now)
-{
-    return cache_object_is_fresh(obj, now) && inval_index_valid(st->inval, obj);
-}
-
-/* The synchronous Redis read of the loadable module (busted is not a worker). */
-static struct cache_object *redis_read(struct mstate *st, const char *k, size_t len, int64_t now)
-{
-    if (!be_redis_up(st)) return NULL;
-    size_t fl;
-    char *fk = redis_key(st, k, len, &fl);
-    if (fk == NULL) return NULL;
-    const char *argv[2] = {"GET", fk};
-    size_t lens[2] = {3, fl};
-    redisReply *r = redisCommandArgv(st->redis, 2, argv, lens);
-    free(fk);
-    struct cache_object *obj = NULL;
-    if (r && r->type == REDIS_REPLY_STRING &&
-        cache_object_decode(r->str, r->len, &obj) == 0 &&
-        (obj->key_len != len || memcmp(obj->key, k, len) != 0 || !usable(st, obj, now))) {
-        cache_object_unref(obj);
-        obj = NULL;
-    }
-    if (r) freeReplyObject(r);
-    if (obj) store_l1_put(st->l1, obj, now);
-    return obj;
-}
-
-static struct cache_object *be_lookup(struct mstate *st, const char *k, size_t len, int64_t now,
-                                      bool remote)
-{
-    struct cache_object *obj = store_l1_get(st->l1, k, len, now);
-    if (obj && !usable(st, obj, now)) {
-        store_l1_delete(st->l1, k, len);
-        cache_object_unref(obj);
-        obj = NULL;
-    }
-    if (obj == NULL && remote) obj = redis_read(st, k, len, now);
-    if (obj) st->hits++;
-    else st->misses++;
-    return obj;
-}
-
-static void be_store(struct mstate *st, struct cache_object *obj)
-{
-    store_l1_put(st->l1, obj, now_ms());
-    if (!be_redis_up(st)) return;
-    char *val = NULL;
-    size_t val_len = 0;
-    size_t fl;
-    char *fk = redis_key(st, obj->key, obj->key_len, &fl);
-    if (fk != NULL && cache_object_encode(obj, &val, &val_len) == 0) {
-        char px[24];
-        snprintf(px, sizeof px, "%lld", (long long)(obj->meta.ttl_ms > 0 ? obj->meta.ttl_ms : 1));
-        const char *argv[5] = {"SET", fk, val, "PX", px};
-        size_t lens[5] = {3, fl, val_len, 2, strlen(px)};
-        redisReply *r = redisCommandArgv(st->redis, 5, argv, lens);
-        if (r) freeReplyObject(r);
-    }
-    free(val);
-    free(fk);
-}
-
-static void be_delete(struct mstate *st, const char *k, size_t len)
-{
-    store_l1_delete(st->l1, k, len);
-    redis_simple(st, "DEL", k, len);
-}
-
-static void be_invalidate_prefix(struct mstate *st, const char *p, size_t len)
-{
-    inval_index_note_prefix(st->inval, p, len, inval_index_next_local(st->inval));
-    if (!be_redis_up(st)) return;
-    /* SCAN MATCH <prefix><p>* with glob characters escaped, then DEL what it finds. */
-    size_t pl = strlen(st->prefix);
-    char *pat = malloc(2 * (pl + len) + 2);
-    if (pat == NULL) return;
-    size_t n = 0;
-    const char *parts[2] = {st->prefix, p};
-    size_t plens[2] = {pl, len};
-    for (int i = 0; i < 2; i++)
-        for (size_t j = 0; j < plens[i]; j++) {
-            char c = parts[i][j];
-            if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') pat[n++] = '\\';
-            pat[n++] = c;
-        }
-    pat[n++] = '*';
-    char cursor[32] = "0";
-    do {
-        const char *argv[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
-        size_t lens[6] = {4, strlen(cursor), 5, n, 5, 4};
-        redisReply *r = redisCommandArgv(st->redis, 6, argv, lens);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-            if (r) freeReplyObject(r);
-            break;
-        }
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str ? r->element[0]->str : "0");
-        redisReply *keys = r->element[1];
-        for (size_t i = 0; i < keys->elements; i++) {
-            const char *dargv[2] = {"DEL", keys->element[i]->str};
-            size_t dlens[2] = {3, keys->element[i]->len};
-            redisReply *d = redisCommandArgv(st->redis, 2, dargv, dlens);
-            if (d) freeReplyObject(d);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") != 0);
-    free(pat);
-}
-
-static void be_push_stats(lua_State *L, struct mstate *st)
-{
-    uint64_t total = st->hits + st->misses;
-    struct store_l1_stats l1;
-    store_l1_get_stats(st->l1, &l1);
-    lua_createtable(L, 0, 5);
-    lua_pushinteger(L, (lua_Integer)st->hits);
-    lua_setfield(L, -2, "hits");
-    lua_pushinteger(L, (lua_Integer)st->misses);
-    lua_setfield(L, -2, "misses");
-    lua_pushnumber(L, total ? round((double)st->hits * 10000.0 / (double)total) / 100.0 : 0.0);
-    lua_setfield(L, -2, "hit_rate_percent");
-    lua_pushboolean(L, be_redis_up(st));
-    lua_setfield(L, -2, "redis_available");
-    lua_pushinteger(L, (lua_Integer)l1.entries);
-    lua_setfield(L, -2, "memory_cache_size");
-}
-
-static bool be_can_yield(lua_State *L, const struct mstate *st) { return false; }
-
-#else /* the gateway */
-
-static bool be_bound(const struct mstate *st) { return st->ctx.gw != NULL; }
-static size_t be_max_value(const struct mstate *st) { return st->ctx.gw->cfg->max_value_bytes; }
-static uint64_t be_gen(const struct mstate *st) { return inval_index_current(st->ctx.gw->inval); }
-
-static struct cache_object *be_lookup(struct mstate *st, const char *k, size_t len, int64_t now,
-                                      bool remote)
-{
-    (void)remote; /* the gateway reads Redis by yielding, never here */
-    struct gateway *gw = st->ctx.gw;
-    if (gw->l1 == NULL) return NULL;
-    struct cache_object *obj = store_l1_get(gw->l1, k, len, now);
-    if (obj && (!cache_object_is_fresh(obj, now) || !inval_index_valid(gw->inval, obj))) {
-        store_l1_delete(gw->l1, k, len);
-        cache_object_unref(obj);
-        obj = NULL;
-    }
-    return obj;
-}
-
-static void be_store(struct mstate *st, struct cache_object *obj)
-{
-    struct gateway *gw = st->ctx.gw;
-    if (gw->l1) store_l1_put(gw->l1, obj, now_ms());
-    cache_tiers_l2_put(gw, obj); /* fire and forget, on the I/O loop */
-}
-
-static void be_delete(struct mstate *st, const char *k, size_t len)
-{
-    (void)len;
-    cache_tiers_invalidate_key(st->ctx.gw, k);
-}
-
-static void be_invalidate_prefix(struct mstate *st, const char *p, size_t len)
-{
-    (void)len;
-    cache_tiers_invalidate_prefix(st->ctx.gw, p);
-}
-
-static void be_push_stats(lua_State *L, struct mstate *st)
-{
-    struct gateway *gw = st->ctx.gw;
-    struct store_l1_stats l1 = {0};
-    if (gw != NULL && gw->l1 != NULL) store_l1_get_stats(gw->l1, &l1);
-    lua_createtable(L, 0, 5);
-    lua_pushinteger(L, (lua_Integer)STATS_GET(hits));
-    lua_setfield(L, -2, "hits");
-    lua_pushinteger(L, (lua_Integer)STATS_GET(misses));
-    lua_setfield(L, -2, "misses");
-    lua_pushnumber(L, round(stats_hit_rate_percent() * 100.0) / 100.0);
-    lua_setfield(L, -2, "hit_rate_percent");
-    lua_pushboolean(L, gw != NULL && cache_tiers_l2_available(gw));
-    lua_setfield(L, -2, "redis_available");
-    lua_pushinteger(L, (lua_Integer)l1.entries);
-    lua_setfield(L, -2, "memory_cache_size");
-}
-
-/* A memory miss may wait for Redis only in a coroutine the host resumes for this purpose. */
-static bool be_can_yield(lua_State *L, const struct mstate *st)
-{
-    return st->ctx.allow_yield && st->ctx.yields_left > 0 && lua_isyieldable(L) &&
-           (st->ctx.remote_always || cache_tiers_l2_available(st->ctx.gw));
-}
-
-struct cache_object *lua_cache_accept(struct gateway *gw, struct cache_object *obj)
-{
-    if (obj == NULL) return NULL;
-    if (!inval_index_valid(gw->inval, obj)) {
-        cache_tiers_l2_delete(gw, obj->key);
-        cache_object_unref(obj);
-        return NULL;
-    }
-    int64_t now = now_ms();
-    if (!cache_object_is_fresh(obj, now)) {
-        cache_object_unref(obj);
-        return NULL;
-    }
-    if (gw->l1) store_l1_put(gw->l1, obj, now);
-    return obj;
-}
-
-#endif
 
 /* ---- argument checks (before any allocation) --------------------------------------------- */
 
@@ -397,16 +122,16 @@ static int c_get(lua_State *L)
     struct mstate *st = state_of(L);
     char nk[NS_LEN + LUA_CACHE_MAX_KEY + 1];
     size_t nlen = check_key(L, 1, nk);
-    if (!be_bound(st)) {
+    if (!lua_cache_be_bound(st)) {
         lua_pushnil(L);
         return 1;
     }
-    struct cache_object *obj = be_lookup(st, nk, nlen, now_ms(), true);
+    struct cache_object *obj = lua_cache_be_lookup(st, nk, nlen, lua_cache_now_ms(), true);
     if (obj != NULL) {
         push_body(L, st, obj);
         return 1;
     }
-    if (be_can_yield(L, st)) {
+    if (lua_cache_be_can_yield(L, st)) {
         lua_settop(L, 1);
         lua_pushlightuserdata(L, (void *)LUA_CACHE_YIELD_MARK);
         lua_pushlstring(L, nk, nlen);
@@ -457,17 +182,17 @@ static int c_mget(lua_State *L)
     lua_settop(L, 1);
     lua_createtable(L, 0, (int)n); /* 2: result */
     lua_createtable(L, 0, 0);      /* 3: keys that missed */
-    if (!be_bound(st)) {
+    if (!lua_cache_be_bound(st)) {
         lua_settop(L, 2);
         return 1;
     }
     char nk[NS_LEN + LUA_CACHE_MAX_KEY + 1];
-    int64_t now = now_ms();
+    int64_t now = lua_cache_now_ms();
     lua_Integer misses = 0;
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, 1, (lua_Integer)i);
         size_t nlen = check_key(L, -1, nk);
-        struct cache_object *obj = be_lookup(st, nk, nlen, now, true);
+        struct cache_object *obj = lua_cache_be_lookup(st, nk, nlen, now, true);
         if (obj != NULL) {
             push_body(L, st, obj);
             lua_rawset(L, 2);
@@ -475,7 +200,7 @@ static int c_mget(lua_State *L)
             lua_rawseti(L, 3, ++misses);
         }
     }
-    if (misses > 0 && be_can_yield(L, st)) {
+    if (misses > 0 && lua_cache_be_can_yield(L, st)) {
         luaL_checkstack(L, (int)misses + 1, "cache.mget");
         lua_pushlightuserdata(L, (void *)LUA_CACHE_YIELD_MARK);
         for (lua_Integer i = 1; i <= misses; i++) {
@@ -494,13 +219,14 @@ static int c_mget(lua_State *L)
 static struct cache_object *build(struct mstate *st, const char *nk, size_t nlen,
                                   const char *v, size_t vlen, int64_t ttl_ms)
 {
-    struct cache_meta meta = {.stored_at_ms = now_ms(), .ttl_ms = ttl_ms, .gen = be_gen(st)};
+    struct cache_meta meta = {
+        .stored_at_ms = lua_cache_now_ms(), .ttl_ms = ttl_ms, .gen = lua_cache_be_gen(st)};
     return cache_object_build(nk, nlen, 200, NULL, 0, v, vlen, &meta);
 }
 
 static bool value_fits(const struct mstate *st, size_t nlen, size_t vlen)
 {
-    size_t max = be_max_value(st);
+    size_t max = lua_cache_be_max_value(st);
     return max == 0 || vlen + nlen + ENCODING_ROOM <= max;
 }
 
@@ -509,7 +235,7 @@ static int too_big(lua_State *L, const struct mstate *st, size_t vlen)
     lua_pushnil(L);
     lua_pushfstring(L, "value too large (%I bytes; MAX_VALUE_SIZE is %I bytes, including the "
                        "key and about %d bytes of framing)",
-                    (lua_Integer)vlen, (lua_Integer)be_max_value(st), ENCODING_ROOM);
+                    (lua_Integer)vlen, (lua_Integer)lua_cache_be_max_value(st), ENCODING_ROOM);
     return 2;
 }
 
@@ -520,18 +246,18 @@ static int c_set(lua_State *L)
     size_t nlen = check_key(L, 1, nk);
     luaL_checktype(L, 2, LUA_TSTRING);
     int64_t ttl_ms = check_ttl(L, 3);
-    if (!be_bound(st)) return fail(L, "cache not available here");
+    if (!lua_cache_be_bound(st)) return fail(L, "cache not available here");
     size_t vlen;
     const char *v = lua_tolstring(L, 2, &vlen);
     if (!value_fits(st, nlen, vlen)) return too_big(L, st, vlen);
     if (ttl_ms == 0) {
-        be_delete(st, nk, nlen); /* a zero lifetime: nothing to keep, drop older copies */
+        lua_cache_be_delete(st, nk, nlen); /* a zero lifetime: nothing to keep, drop older copies */
         lua_pushboolean(L, 1);
         return 1;
     }
     struct cache_object *obj = build(st, nk, nlen, v, vlen, ttl_ms);
     if (obj == NULL) return fail(L, "out of memory");
-    be_store(st, obj);
+    lua_cache_be_store(st, obj);
     cache_object_unref(obj);
     lua_pushboolean(L, 1);
     return 1;
@@ -556,11 +282,11 @@ static int c_mset(lua_State *L)
             luaL_argerror(L, 1, "more than " LUA_CACHE_STR(LUA_CACHE_MAX_MGET) " entries");
         lua_tolstring(L, -2, &klen);
         lua_tolstring(L, -1, &vlen);
-        if (be_bound(st) && !value_fits(st, NS_LEN + klen, vlen) && too_large < vlen)
+        if (lua_cache_be_bound(st) && !value_fits(st, NS_LEN + klen, vlen) && too_large < vlen)
             too_large = vlen;
         lua_pop(L, 1);
     }
-    if (!be_bound(st)) return fail(L, "cache not available here");
+    if (!lua_cache_be_bound(st)) return fail(L, "cache not available here");
     if (too_large > 0) return too_big(L, st, too_large);
     char nk[NS_LEN + LUA_CACHE_MAX_KEY + 1];
     lua_pushnil(L);
@@ -568,11 +294,11 @@ static int c_mset(lua_State *L)
         size_t nlen = check_key(L, -2, nk), vlen;
         const char *v = lua_tolstring(L, -1, &vlen);
         if (ttl_ms == 0) {
-            be_delete(st, nk, nlen);
+            lua_cache_be_delete(st, nk, nlen);
         } else {
             struct cache_object *obj = build(st, nk, nlen, v, vlen, ttl_ms);
             if (obj == NULL) return fail(L, "out of memory");
-            be_store(st, obj);
+            lua_cache_be_store(st, obj);
             cache_object_unref(obj);
         }
         lua_pop(L, 1);
@@ -586,8 +312,8 @@ static int c_delete(lua_State *L)
     struct mstate *st = state_of(L);
     char nk[NS_LEN + LUA_CACHE_MAX_KEY + 1];
     size_t nlen = check_key(L, 1, nk);
-    if (!be_bound(st)) return fail(L, "cache not available here");
-    be_delete(st, nk, nlen);
+    if (!lua_cache_be_bound(st)) return fail(L, "cache not available here");
+    lua_cache_be_delete(st, nk, nlen);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -597,8 +323,8 @@ static int c_invalidate_prefix(lua_State *L)
     struct mstate *st = state_of(L);
     char nk[NS_LEN + LUA_CACHE_MAX_KEY + 1];
     size_t nlen = check_key(L, 1, nk);
-    if (!be_bound(st)) return fail(L, "cache not available here");
-    be_invalidate_prefix(st, nk, nlen);
+    if (!lua_cache_be_bound(st)) return fail(L, "cache not available here");
+    lua_cache_be_invalidate_prefix(st, nk, nlen);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -606,7 +332,7 @@ static int c_invalidate_prefix(lua_State *L)
 static int c_stats(lua_State *L)
 {
     struct mstate *st = state_of(L);
-    be_push_stats(L, st);
+    lua_cache_be_push_stats(L, st);
     return 1;
 }
 
@@ -700,90 +426,13 @@ static int c_cached(lua_State *L)
     return 1;
 }
 
-#ifdef CACHEGW_LUA_CACHE_MODULE
-static int mstate_gc(lua_State *L)
-{
-    struct mstate *st = lua_touserdata(L, 1);
-    if (st->held) cache_object_unref(st->held);
-    st->held = NULL;
-    if (st->redis) redisFree(st->redis);
-    st->redis = NULL;
-    if (st->l1) store_l1_destroy(st->l1);
-    st->l1 = NULL;
-    if (st->inval) inval_index_destroy(st->inval);
-    st->inval = NULL;
-    free(st->prefix);
-    st->prefix = NULL;
-    return 0;
-}
-
-/* REDIS_URL=redis://... (plain only): a synchronous connection, or NULL with a warning. */
-static redisContext *module_connect(void)
-{
-    const char *url = getenv("REDIS_URL");
-    if (url == NULL || url[0] == '\0') return NULL;
-    if (strncmp(url, "redis://", 8) != 0) {
-        LOG_W("cache module: only redis:// URLs are supported outside the gateway; "
-              "using memory only");
-        return NULL;
-    }
-    struct redis_url u;
-    char err[256];
-    if (redis_url_parse(url, &u, err, sizeof err) != 0) {
-        LOG_W("cache module: %s; using memory only", err);
-        return NULL;
-    }
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout(u.host, u.port, tv);
-    if (c == NULL || c->err) {
-        LOG_W("cache module: Redis connection failed: %s; using memory only",
-              c ? c->errstr : "out of memory");
-        if (c) redisFree(c);
-        redis_url_free(&u);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    bool ok = true;
-    if (u.password) {
-        redisReply *r = u.user ? redisCommand(c, "AUTH %s %s", u.user, u.password)
-                               : redisCommand(c, "AUTH %s", u.password);
-        ok = r && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-    }
-    if (ok && u.db) {
-        redisReply *r = redisCommand(c, "SELECT %d", u.db);
-        ok = r && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-    }
-    redis_url_free(&u);
-    if (!ok) {
-        LOG_W("cache module: Redis refused AUTH/SELECT; using memory only");
-        redisFree(c);
-        return NULL;
-    }
-    return c;
-}
-#endif
 
 /* Creates the context userdata (upvalue of every function). */
 static struct mstate *new_state(lua_State *L)
 {
     struct mstate *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);
-#ifdef CACHEGW_LUA_CACHE_MODULE
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, mstate_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    const char *mv = getenv("MAX_VALUE_SIZE");
-    st->max_value = mv && atol(mv) > 0 ? (size_t)atol(mv) : (size_t)1 << 20;
-    const char *prefix = getenv("REDIS_PREFIX");
-    st->prefix = strdup(prefix ? prefix : "cachegw:");
-    if (st->prefix == NULL || store_l1_create((size_t)64 << 20, 16, &st->l1) != 0 ||
-        inval_index_create(&st->inval) != 0)
-        luaL_error(L, "cache module: out of memory");
-    st->redis = module_connect();
-#endif
+    lua_cache_be_init(L, st);
     return st;
 }
 

@@ -21,11 +21,13 @@ set_target_properties(cachegw_helpers PROPERTIES
   PREFIX ""
   LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lua)
 
-# The cache module (src/lua_cache.c) as a loadable module: `require "cache"`.  Outside the
+# The cache module (src/lua_cache.c with src/lua_cache_module.c, its module backend) as a
+# loadable module: `require "cache"`.  Outside the
 # gateway it keeps its own memory tier and, when REDIS_URL is a plain redis:// URL, uses
 # hiredis's synchronous client.
 add_library(cachegw_cache MODULE
   ${CMAKE_SOURCE_DIR}/src/lua_cache.c
+  ${CMAKE_SOURCE_DIR}/src/lua_cache_module.c
   ${CMAKE_SOURCE_DIR}/src/store_l1.c
   ${CMAKE_SOURCE_DIR}/src/cache_object.c
   ${CMAKE_SOURCE_DIR}/src/inval_index.c
