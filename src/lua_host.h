@@ -8,7 +8,9 @@
  * (this is all `cachegw --check` does), and keeps the source text.  A lua_host is one
  * lua_State built from a set; each HTTP worker owns one and asks it, per request, what the
  * policy decides (lua_host_decide) and, for routes with an on_response hook, whether to
- * store the upstream's answer (lua_host_on_response).
+ * store the upstream's answer (lua_host_on_response).  Most decisions never enter Lua: when
+ * a set loads, its routes without functions are compiled into a C route table
+ * (route_table.h) that the set's hosts share and consult first.
  *
  * The sandbox (allow-list, as in Redis scripting): only the base, string, table, math and
  * utf8 libraries; no dofile/loadfile/warn; load() accepts text chunks only and defaults to

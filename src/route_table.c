@@ -329,8 +329,12 @@ static int rt_tmpl_build(struct rt_build *b, int pidx, struct rt_tmpl *tm)
         default:
             rc = rt_fail(b, "a template part kind");
         }
-        if (rc == 0) tm->n++;
-        else free(part->s), part->s = NULL;
+        if (rc == 0) {
+            tm->n++;
+        } else {
+            free(part->s);
+            part->s = NULL;
+        }
         lua_pop(L, 2); /* v, part */
     }
     lua_pop(L, 1); /* parts */
@@ -1040,10 +1044,9 @@ static void rt_out_free(struct policy_decision *out)
     out->n_invalidate = 0;
 }
 
-static int rt_decide_route(const struct route_table *t, const struct rt_route *r,
-                           const struct rt_req *q, struct policy_decision *out)
+static int rt_decide_route(const struct rt_route *r, const struct rt_req *q,
+                           struct policy_decision *out)
 {
-    (void)t;
     out->route_id = r->id;
     if (r->bypass) {
         out->action = POLICY_BYPASS;
@@ -1140,7 +1143,7 @@ int route_table_decide(const struct route_table *t, const struct policy_request 
         goto done;
     }
     if (r != NULL) {
-        rc = rt_decide_route(t, r, &q, out);
+        rc = rt_decide_route(r, &q, out);
         goto done;
     }
     bool read = strcmp(q.method, "GET") == 0 || strcmp(q.method, "HEAD") == 0;
