@@ -212,8 +212,10 @@ static void gen_request(struct gen_req *g)
 
     int nh = chance(30) ? 0 : (int)pick(5);
     for (int i = 0; i < nh; i++) {
-        snprintf(g->names[i], sizeof g->names[i], "%s", HNAMES[pick(sizeof HNAMES / sizeof *HNAMES)]);
-        snprintf(g->values[i], sizeof g->values[i], "%s", HVALS[pick(sizeof HVALS / sizeof *HVALS)]);
+        const char *name = HNAMES[pick(sizeof HNAMES / sizeof *HNAMES)];
+        const char *value = HVALS[pick(sizeof HVALS / sizeof *HVALS)];
+        snprintf(g->names[i], sizeof g->names[i], "%s", name);
+        snprintf(g->values[i], sizeof g->values[i], "%s", value);
         g->headers[i].name = g->names[i];
         g->headers[i].value = g->values[i];
     }
@@ -273,7 +275,7 @@ struct diff_stats {
     uint64_t table_decided;
 };
 
-/* Runs n generated requests through both paths; returns how many differed. */
+/* Runs n generated requests through both paths, counting into *st. */
 static void differential(struct lua_host *h, const char *what, size_t n, struct diff_stats *st)
 {
     uint64_t before = lua_host_table_decisions(h);
@@ -450,8 +452,8 @@ TEST(shipped_policies_decide_as_lua)
     fprintf(stderr, "  shipped: %zu requests, %zu mismatches, %llu decided by the table\n",
             st.requests, st.mismatches, (unsigned long long)st.table_decided);
     CHECK_EQ_INT(st.mismatches, 0);
-    /* Only jobs' and messaging's functions... none of the shipped routes has a function
-     * besides on_response, so all but the >256-param queries are the table's. */
+    /* No shipped route has a function other than on_response, so everything but the
+     * queries of more than 256 params is the table's. */
     CHECK(st.table_decided > st.requests * 9 / 10);
 }
 
