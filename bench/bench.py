@@ -714,7 +714,8 @@ def print_keys(name, r, rounds):
     print(f"\ncachegw / nginx throughput: **{g['rps'] / n['rps']:.2f}x**; p50 {g['p50_ms']:.2f} vs "
           f"{n['p50_ms']:.2f} ms; p99 {g['p99_ms']:.2f} vs {n['p99_ms']:.2f} ms "
           f"(cachegw p99 / nginx p99 {g['p99_ms'] / n['p99_ms']:.2f})\n")
-    warms = ", ".join(f"{t} {w[0]['seconds']} s" + (f" (x{len(w)})" if len(w) > 1 else "")
+    warms = ", ".join(f"{t} {statistics.median(x['seconds'] for x in w)} s"
+                      + (f" (median of {len(w)}, one per round)" if len(w) > 1 else "")
                       for t, w in r["warm"].items())
     print(f"Warm-up of {r['urls']:,} URLs: {warms}; gateway memory tier afterwards: "
           f"{r['gateway_entries']:,} entries, {r['gateway_bytes'] / 2**20:.0f} MiB.\n")
