@@ -34,6 +34,9 @@ enum opt_type {
     OPT_REDIS_URL, /* secret; validated by redis_url_parse */
     OPT_IP_ADDR,   /* an IPv4 or IPv6 literal: listeners bind it as given, nothing resolves it */
     OPT_HOST_PORT, /* host[:port] or [v6]:port, sent in a header: no spaces or controls */
+    OPT_CHOICE,    /* int: the index of the value in .choices (case-insensitive) */
+    OPT_LOG_TARGET, /* int enum access_log_target; a path goes to .offset2 (char *) */
+    OPT_NAME_LIST, /* string: comma-separated names of [A-Za-z0-9_.-]; may be empty */
 };
 
 enum opt_group {
@@ -64,11 +67,16 @@ struct opt {
     const char *metavar; /* shown by --help; NULL = derived from the type */
     const char *help;
     size_t offset;
+    const char *const *choices; /* OPT_CHOICE: the accepted values, NULL-terminated */
+    size_t offset2;      /* OPT_LOG_TARGET: where the path goes */
 };
 
 #define FIELD(f) offsetof(struct config, f)
 #define MS_MAX_HOUR 3600000ULL
 #define MS_MAX_DAY 86400000ULL
+
+static const char *const LOG_FORMAT_CHOICES[] = {"text", "json", NULL};
+static const char *const ACCESS_LOG_FORMAT_CHOICES[] = {"combined", "json", NULL};
 
 /* The single list of options: parsing, the environment, .env and --help all
  * read it, so an option added here is complete. */
@@ -235,11 +243,55 @@ static const struct opt OPTIONS[] = {
      .max = 65535, .def = "8081", .help = "TCP port of the admin listener (1-65535).",
      .offset = FIELD(admin_port)},
 
+    /* The gateway's own endpoints (on the public listener) */
+    {.flag = "health-path", .env = "HEALTH_PATH", .type = OPT_STRING, .group = GROUP_LISTENER,
+     .min = 0, .def = "/health", .metavar = "<path>",
+     .help = "Path of the liveness endpoint on the public port; empty = not served there.",
+     .offset = FIELD(health_path)},
+    {.flag = "health-cache-path", .env = "HEALTH_CACHE_PATH", .type = OPT_STRING,
+     .group = GROUP_LISTENER, .min = 0, .def = "/health/cache", .metavar = "<path>",
+     .help = "Path of the cache health endpoint on the public port; empty = not served there.",
+     .offset = FIELD(health_cache_path)},
+    {.flag = "metrics-path", .env = "METRICS_PATH", .type = OPT_STRING, .group = GROUP_LISTENER,
+     .min = 0, .def = "/metrics", .metavar = "<path>",
+     .help = "Path of the Prometheus endpoint on the public port; empty = not served there.",
+     .offset = FIELD(metrics_path)},
+    {.flag = "health-degraded-status", .env = "HEALTH_DEGRADED_STATUS", .type = OPT_INT,
+     .group = GROUP_LISTENER, .min = 200, .max = 599, .def = "200",
+     .help = "HTTP status of the cache health endpoint while it reports degraded (Redis "
+             "down, serving from memory): 200 keeps load balancers sending traffic.",
+     .offset = FIELD(health_degraded_status)},
+    {.flag = "debug-headers", .env = "DEBUG_HEADERS", .type = OPT_BOOL, .group = GROUP_LOGGING,
+     .def = "false",
+     .help = "Put the cache key in every Cache-Status (key=); without it, only requests "
+             "carrying Cachegw-Debug: <ADMIN_TOKEN> get it.",
+     .offset = FIELD(debug_headers)},
+
     /* Logging */
     {.flag = "log-level", .env = "LOG_LEVEL", .type = OPT_LOG_LEVEL, .group = GROUP_LOGGING,
      .def = "info", .help = "Least severe level logged.", .offset = FIELD(log_level)},
-    {.flag = "access-log", .env = "ACCESS_LOG", .type = OPT_BOOL, .group = GROUP_LOGGING,
-     .def = "false", .help = "Log one line per request.", .offset = FIELD(access_log)},
+    {.flag = "log-format", .env = "LOG_FORMAT", .type = OPT_CHOICE, .group = GROUP_LOGGING,
+     .def = "text", .choices = LOG_FORMAT_CHOICES, .metavar = "text|json",
+     .help = "Application log lines: text, or one JSON object per line (time, level, msg).",
+     .offset = FIELD(log_format)},
+    {.flag = "access-log", .env = "ACCESS_LOG", .type = OPT_LOG_TARGET, .group = GROUP_LOGGING,
+     .def = "off", .metavar = "off|stderr|stdout|<path>",
+     .help = "One line per request, whatever LOG_LEVEL is: off, stderr, stdout, or a file "
+             "(appended; reopened on SIGUSR1 for logrotate).  true/false mean stderr/off; the "
+             "flag alone means stderr.",
+     .offset = FIELD(access_log), .offset2 = FIELD(access_log_path)},
+    {.flag = "access-log-format", .env = "ACCESS_LOG_FORMAT", .type = OPT_CHOICE,
+     .group = GROUP_LOGGING, .def = "combined", .choices = ACCESS_LOG_FORMAT_CHOICES,
+     .metavar = "combined|json",
+     .help = "combined (as nginx and Apache write it), or one JSON object per line.",
+     .offset = FIELD(access_log_format)},
+    {.flag = "access-log-redact", .env = "ACCESS_LOG_REDACT", .type = OPT_NAME_LIST,
+     .group = GROUP_LOGGING, .def = "token,key,password,passwd,secret,signature,sig,auth,session,"
+                                    "credential,code",
+     .metavar = "<names>",
+     .help = "Query parameters whose name contains one of these (case ignored) are logged as "
+             "name=***; empty = none.",
+     .offset = FIELD(access_log_redact)},
 
     /* General (flags only) */
     {.flag = "check", .env = NULL, .type = OPT_BOOL, .group = GROUP_GENERAL, .def = "false",
@@ -260,7 +312,8 @@ static void *field_ptr(struct config *cfg, const struct opt *o)
 static bool opt_is_string(const struct opt *o)
 {
     return o->type == OPT_STRING || o->type == OPT_SECRET || o->type == OPT_HTTP_URL ||
-           o->type == OPT_REDIS_URL || o->type == OPT_IP_ADDR || o->type == OPT_HOST_PORT;
+           o->type == OPT_REDIS_URL || o->type == OPT_IP_ADDR || o->type == OPT_HOST_PORT ||
+           o->type == OPT_NAME_LIST;
 }
 
 static bool opt_is_secret(const struct opt *o)
@@ -627,6 +680,64 @@ static int opt_apply(const struct opt *o, struct config *cfg, const char *text, 
         }
         return 0;
 
+    case OPT_CHOICE: {
+        for (int i = 0; o->choices[i] != NULL; i++) {
+            if (text != NULL && strcasecmp(text, o->choices[i]) == 0) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        snprintf(expected, sizeof expected, "expected %s", o->metavar);
+        invalid(o, text, expected, err, err_len);
+        return -1;
+    }
+
+    case OPT_LOG_TARGET: {
+        /* Named targets first, then the old boolean spellings; anything else is a path. */
+        static const struct { const char *name; int target; } NAMED[] = {
+            {"off", ACCESS_LOG_OFF},       {"stderr", ACCESS_LOG_STDERR},
+            {"stdout", ACCESS_LOG_STDOUT}, {"false", ACCESS_LOG_OFF},
+            {"no", ACCESS_LOG_OFF},        {"0", ACCESS_LOG_OFF},
+            {"true", ACCESS_LOG_STDERR},   {"yes", ACCESS_LOG_STDERR},
+            {"on", ACCESS_LOG_STDERR},     {"1", ACCESS_LOG_STDERR}};
+        char **path = (char **)((char *)cfg + o->offset2);
+        if (text == NULL || *text == '\0') {
+            invalid(o, text, "expected off, stderr, stdout or a file path", err, err_len);
+            return -1;
+        }
+        for (size_t i = 0; i < sizeof NAMED / sizeof NAMED[0]; i++) {
+            if (strcasecmp(text, NAMED[i].name) == 0) {
+                *(int *)field = NAMED[i].target;
+                free(*path);
+                *path = NULL;
+                return 0;
+            }
+        }
+        for (const char *p = text; *p != '\0'; p++) {
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                invalid(o, text, "expected a file path without control characters", err,
+                        err_len);
+                return -1;
+            }
+        }
+        if (set_string(path, text, false) != 0) goto oom;
+        *(int *)field = ACCESS_LOG_FILE;
+        return 0;
+    }
+
+    case OPT_NAME_LIST:
+        for (const char *p = text ? text : ""; *p != '\0'; p++) {
+            bool name_char = isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-';
+            bool sep_ok = *p == ',' && p != text && p[1] != '\0' && p[1] != ',';
+            if (!name_char && !sep_ok) {
+                invalid(o, text, "expected names of letters, digits, _ . - separated by commas",
+                        err, err_len);
+                return -1;
+            }
+        }
+        if (set_string(field, text, false) != 0) goto oom;
+        return 0;
+
     case OPT_LOG_LEVEL: {
         int level = log_level_parse(text);
         if (level < 0) {
@@ -760,6 +871,9 @@ static int parse_args(int argc, char **argv, const char **vals, char *err, size_
             value = eq + 1;
         } else if (o->type == OPT_BOOL) {
             value = "true";
+        } else if (o->type == OPT_LOG_TARGET &&
+                   (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)) {
+            value = "stderr"; /* --access-log alone, as when it was a boolean */
         } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
             value = argv[++i];
         } else {
@@ -1044,6 +1158,11 @@ void config_free(struct config *cfg)
     if (cfg == NULL) return;
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const struct opt *o = &OPTIONS[i];
+        if (o->type == OPT_LOG_TARGET) {
+            char **path = (char **)((char *)cfg + o->offset2);
+            free(*path);
+            *path = NULL;
+        }
         if (!opt_is_string(o)) continue;
         char **field = field_ptr(cfg, o);
         if (*field != NULL && opt_is_secret(o)) explicit_bzero(*field, strlen(*field));
@@ -1063,6 +1182,7 @@ static const char *metavar(const struct opt *o)
     case OPT_DURATION: return o->unit_ms == 1 ? "<ms>" : "<seconds>";
     case OPT_BOOL: return "[=<bool>]";
     case OPT_LOG_LEVEL: return "<level>";
+    case OPT_NAME_LIST: return "<names>";
     case OPT_HTTP_URL:
     case OPT_REDIS_URL: return "<url>";
     default: return "<string>";

@@ -25,6 +25,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Where the access log goes (ACCESS_LOG).  OFF is 0 and STDERR 1, so the old
+ * boolean reading (if (cfg->access_log)) still means "enabled". */
+enum access_log_target {
+    ACCESS_LOG_OFF = 0,
+    ACCESS_LOG_STDERR = 1,
+    ACCESS_LOG_STDOUT = 2,
+    ACCESS_LOG_FILE = 3,
+};
+
 struct config {
     /* HTTP listener */
     char *host;                  /* HOST / --host, default "0.0.0.0" */
@@ -72,6 +81,13 @@ struct config {
     long lua_instruction_limit;  /* LUA_INSTRUCTION_LIMIT / --lua-instruction-limit, per call, 1000000 */
     int lua_time_limit_ms;       /* LUA_TIME_LIMIT_MS / --lua-time-limit-ms, per call, 100 */
 
+    /* The gateway's own endpoints */
+    char *health_path;           /* HEALTH_PATH / --health-path, "/health"; "" = not served */
+    char *health_cache_path;     /* HEALTH_CACHE_PATH / --health-cache-path, "/health/cache" */
+    char *metrics_path;          /* METRICS_PATH / --metrics-path, "/metrics" */
+    int health_degraded_status;  /* HEALTH_DEGRADED_STATUS / --health-degraded-status, 200 */
+    bool debug_headers;          /* DEBUG_HEADERS / --debug-headers, key= in Cache-Status */
+
     /* Admin / purge API */
     char *admin_token;           /* ADMIN_TOKEN / --admin-token, SECRET; unset = no admin listener */
     char *admin_host;            /* ADMIN_HOST / --admin-host, default "127.0.0.1" */
@@ -79,7 +95,11 @@ struct config {
 
     /* Logging */
     int log_level;               /* LOG_LEVEL / --log-level (debug|info|warn|error), default info */
-    bool access_log;             /* ACCESS_LOG / --access-log, default false */
+    int log_format;              /* LOG_FORMAT / --log-format, 0 text (default), 1 json */
+    int access_log;              /* ACCESS_LOG / --access-log, enum access_log_target, off */
+    char *access_log_path;       /* its file when access_log == ACCESS_LOG_FILE */
+    int access_log_format;       /* ACCESS_LOG_FORMAT / --access-log-format, 0 combined, 1 json */
+    char *access_log_redact;     /* ACCESS_LOG_REDACT / --access-log-redact, comma-separated */
 
     /* Modes (flags only) */
     bool check_only;             /* --check: validate policies and exit */

@@ -25,6 +25,7 @@ static const char *const DROPPED[] = {
     "true-client-ip",    "x-original-url",    "x-original-uri",
     "x-rewrite-url",     "x-http-method-override", "x-http-method",
     "x-method-override", "via",
+    "cachegw-debug", /* carries the admin token: never forwarded */
 };
 
 bool forward_headers_is_dropped(const char *lower_name)

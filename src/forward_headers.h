@@ -12,7 +12,8 @@
  *     libcurl frames the upstream request itself;
  *   - forwarding and rewrite fields a client could use to steer the upstream
  *     (X-Forwarded-Host/-Proto/-Port/-Prefix/..., Forwarded, X-Real-IP,
- *     X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, ...) are dropped;
+ *     X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override, ...) are dropped, and so
+ *     is Cachegw-Debug (it carries the admin token);
  *   - repeated lines of one field become one line, values joined by ", "
  *     (Cookie by "; "), so a key and the upstream read the same value;
  *   - the gateway's own fields are added: X-Forwarded-For (the client's own

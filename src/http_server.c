@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@
 #include "ip_set.h"
 #include "log.h"
 #include "lua_cache.h"
+#include "metrics.h"
 #include "policy_engine.h"
 #include "proxy.h"
 #include "refresh.h"
@@ -98,6 +100,7 @@ struct request {
     bool body_too_big;
     bool body_over_budget;    /* MAX_BUFFERED_BODIES was reached while reading it */
     bool has_body;            /* the request carries content (Content-Length > 0 or chunked) */
+    bool debug;               /* Cache-Status carries the key (DEBUG_HEADERS or Cachegw-Debug) */
     size_t body_accounted;    /* bytes counted in gw->buffered_body_bytes */
     struct body_pipe *pipe;   /* a body streamed upstream while it arrives, or NULL */
     long long body_size;      /* its Content-Length, -1 for chunked */
@@ -138,6 +141,14 @@ struct request {
     /* For the access log. */
     int status;
     const char *x_cache;
+
+    /* For the metrics (record_metrics). */
+    int64_t start_us;         /* monotonic µs, for the request's duration */
+    bool own_endpoint;        /* /health, /health/cache, /metrics: not a served request */
+    bool gateway_error;       /* answered by answer_error */
+    bool served_stale;        /* answered by answer_stale */
+    bool hit_redis;           /* a fresh hit from the Redis tier */
+    bool stale_redis;         /* stale_obj came from the Redis tier */
 };
 
 
@@ -147,6 +158,29 @@ static void add_header(struct MHD_Response *resp, const char *name, const char *
 {
     if (MHD_add_response_header(resp, name, value) == MHD_NO)
         LOG_D("header refused by libmicrohttpd: %s", name);
+}
+
+/* Cache-Status, with the cache key as key="..." (RFC 9211) for a request that asked
+ * for it (Cachegw-Debug: <ADMIN_TOKEN>) or when DEBUG_HEADERS is on.  The key is an
+ * sf-string: printable ASCII, '"' and '\\' escaped, other bytes as %XX. */
+static void add_cache_status(struct request *r, struct MHD_Response *resp, const char *value)
+{
+    if (!r->debug || r->key == NULL) {
+        add_header(resp, "Cache-Status", value);
+        return;
+    }
+    char line[1024];
+    size_t at = (size_t)snprintf(line, sizeof line, "%s; key=\"", value);
+    for (const char *k = r->key; *k && at + 8 < sizeof line; k++) {
+        unsigned char c = (unsigned char)*k;
+        if (c == '"' || c == '\\') at += (size_t)snprintf(line + at, sizeof line - at, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f) at += (size_t)snprintf(line + at, sizeof line - at, "%%%02X", c);
+        else line[at++] = (char)c;
+    }
+    if (at + 2 > sizeof line) at = sizeof line - 2;
+    line[at++] = '"';
+    line[at] = '\0';
+    add_header(resp, "Cache-Status", line);
 }
 
 static enum MHD_Result queue(struct request *r, int status, struct MHD_Response *resp,
@@ -172,6 +206,7 @@ static enum MHD_Result queue(struct request *r, int status, struct MHD_Response 
 static enum MHD_Result answer_error(struct request *r, int status, const char *error,
                                     const char *detail)
 {
+    r->gateway_error = true;
     /* detail may be an upstream library's message: escaped for the JSON body. */
     char safe_detail[256] = "";
     if (detail != NULL) {
@@ -225,7 +260,7 @@ static enum MHD_Result answer_error(struct request *r, int status, const char *e
     add_header(resp, "Content-Type", "application/json");
     add_header(resp, "Cache-Control", "no-store");
     add_header(resp, "X-Cache", x_cache);
-    add_header(resp, "Cache-Status", cache_status);
+    add_cache_status(r, resp, cache_status);
     return queue(r, status, resp, x_cache);
 }
 
@@ -251,7 +286,7 @@ static enum MHD_Result answer_object(struct request *r, struct cache_object *obj
     snprintf(num, sizeof num, "%lld", (long long)cache_object_age_s(obj, now));
     add_header(resp, "Age", num);
     add_header(resp, "X-Cache", x_cache);
-    add_header(resp, "Cache-Status", cache_status);
+    add_cache_status(r, resp, cache_status);
     return queue(r, not_modified ? 304 : obj->status, resp, x_cache);
 }
 
@@ -292,7 +327,7 @@ static enum MHD_Result answer_fetched(struct request *r, struct upstream_fetch *
     if (resp == NULL) return MHD_NO;
     copy_forwardable_headers(resp, &f->resp_headers);
     add_header(resp, "X-Cache", x_cache);
-    add_header(resp, "Cache-Status", cache_status);
+    add_cache_status(r, resp, cache_status);
     return queue(r, f->status, resp, x_cache);
 }
 
@@ -349,7 +384,7 @@ static enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch 
     r->fetch = NULL;
     copy_forwardable_headers(resp, &f->resp_headers);
     add_header(resp, "X-Cache", x_cache);
-    add_header(resp, "Cache-Status", cache_status);
+    add_cache_status(r, resp, cache_status);
     STATS_INC(streamed);
     return queue(r, f->status, resp, x_cache);
 }
@@ -450,6 +485,7 @@ static enum MHD_Result answer_stale(struct request *r, const char *detail)
 {
     char cache_status[128];
     snprintf(cache_status, sizeof cache_status, "cachegw; hit; fwd=stale; detail=%s", detail);
+    r->served_stale = true;
     STATS_INC(stale_served);
     STATS_INC(hits);
     return answer_object(r, r->stale_obj, "HIT", cache_status);
@@ -656,16 +692,29 @@ static enum MHD_Result answer_status_page(struct request *r, bool metrics, doubl
     struct health_redis_view redis = {.configured = gw->redis != NULL,
                                       .available = cache_tiers_l2_available(gw),
                                       .latency_ms = latency_ms};
-    char body[8192];
-    int n = metrics ? endpoints_metrics_text(gw, &redis, body, sizeof body)
-                    : endpoints_health_cache_json(gw, &redis, body, sizeof body);
-    if (n < 0) return answer_error(r, 500, "internal error", NULL);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp;
+    if (metrics) {
+        /* Histograms and per-route series: no small fixed bound, so a malloc'd text. */
+        size_t len;
+        char *text = endpoints_metrics_text(gw, &redis, &len);
+        if (text == NULL) return answer_error(r, 500, "internal error", NULL);
+        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL) free(text);
+    } else {
+        char body[8192];
+        int n = endpoints_health_cache_json(gw, &redis, body, sizeof body);
+        if (n < 0) return answer_error(r, 500, "internal error", NULL);
+        resp = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    }
     if (resp == NULL) return MHD_NO;
     add_header(resp, "Content-Type", metrics ? "text/plain; version=0.0.4" : "application/json");
     add_header(resp, "Cache-Control", "no-store");
-    return queue(r, 200, resp, NULL);
+    /* Degraded (Redis configured but unavailable): HEALTH_DEGRADED_STATUS, 200 by default,
+     * since the gateway still serves every request from memory and the upstream. */
+    int status = !metrics && redis.configured && !redis.available
+                     ? gw->cfg->health_degraded_status
+                     : 200;
+    return queue(r, status, resp, NULL);
 }
 
 /* Loop thread: the PING for /health/cache came back (or failed). */
@@ -676,15 +725,37 @@ static void ping_done(void *arg, double latency_ms)
     MHD_resume_connection(r->conn);
 }
 
-static enum MHD_Result answer_own_endpoint(struct request *r, const char *path)
+enum own_endpoint { OWN_NONE, OWN_HEALTH, OWN_HEALTH_CACHE, OWN_METRICS };
+
+static bool path_is(const char *configured, const char *path)
+{
+    return configured != NULL && configured[0] != '\0' && strcmp(configured, path) == 0;
+}
+
+/* The gateway's own endpoints sit at configurable paths (HEALTH_PATH, ...), so an
+ * upstream's own /health or /metrics can be reached through the gateway. */
+static enum own_endpoint own_endpoint_of(const struct config *cfg, const char *method,
+                                         const char *path)
+{
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return OWN_NONE;
+    if (path_is(cfg->health_path, path)) return OWN_HEALTH;
+    if (path_is(cfg->health_cache_path, path)) return OWN_HEALTH_CACHE;
+    if (path_is(cfg->metrics_path, path)) return OWN_METRICS;
+    return OWN_NONE;
+}
+
+static enum MHD_Result answer_own_endpoint(struct request *r, enum own_endpoint which)
 {
     struct gateway *gw = r->gw;
-    if (strcmp(path, "/health") == 0) {
+    /* Not in cachegw_active_requests: a scrape must not count itself. */
+    r->own_endpoint = true;
+    metrics_own_endpoint_begin();
+    if (which == OWN_HEALTH) {
         r->status = 200;
         r->phase = PH_ANSWERED;
         return MHD_queue_response(r->conn, 200, gw->health_response);
     }
-    if (strcmp(path, "/health/cache") == 0 && cache_tiers_l2_available(gw)) {
+    if (which == OWN_HEALTH_CACHE && cache_tiers_l2_available(gw)) {
         /* latency_ms is a live PING, bounded by the Redis operation timeout. */
         r->phase = PH_WAITING;
         r->wait = WAIT_PING;
@@ -693,15 +764,8 @@ static enum MHD_Result answer_own_endpoint(struct request *r, const char *path)
         if (cache_tiers_ping(gw, ping_done, r) != 0) MHD_resume_connection(r->conn);
         return MHD_YES;
     }
-    return answer_status_page(r, strcmp(path, "/metrics") == 0,
+    return answer_status_page(r, which == OWN_METRICS,
                               gw->redis ? redis_pool_last_latency_ms(gw->redis) : -1);
-}
-
-static bool is_own_endpoint(const char *method, const char *path)
-{
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return false;
-    return strcmp(path, "/health") == 0 || strcmp(path, "/health/cache") == 0 ||
-           strcmp(path, "/metrics") == 0;
 }
 
 /* Moves the request from a URL's Vary marker to its own variant's key and
@@ -739,6 +803,7 @@ static enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, i
     snprintf(cache_status, sizeof cache_status, "cachegw; hit; ttl=%lld%s%s",
              (long long)ttl_left, detail ? "; detail=" : "", detail ? detail : "");
     STATS_INC(hits);
+    r->hit_redis = detail != NULL && strcmp(detail, "redis") == 0;
     return answer_object(r, obj, "HIT", cache_status);
 }
 
@@ -817,10 +882,15 @@ static enum MHD_Result answer_after_l2(struct request *r)
             r->flight = NULL;
             cache_object_unref(r->stale_obj);
             r->stale_obj = obj;
+            r->stale_redis = true;
             return answer_stale(r, "max-stale");
         }
-        if (r->stale_obj == NULL) r->stale_obj = obj;
-        else cache_object_unref(obj);
+        if (r->stale_obj == NULL) {
+            r->stale_obj = obj;
+            r->stale_redis = true;
+        } else {
+            cache_object_unref(obj);
+        }
     }
     MHD_suspend_connection(r->conn);
     r->phase = PH_WAITING;
@@ -1032,12 +1102,13 @@ static enum MHD_Result answer_after_policy(struct request *r)
 static enum MHD_Result begin(struct request *r)
 {
     /* The path alone (no query) decides the gateway's own endpoints. */
-    char path[64];
+    char path[256];
     size_t plen = strcspn(r->uri, "?");
     if (plen < sizeof path) {
         memcpy(path, r->uri, plen);
         path[plen] = '\0';
-        if (is_own_endpoint(r->method, path)) return answer_own_endpoint(r, path);
+        enum own_endpoint own = own_endpoint_of(r->gw->cfg, r->method, path);
+        if (own != OWN_NONE) return answer_own_endpoint(r, own);
     }
     if (r->body_too_big) {
         STATS_INC(rejected);
@@ -1059,10 +1130,26 @@ static enum MHD_Result begin(struct request *r)
     return proceed(r);
 }
 
+/* LOG_LEVEL=debug: what was decided for this request, and why. */
+static void log_decision(const struct request *r)
+{
+    if (log_get_level() > LOG_DEBUG) return;
+    char uri[256], key[256];
+    log_escape_uri(r->uri, uri, sizeof uri);
+    log_escape(r->key ? r->key : "-", key, sizeof key);
+    long long ttl = r->has_dec && r->dec.ttl_ms >= 0 ? (long long)(r->dec.ttl_ms / 1000) : -1;
+    LOG_D("decision %s %s: route=%s %s key=%s reason=%s ttl=%s%lld", r->method, uri,
+          r->has_dec && r->dec.route ? r->dec.route : "-", r->cacheable ? "cacheable" : "bypass",
+          key, r->cacheable ? (r->has_dec && r->dec.reason ? r->dec.reason : "default")
+                            : (r->bypass_reason ? r->bypass_reason : "-"),
+          ttl < 0 ? "upstream" : "", ttl < 0 ? 0LL : ttl);
+}
+
 /* The rest of begin(), once the request is planned: serve, wait or forward. */
 static enum MHD_Result proceed(struct request *r)
 {
     cache_rules_request_cc(&r->headers, &r->cc);
+    log_decision(r);
     if (r->cacheable && r->has_body) {
         /* The body is forwarded but is in no key: never share its answer. */
         r->cacheable = false;
@@ -1310,6 +1397,12 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
         return answer_error(r, v.status, v.status == 501 ? "not implemented" : "bad request",
                             v.reason);
     }
+    r->debug = cfg->debug_headers;
+    for (size_t i = 0; i < rf.n && !r->debug; i++)
+        if (strcasecmp(rf.items[i].name, "cachegw-debug") == 0 && cfg->admin_token &&
+            cfg->admin_token[0] && strlen(rf.items[i].value) == strlen(cfg->admin_token) &&
+            CRYPTO_memcmp(rf.items[i].value, cfg->admin_token, strlen(cfg->admin_token)) == 0)
+            r->debug = true;
     const struct forward_options fo = {.trusted = gw->trusted_proxies,
                                        .forwarded_host = cfg->forwarded_host};
     int rc = forward_headers_build(rf.items, rf.n, r->client_ip, &fo, &r->headers);
@@ -1421,6 +1514,7 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     r->gw = gw;
     r->uri = strdup(uri ? uri : "");
     r->start_ms = clock_mono_ms();
+    r->start_us = metrics_now_us();
     r->phase = PH_HEADERS;
     if (r->uri == NULL) {
         free(r);
@@ -1438,10 +1532,37 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
+/* Counts a finished request in /metrics (metrics.h): its cache result, the tier a cached
+ * answer came from, its route's pattern and its duration.  A request that got no answer
+ * (its client left, or libmicrohttpd dropped it) counts as an error. */
+static void record_metrics(const struct request *r)
+{
+    if (r->own_endpoint) {
+        metrics_own_endpoint_end();
+        return;
+    }
+    enum metrics_result result;
+    enum metrics_tier tier = METRICS_TIER_NONE;
+    if (r->gateway_error || r->status == 0 || r->x_cache == NULL) {
+        result = METRICS_ERROR;
+    } else if (r->served_stale) {
+        result = METRICS_STALE;
+        tier = r->stale_redis ? METRICS_TIER_REDIS : METRICS_TIER_MEMORY;
+    } else if (strcmp(r->x_cache, "HIT") == 0) {
+        result = METRICS_HIT;
+        tier = r->hit_redis ? METRICS_TIER_REDIS : METRICS_TIER_MEMORY;
+    } else {
+        result = strcmp(r->x_cache, "MISS") == 0 ? METRICS_MISS : METRICS_BYPASS;
+    }
+    metrics_record_request(result, tier, r->has_dec ? r->dec.route : NULL,
+                           (double)(metrics_now_us() - r->start_us) / 1e6);
+}
+
 /* Frees a finished (or abandoned) request and writes its access-log line. */
 static void request_release(struct request *r)
 {
     struct gateway *gw = r->gw;
+    record_metrics(r);
     if (r->flight) {
         /* The client left before the leader answered: still store and wake. */
         const char *why;
