@@ -185,3 +185,157 @@ void cache_tiers_l2_delete(struct gateway *gw, const char *key)
     memcpy(t->key, key, len + 1);
     if (io_loop_post(gw->loop, l2_delete_task, t) != 0) free(t);
 }
+
+/* ---- the admin API ---- */
+
+/* One admin operation on the loop: what it acts on and whom to tell. */
+struct admin_task {
+    struct gateway *gw;
+    cache_tiers_get_fn get_done;
+    cache_tiers_count_fn count_done;
+    cache_tiers_scan_fn scan_done;
+    void *arg;
+    unsigned count;
+    char cursor[32];
+    size_t key_len;
+    char key[];
+};
+
+static struct admin_task *admin_task_new(struct gateway *gw, const char *key, void *arg)
+{
+    size_t len = key ? strlen(key) : 0;
+    struct admin_task *t = calloc(1, sizeof *t + len + 1);
+    if (t == NULL) return NULL;
+    t->gw = gw;
+    t->arg = arg;
+    t->key_len = len;
+    if (len) memcpy(t->key, key, len);
+    return t;
+}
+
+static int admin_task_post(struct admin_task *t, void (*run)(void *))
+{
+    int rc = io_loop_post(t->gw->loop, run, t);
+    if (rc != 0) free(t);
+    return rc;
+}
+
+static void peek_done(void *arg, struct cache_object *obj, int err)
+{
+    struct admin_task *t = arg;
+    t->get_done(t->arg, obj, err);
+    free(t);
+}
+
+static void peek_run(void *arg)
+{
+    struct admin_task *t = arg;
+    int rc = store_redis_peek(t->gw->l2, t->key, t->key_len, peek_done, t);
+    if (rc != 0) peek_done(t, NULL, rc);
+}
+
+int cache_tiers_l2_peek(struct gateway *gw, const char *key, cache_tiers_get_fn done, void *arg)
+{
+    if (!cache_tiers_l2_available(gw)) return -ENOTCONN;
+    struct admin_task *t = admin_task_new(gw, key, arg);
+    if (t == NULL) return -ENOMEM;
+    t->get_done = done;
+    return admin_task_post(t, peek_run);
+}
+
+static void scan_done(void *arg, const char *next, const char *const *keys, const size_t *lens,
+                      size_t n, int err)
+{
+    struct admin_task *t = arg;
+    t->scan_done(t->arg, next, keys, lens, n, err);
+    free(t);
+}
+
+static void scan_run(void *arg)
+{
+    struct admin_task *t = arg;
+    int rc = store_redis_scan(t->gw->l2, t->cursor, t->key, t->key_len, t->count, scan_done, t);
+    if (rc != 0) scan_done(t, "0", NULL, NULL, 0, rc);
+}
+
+int cache_tiers_l2_scan(struct gateway *gw, const char *cursor, const char *prefix,
+                        unsigned count, cache_tiers_scan_fn done, void *arg)
+{
+    size_t clen = strlen(cursor);
+    if (clen == 0 || clen >= 21 || strspn(cursor, "0123456789") != clen) return -EINVAL;
+    if (!cache_tiers_l2_available(gw)) return -ENOTCONN;
+    struct admin_task *t = admin_task_new(gw, prefix, arg);
+    if (t == NULL) return -ENOMEM;
+    t->scan_done = done;
+    t->count = count;
+    memcpy(t->cursor, cursor, clen + 1);
+    return admin_task_post(t, scan_run);
+}
+
+static void purge_key_deleted(void *arg, long long removed, int err)
+{
+    struct admin_task *t = arg;
+    /* Counted first, then the usual invalidation (its own DEL finds nothing,
+     * or what a fill stored in between; it tells the other instances). */
+    inval_sync_invalidate_key(t->gw, t->key);
+    t->count_done(t->arg, removed, err);
+    free(t);
+}
+
+static void purge_key_run(void *arg)
+{
+    struct admin_task *t = arg;
+    int rc = store_redis_delete_count(t->gw->l2, t->key, t->key_len, purge_key_deleted, t);
+    if (rc != 0) purge_key_deleted(t, 0, rc);
+}
+
+int cache_tiers_purge_key(struct gateway *gw, const char *key, size_t *memory,
+                          cache_tiers_count_fn done, void *arg)
+{
+    *memory = gw->l1 ? (size_t)store_l1_delete(gw->l1, key, strlen(key)) : 0;
+    struct admin_task *t = cache_tiers_l2_available(gw) ? admin_task_new(gw, key, arg) : NULL;
+    if (t != NULL) {
+        t->count_done = done;
+        if (admin_task_post(t, purge_key_run) == 0) return 0;
+    }
+    inval_sync_invalidate_key(gw, key);
+    return -ENOTCONN;
+}
+
+size_t cache_tiers_purge_prefix(struct gateway *gw, const char *prefix)
+{
+    size_t n = gw->l1 ? store_l1_delete_prefix(gw->l1, prefix, strlen(prefix)) : 0;
+    inval_sync_invalidate_prefix(gw, prefix);
+    return n;
+}
+
+static void purge_all_done(void *arg, long long removed, int err)
+{
+    struct admin_task *t = arg;
+    struct gateway *gw = t->gw;
+    if (gw->l1) store_l1_clear(gw->l1);
+    /* The empty prefix matches every key: each other instance clears its
+     * memory tier (inval_sync applies 'p' as store_l1_delete_prefix). */
+    int rc = store_redis_publish_invalidation(gw->l2, INVAL_KEY_PREFIX, "", 0);
+    if (rc != 0) LOG_W("purge-all: could not tell the other instances (%s)", strerror(-rc));
+    t->count_done(t->arg, removed, err);
+    free(t);
+}
+
+static void purge_all_run(void *arg)
+{
+    struct admin_task *t = arg;
+    int rc = store_redis_purge_all(t->gw->l2, purge_all_done, t);
+    if (rc != 0) purge_all_done(t, 0, rc);
+}
+
+int cache_tiers_purge_all(struct gateway *gw, size_t *memory, cache_tiers_count_fn done,
+                          void *arg)
+{
+    *memory = gw->l1 ? store_l1_clear(gw->l1) : 0;
+    if (!cache_tiers_l2_available(gw)) return -ENOTCONN;
+    struct admin_task *t = admin_task_new(gw, NULL, arg);
+    if (t == NULL) return -ENOMEM;
+    t->count_done = done;
+    return admin_task_post(t, purge_all_run);
+}

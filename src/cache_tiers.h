@@ -58,4 +58,45 @@ void cache_tiers_invalidate_tag(struct gateway *gw, const char *tag);
 /* Deletes one key from Redis only (an invalidated entry met on a read). */
 void cache_tiers_l2_delete(struct gateway *gw, const char *key);
 
+/* ---- the admin API (admin_server.h): looks without side effects, counted
+ * purges.  Callbacks run once on the loop thread; a function that fails at
+ * once (-ENOTCONN: no usable Redis tier, -ENOMEM) never calls it. ---- */
+
+/* Reads key from Redis without counting, bumping or deleting anything
+ * (store_redis_peek; err -EBADMSG: a value that does not decode). */
+int cache_tiers_l2_peek(struct gateway *gw, const char *key, cache_tiers_get_fn done, void *arg);
+
+/* removed: how many keys Redis removed; err < 0 when it failed. */
+typedef void (*cache_tiers_count_fn)(void *arg, long long removed, int err);
+/* keys: cache keys, borrowed for the call; next: "0" when the walk is over. */
+typedef void (*cache_tiers_scan_fn)(void *arg, const char *next, const char *const *keys,
+                                    const size_t *lens, size_t n, int err);
+
+/* One page of the Redis tier's cache keys starting with prefix (SCAN MATCH
+ * COUNT, store_redis_scan).  -EINVAL: a cursor Redis did not hand out. */
+int cache_tiers_l2_scan(struct gateway *gw, const char *cursor, const char *prefix,
+                        unsigned count, cache_tiers_scan_fn done, void *arg);
+
+/* cache_tiers_invalidate_key, counted: *memory is 0 or 1 at once; with a
+ * Redis tier the key is deleted there first (DEL's count goes to done), then
+ * invalidated as usual (other instances told).  Returns 0 (done will run) or
+ * -ENOTCONN when there is no usable Redis tier (the invalidation is applied
+ * anyway, and replayed to Redis when it is back). */
+int cache_tiers_purge_key(struct gateway *gw, const char *key, size_t *memory,
+                          cache_tiers_count_fn done, void *arg);
+
+/* cache_tiers_invalidate_prefix, and the memory tier's matching entries
+ * dropped at once by a walk: returns how many (Redis is by record). */
+size_t cache_tiers_purge_prefix(struct gateway *gw, const char *prefix);
+
+/* Every cache entry: the memory tier at once (*memory: how many), then in
+ * Redis every <prefix>c: key (SCAN + UNLINK, never FLUSHDB; the invalidation
+ * bookkeeping stays), then this instance's memory tier again (what a read
+ * brought back from Redis meanwhile) and the other instances are told to drop
+ * theirs: an INVAL_KEY_PREFIX message with the empty prefix, which every
+ * instance applies as store_l1_delete_prefix(""), i.e. everything.  Returns 0
+ * (done gets the Redis count) or -ENOTCONN / -ENOMEM as above (memory only). */
+int cache_tiers_purge_all(struct gateway *gw, size_t *memory, cache_tiers_count_fn done,
+                          void *arg);
+
 #endif

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -380,17 +381,114 @@ size_t store_l1_delete_prefix(struct store_l1 *store, const char *prefix, size_t
     return removed;
 }
 
-void store_l1_clear(struct store_l1 *store)
+size_t store_l1_clear(struct store_l1 *store)
 {
-    if (store == NULL) return;
+    if (store == NULL) return 0;
+    size_t removed = 0;
     for (unsigned i = 0; i < store->n_shards; i++) {
         struct l1_shard *sh = &store->shards[i];
         struct l1_node *release = NULL;
         pthread_mutex_lock(&sh->lock);
-        l1_shard_drain(sh, &release);
+        removed += l1_shard_drain(sh, &release);
         pthread_mutex_unlock(&sh->lock);
         l1_release(release);
     }
+    return removed;
+}
+
+struct cache_object *store_l1_peek(struct store_l1 *store, const char *key, size_t key_len,
+                                   int64_t now_ms)
+{
+    if (store == NULL || (key == NULL && key_len > 0) || store->max_bytes == 0) return NULL;
+    uint64_t hash = l1_hash(key, key_len);
+    struct l1_shard *sh = l1_shard_for(store, hash);
+    struct cache_object *found = NULL;
+    pthread_mutex_lock(&sh->lock);
+    struct l1_node *n = *l1_find_slot(sh, hash, key, key_len);
+    if (n != NULL && !l1_expired(n, now_ms)) found = cache_object_ref(n->obj);
+    pthread_mutex_unlock(&sh->lock);
+    return found;
+}
+
+/* The listing cursor: the shard in the high 16 bits, the bucket in the low 48.
+ * Buckets are walked by index: when a table doubles, old bucket b splits into
+ * b and b + old size, so every entry not yet visited is still at an index at
+ * or past the cursor (the split-off half of visited buckets is visited again,
+ * hence "at least once"). */
+#define L1_CURSOR_SHARD(c) ((unsigned)((c) >> 48))
+#define L1_CURSOR_BUCKET(c) ((size_t)((c) & ((UINT64_C(1) << 48) - 1)))
+#define L1_CURSOR(shard, bucket) (((uint64_t)(shard) << 48) | (uint64_t)(bucket))
+
+static bool l1_matches(const struct cache_object *o, const char *prefix, size_t prefix_len)
+{
+    return o->key_len >= prefix_len && (prefix_len == 0 || memcmp(o->key, prefix, prefix_len) == 0);
+}
+
+/* Appends obj (a new reference) to the growing array *out. */
+static int l1_list_push(struct cache_object ***out, size_t *n, size_t *cap,
+                        struct cache_object *obj)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        struct cache_object **a = realloc(*out, nc * sizeof *a);
+        if (a == NULL) return -ENOMEM;
+        *out = a;
+        *cap = nc;
+    }
+    (*out)[(*n)++] = cache_object_ref(obj);
+    return 0;
+}
+
+int store_l1_list(struct store_l1 *store, uint64_t *cursor, const char *prefix,
+                  size_t prefix_len, size_t limit, int64_t now_ms, struct cache_object ***out,
+                  size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (store == NULL || store->max_bytes == 0 || *cursor == STORE_L1_LIST_END) {
+        *cursor = STORE_L1_LIST_END;
+        return 0;
+    }
+    if (L1_CURSOR_SHARD(*cursor) >= store->n_shards) return -EINVAL;
+    if (limit == 0) limit = 1;
+    unsigned shard = L1_CURSOR_SHARD(*cursor);
+    size_t bucket = L1_CURSOR_BUCKET(*cursor);
+    size_t cap = 0, work = 0;
+    int rc = 0;
+    while (shard < store->n_shards && work < STORE_L1_LIST_WORK && rc == 0) {
+        struct l1_shard *sh = &store->shards[shard];
+        pthread_mutex_lock(&sh->lock);
+        for (; bucket < sh->n_buckets && work < STORE_L1_LIST_WORK; bucket++, work++) {
+            size_t matches = 0;
+            for (struct l1_node *e = sh->buckets[bucket]; e != NULL; e = e->hnext)
+                if (!l1_expired(e, now_ms) && l1_matches(e->obj, prefix, prefix_len)) matches++;
+            if (matches == 0) continue;
+            if (*n > 0 && *n + matches > limit) break; /* the next page starts here */
+            for (struct l1_node *e = sh->buckets[bucket]; e != NULL && rc == 0; e = e->hnext)
+                if (!l1_expired(e, now_ms) && l1_matches(e->obj, prefix, prefix_len))
+                    rc = l1_list_push(out, n, &cap, e->obj);
+            if (*n >= limit) {
+                bucket++;
+                break;
+            }
+        }
+        bool shard_done = bucket >= sh->n_buckets;
+        pthread_mutex_unlock(&sh->lock);
+        if (shard_done) {
+            shard++;
+            bucket = 0;
+        }
+        if (*n >= limit || !shard_done) break;
+    }
+    if (rc != 0) {
+        for (size_t i = 0; i < *n; i++) cache_object_unref((*out)[i]);
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    *cursor = shard >= store->n_shards ? STORE_L1_LIST_END : L1_CURSOR(shard, bucket);
+    return 0;
 }
 
 void store_l1_get_stats(struct store_l1 *store, struct store_l1_stats *out)

@@ -62,8 +62,38 @@ int store_l1_delete(struct store_l1 *store, const char *key, size_t key_len);
  * bounded, so this is bounded too).  Returns the number removed. */
 size_t store_l1_delete_prefix(struct store_l1 *store, const char *prefix, size_t prefix_len);
 
-/* Removes everything. */
-void store_l1_clear(struct store_l1 *store);
+/* Removes everything.  Returns the number of entries removed. */
+size_t store_l1_clear(struct store_l1 *store);
+
+/* Looks at one entry without changing it: no move to the most-recently-used
+ * end, no removal when it is past its useful life (it is just not returned),
+ * no counter touched.  For the admin API's GET /entries; the request path
+ * uses store_l1_get.  Returns a referenced object or NULL. */
+struct cache_object *store_l1_peek(struct store_l1 *store, const char *key, size_t key_len,
+                                   int64_t now_ms);
+
+/* Where a listing starts, and what store_l1_list sets *cursor to once every
+ * shard has been walked. */
+#define STORE_L1_LIST_START 0u
+#define STORE_L1_LIST_END UINT64_MAX
+
+/* One page of a listing of the entries whose key starts with prefix (any
+ * entry when prefix_len is 0) and that are still useful at now_ms, walked
+ * shard by shard and bucket by bucket, without changing any entry.  *cursor
+ * is STORE_L1_LIST_START for the first page and what the previous call left
+ * for the next ones (opaque; STORE_L1_LIST_END when done).  A page holds at
+ * most limit entries, except that a bucket is never split: when its matches
+ * alone are more than limit they come as one page.  A page walks at most
+ * STORE_L1_LIST_WORK buckets, so a page may be empty before the end (like
+ * Redis SCAN).  An entry present for the whole listing is returned at least
+ * once; a shard's table growing between pages can return an entry twice.
+ * Returns 0 with *out a malloc'd array of *n references (the caller unrefs
+ * each and frees the array; NULL when *n is 0), or -ENOMEM, -EINVAL (a
+ * cursor no call returned). */
+#define STORE_L1_LIST_WORK 4096u
+int store_l1_list(struct store_l1 *store, uint64_t *cursor, const char *prefix,
+                  size_t prefix_len, size_t limit, int64_t now_ms, struct cache_object ***out,
+                  size_t *n);
 
 void store_l1_get_stats(struct store_l1 *store, struct store_l1_stats *out);
 

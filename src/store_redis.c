@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +333,297 @@ int store_redis_delete_prefix(struct store_redis *s, const char *key_prefix, siz
     int rc = scan_next(op);
     if (rc < 0) free(op);
     return rc;
+}
+
+/* ---- the admin API: peek, counted delete, scan pages, purge-all ---- */
+
+static void peek_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct get_op *op = arg;
+    struct cache_object *obj = NULL;
+    int code = 0;
+    if (err != NULL) {
+        code = err_code(err);
+    } else if (r->type == REDIS_REPLY_STRING) {
+        int rc = cache_object_decode(r->str, r->len, &obj);
+        if (rc == 0 && (obj->key_len != op->key_len || memcmp(obj->key, op->key, op->key_len))) {
+            cache_object_unref(obj);
+            obj = NULL;
+            rc = -EINVAL;
+        }
+        if (rc == -EINVAL) code = -EBADMSG;
+        else if (rc < 0) code = rc;
+    } else if (r->type != REDIS_REPLY_NIL) {
+        code = -EIO;
+    }
+    op->fn(op->arg, obj, code);
+    free(op);
+}
+
+int store_redis_peek(struct store_redis *s, const char *key, size_t key_len,
+                     store_redis_get_fn fn, void *arg)
+{
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    struct get_op *op = malloc(sizeof *op + key_len + 1);
+    size_t fk_len;
+    char *fk = full_key(s, key, key_len, &fk_len);
+    if (op == NULL || fk == NULL) {
+        free(op);
+        free(fk);
+        return -ENOMEM;
+    }
+    *op = (struct get_op){.s = s, .fn = fn, .arg = arg, .key_len = key_len};
+    memcpy(op->key, key, key_len);
+    op->key[key_len] = '\0';
+    const char *argv[2] = {"GET", fk};
+    size_t lens[2] = {3, fk_len};
+    int rc = redis_pool_command(s->pool, 2, argv, lens, peek_reply, op);
+    free(fk);
+    if (rc < 0) free(op);
+    return rc;
+}
+
+struct count_op {
+    store_redis_count_fn fn;
+    void *arg;
+};
+
+static void count_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct count_op *op = arg;
+    if (err != NULL) op->fn(op->arg, 0, err_code(err));
+    else if (r->type != REDIS_REPLY_INTEGER) op->fn(op->arg, 0, -EIO);
+    else op->fn(op->arg, r->integer, 0);
+    free(op);
+}
+
+int store_redis_delete_count(struct store_redis *s, const char *key, size_t key_len,
+                             store_redis_count_fn fn, void *arg)
+{
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    struct count_op *op = malloc(sizeof *op);
+    size_t fk_len;
+    char *fk = full_key(s, key, key_len, &fk_len);
+    if (op == NULL || fk == NULL) {
+        free(op);
+        free(fk);
+        return -ENOMEM;
+    }
+    *op = (struct count_op){.fn = fn, .arg = arg};
+    const char *argv[2] = {"DEL", fk};
+    size_t lens[2] = {3, fk_len};
+    int rc = redis_pool_command(s->pool, 2, argv, lens, count_reply, op);
+    free(fk);
+    if (rc < 0) free(op);
+    return rc;
+}
+
+/* The SCAN MATCH pattern of every entry under <prefix>c:key_prefix: glob
+ * characters of the prefix and of REDIS_PREFIX escaped, then "*".  Returns a
+ * malloc'd pattern or NULL. */
+static char *entry_pattern(const struct store_redis *s, const char *key_prefix, size_t len,
+                           size_t *out_len)
+{
+    size_t flen;
+    char *full = full_key(s, key_prefix, len, &flen);
+    char *pat = full ? malloc(2 * flen + 2) : NULL;
+    if (pat == NULL) {
+        free(full);
+        return NULL;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < flen; i++) {
+        char c = full[i];
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') pat[n++] = '\\';
+        pat[n++] = c;
+    }
+    pat[n++] = '*';
+    pat[n] = '\0';
+    *out_len = n;
+    free(full);
+    return pat;
+}
+
+/* A SCAN reply is [cursor, [names...]]: true when r has that shape. */
+static bool scan_reply_ok(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+           r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len < 32 &&
+           r->element[1]->type == REDIS_REPLY_ARRAY;
+}
+
+struct page_op {
+    struct store_redis *s;
+    store_redis_scan_fn fn;
+    void *arg;
+};
+
+static void page_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct page_op *op = arg;
+    struct store_redis *s = op->s;
+    if (err != NULL || !scan_reply_ok(r)) {
+        op->fn(op->arg, "0", NULL, NULL, 0, err ? err_code(err) : -EIO);
+        free(op);
+        return;
+    }
+    const redisReply *names = r->element[1];
+    const char **keys = calloc(names->elements + 1, sizeof *keys);
+    size_t *lens = calloc(names->elements + 1, sizeof *lens);
+    char next[32];
+    snprintf(next, sizeof next, "%.*s", (int)r->element[0]->len, r->element[0]->str);
+    if (keys == NULL || lens == NULL) {
+        op->fn(op->arg, "0", NULL, NULL, 0, -ENOMEM);
+    } else {
+        size_t n = 0, head = s->prefix_len + ENTRY_NS_LEN;
+        for (size_t i = 0; i < names->elements; i++) {
+            const redisReply *e = names->element[i];
+            /* MATCH guarantees the head; checked anyway, a reply is data. */
+            if (e->type != REDIS_REPLY_STRING || e->len < head) continue;
+            keys[n] = e->str + head;
+            lens[n++] = e->len - head;
+        }
+        op->fn(op->arg, next, keys, lens, n, 0);
+    }
+    free(keys);
+    free(lens);
+    free(op);
+}
+
+int store_redis_scan(struct store_redis *s, const char *cursor, const char *key_prefix,
+                     size_t len, unsigned count, store_redis_scan_fn fn, void *arg)
+{
+    size_t clen = strlen(cursor);
+    if (clen == 0 || clen > 20 || strspn(cursor, "0123456789") != clen) return -EINVAL;
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    size_t plen;
+    char *pattern = entry_pattern(s, key_prefix, len, &plen);
+    struct page_op *op = pattern ? malloc(sizeof *op) : NULL;
+    if (op == NULL) {
+        free(pattern);
+        return -ENOMEM;
+    }
+    *op = (struct page_op){.s = s, .fn = fn, .arg = arg};
+    char c[16];
+    snprintf(c, sizeof c, "%u", count ? count : 1);
+    const char *argv[6] = {"SCAN", cursor, "MATCH", pattern, "COUNT", c};
+    size_t lens[6] = {4, clen, 5, plen, 5, strlen(c)};
+    int rc = redis_pool_command(s->pool, 6, argv, lens, page_reply, op);
+    free(pattern);
+    if (rc < 0) free(op);
+    return rc;
+}
+
+/* Purge-all: one SCAN at a time; each batch's UNLINK is in flight while the
+ * next SCAN runs (the pool may send them on different connections), so the
+ * walk ends when the cursor is back at "0" and no UNLINK is pending. */
+struct purge_all_op {
+    struct store_redis *s;
+    store_redis_count_fn fn;
+    void *arg;
+    long long removed;
+    int err;
+    int pending; /* UNLINKs and the SCAN in flight */
+    char cursor[32];
+    size_t pattern_len;
+    char *pattern;
+};
+
+static void purge_all_step(struct purge_all_op *op);
+
+static void purge_all_release(struct purge_all_op *op)
+{
+    if (--op->pending > 0) return;
+    op->fn(op->arg, op->removed, op->err);
+    free(op->pattern);
+    free(op);
+}
+
+static void purge_all_unlinked(void *arg, const redisReply *r, const char *err)
+{
+    struct purge_all_op *op = arg;
+    if (err != NULL || r->type != REDIS_REPLY_INTEGER) {
+        COUNT(op->s, errors);
+        if (op->err == 0) op->err = err ? err_code(err) : -EIO;
+    } else {
+        op->removed += r->integer;
+    }
+    purge_all_release(op);
+}
+
+static void purge_all_scanned(void *arg, const redisReply *r, const char *err)
+{
+    struct purge_all_op *op = arg;
+    struct store_redis *s = op->s;
+    if (err != NULL || !scan_reply_ok(r)) {
+        COUNT(s, errors);
+        if (op->err == 0) op->err = err ? err_code(err) : -EIO;
+        purge_all_release(op);
+        return;
+    }
+    const redisReply *keys = r->element[1];
+    if (keys->elements > 0 && op->err == 0) {
+        const char **argv = malloc((keys->elements + 1) * sizeof *argv);
+        size_t *lens = malloc((keys->elements + 1) * sizeof *lens);
+        size_t n = 1;
+        if (argv && lens) {
+            argv[0] = "UNLINK";
+            lens[0] = 6;
+            for (size_t i = 0; i < keys->elements; i++) {
+                if (keys->element[i]->type != REDIS_REPLY_STRING) continue;
+                argv[n] = keys->element[i]->str;
+                lens[n++] = keys->element[i]->len;
+            }
+        } else {
+            op->err = -ENOMEM;
+        }
+        if (n > 1) {
+            op->pending++;
+            if (redis_pool_command(s->pool, (int)n, argv, lens, purge_all_unlinked, op) != 0) {
+                op->pending--;
+                op->err = -ENOTCONN;
+            }
+        }
+        free(argv);
+        free(lens);
+    }
+    snprintf(op->cursor, sizeof op->cursor, "%.*s", (int)r->element[0]->len, r->element[0]->str);
+    if (op->err == 0 && strcmp(op->cursor, "0") != 0) purge_all_step(op);
+    purge_all_release(op); /* this SCAN */
+}
+
+static void purge_all_step(struct purge_all_op *op)
+{
+    const char *argv[6] = {"SCAN", op->cursor, "MATCH", op->pattern, "COUNT", SCAN_BATCH};
+    size_t lens[6] = {4, strlen(op->cursor), 5, op->pattern_len, 5, strlen(SCAN_BATCH)};
+    op->pending++;
+    if (redis_pool_command(op->s->pool, 6, argv, lens, purge_all_scanned, op) != 0) {
+        op->pending--;
+        op->err = -ENOTCONN;
+    }
+}
+
+int store_redis_purge_all(struct store_redis *s, store_redis_count_fn fn, void *arg)
+{
+    if (!redis_pool_available(s->pool)) return -ENOTCONN;
+    struct purge_all_op *op = calloc(1, sizeof *op);
+    if (op == NULL) return -ENOMEM;
+    *op = (struct purge_all_op){.s = s, .fn = fn, .arg = arg, .pending = 1};
+    strcpy(op->cursor, "0");
+    op->pattern = entry_pattern(s, "", 0, &op->pattern_len);
+    if (op->pattern == NULL) {
+        free(op);
+        return -ENOMEM;
+    }
+    purge_all_step(op);
+    if (op->err != 0 && op->pending == 1) {
+        int err = op->err;
+        free(op->pattern);
+        free(op);
+        return err;
+    }
+    purge_all_release(op); /* the starter's hold */
+    return 0;
 }
 
 /* ---- invalidation pub/sub ---- */

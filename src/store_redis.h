@@ -102,6 +102,40 @@ int store_redis_delete_then(struct store_redis *s, const char *key, size_t key_l
  * Returns 0 or as above. */
 int store_redis_delete_prefix(struct store_redis *s, const char *key_prefix, size_t len);
 
+/* ---- the admin API's reads and purges (admin_server.h) ---- */
+
+/* GET <prefix>c:key for a look at the entry: unlike store_redis_get it counts
+ * nothing and deletes nothing (an undecodable value is reported as -EBADMSG
+ * and left alone).  fn gets one reference or NULL, err as store_redis_get_fn
+ * plus -EBADMSG.  Returns 0 or fails at once as store_redis_get. */
+int store_redis_peek(struct store_redis *s, const char *key, size_t key_len,
+                     store_redis_get_fn fn, void *arg);
+
+/* DEL <prefix>c:key, then fn once on the loop thread with how many keys Redis
+ * removed (0 or 1) and err as store_redis_done_fn.  Returns 0 or fails at once
+ * as store_redis_delete. */
+typedef void (*store_redis_count_fn)(void *arg, long long removed, int err);
+int store_redis_delete_count(struct store_redis *s, const char *key, size_t key_len,
+                             store_redis_count_fn fn, void *arg);
+
+/* One page of SCAN <cursor> MATCH <prefix>c:<key_prefix>* COUNT <count>.
+ * keys[i] (lens[i]) are cache keys without <prefix>c:, borrowed for the call;
+ * next is the cursor to pass for the next page, "0" when the scan is over.
+ * err as store_redis_done_fn. */
+typedef void (*store_redis_scan_fn)(void *arg, const char *next, const char *const *keys,
+                                    const size_t *lens, size_t n, int err);
+/* cursor: "0" to start, else what the previous page returned (digits only,
+ * -EINVAL otherwise).  Returns 0 and calls fn once, or fails at once. */
+int store_redis_scan(struct store_redis *s, const char *cursor, const char *key_prefix,
+                     size_t len, unsigned count, store_redis_scan_fn fn, void *arg);
+
+/* Deletes every cache entry (<prefix>c:*: SCAN MATCH COUNT 1000 and UNLINK,
+ * batch after batch; never FLUSHDB, and the {inv} bookkeeping stays), then
+ * calls fn once on the loop thread with the number of keys UNLINK removed and
+ * err (0, or the first failure: the walk stops there).  Returns 0 or fails at
+ * once as store_redis_delete. */
+int store_redis_purge_all(struct store_redis *s, store_redis_count_fn fn, void *arg);
+
 /* kind: 'k' (exact key), 'p' (key prefix), 'P' / 'T' (sequenced prefix / tag
  * invalidation, key = "<seq>:<prefix or tag>", published by cache_tiers), or
  * '*' (key NULL, len 0: messages may have been missed; drop the whole memory
