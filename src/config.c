@@ -713,12 +713,17 @@ static int opt_apply(const struct opt *o, struct config *cfg, const char *text, 
                 return 0;
             }
         }
-        for (const char *p = text; *p != '\0'; p++) {
-            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-                invalid(o, text, "expected a file path without control characters", err,
-                        err_len);
-                return -1;
-            }
+        /* A path must contain a '/' (/var/log/..., ./access.log): a misspelt
+         * keyword ("stdrr") is refused rather than becoming a file of that name. */
+        bool has_slash = strchr(text, '/') != NULL;
+        for (const char *p = text; *p != '\0' && has_slash; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) has_slash = false;
+        if (!has_slash) {
+            invalid(o, text,
+                    "expected off, stderr, stdout or a file path containing a '/' (such as "
+                    "./access.log), without control characters",
+                    err, err_len);
+            return -1;
         }
         if (set_string(path, text, false) != 0) goto oom;
         *(int *)field = ACCESS_LOG_FILE;

@@ -2,8 +2,9 @@
  *
  * The main thread loads the configuration, builds the shared context, starts
  * the I/O loop and the HTTP server, then waits for signals with sigwait():
- * SIGHUP reloads the policies, SIGTERM/SIGINT stop accepting, let in-flight
- * requests finish (bounded by SHUTDOWN_TIMEOUT_MS) and exit 0. */
+ * SIGHUP reloads the policies, SIGUSR1 reopens the access log file (logrotate),
+ * SIGTERM/SIGINT stop accepting, let in-flight requests finish (bounded by
+ * SHUTDOWN_TIMEOUT_MS) and exit 0. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "coalesce.h"
 #include "config.h"
 #include "gateway.h"
@@ -248,9 +250,17 @@ static int run(struct config *cfg)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0) continue;
+        if (sig == SIGUSR1) {
+            if (access_log_reopen(err, sizeof err) != 0)
+                LOG_E("SIGUSR1: %s; still writing to the old file", err);
+            else
+                LOG_I("SIGUSR1 received: access log reopened");
+            continue;
+        }
         if (sig == SIGHUP) {
             if (gw.policies == NULL) {
                 LOG_W("SIGHUP received: no policies directory, nothing to reload");
@@ -306,6 +316,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -322,7 +333,16 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level((enum log_level)cfg.log_level);
+    log_set_format(cfg.log_format == 1 ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
+    /* An access log file that cannot be opened is an invalid setting (exit 2),
+     * found by --check too, like nginx -t. */
+    if (access_log_open(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "cachegw: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
     int rc = cfg.check_only ? check_policies(&cfg) : run(&cfg);
+    access_log_close();
     config_free(&cfg);
     return rc;
 }
