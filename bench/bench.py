@@ -22,7 +22,8 @@ keys10k, keys1m and users100k each start a fresh gateway and a fresh nginx (cach
 when /dev/shm exists), warm both, and count what reached the upstream while each measured
 run went on: a number above 0 means the run measured misses too, and is reported.
 --profile runs `perf record -e cpu-clock -g` on the gateway for one extra (unmeasured) run
-of keys10k and users100k and reports the share of samples in liblua.
+of keys10k and users100k and reports the share of samples in liblua (and, from a short
+`--call-graph dwarf` run, the share in memset called by libmicrohttpd).
 """
 
 import argparse
@@ -209,12 +210,45 @@ def summarize(runs):
     out = {"rps": median_of(runs, "rps"), "p50_ms": median_of(runs, "p50_ms"),
            "p99_ms": median_of(runs, "p99_ms"),
            "non2xx": sum(r["non2xx"] for r in runs), "runs": runs}
+    if all("server_wait_pct" in r for r in runs):
+        out["server_cpu_pct"] = median_of(runs, "server_cpu_pct")
+        out["server_wait_pct"] = median_of(runs, "server_wait_pct")
     if all("upstream_during" in r for r in runs):
         out["upstream_during"] = sum(r["upstream_during"] for r in runs)
     return out
 
 
-def scenario_hot(rounds, seconds):
+def cpu_ns(pid):
+    """(ns on a CPU, ns waiting for one) summed over every thread of pid's process tree, from
+    /proc/<tid>/schedstat.  The wait is time the server was runnable but another process
+    had its CPU: on a quiet machine it stays near 0."""
+    run = wait = 0
+    for p in process_tree(pid):
+        for tid in os.listdir(f"/proc/{p}/task"):
+            try:
+                with open(f"/proc/{p}/task/{tid}/schedstat") as f:
+                    a, b = f.read().split()[:2]
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that just ended
+            run, wait = run + int(a), wait + int(b)
+    return run, wait
+
+
+def wrk_measured(port, pid, seconds, path="/", **kw):
+    """wrk, plus the server's CPU use and its run-queue wait as % of the run's wall time."""
+    c0, t0 = cpu_ns(pid), time.monotonic_ns()
+    r = wrk(port, path, seconds, **kw)
+    c1, t1 = cpu_ns(pid), time.monotonic_ns()
+    r["server_cpu_pct"] = round(100.0 * (c1[0] - c0[0]) / (t1 - t0), 1)
+    r["server_wait_pct"] = round(100.0 * (c1[1] - c0[1]) / (t1 - t0), 1)
+    return r
+
+
+def fmt_cpu(r):
+    return f"server CPU {r['server_cpu_pct']:.0f} %, waited {r['server_wait_pct']:.0f} %"
+
+
+def scenario_hot(rounds, seconds, pids):
     """One cached URL: cachegw, nginx, upstream alone, interleaved per round."""
     targets = {"cachegw": GW_PORT, "nginx": NGINX_PORT, "upstream": API_PORT}
     for port in (GW_PORT, NGINX_PORT):
@@ -223,10 +257,10 @@ def scenario_hot(rounds, seconds):
     runs = {t: [] for t in targets}
     for i in range(rounds):
         for t, port in targets.items():
-            r = wrk(port, "/bytes/1024", seconds)
+            r = wrk_measured(port, pids[t], seconds, path="/bytes/1024")
             runs[t].append(r)
             log(f"  hot round {i + 1} {t}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} ms "
-                f"p99 {r['p99_ms']:.2f} ms non2xx {r['non2xx']}")
+                f"p99 {r['p99_ms']:.2f} ms non2xx {r['non2xx']}; {fmt_cpu(r)}")
     return {t: summarize(v) for t, v in runs.items()}
 
 
@@ -309,7 +343,7 @@ def warm(port, prefix, n, tmp, what, seed=1, spread=()):
 
 
 def measure_random(targets, gw_name, rounds, seconds, n, prefix_of_round, tmp, label,
-                   warm_each_round, spread):
+                   warm_each_round, spread, pids):
     """Median-of-rounds random access over n warmed URLs, servers interleaved (the order is
     reversed every other round).  Each run records how many requests reached the upstream
     while it went on (0 when every answer was a hit) and, for the gateway, its hit counter."""
@@ -330,7 +364,8 @@ def measure_random(targets, gw_name, rounds, seconds, n, prefix_of_round, tmp, l
                                      seed=i + 1, spread=spread))
             before = upstream_requests()
             m0 = gw_metrics(port) if t == gw_name else None
-            r = wrk(port, "/", seconds, script=RANDOM_LUA, script_args=[prefix, n])
+            r = wrk_measured(port, pids[t], seconds, script=RANDOM_LUA,
+                             script_args=[prefix, n])
             r["upstream_during"] = upstream_requests() - before
             if m0 is not None:
                 m1 = gw_metrics(port)
@@ -338,7 +373,7 @@ def measure_random(targets, gw_name, rounds, seconds, n, prefix_of_round, tmp, l
             runs[t].append(r)
             log(f"  {label} round {i + 1} {t}: {r['rps']:.0f} req/s p50 {r['p50_ms']:.2f} ms "
                 f"p99 {r['p99_ms']:.2f} ms non2xx {r['non2xx']} "
-                f"upstream during run {r['upstream_during']}")
+                f"upstream during run {r['upstream_during']}; {fmt_cpu(r)}")
     return {"servers": {t: summarize(v) for t, v in runs.items()}, "warm": warms}
 
 
@@ -352,42 +387,71 @@ def parse_perf_dso(report):
     return out
 
 
-def profile_gateway(pid, port, seconds, prefix, n, tmp, label):
-    """One extra run (not in the medians) under `perf record -e cpu-clock -g` on the
-    gateway: the share of samples in each DSO (self), and the share of samples with any
-    liblua frame on their stack."""
-    data = os.path.join(tmp, f"perf-{label}.data")
-    perf = subprocess.Popen(["taskset", "-c", "1", "perf", "record", "-e", "cpu-clock", "-g",
-                             "-p", str(pid), "-o", data, "--", "sleep", str(seconds + 1)],
+def perf_run(pid, port, seconds, prefix, n, data, callgraph):
+    """perf record -e cpu-clock on pid while wrk runs random access; returns wrk's result."""
+    perf = subprocess.Popen(["taskset", "-c", "1", "perf", "record", "-e", "cpu-clock"]
+                            + callgraph + ["-p", str(pid), "-o", data, "--", "sleep",
+                                           str(seconds + 1)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)
     r = wrk(port, "/", seconds, script=RANDOM_LUA, script_args=[prefix, n])
     err = perf.communicate(timeout=120)[1]
     if perf.returncode != 0 or not os.path.exists(data):
         raise RuntimeError(f"perf record failed:\n{err}")
+    return r
+
+
+def perf_samples(data):
+    """The samples of a perf.data file, each a list of its frames (leaf first)."""
+    script = subprocess.run(["perf", "script", "-i", data, "-F", "ip,sym,dso"],
+                            capture_output=True, text=True).stdout
+    for chunk in script.split("\n\n"):
+        frames = [ln.strip() for ln in chunk.splitlines() if ln.strip()]
+        if frames:
+            yield frames
+
+
+def profile_gateway(pid, port, seconds, prefix, n, tmp, label):
+    """Two extra runs (not in the medians) under perf on the gateway.
+
+    1. `perf record -e cpu-clock -g` for `seconds`: the share of samples in each DSO (self;
+       liblua's is the number that shows whether Lua ran), and the share of samples with any
+       liblua frame on their stack (frame-pointer unwinding: a frame of a library built
+       without frame pointers can be missed, so the self share is the one to read).
+    2. `--call-graph dwarf` for 3 s: the share of samples in memset called directly from
+       libmicrohttpd (its per-connection pool, zeroed for every request).  Frame-pointer
+       unwinding cannot name memset's caller, so this needs DWARF; it is short because the
+       DWARF data is large (about 12 MB a second)."""
+    data = os.path.join(tmp, f"perf-{label}.data")
+    r = perf_run(pid, port, seconds, prefix, n, data, ["-g"])
     rep = subprocess.run(["perf", "report", "-i", data, "--sort", "dso", "--stdio",
                           "--no-children", "-g", "none"], capture_output=True, text=True).stdout
     dsos = parse_perf_dso(rep)
     syms = subprocess.run(["perf", "report", "-i", data, "--sort", "dso,sym", "--stdio",
                            "--no-children", "-g", "none"], capture_output=True, text=True).stdout
     top = [line.strip() for line in syms.splitlines() if re.match(r"\s+[\d.]+%", line)][:15]
-    # Inclusive: a sample counts when any frame of its call chain is in liblua.
-    script = subprocess.run(["perf", "script", "-i", data, "-F", "ip,dso"],
-                            capture_output=True, text=True).stdout
     samples = with_lua = 0
-    for chunk in script.split("\n\n"):
-        if chunk.strip():
-            samples += 1
-            with_lua += "liblua" in chunk
+    for frames in perf_samples(data):
+        samples += 1
+        with_lua += any("liblua" in f for f in frames)
+    os.unlink(data)
+    perf_run(pid, port, 3, prefix, n, data, ["--call-graph", "dwarf,8192"])
+    dsamples = mhd_memset = 0
+    for frames in perf_samples(data):
+        dsamples += 1
+        mhd_memset += ("memset" in frames[0] and len(frames) > 1
+                       and "libmicrohttpd" in frames[1])
     os.unlink(data)
     lua_self = sum(p for p, d in dsos if "liblua" in d)
     out = {"rps": r["rps"], "dso": dsos[:8], "liblua_self_pct": round(lua_self, 2),
            "samples": samples,
            "liblua_on_stack_pct": round(100.0 * with_lua / samples, 2) if samples else None,
+           "mhd_memset_pct": round(100.0 * mhd_memset / dsamples, 2) if dsamples else None,
            "top_symbols": top}
     log(f"  profile {label}: liblua {lua_self:.2f} % of samples (self), "
         f"{out['liblua_on_stack_pct']} % with a liblua frame on the stack, {samples} samples; "
-        f"dso: " + ", ".join(f"{d} {p:.1f}%" for p, d in dsos[:5]))
+        f"dso: " + ", ".join(f"{d} {p:.1f}%" for p, d in dsos[:5])
+        + f"; memset from libmicrohttpd {out['mhd_memset_pct']} % ({dsamples} DWARF samples)")
     return out
 
 
@@ -416,7 +480,8 @@ def run_keys_scenario(servers, label, rounds, seconds, n, prefix_of_round, gw_en
         t0 = time.monotonic()
         res.update(measure_random(targets, "cachegw", rounds, seconds, n, prefix_of_round,
                                   servers.tmp, label, warm_each_round,
-                                  spread=[gw.pid, ngx.pid, servers.api.pid]))
+                                  spread=[gw.pid, ngx.pid, servers.api.pid],
+                                  pids={"cachegw": gw.pid, "nginx": ngx.pid}))
         res["measure_seconds"] = round(time.monotonic() - t0, 1)
         m = gw_metrics(gw_port)
         res["gateway_entries"] = int(m.get("cachegw_memory_cache_entries", 0))
@@ -659,11 +724,11 @@ def main():
                                      "--feed-latency-ms", "0"], cpu=0, name="example-api")
         wait_http(API_PORT, "/__stats")
         if only & {"hot", "slow", "policy", "stampede"}:
-            start_nginx(servers)
-            start_gateway(servers)
+            shared = {"nginx": start_nginx(servers).pid, "cachegw": start_gateway(servers).pid,
+                      "upstream": servers.api.pid}
         if "hot" in only:
             log("hot hit (cachegw vs nginx proxy_cache vs upstream alone)")
-            results["hot"] = scenario_hot(args.rounds, args.seconds)
+            results["hot"] = scenario_hot(args.rounds, args.seconds, shared)
             results["hot"]["load"] = load_average()
         if "keys10k" in only:
             log(f"keys10k: 10,000 URLs, random access (load {load_average()})")
@@ -706,11 +771,13 @@ def print_keys(name, r, rounds):
     g, n = r["servers"]["cachegw"], r["servers"]["nginx"]
     print(f"**{KEY_TITLES[name]}**, 64 connections; load average before {r['load_before']}, "
           f"after {r.get('load_after', '?')}\n")
-    print("| server | req/s | p50 ms | p99 ms | non-2xx | reached upstream while measured |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| server | req/s | p50 ms | p99 ms | non-2xx | reached upstream while measured "
+          "| server CPU % | server run-queue wait % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for t, x in (("cachegw", g), ("nginx", n)):
         print(f"| {t} | {x['rps']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['non2xx']} | "
-              f"{x.get('upstream_during', '?')} |")
+              f"{x.get('upstream_during', '?')} | {x.get('server_cpu_pct', '?')} | "
+              f"{x.get('server_wait_pct', '?')} |")
     print(f"\ncachegw / nginx throughput: **{g['rps'] / n['rps']:.2f}x**; p50 {g['p50_ms']:.2f} vs "
           f"{n['p50_ms']:.2f} ms; p99 {g['p99_ms']:.2f} vs {n['p99_ms']:.2f} ms "
           f"(cachegw p99 / nginx p99 {g['p99_ms'] / n['p99_ms']:.2f})\n")
@@ -725,7 +792,9 @@ def print_keys(name, r, rounds):
               f"{p['rps']:.0f} req/s, {p['samples']} samples): **liblua {p['liblua_self_pct']:.2f} %** "
               f"of samples (self); {p['liblua_on_stack_pct']} % of samples have a liblua frame "
               f"on their stack. By DSO: " + ", ".join(f"{d} {pct:.1f} %" for pct, d in p["dso"][:6])
-              + "\n")
+              + f". memset called from libmicrohttpd (zeroing its per-connection pool; a "
+              f"second, 3 s run with `--call-graph dwarf`): {p.get('mhd_memset_pct', '?')} % "
+              f"of samples.\n")
         print("Top symbols (self):\n")
         print("```")
         for line in p["top_symbols"][:12]:
@@ -741,11 +810,14 @@ def print_report(res):
     if "hot" in res:
         r = res["hot"]
         print(f"**Hot hit (one URL, 1 KiB)**, 64 connections; load average after {r['load']}\n")
-        print("| server | req/s | p50 ms | p99 ms | non-2xx |")
-        print("|---|---:|---:|---:|---:|")
+        print("| server | req/s | p50 ms | p99 ms | non-2xx | server CPU % "
+              "| server run-queue wait % |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for t in ("cachegw", "nginx", "upstream"):
             x = r[t]
-            print(f"| {t} | {x['rps']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | {x['non2xx']} |")
+            print(f"| {t} | {x['rps']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | "
+                  f"{x['non2xx']} | {x.get('server_cpu_pct', '?')} | "
+                  f"{x.get('server_wait_pct', '?')} |")
         print(f"\ncachegw / nginx throughput: **{r['cachegw']['rps'] / r['nginx']['rps']:.2f}x**; "
               f"p99 {r['cachegw']['p99_ms']:.2f} vs {r['nginx']['p99_ms']:.2f} ms\n")
     for name in ("keys10k", "keys1m", "users100k"):
