@@ -1,9 +1,12 @@
 /* endpoints.c - see endpoints.h. */
 #include "endpoints.h"
 
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "policy_engine.h"
 #include "redis_pool.h"
 #include "stats.h"
@@ -94,71 +97,108 @@ int endpoints_health_cache_json(const struct gateway *gw, const struct health_re
     return (int)(off + (size_t)n);
 }
 
-int endpoints_metrics_text(const struct gateway *gw, const struct health_redis_view *redis,
-                           char *buf, size_t len)
+/* The families kept from before the labelled ones: per-event counters the dashboards
+ * already use (cachegw_cache_hits_total counts hits, stale ones included). */
+static int write_counters(FILE *out)
+{
+    static const struct {
+        const char *name;
+        size_t field;
+        const char *help;
+    } counters[] = {
+#define C(name, field, help) {name, offsetof(struct stats, field), help}
+        C("cachegw_cache_hits_total", hits, "Requests answered from cache (stale included)"),
+        C("cachegw_cache_hits_redis_total", hits_l2, "Fresh hits served from Redis"),
+        C("cachegw_cache_misses_total", misses, "Cacheable requests sent upstream"),
+        C("cachegw_cache_bypass_total", bypasses, "Requests not eligible for caching"),
+        C("cachegw_cache_stale_served_total", stale_served, "Stale responses served"),
+        C("cachegw_coalesced_total", coalesced, "Requests collapsed onto another's fetch"),
+        C("cachegw_cache_stores_total", stores, "Responses stored in the memory tier"),
+        C("cachegw_cache_not_stored_total", not_stored, "Cacheable responses not storable"),
+        C("cachegw_cache_too_big_total", too_big, "Responses over MAX_VALUE_SIZE"),
+        C("cachegw_upstream_requests_total", upstream_requests, "Upstream requests started"),
+        C("cachegw_upstream_errors_total", upstream_errors, "502/504 answered by the gateway"),
+        C("cachegw_streamed_total", streamed, "Responses streamed through"),
+        C("cachegw_invalidations_total", invalidations,
+          "Invalidations (a key, prefix, tag or URL purge counts once)"),
+        C("cachegw_rejected_total", rejected, "Requests refused by the gateway (4xx, 503)"),
+        C("cachegw_policy_errors_total", policy_errors, "Lua policy errors"),
+#undef C
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        const atomic_uint_fast64_t *v =
+            (const atomic_uint_fast64_t *)((const char *)&g_stats + counters[i].field);
+        if (fprintf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", counters[i].name,
+                    counters[i].help, counters[i].name, counters[i].name,
+                    (unsigned long long)atomic_load_explicit(v, memory_order_relaxed)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int write_gauges(FILE *out, const struct gateway *gw, const struct health_redis_view *redis)
 {
     struct store_l1_stats l1 = {0};
     if (gw->l1) store_l1_get_stats(gw->l1, &l1);
-    struct {
-        const char *name;
-        uint64_t value;
-        const char *help;
-    } counters[] = {
-        {"cachegw_requests_total", STATS_GET(requests), "Requests handled (not counting own endpoints)"},
-        {"cachegw_cache_hits_total", STATS_GET(hits), "Requests answered from cache"},
-        {"cachegw_cache_hits_redis_total", STATS_GET(hits_l2), "Hits served from Redis"},
-        {"cachegw_cache_misses_total", STATS_GET(misses), "Cacheable requests sent upstream"},
-        {"cachegw_cache_bypass_total", STATS_GET(bypasses), "Requests not eligible for caching"},
-        {"cachegw_cache_stale_served_total", STATS_GET(stale_served), "Stale responses served"},
-        {"cachegw_coalesced_total", STATS_GET(coalesced), "Requests collapsed onto another's fetch"},
-        {"cachegw_cache_stores_total", STATS_GET(stores), "Responses stored"},
-        {"cachegw_cache_not_stored_total", STATS_GET(not_stored), "Cacheable responses not storable"},
-        {"cachegw_cache_too_big_total", STATS_GET(too_big), "Responses over MAX_VALUE_SIZE"},
-        {"cachegw_upstream_requests_total", STATS_GET(upstream_requests), "Upstream requests"},
-        {"cachegw_upstream_errors_total", STATS_GET(upstream_errors), "502/504 answered"},
-        {"cachegw_streamed_total", STATS_GET(streamed), "Responses streamed through"},
-        {"cachegw_invalidations_total", STATS_GET(invalidations), "Keys or prefixes invalidated"},
-        {"cachegw_rejected_total", STATS_GET(rejected), "Requests rejected by the gateway"},
-        {"cachegw_policy_errors_total", STATS_GET(policy_errors), "Lua policy errors"},
-    };
-    size_t off = 0;
-    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
-        int n = snprintf(buf + off, len - off, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
-                         counters[i].name, counters[i].help, counters[i].name, counters[i].name,
-                         (unsigned long long)counters[i].value);
-        if (n < 0 || (size_t)n >= len - off) return -1;
-        off += (size_t)n;
-    }
-    int n = snprintf(buf + off, len - off,
-                     "# TYPE cachegw_memory_cache_entries gauge\ncachegw_memory_cache_entries %llu\n"
-                     "# TYPE cachegw_memory_cache_bytes gauge\ncachegw_memory_cache_bytes %llu\n"
-                     "# TYPE cachegw_redis_available gauge\ncachegw_redis_available %d\n"
-                     "# TYPE cachegw_active_requests gauge\ncachegw_active_requests %d\n",
-                     (unsigned long long)l1.entries, (unsigned long long)l1.bytes,
-                     redis->available ? 1 : 0, atomic_load(&((struct gateway *)gw)->active_requests));
-    if (n < 0 || (size_t)n >= len - off) return -1;
-    off += (size_t)n;
+    /* The gateway's own endpoints in flight (this scrape among them) are not requests
+     * it serves. */
+    int64_t active = (int64_t)atomic_load(&((struct gateway *)gw)->active_requests) -
+                     metrics_own_endpoints_in_flight();
+    if (fprintf(out,
+                "# HELP cachegw_memory_cache_entries Entries in the memory tier\n"
+                "# TYPE cachegw_memory_cache_entries gauge\n"
+                "cachegw_memory_cache_entries %llu\n"
+                "# HELP cachegw_memory_cache_bytes Bytes held by the memory tier\n"
+                "# TYPE cachegw_memory_cache_bytes gauge\n"
+                "cachegw_memory_cache_bytes %llu\n"
+                "# HELP cachegw_redis_available 1 while the Redis tier is usable\n"
+                "# TYPE cachegw_redis_available gauge\n"
+                "cachegw_redis_available %d\n"
+                "# HELP cachegw_active_requests Requests in progress (not the gateway's own "
+                "endpoints)\n"
+                "# TYPE cachegw_active_requests gauge\n"
+                "cachegw_active_requests %lld\n",
+                (unsigned long long)l1.entries, (unsigned long long)l1.bytes,
+                redis->available ? 1 : 0, (long long)(active > 0 ? active : 0)) < 0)
+        return -1;
     if (gw->redis) {
         struct redis_pool_stats rs;
         redis_pool_get_stats(gw->redis, &rs);
-        n = snprintf(buf + off, len - off,
-                     "# HELP cachegw_redis_errors_total Redis failures by kind\n"
-                     "# TYPE cachegw_redis_errors_total counter\n"
-                     "cachegw_redis_errors_total{kind=\"timeout\"} %llu\n"
-                     "cachegw_redis_errors_total{kind=\"protocol\"} %llu\n"
-                     "cachegw_redis_errors_total{kind=\"refused\"} %llu\n"
-                     "cachegw_redis_errors_total{kind=\"closed\"} %llu\n"
-                     "# HELP cachegw_redis_breaker_opens_total Times the Redis breaker opened\n"
-                     "# TYPE cachegw_redis_breaker_opens_total counter\n"
-                     "cachegw_redis_breaker_opens_total %llu\n"
-                     "# HELP cachegw_redis_breaker_open 1 while the Redis circuit breaker is open\n"
-                     "# TYPE cachegw_redis_breaker_open gauge\n"
-                     "cachegw_redis_breaker_open %d\n",
-                     (unsigned long long)rs.err_timeout, (unsigned long long)rs.err_protocol,
-                     (unsigned long long)rs.err_refused, (unsigned long long)rs.err_closed,
-                     (unsigned long long)rs.breaker_opens, rs.breaker != REDIS_BREAKER_CLOSED);
-        if (n < 0 || (size_t)n >= len - off) return -1;
-        off += (size_t)n;
+        if (fprintf(out,
+                    "# HELP cachegw_redis_errors_total Redis failures by kind\n"
+                    "# TYPE cachegw_redis_errors_total counter\n"
+                    "cachegw_redis_errors_total{kind=\"timeout\"} %llu\n"
+                    "cachegw_redis_errors_total{kind=\"protocol\"} %llu\n"
+                    "cachegw_redis_errors_total{kind=\"refused\"} %llu\n"
+                    "cachegw_redis_errors_total{kind=\"closed\"} %llu\n"
+                    "# HELP cachegw_redis_breaker_opens_total Times the Redis breaker opened\n"
+                    "# TYPE cachegw_redis_breaker_opens_total counter\n"
+                    "cachegw_redis_breaker_opens_total %llu\n"
+                    "# HELP cachegw_redis_breaker_open 1 while the Redis circuit breaker is open\n"
+                    "# TYPE cachegw_redis_breaker_open gauge\n"
+                    "cachegw_redis_breaker_open %d\n",
+                    (unsigned long long)rs.err_timeout, (unsigned long long)rs.err_protocol,
+                    (unsigned long long)rs.err_refused, (unsigned long long)rs.err_closed,
+                    (unsigned long long)rs.breaker_opens, rs.breaker != REDIS_BREAKER_CLOSED) < 0)
+            return -1;
     }
-    return (int)off;
+    return 0;
+}
+
+char *endpoints_metrics_text(const struct gateway *gw, const struct health_redis_view *redis,
+                             size_t *len)
+{
+    char *text = NULL;
+    size_t n = 0;
+    FILE *out = open_memstream(&text, &n);
+    if (out == NULL) return NULL;
+    int rc = metrics_write(out);
+    if (rc == 0) rc = write_counters(out);
+    if (rc == 0) rc = write_gauges(out, gw, redis);
+    if (fclose(out) != 0 || rc != 0) {
+        free(text);
+        return NULL;
+    }
+    *len = n;
+    return text;
 }

@@ -510,7 +510,7 @@ static void post_invalidation(struct gateway *gw, char kind, const char *key)
 
 void inval_sync_invalidate_key(struct gateway *gw, const char *key)
 {
-    STATS_INC(invalidations);
+    stats_count_invalidation();
     if (gw->l1) store_l1_delete(gw->l1, key, strlen(key));
     post_invalidation(gw, INVAL_KEY, key);
     LOG_D("invalidated key %s", key);
@@ -518,7 +518,7 @@ void inval_sync_invalidate_key(struct gateway *gw, const char *key)
 
 void inval_sync_invalidate_prefix(struct gateway *gw, const char *prefix)
 {
-    STATS_INC(invalidations);
+    stats_count_invalidation();
     /* Recorded locally first, so this instance's next read already misses. */
     inval_index_note_prefix(gw->inval, prefix, strlen(prefix), inval_index_next_local(gw->inval));
     post_invalidation(gw, INVAL_PREFIX, prefix);
@@ -527,7 +527,7 @@ void inval_sync_invalidate_prefix(struct gateway *gw, const char *prefix)
 
 void inval_sync_invalidate_tag(struct gateway *gw, const char *tag)
 {
-    STATS_INC(invalidations);
+    stats_count_invalidation();
     inval_index_note_tag(gw->inval, tag, strlen(tag), inval_index_next_local(gw->inval));
     post_invalidation(gw, INVAL_TAG, tag);
     LOG_D("invalidated tag %s", tag);

@@ -10,6 +10,7 @@
 
 #include "io_loop.h"
 #include "log.h"
+#include "metrics.h"
 
 struct worker_policy {
     struct lua_host *host;
@@ -68,6 +69,7 @@ int policy_engine_create(const char *policies_dir, const char *lua_dir,
     }
     atomic_store(&e->generation, policy_set_generation(e->active));
     e->last_reload_ms = clock_wall_ms();
+    metrics_policy_loaded(true, true, e->last_reload_ms);
     *out = e;
     return 0;
 }
@@ -96,6 +98,7 @@ int policy_engine_reload(struct policy_engine *e, char *err, size_t err_len)
         e->reload_failures++;
         snprintf(e->last_error, sizeof e->last_error, "%s", err);
         pthread_mutex_unlock(&e->lock);
+        metrics_policy_loaded(false, false, 0);
         return rc;
     }
     struct policy_set *old = e->active;
@@ -104,7 +107,9 @@ int policy_engine_reload(struct policy_engine *e, char *err, size_t err_len)
     e->last_error[0] = '\0';
     atomic_store(&e->generation, policy_set_generation(fresh));
     size_t routes = policy_set_route_count(fresh), files = policy_set_file_count(fresh);
+    int64_t loaded_ms = e->last_reload_ms;
     pthread_mutex_unlock(&e->lock);
+    metrics_policy_loaded(false, true, loaded_ms);
     policy_set_unref(old);
     LOG_I("policies reloaded: generation %llu, %zu routes in %zu files (%lld ms)",
           (unsigned long long)policy_set_generation(fresh), routes, files,

@@ -16,6 +16,7 @@
 
 #include "body_pipe.h"
 #include "log.h"
+#include "metrics.h"
 
 /* A stream pauses the transfer above HIGH_WATER unread bytes and resumes it
  * below LOW_WATER, so a slow client costs a bounded amount of memory. */
@@ -309,6 +310,9 @@ static void finish_transfer(struct proxy *p, CURL *easy, CURLcode rc)
     struct upstream_fetch *f = NULL;
     curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&f);
     if (rc != CURLE_OK) set_error(f, rc);
+    curl_off_t total_us = 0;
+    if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
+        metrics_observe_upstream((double)total_us / 1e6);
     fetch_release_transfer(f);
     struct upstream_stream *s = f->stream;
     if (s == NULL) {

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "tls.h"
 
 #define POOL_DEFAULT_SIZE 10
@@ -718,6 +719,7 @@ static void op_done(void *arg, const redisReply *r, const char *err)
         }
     }
     if (op->is_ping && r != NULL && r->type != REDIS_REPLY_ERROR) note_latency(p, op->sent_us);
+    if (!op->is_ping) metrics_observe_redis_command((double)(mono_us() - op->sent_us) / 1e6);
     op->fn(op->arg, r, err);
     op_free(op);
 }

@@ -2,12 +2,14 @@
  * stats - the gateway's global counters (atomics), read by /health/cache,
  * /metrics and the Lua cache.stats().
  *
- * Thread-safety: every counter is an atomic; increment from any thread.
+ * Thread-safety: every counter is an atomic; increment from any thread.  The
+ * invalidation group (below) is per thread.
  */
 #ifndef CACHEGW_STATS_H
 #define CACHEGW_STATS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct stats {
@@ -33,6 +35,16 @@ extern struct stats g_stats;
 
 #define STATS_INC(field) atomic_fetch_add_explicit(&g_stats.field, 1, memory_order_relaxed)
 #define STATS_GET(field) ((uint64_t)atomic_load_explicit(&g_stats.field, memory_order_relaxed))
+
+/*
+ * Invalidations.  One purge may run several: a key or URL purge drops the key and then
+ * the prefix of its Vary variants.  Between begin and end the calling thread's
+ * invalidations count once (the first one), so cachegw_invalidations_total counts what
+ * was asked for, not how it was carried out.  Groups do not nest.
+ */
+void stats_invalidation_group_begin(void);
+void stats_invalidation_group_end(void);
+void stats_count_invalidation(void);
 
 /* hits / (hits + misses) * 100, or 0 when there were none. */
 double stats_hit_rate_percent(void);
