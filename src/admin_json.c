@@ -154,3 +154,29 @@ char *admin_json_error(const char *msg, unsigned status, size_t *len)
     json_decref(obj);
     return text;
 }
+
+char *admin_json_dump(json_t *obj, size_t *len) { return admin_json_dump_line(obj, len); }
+
+int admin_json_set_bytes(json_t *obj, const char *name, const char *s, size_t len)
+{
+    json_t *v = json_stringn(s, len);
+    if (v != NULL) return json_object_set_new(obj, name, v);
+    static const char HEX[] = "0123456789abcdef";
+    char *hex = malloc(2 * len + 1);
+    size_t nlen = strlen(name);
+    char *hname = malloc(nlen + 5);
+    int rc = -1;
+    if (hex != NULL && hname != NULL) {
+        for (size_t i = 0; i < len; i++) {
+            hex[2 * i] = HEX[(unsigned char)s[i] >> 4];
+            hex[2 * i + 1] = HEX[(unsigned char)s[i] & 15];
+        }
+        hex[2 * len] = '\0';
+        memcpy(hname, name, nlen);
+        memcpy(hname + nlen, "_hex", 5);
+        rc = json_object_set_new(obj, hname, json_string(hex));
+    }
+    free(hex);
+    free(hname);
+    return rc;
+}

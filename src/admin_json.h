@@ -16,6 +16,11 @@
  * deeper than ADMIN_JSON_MAX_DEPTH are refused (jansson's own recursion bound
  * is 2048 levels; ours is the tighter one the old scanner had).
  *
+ * Answers with numbers, arrays and nested objects (GET /entries, purge counts)
+ * are built by the caller as a jansson object and written with
+ * admin_json_dump; admin_json_set_bytes puts a byte string (a cache key, which
+ * may not be UTF-8) into one.
+ *
  * Ownership: the getters copy into caller buffers; the writers return malloc'd
  * text the caller frees.
  * Thread-safety: all functions are reentrant (jansson allocates per call; its
@@ -24,6 +29,7 @@
 #ifndef CACHEGW_ADMIN_JSON_H
 #define CACHEGW_ADMIN_JSON_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -68,5 +74,14 @@ char *admin_json_strings(size_t *len, ...);
  * msg that is not valid UTF-8 is replaced by a generic one, so only running
  * out of memory returns NULL. */
 char *admin_json_error(const char *msg, unsigned status, size_t *len);
+
+/* Serialises obj (kept by the caller) as one line ending in "\n".  Returns
+ * malloc'd text with its length in *len, or NULL when out of memory. */
+char *admin_json_dump(json_t *obj, size_t *len);
+
+/* Sets obj[name] to the string s[0..len) when it is UTF-8 text, else sets
+ * obj[name + "_hex"] to its bytes in lower-case hex (so a key that JSON cannot
+ * carry is still shown exactly).  Returns 0 or -1 (out of memory). */
+int admin_json_set_bytes(json_t *obj, const char *name, const char *s, size_t len);
 
 #endif

@@ -21,21 +21,27 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "admin_json.h"
 #include "cache_key.h"
 #include "cache_tiers.h"
 #include "conn_guard.h"
+#include "inval_index.h"
 #include "io_loop.h"
 #include "log.h"
 #include "policy_engine.h"
+#include "stats.h"
+#include "store_l1.h"
 
 #define ADMIN_LOG_VALUE_MAX 1024 /* a log line holds 2 KiB: longer values are cut */
 #define ADMIN_MAX_CONNECTIONS 64 /* past it, the slowest connections without a request go */
@@ -59,8 +65,8 @@ struct admin_request {
     char body[ADMIN_MAX_BODY + 1];
 };
 
-enum purge_kind { PURGE_KEY, PURGE_PREFIX, PURGE_TAG, PURGE_URL, PURGE_KINDS };
-static const char *const KIND_NAMES[PURGE_KINDS] = {"key", "prefix", "tag", "url"};
+enum purge_kind { PURGE_KEY, PURGE_PREFIX, PURGE_TAG, PURGE_URL, PURGE_ALL, PURGE_KINDS };
+static const char *const KIND_NAMES[PURGE_KINDS] = {"key", "prefix", "tag", "url", "all"};
 
 enum auth_result { AUTH_OK, AUTH_MISSING, AUTH_WRONG };
 
@@ -317,28 +323,637 @@ done:
     return rc;
 }
 
+/* ---- waiting for the I/O loop ----
+ *
+ * The Redis tier is confined to the I/O loop, so a look at it (GET /entries)
+ * or a counted purge is posted there and the admin thread waits for the
+ * answer.  Redis commands time out on their own (REDIS_TIMEOUT_MS, retried
+ * REDIS_RETRIES times), so the wait is bounded; the admin thread stops at
+ * admin_wait_ms anyway and answers with what it has.  The wait state is
+ * shared by the two threads and freed by whichever lets go last, so a
+ * callback that comes after the admin thread gave up is harmless. */
+
+struct admin_wait {
+    atomic_int refs; /* the admin thread and the pending callback */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int err;
+    long long count;
+    struct cache_object *obj;
+    char next[32];
+    char **keys; /* copies of a scan page's keys */
+    size_t *lens;
+    size_t n;
+};
+
+static struct admin_wait *admin_wait_new(void)
+{
+    struct admin_wait *w = calloc(1, sizeof *w);
+    if (w == NULL) return NULL;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&w->mu, NULL);
+    atomic_init(&w->refs, 2);
+    return w;
+}
+
+static void admin_wait_unref(struct admin_wait *w)
+{
+    if (atomic_fetch_sub(&w->refs, 1) != 1) return;
+    if (w->obj) cache_object_unref(w->obj);
+    for (size_t i = 0; i < w->n; i++) free(w->keys[i]);
+    free(w->keys);
+    free(w->lens);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+/* The callback side: results are in, wake the admin thread. */
+static void admin_wait_finish(struct admin_wait *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    admin_wait_unref(w);
+}
+
+/* Waits up to ms; true when the results are in (then they stay valid until
+ * admin_wait_unref, which the caller still owes either way). */
+static bool admin_wait_for(struct admin_wait *w, int64_t ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += (time_t)(ms / 1000);
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &dl) != 0) break;
+    bool done = w->done;
+    pthread_mutex_unlock(&w->mu);
+    return done;
+}
+
+static void wait_obj_cb(void *arg, struct cache_object *obj, int err)
+{
+    struct admin_wait *w = arg;
+    w->obj = obj;
+    w->err = err;
+    admin_wait_finish(w);
+}
+
+static void wait_count_cb(void *arg, long long removed, int err)
+{
+    struct admin_wait *w = arg;
+    w->count = removed;
+    w->err = err;
+    admin_wait_finish(w);
+}
+
+static void wait_scan_cb(void *arg, const char *next, const char *const *keys, const size_t *lens,
+                         size_t n, int err)
+{
+    struct admin_wait *w = arg;
+    w->err = err;
+    snprintf(w->next, sizeof w->next, "%s", next);
+    w->keys = n ? calloc(n, sizeof *w->keys) : NULL;
+    w->lens = n ? calloc(n, sizeof *w->lens) : NULL;
+    if (n > 0 && (w->keys == NULL || w->lens == NULL)) {
+        w->err = -ENOMEM;
+        n = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        w->keys[i] = malloc(lens[i] + 1);
+        if (w->keys[i] == NULL) {
+            w->err = -ENOMEM;
+            break;
+        }
+        memcpy(w->keys[i], keys[i], lens[i]);
+        w->keys[i][lens[i]] = '\0';
+        w->lens[i] = lens[i];
+        w->n = i + 1;
+    }
+    admin_wait_finish(w);
+}
+
+/* How long the admin thread waits for one Redis round trip: the command's own
+ * timeout and retries, plus a second. */
+static int64_t admin_wait_ms(const struct gateway *gw)
+{
+    const struct config *c = gw->cfg;
+    return (int64_t)c->redis_timeout_ms * (c->redis_retries + 1) + 1000;
+}
+
+/* Purge-all walks the whole keyspace: it is given longer, then goes on in the
+ * background (the answer says so). */
+#define ADMIN_PURGE_ALL_WAIT_MS 10000
+
+/* ---- GET /entries ---- */
+
+#define ENTRIES_LIMIT_DEFAULT 100
+#define ENTRIES_LIMIT_MAX 1000
+#define ENTRIES_MAX_VARIANTS 100     /* variants listed for one key */
+#define ENTRIES_VARIANT_SCAN_PAGES 64 /* Redis SCAN pages (COUNT 1000) looked at for them */
+
+static double ms_to_s(int64_t ms) { return (double)ms / 1000.0; }
+
+/* The metadata of one stored object, as of now_ms. */
+static json_t *entry_meta(const struct gateway *gw, const struct cache_object *o, int64_t now_ms)
+{
+    json_t *m = json_object();
+    if (m == NULL) return NULL;
+    const struct cache_meta *t = &o->meta;
+    int64_t age_ms = now_ms - t->stored_at_ms + t->initial_age_s * 1000;
+    int64_t ttl_left = t->ttl_ms - age_ms;
+    json_object_set_new(m, "status", json_integer(o->status));
+    json_object_set_new(m, "size", json_integer((json_int_t)o->body_len));
+    json_object_set_new(m, "stored_at", json_real(ms_to_s(t->stored_at_ms)));
+    json_object_set_new(m, "age_s", json_integer(cache_object_age_s(o, now_ms)));
+    json_object_set_new(m, "ttl_s", json_real(ms_to_s(t->ttl_ms)));
+    json_object_set_new(m, "ttl_left_s", json_real(ms_to_s(ttl_left > 0 ? ttl_left : 0)));
+    json_object_set_new(m, "stale_while_revalidate_s", json_real(ms_to_s(t->swr_ms)));
+    json_object_set_new(m, "stale_if_error_s", json_real(ms_to_s(t->sie_ms)));
+    json_object_set_new(m, "expires_in_s",
+                        json_real(ms_to_s(cache_object_expires_at_ms(o) - now_ms)));
+    json_object_set_new(m, "fresh", json_boolean(cache_object_is_fresh(o, now_ms)));
+    /* Held but unreachable: a prefix or tag invalidation recorded after it
+     * was filled (inval_index.h); reclaimed later. */
+    json_object_set_new(m, "invalidated",
+                        json_boolean(gw->inval != NULL && !inval_index_valid(gw->inval, o)));
+    json_t *tags = json_array();
+    const char *tv = cache_object_header(o, CACHEGW_TAGS_HEADER);
+    while (tags != NULL && tv != NULL && *tv != '\0') {
+        size_t n = strcspn(tv, " ");
+        if (n > 0) json_array_append_new(tags, json_stringn(tv, n));
+        tv += n;
+        tv += strspn(tv, " ");
+    }
+    json_object_set_new(m, "tags", tags ? tags : json_null());
+    const char *vary = cache_object_header(o, "vary");
+    if (vary != NULL) json_object_set_new(m, "vary", json_string(vary));
+    return m;
+}
+
+/* Adds {"key": ..., "tiers": [...]} for a variant key to arr (deduplicated
+ * by key: a variant in both tiers is listed once with both). */
+static void variant_add(json_t *arr, const char *key, size_t len, const char *tier)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        json_t *k = json_object_get(v, "key");
+        if (k && json_string_length(k) == len && memcmp(json_string_value(k), key, len) == 0) {
+            json_array_append_new(json_object_get(v, "tiers"), json_string(tier));
+            return;
+        }
+    }
+    v = json_object();
+    if (v == NULL) return;
+    admin_json_set_bytes(v, "key", key, len);
+    json_t *tiers = json_array();
+    json_array_append_new(tiers, json_string(tier));
+    json_object_set_new(v, "tiers", tiers);
+    json_array_append_new(arr, v);
+}
+
+/* The variants of base (cache_key.h's variant prefix) in both tiers, at most
+ * ENTRIES_MAX_VARIANTS; *truncated when there may be more. */
+static json_t *entry_variants(struct gateway *gw, const char *base, int64_t now_ms,
+                              bool *truncated, bool *redis_failed)
+{
+    json_t *arr = json_array();
+    char vp[CACHE_KEY_VARIANT_MAX];
+    if (arr == NULL || cache_key_variant_prefix(base, vp, sizeof vp) < 0) return arr;
+    uint64_t cur = STORE_L1_LIST_START;
+    while (cur != STORE_L1_LIST_END && json_array_size(arr) < ENTRIES_MAX_VARIANTS) {
+        struct cache_object **objs;
+        size_t n;
+        if (store_l1_list(gw->l1, &cur, vp, strlen(vp), ENTRIES_MAX_VARIANTS, now_ms, &objs, &n))
+            break;
+        for (size_t i = 0; i < n; i++) {
+            if (json_array_size(arr) < ENTRIES_MAX_VARIANTS)
+                variant_add(arr, objs[i]->key, objs[i]->key_len, "memory");
+            else
+                *truncated = true;
+            cache_object_unref(objs[i]);
+        }
+        free(objs);
+    }
+    if (gw->l2 == NULL) return arr;
+    char cursor[32] = "0";
+    for (int page = 0; page < ENTRIES_VARIANT_SCAN_PAGES; page++) {
+        struct admin_wait *w = admin_wait_new();
+        if (w == NULL) break;
+        if (cache_tiers_l2_scan(gw, cursor, vp, 1000, wait_scan_cb, w) != 0) {
+            admin_wait_unref(w);
+            admin_wait_unref(w);
+            *redis_failed = true;
+            break;
+        }
+        bool ok = admin_wait_for(w, admin_wait_ms(gw)) && w->err == 0;
+        if (ok) {
+            for (size_t i = 0; i < w->n; i++) {
+                if (json_array_size(arr) < ENTRIES_MAX_VARIANTS)
+                    variant_add(arr, w->keys[i], w->lens[i], "redis");
+                else
+                    *truncated = true;
+            }
+            snprintf(cursor, sizeof cursor, "%s", w->next);
+        }
+        admin_wait_unref(w);
+        if (!ok) {
+            *redis_failed = true;
+            break;
+        }
+        if (strcmp(cursor, "0") == 0) break;
+        if (page + 1 == ENTRIES_VARIANT_SCAN_PAGES) *truncated = true;
+    }
+    return arr;
+}
+
+/* The query parameter name of this request, or NULL when absent; 400 text in
+ * msg when it is given twice or is not clean text. */
+static const char *query_arg(struct MHD_Connection *conn, const char *name, char *msg,
+                             size_t msg_len, bool *bad)
+{
+    struct arg_scan as = {.name = name};
+    MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, scan_arg, &as);
+    if (as.count == 0) return NULL;
+    if (as.count > 1) {
+        snprintf(msg, msg_len, "query parameter '%s' given more than once", name);
+        *bad = true;
+        return NULL;
+    }
+    const char *v = as.value ? as.value : "";
+    if (as.value_len > ADMIN_MAX_VALUE) {
+        snprintf(msg, msg_len, "'%s' is too long (%zu bytes, at most %zu)", name, as.value_len,
+                 ADMIN_MAX_VALUE);
+        *bad = true;
+        return NULL;
+    }
+    for (size_t i = 0; i < as.value_len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c < 0x20 || c == 0x7f) {
+            snprintf(msg, msg_len, "'%s' contains a control character (byte %zu)", name, i);
+            *bad = true;
+            return NULL;
+        }
+    }
+    if (strlen(v) != as.value_len || !admin_json_is_utf8(v, as.value_len)) {
+        snprintf(msg, msg_len, "'%s' must be UTF-8 text", name);
+        *bad = true;
+        return NULL;
+    }
+    return v;
+}
+
+static enum MHD_Result reply_json(struct admin_request *rq, struct MHD_Connection *conn,
+                                  unsigned status, json_t *obj)
+{
+    size_t len;
+    char *body = obj ? admin_json_dump(obj, &len) : NULL;
+    json_decref(obj);
+    if (body == NULL) return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+    enum MHD_Result ret = reply(rq, conn, status, body, len, NULL, NULL);
+    free(body);
+    return ret;
+}
+
+static bool url_is_request_target(const char *v);
+
+/* GET /entries?key=K or ?url=U: one entry, looked at without changing it. */
+static enum MHD_Result entries_one(struct admin_server *a, struct admin_request *rq,
+                                   struct MHD_Connection *conn, const char *key_arg,
+                                   const char *url_arg)
+{
+    struct gateway *gw = a->gw;
+    char msg[512];
+    char *owned = NULL;
+    const char *key = key_arg;
+    if (url_arg != NULL) {
+        if (!url_is_request_target(url_arg))
+            return reply_error(rq, conn, 400,
+                               "'url' must be a path-absolute URL as sent on the request line, "
+                               "like \"/users/5?x=1\" (no scheme, host or fragment)",
+                               NULL, NULL);
+        const char *why = NULL;
+        int rc = url_cache_key(gw, url_arg, &owned, &why);
+        if (rc == -ENOENT) {
+            snprintf(msg, sizeof msg,
+                     "a GET of this url is not cached under one shared key (%s); "
+                     "look it up by key or list by prefix instead",
+                     why);
+            return reply_error(rq, conn, 422, msg, NULL, NULL);
+        }
+        if (rc != 0) return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+        key = owned;
+    }
+    int64_t now = clock_wall_ms();
+    json_t *out = json_object();
+    json_t *tiers = json_array();
+    if (url_arg) json_object_set_new(out, "url", json_string(url_arg));
+    admin_json_set_bytes(out, "key", key, strlen(key));
+    json_object_set_new(out, "tiers", tiers);
+
+    struct cache_object *mo = gw->l1 ? store_l1_peek(gw->l1, key, strlen(key), now) : NULL;
+    if (mo != NULL) {
+        json_array_append_new(tiers, json_string("memory"));
+        json_object_set_new(out, "memory", entry_meta(gw, mo, now));
+        cache_object_unref(mo);
+    }
+    if (gw->l2 != NULL) {
+        struct admin_wait *w = admin_wait_new();
+        int rc = w ? cache_tiers_l2_peek(gw, key, wait_obj_cb, w) : -ENOMEM;
+        if (rc != 0) {
+            if (w) {
+                admin_wait_unref(w);
+                admin_wait_unref(w);
+            }
+            json_object_set_new(out, "redis_error", json_string("the Redis tier is unavailable"));
+        } else {
+            if (!admin_wait_for(w, admin_wait_ms(gw)))
+                json_object_set_new(out, "redis_error", json_string("Redis did not answer"));
+            else if (w->err == -EBADMSG)
+                json_object_set_new(out, "redis_error",
+                                    json_string("the stored value does not decode"));
+            else if (w->err != 0)
+                json_object_set_new(out, "redis_error", json_string(strerror(-w->err)));
+            else if (w->obj != NULL) {
+                json_array_append_new(tiers, json_string("redis"));
+                json_object_set_new(out, "redis", entry_meta(gw, w->obj, now));
+            }
+            admin_wait_unref(w);
+        }
+    }
+    bool truncated = false, redis_failed = false;
+    json_t *variants = entry_variants(gw, key, now, &truncated, &redis_failed);
+    json_object_set_new(out, "variants", variants ? variants : json_array());
+    if (truncated) json_object_set_new(out, "variants_truncated", json_true());
+    free(owned);
+    bool found = json_array_size(tiers) > 0 || json_array_size(json_object_get(out, "variants"));
+    if (!found) json_object_set_new(out, "error", json_string("no entry under this key"));
+    return reply_json(rq, conn, found ? 200 : 404, out);
+}
+
+/* The listing cursor, opaque to clients: "m<hex>" while walking the memory
+ * tier (store_l1_list's cursor), "r<digits>" while walking Redis (SCAN's). */
+static enum MHD_Result entries_list(struct admin_server *a, struct admin_request *rq,
+                                    struct MHD_Connection *conn, const char *prefix,
+                                    const char *limit_arg, const char *cursor_arg)
+{
+    struct gateway *gw = a->gw;
+    long limit = ENTRIES_LIMIT_DEFAULT;
+    if (limit_arg != NULL) {
+        char *end;
+        errno = 0;
+        limit = strtol(limit_arg, &end, 10);
+        if (*limit_arg < '0' || *limit_arg > '9' || *end != '\0' || errno != 0 || limit < 1 ||
+            limit > ENTRIES_LIMIT_MAX) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "'limit' must be a whole number from 1 to %d",
+                     ENTRIES_LIMIT_MAX);
+            return reply_error(rq, conn, 400, msg, NULL, NULL);
+        }
+    }
+    bool memory_phase = true;
+    uint64_t l1_cur = STORE_L1_LIST_START;
+    char redis_cur[32] = "0";
+    if (cursor_arg != NULL) {
+        size_t n = strlen(cursor_arg);
+        char *end = NULL;
+        bool ok = n >= 2 && n <= 21;
+        if (ok && cursor_arg[0] == 'm') {
+            errno = 0;
+            l1_cur = strtoull(cursor_arg + 1, &end, 16);
+            ok = strspn(cursor_arg + 1, "0123456789abcdef") == n - 1 && errno == 0 &&
+                 l1_cur != STORE_L1_LIST_END;
+        } else if (ok && cursor_arg[0] == 'r' && gw->l2 != NULL) {
+            memory_phase = false;
+            ok = strspn(cursor_arg + 1, "0123456789") == n - 1;
+            snprintf(redis_cur, sizeof redis_cur, "%s", cursor_arg + 1);
+        } else {
+            ok = false;
+        }
+        if (!ok)
+            return reply_error(rq, conn, 400,
+                               "invalid 'cursor': pass the \"cursor\" of the previous page as "
+                               "it was given, or none to start",
+                               NULL, NULL);
+    }
+    int64_t now = clock_wall_ms();
+    json_t *out = json_object();
+    json_t *entries = json_array();
+    json_object_set_new(out, "entries", entries);
+    json_object_set_new(out, "limit", json_integer(limit));
+    char next[40] = "";
+    if (memory_phase) {
+        struct cache_object **objs = NULL;
+        size_t n = 0;
+        int rc = store_l1_list(gw->l1, &l1_cur, prefix, strlen(prefix), (size_t)limit, now,
+                               &objs, &n);
+        if (rc == -EINVAL) {
+            json_decref(out);
+            return reply_error(rq, conn, 400, "invalid 'cursor' (not one this instance gave)",
+                               NULL, NULL);
+        }
+        if (rc != 0) {
+            json_decref(out);
+            return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+        }
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = entry_meta(gw, objs[i], now);
+            if (e != NULL) {
+                admin_json_set_bytes(e, "key", objs[i]->key, objs[i]->key_len);
+                json_object_set_new(e, "tier", json_string("memory"));
+                json_array_append_new(entries, e);
+            }
+            cache_object_unref(objs[i]);
+        }
+        free(objs);
+        if (l1_cur != STORE_L1_LIST_END)
+            snprintf(next, sizeof next, "m%llx", (unsigned long long)l1_cur);
+        else if (gw->l2 != NULL)
+            snprintf(next, sizeof next, "r0");
+    } else {
+        struct admin_wait *w = admin_wait_new();
+        int rc = w ? cache_tiers_l2_scan(gw, redis_cur, prefix, (unsigned)limit, wait_scan_cb, w)
+                   : -ENOMEM;
+        if (rc != 0 && w != NULL) {
+            admin_wait_unref(w);
+            admin_wait_unref(w);
+        }
+        bool ok = rc == 0 && admin_wait_for(w, admin_wait_ms(gw)) && w->err == 0;
+        if (!ok) {
+            if (rc == 0) admin_wait_unref(w);
+            json_decref(out);
+            return reply_error(rq, conn, 503,
+                               "the Redis tier is unavailable: retry with the same cursor",
+                               NULL, NULL);
+        }
+        for (size_t i = 0; i < w->n; i++) {
+            json_t *e = json_object();
+            if (e == NULL) continue;
+            admin_json_set_bytes(e, "key", w->keys[i], w->lens[i]);
+            json_object_set_new(e, "tier", json_string("redis"));
+            json_array_append_new(entries, e);
+        }
+        if (strcmp(w->next, "0") != 0) snprintf(next, sizeof next, "r%s", w->next);
+        admin_wait_unref(w);
+    }
+    json_object_set_new(out, "cursor", next[0] ? json_string(next) : json_null());
+    return reply_json(rq, conn, 200, out);
+}
+
+static enum MHD_Result handle_entries(struct admin_server *a, struct admin_request *rq,
+                                      struct MHD_Connection *conn)
+{
+    char msg[256];
+    bool bad = false;
+    const char *key = query_arg(conn, "key", msg, sizeof msg, &bad);
+    const char *url = bad ? NULL : query_arg(conn, "url", msg, sizeof msg, &bad);
+    const char *prefix = bad ? NULL : query_arg(conn, "prefix", msg, sizeof msg, &bad);
+    const char *limit = bad ? NULL : query_arg(conn, "limit", msg, sizeof msg, &bad);
+    const char *cursor = bad ? NULL : query_arg(conn, "cursor", msg, sizeof msg, &bad);
+    if (bad) return reply_error(rq, conn, 400, msg, NULL, NULL);
+    if ((key != NULL) + (url != NULL) + (prefix != NULL || limit != NULL || cursor != NULL) > 1)
+        return reply_error(rq, conn, 400,
+                           "give one of ?key=, ?url= or a listing (?prefix=&limit=&cursor=)",
+                           NULL, NULL);
+    if ((key != NULL && *key == '\0') || (url != NULL && *url == '\0'))
+        return reply_error(rq, conn, 400, "'key' and 'url' must not be empty", NULL, NULL);
+    if (key != NULL || url != NULL) return entries_one(a, rq, conn, key, url);
+    return entries_list(a, rq, conn, prefix ? prefix : "", limit, cursor);
+}
+
+/* Only what a client puts on the request line: no scheme or authority
+ * ("//host/..."), no fragment, no raw spaces. */
+static bool url_is_request_target(const char *v)
+{
+    return v[0] == '/' && v[1] != '/' && strpbrk(v, " #") == NULL;
+}
+
+/* {"memory": n, "redis": ...} for what a purge removed.  redis: a count when
+ * known (rc 0, waited), "recorded" for a purge by record, "unavailable" when
+ * Redis is down (the purge is replayed when it is back), "pending" when it
+ * did not answer in time; absent without a Redis tier. */
+static json_t *removed_json(const struct gateway *gw, json_t *memory, int rc, bool waited,
+                            const struct admin_wait *w)
+{
+    json_t *o = json_object();
+    if (o == NULL) {
+        json_decref(memory);
+        return NULL;
+    }
+    json_object_set_new(o, "memory", memory);
+    if (gw->l2 == NULL) return o;
+    json_t *r;
+    if (rc == -ENOTCONN) r = json_string("unavailable");
+    else if (rc != 0 || w == NULL) r = json_string("recorded");
+    else if (!waited) r = json_string("pending");
+    else if (w->err != 0) r = json_string("unavailable");
+    else r = json_integer((json_int_t)w->count);
+    json_object_set_new(o, "redis", r);
+    return o;
+}
+
 /* Drops key and its Vary variants (every key under its cache_key variant
- * prefix).  A variant left behind would be served again as soon as a new Vary
- * marker is stored under key.  A key that is not a valid base key has no
- * variants (cache_key.h): only the key itself is dropped. */
-static int purge_key_and_variants(struct gateway *gw, const char *key)
+ * prefix) and adds what went to out: "removed" for the key (counted in both
+ * tiers), "variants_removed" (counted in memory; Redis by record).  A variant
+ * left behind would be served again as soon as a new Vary marker is stored
+ * under key.  A key that is not a valid base key has no variants
+ * (cache_key.h): only the key itself is dropped. */
+static int purge_key_and_variants(struct gateway *gw, const char *key, json_t *out)
 {
     size_t n = strlen(key) + 16; /* the prefix adds SEP "vary" SEP */
     char *variants = malloc(n);
     if (variants == NULL) return -ENOMEM;
     int plen = cache_key_variant_prefix(key, variants, n);
-    cache_tiers_invalidate_key(gw, key);
-    if (plen > 0) cache_tiers_invalidate_prefix(gw, variants);
+    /* The key and its variants' prefix are one purge: one invalidation in /metrics. */
+    stats_invalidation_group_begin();
+    size_t mem = 0;
+    struct admin_wait *w = admin_wait_new();
+    int rc;
+    bool waited = false;
+    if (w == NULL) {
+        cache_tiers_invalidate_key(gw, key);
+        rc = -ENOMEM;
+    } else {
+        rc = cache_tiers_purge_key(gw, key, &mem, wait_count_cb, w);
+        if (rc != 0) admin_wait_unref(w); /* no callback will come */
+        else waited = admin_wait_for(w, admin_wait_ms(gw));
+    }
+    json_object_set_new(out, "removed",
+                        removed_json(gw, json_integer((json_int_t)mem), rc, waited, w));
+    if (w != NULL) admin_wait_unref(w);
+    if (plen > 0) {
+        size_t vm = cache_tiers_purge_prefix(gw, variants);
+        json_object_set_new(out, "variants_removed",
+                            removed_json(gw, json_integer((json_int_t)vm), -EALREADY, false,
+                                         NULL));
+    }
+    stats_invalidation_group_end();
     free(variants);
     return 0;
 }
 
 static const char *log_cut(const char *v) { return strlen(v) > ADMIN_LOG_VALUE_MAX ? "..." : ""; }
 
+/* POST /purge/all: every entry of both tiers and the other instances' memory
+ * tiers (cache_tiers_purge_all).  Takes no value: the body is empty or a JSON
+ * object (ignored), so a client that always sends one is not refused. */
+static enum MHD_Result handle_purge_all(struct admin_server *a, struct admin_request *rq,
+                                        struct MHD_Connection *conn)
+{
+    struct gateway *gw = a->gw;
+    if (!body_is_blank(rq)) {
+        char tmp[8];
+        size_t len;
+        struct admin_json_error jerr;
+        enum admin_json_result jr =
+            admin_json_get_string(rq->body, rq->len, "all", tmp, sizeof tmp, &len, &jerr);
+        if (jr == ADMIN_JSON_INVALID || jr == ADMIN_JSON_DUPLICATE) {
+            char msg[256];
+            snprintf(msg, sizeof msg,
+                     "invalid JSON body: %s at byte %zu (purge-all takes no value: send no "
+                     "body or {})",
+                     jerr.text, jerr.position);
+            return reply_error(rq, conn, 400, msg, NULL, NULL);
+        }
+    }
+    size_t mem = 0;
+    struct admin_wait *w = admin_wait_new();
+    if (w == NULL) return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+    int rc = cache_tiers_purge_all(gw, &mem, wait_count_cb, w);
+    bool waited = false;
+    if (rc != 0) admin_wait_unref(w);
+    else waited = admin_wait_for(w, ADMIN_PURGE_ALL_WAIT_MS);
+    char ip[64];
+    client_ip_of(conn, ip, sizeof ip);
+    LOG_I("admin purge: all from %s (memory: %zu entries)", ip, mem);
+    json_t *out = json_object();
+    if (out != NULL) {
+        json_object_set_new(out, "purged", json_string("all"));
+        json_object_set_new(out, "removed",
+                            removed_json(gw, json_integer((json_int_t)mem), rc, waited, w));
+    }
+    admin_wait_unref(w);
+    return reply_json(rq, conn, 200, out);
+}
+
 static enum MHD_Result handle_purge(struct admin_server *a, struct admin_request *rq,
                                     struct MHD_Connection *conn, enum purge_kind kind)
 {
     struct gateway *gw = a->gw;
+    if (kind == PURGE_ALL) return handle_purge_all(a, rq, conn);
     const char *field = KIND_NAMES[kind];
     char value[ADMIN_MAX_VALUE + 1];
     char msg[256];
@@ -348,34 +963,47 @@ static enum MHD_Result handle_purge(struct admin_server *a, struct admin_request
 
     char *key = NULL;
     int rc = 0;
+    json_t *out = json_object();
+    if (out == NULL) return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+    json_object_set_new(out, "purged", json_string(field));
+    json_object_set_new(out, field, json_string(value));
     switch (kind) {
     case PURGE_KEY:
-        rc = purge_key_and_variants(gw, value);
+        rc = purge_key_and_variants(gw, value, out);
         break;
-    case PURGE_PREFIX:
-        cache_tiers_invalidate_prefix(gw, value);
+    case PURGE_PREFIX: {
+        size_t mem = cache_tiers_purge_prefix(gw, value);
+        json_object_set_new(out, "removed", removed_json(gw, json_integer((json_int_t)mem),
+                                                         -EALREADY, false, NULL));
         break;
+    }
     case PURGE_TAG:
         cache_tiers_invalidate_tag(gw, value);
+        json_object_set_new(out, "removed",
+                            removed_json(gw, json_string("recorded"), -EALREADY, false, NULL));
         break;
     case PURGE_URL: {
-        /* Only what a client puts on the request line: no scheme or authority
-         * ("//host/..."), no fragment, no raw spaces. */
-        if (value[0] != '/' || value[1] == '/' || strpbrk(value, " #") != NULL)
+        if (!url_is_request_target(value)) {
+            json_decref(out);
             return reply_error(rq, conn, 400,
                                "'url' must be a path-absolute URL as sent on the request line, "
                                "like \"/users/5?x=1\" (no scheme, host or fragment)",
                                NULL, NULL);
+        }
         const char *why = NULL;
         rc = url_cache_key(gw, value, &key, &why);
         if (rc == -ENOENT) {
+            json_decref(out);
             snprintf(msg, sizeof msg,
                      "a GET of this url is not cached under one shared key (%s); "
                      "purge by key, prefix or tag instead",
                      why);
             return reply_error(rq, conn, 422, msg, NULL, NULL);
         }
-        if (rc == 0) rc = purge_key_and_variants(gw, key);
+        /* A policy's key may not be UTF-8 (a decoded %FF), which JSON cannot
+         * carry as a string: it is then given as "key_hex". */
+        if (rc == 0 && admin_json_set_bytes(out, "key", key, strlen(key)) != 0) rc = -ENOMEM;
+        if (rc == 0) rc = purge_key_and_variants(gw, key, out);
         break;
     }
     default:
@@ -383,6 +1011,7 @@ static enum MHD_Result handle_purge(struct admin_server *a, struct admin_request
     }
     if (rc != 0) {
         free(key);
+        json_decref(out);
         return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
     }
 
@@ -395,20 +1024,8 @@ static enum MHD_Result handle_purge(struct admin_server *a, struct admin_request
         LOG_I("admin purge: %s '%.*s'%s from %s", field, (int)ADMIN_LOG_VALUE_MAX, value,
               log_cut(value), ip);
 
-    /* value is UTF-8 (checked above); a policy's key may not be (a decoded
-     * %FF), and JSON cannot carry it: the answer then leaves "key" out, the
-     * purge itself has happened and the log line names it. */
-    size_t len_out;
-    char *body = key && admin_json_is_utf8(key, strlen(key))
-                     ? admin_json_strings(&len_out, "purged", field, field, value, "key", key,
-                                          (const char *)NULL)
-                     : admin_json_strings(&len_out, "purged", field, field, value,
-                                          (const char *)NULL);
-    enum MHD_Result ret = body ? reply(rq, conn, 200, body, len_out, NULL, NULL)
-                               : reply_error(rq, conn, 503, "out of memory", NULL, NULL);
-    free(body);
     free(key);
-    return ret;
+    return reply_json(rq, conn, 200, out);
 }
 
 /* Authenticates, then routes.  Authentication comes first so that an
@@ -428,6 +1045,10 @@ static enum MHD_Result handle(struct admin_server *a, struct admin_request *rq,
         if (!get) return reply_error(rq, conn, 405, "method not allowed", "Allow", "GET, HEAD");
         static const char ok[] = "{\"status\":\"ok\"}\n";
         return reply(rq, conn, 200, ok, sizeof ok - 1, NULL, NULL);
+    }
+    if (strcmp(url, "/entries") == 0) {
+        if (!get) return reply_error(rq, conn, 405, "method not allowed", "Allow", "GET, HEAD");
+        return handle_entries(a, rq, conn);
     }
     if (strncmp(url, "/purge/", 7) == 0) {
         for (int k = 0; k < PURGE_KINDS; k++) {

@@ -9,7 +9,10 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
+import tempfile
+import time
 
 from harness import ExampleAPI, Gateway, GatewayTestCase, free_port, request, wait_until
 from redis_servers import RedisServer
@@ -162,7 +165,12 @@ class AdminTest(GatewayTestCase):
     def test_purge_key(self):
         gw = self.start()
         before = self.cache("/users/5", "/users/15")
-        self.assertEqual(self.purge("key", "users:5"), {"purged": "key", "key": "users:5"})
+        # The answer counts what went: the key in memory, no Vary variants.
+        self.assertEqual(self.purge("key", "users:5"),
+                         {"purged": "key", "key": "users:5", "removed": {"memory": 1},
+                          "variants_removed": {"memory": 0}})
+        # Gone already: nothing removed the second time.
+        self.assertEqual(self.purge("key", "users:5")["removed"], {"memory": 0})
         r = gw.get("/users/5")
         self.assertEqual(r.header("x-cache"), "MISS")
         self.assertEqual(r.status, 200)
@@ -176,10 +184,10 @@ class AdminTest(GatewayTestCase):
         before = self.cache("/users/9", "/users/10")
         r = self.admin("POST", "/purge/key?key=users%3A9")
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json(), {"purged": "key", "key": "users:9"})
+        self.assertEqual(r.json()["key"], "users:9")
+        self.assertEqual(r.json()["removed"], {"memory": 1})
         # JSON escapes are decoded before the key is used.
-        self.assertEqual(self.purge("key", "users:\u0031\u0030"),
-                         {"purged": "key", "key": "users:10"})
+        self.assertEqual(self.purge("key", "users:\u0031\u0030")["key"], "users:10")
         r = self.admin("POST", "/purge/key", '{"key": "users\\u003a10"}')
         self.assertEqual(r.json()["key"], "users:10")
         self.assertEqual(self.x_cache("/users/9"), "MISS")
@@ -189,8 +197,9 @@ class AdminTest(GatewayTestCase):
     def test_purge_url_uses_the_route_policy_key(self):
         gw = self.start()
         before = self.cache("/users/6", "/posts?page=1&limit=5", "/users/16")
-        self.assertEqual(self.purge("url", "/users/6"),
-                         {"purged": "url", "url": "/users/6", "key": "users:6"})
+        out = self.purge("url", "/users/6")
+        self.assertEqual((out["purged"], out["url"], out["key"], out["removed"]),
+                         ("url", "/users/6", "users:6", {"memory": 1}))
         self.assertEqual(self.x_cache("/users/6"), "MISS")
         # The policy normalises the query, so any spelling of it purges the entry.
         out = self.purge("url", "/posts?limit=5&page=1&utm_source=x")
@@ -246,8 +255,16 @@ class AdminTest(GatewayTestCase):
         # the next fetch would store a new marker and the old "de" variant would
         # be served again.
         cache_both()
+        # GET /entries names the variants in cache_key.h's format (SEP is 0x1f).
+        r = self.admin("GET", "/entries?key=GET:/vary")
+        self.assertEqual(r.status, 200, r)
+        variants = sorted(v["key"] for v in r.json()["variants"])
+        self.assertEqual(variants, ["GET:/vary\x1fvary\x1faccept-language=de",
+                                    "GET:/vary\x1fvary\x1faccept-language=fr"])
         before = self.api.requests()
-        self.purge("key", "GET:/vary")
+        out = self.purge("key", "GET:/vary")
+        self.assertEqual(out["removed"], {"memory": 1})  # the Vary marker
+        self.assertEqual(out["variants_removed"], {"memory": 2})
         self.assertEqual(gw.get("/vary", headers=fr).header("x-cache"), "MISS")
         self.assertEqual(gw.get("/vary", headers=de).header("x-cache"), "MISS")
         self.assertEqual(self.api.requests(), before + 2)
@@ -255,7 +272,9 @@ class AdminTest(GatewayTestCase):
     def test_purge_prefix(self):
         gw = self.start()
         before = self.cache("/users/7", "/users/8", "/posts", "/users/7/profile")
-        self.assertEqual(self.purge("prefix", "users:"), {"purged": "prefix", "prefix": "users:"})
+        # users:7 and users:8 were in memory: the walk counts them.
+        self.assertEqual(self.purge("prefix", "users:"),
+                         {"purged": "prefix", "prefix": "users:", "removed": {"memory": 2}})
         self.assertEqual(self.x_cache("/users/7"), "MISS")
         self.assertEqual(self.x_cache("/users/8"), "MISS")
         self.assertEqual(self.x_cache("/posts"), "HIT")
@@ -265,11 +284,139 @@ class AdminTest(GatewayTestCase):
 
     def test_purge_tag_answers_and_logs(self):
         gw = self.start()
-        self.assertEqual(self.purge("tag", "user-5"), {"purged": "tag", "tag": "user-5"})
+        # A tag purge is by record: no count.
+        self.assertEqual(self.purge("tag", "user-5"),
+                         {"purged": "tag", "tag": "user-5", "removed": {"memory": "recorded"}})
         r = self.admin("POST", "/purge/tag?tag=user-6")
-        self.assertEqual(r.json(), {"purged": "tag", "tag": "user-6"})
+        self.assertEqual(r.json()["tag"], "user-6")
         self.assertRegex(gw.output(), r"INFO\s+admin purge: tag 'user-5' from 127\.0\.0\.1")
         self.assertRegex(gw.output(), r"INFO\s+admin purge: tag 'user-6' from 127\.0\.0\.1")
+
+    # ---- GET /entries ----
+
+    def counters(self):
+        stats = self.gw.health_cache()["stats"]
+        return stats["hits"], stats["misses"]
+
+    def test_entry_metadata_without_changing_it(self):
+        self.start(env={"POLICIES_DIR": self.tag_policies()})
+        before = self.cache("/users/5")
+        counters = self.counters()
+        t0 = time.time()
+        for path in ("/entries?key=users:5", "/entries?url=/users/5%3Futm_source%3Dx"):
+            r = self.admin("GET", path)
+            self.assertEqual(r.status, 200, r)
+            e = r.json()
+            self.assertEqual(e["key"], "users:5")
+            self.assertEqual(e["tiers"], ["memory"])
+            self.assertNotIn("redis", e)
+            m = e["memory"]
+            self.assertEqual(m["status"], 200)
+            self.assertEqual(m["size"], len(self.gw.get("/users/5").body))
+            self.assertEqual(m["ttl_s"], 120)
+            self.assertTrue(0 < m["ttl_left_s"] <= 120, m)
+            self.assertTrue(m["expires_in_s"] >= m["ttl_left_s"], m)
+            self.assertTrue(t0 - 10 < m["stored_at"] <= time.time(), m)
+            self.assertEqual(m["tags"], ["user-5", "users"])
+            self.assertTrue(m["fresh"])
+            self.assertFalse(m["invalidated"])
+            self.assertEqual(e["variants"], [])
+        self.assertEqual(e["url"], "/users/5?utm_source=x")
+        # The gets above were HITs: count them, then check the looks counted nothing.
+        counters = (counters[0] + 2, counters[1])
+        self.assertEqual(self.counters(), counters)
+        # A key that is not stored: 404, and no fill from the upstream.
+        r = self.admin("GET", "/entries?key=users:77")
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(r.json()["tiers"], [])
+        self.assertEqual(self.api.requests(), before + 0)
+        self.assertEqual(self.x_cache("/users/77"), "MISS")
+        # A tag purge leaves the entry held but unreachable: GET /entries says so.
+        self.purge("tag", "user-5")
+        self.assertTrue(self.admin("GET", "/entries?key=users:5").json()["memory"]["invalidated"])
+
+    def tag_policies(self):
+        d = tempfile.mkdtemp(prefix="cachegw-admin-policies-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        with open(os.path.join(d, "users.lua"), "w") as f:
+            f.write('route "GET /users/:id" { key = "users:{id}", ttl = 120, stale_while_revalidate = 5,\n'
+                    '                        tags = { "user-{id}", "users" } }\n'
+                    'route "GET /posts" { key = "posts:{query}", ttl = 60 }\n')
+        return d
+
+    def list_all(self, query, limit):
+        """Every page of a listing: the keys in order, and the page sizes."""
+        keys, sizes, cursor = [], [], None
+        for _ in range(10000):
+            q = query + "&limit=%d" % limit + ("&cursor=" + cursor if cursor else "")
+            r = self.admin("GET", "/entries?" + q.lstrip("&"))
+            self.assertEqual(r.status, 200, r)
+            page = r.json()
+            self.assertEqual(page["limit"], limit)
+            sizes.append(len(page["entries"]))
+            keys += [(e["tier"], e["key"]) for e in page["entries"]]
+            cursor = page["cursor"]
+            if cursor is None:
+                return keys, sizes
+        self.fail("the listing never ended")
+
+    def test_entries_listing_is_paged_and_bounded(self):
+        self.start(env={"POLICIES_DIR": self.tag_policies()})
+        paths = ["/users/%d" % i for i in range(1, 13)] + ["/posts?page=1", "/posts?page=2"]
+        self.cache(*paths)
+        keys, sizes = self.list_all("prefix=users:", 5)
+        self.assertEqual(sorted(k for _, k in keys), sorted("users:%d" % i for i in range(1, 13)))
+        self.assertEqual(len(keys), 12)  # no duplicates while nothing changes
+        self.assertTrue(all(n <= 5 for n in sizes), sizes)
+        self.assertEqual({t for t, _ in keys}, {"memory"})
+        keys, _ = self.list_all("", 1000)
+        self.assertEqual(len(keys), 14)
+        r = self.admin("GET", "/entries")  # defaults: everything, limit 100
+        self.assertEqual(r.json()["limit"], 100)
+        e = [x for x in r.json()["entries"] if x["key"] == "users:3"][0]
+        self.assertEqual((e["status"], e["tags"]), (200, ["user-3", "users"]))
+        self.assertEqual(self.admin("GET", "/entries?prefix=nothing:").json(),
+                         {"entries": [], "limit": 100, "cursor": None})
+
+    def test_entries_bad_input_is_400(self):
+        self.start()
+        for q, msg in (("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"),
+                       ("limit=-1", "limit"), ("limit=", "limit"), ("cursor=zz", "cursor"),
+                       ("cursor=r5", "cursor"),  # a Redis cursor without a Redis tier
+                       ("cursor=mffffffffffffffffff", "cursor"), ("cursor=m1000000000000000", "cursor"),
+                       ("key=a&key=b", "more than once"), ("key=a&prefix=b", "one of"),
+                       ("key=a&url=/b", "one of"), ("key=", "empty"), ("key=a%01b", "control"),
+                       ("key=%FF", "UTF-8"), ("url=users/5", "path-absolute")):
+            r = self.admin("GET", "/entries?" + q)
+            self.assertEqual(r.status, 400, (q, r))
+            self.assertIn(msg, r.json()["error"], q)
+        r = self.admin("POST", "/entries?key=a")
+        self.assertEqual((r.status, r.header("allow")), (405, "GET, HEAD"))
+        self.assertEqual(self.admin("GET", "/entries?key=a", token=None).status, 401)
+        alice = {"Authorization": "Bearer alice-token", "X-User-Id": "1"}
+        self.gw.get("/notifications", headers=alice)
+        r = self.admin("GET", "/entries?url=/notifications")
+        self.assertEqual(r.status, 422, r)
+
+    # ---- purge-all ----
+
+    def test_purge_all_memory_only(self):
+        gw = self.start()
+        before = self.cache("/users/1", "/users/2", "/posts")
+        r = self.admin("POST", "/purge/all")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"purged": "all", "removed": {"memory": 3}})
+        for p in ("/users/1", "/users/2", "/posts"):
+            self.assertEqual(self.x_cache(p), "MISS", p)
+        self.assertEqual(self.api.requests(), before + 3)
+        self.assertEqual(self.admin("POST", "/purge/all", "{}").json()["removed"],
+                         {"memory": 3})  # the three just refilled
+        self.assertRegex(gw.output(), r"INFO\s+admin purge: all from 127\.0\.0\.1 \(memory: 3")
+        r = self.admin("POST", "/purge/all", "not json")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("takes no value", r.json()["error"])
+        r = self.admin("GET", "/purge/all")
+        self.assertEqual((r.status, r.header("allow")), (405, "POST"))
 
     # ---- bad requests ----
 
@@ -379,9 +526,10 @@ class AdminTest(GatewayTestCase):
         value = 'odd "key" \\ é \u2603 \U0001f600 /'
         r = self.admin("POST", "/purge/key", {"key": value})
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json(), {"purged": "key", "key": value})
+        self.assertEqual(r.json()["key"], value)
         self.assertTrue(r.body.startswith(b'{"purged": "key", "key": "odd \\"key\\" \\\\ '), r)
-        self.assertTrue(r.body.endswith(b'"}\n'), r)
+        self.assertTrue(r.body.endswith(b'}}\n'), r)
+        self.assertEqual(r.body.count(b"\n"), 1)
         r = self.admin("POST", "/purge/key", "{}")
         self.assertEqual(r.body, b'{"error": "missing field \'key\' (expected {\\"key\\": '
                                  b'\\"...\\"})", "status": 400}\n')
