@@ -34,6 +34,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "access_log.h"
 #include "body_pipe.h"
 #include "buf.h"
 #include "cache_object.h"
@@ -141,6 +142,12 @@ struct request {
     /* For the access log. */
     int status;
     const char *x_cache;
+    const char *version;      /* libmicrohttpd's string, valid for the request */
+    char request_id[ACCESS_LOG_REQUEST_ID_MAX + 1]; /* the client's X-Request-Id, or ours */
+    long long bytes;          /* body bytes of the answer, when bytes_known */
+    bool bytes_known;
+    int64_t upstream_start_us; /* when our last fetch was built (metrics_now_us) */
+    int64_t upstream_us;      /* time until its answer was ready; 0 = none answered */
 
     /* For the metrics (record_metrics). */
     int64_t start_us;         /* monotonic µs, for the request's duration */
@@ -181,6 +188,13 @@ static void add_cache_status(struct request *r, struct MHD_Response *resp, const
     line[at++] = '"';
     line[at] = '\0';
     add_header(resp, "Cache-Status", line);
+}
+
+/* The access log's body size of an answer (a HEAD answer sends none). */
+static void note_bytes(struct request *r, long long len)
+{
+    r->bytes_known = len >= 0;
+    r->bytes = r->method != NULL && strcmp(r->method, "HEAD") == 0 ? 0 : len;
 }
 
 static enum MHD_Result queue(struct request *r, int status, struct MHD_Response *resp,
@@ -257,6 +271,7 @@ static enum MHD_Result answer_error(struct request *r, int status, const char *e
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
     if (resp == NULL) return MHD_NO;
+    note_bytes(r, (long long)strlen(body));
     add_header(resp, "Content-Type", "application/json");
     add_header(resp, "Cache-Control", "no-store");
     add_header(resp, "X-Cache", x_cache);
@@ -278,6 +293,7 @@ static enum MHD_Result answer_object(struct request *r, struct cache_object *obj
         cache_object_unref(ref);
         return MHD_NO;
     }
+    note_bytes(r, not_modified ? 0 : (long long)obj->body_len);
     for (size_t i = 0; i < obj->n_headers; i++)
         if (strncmp(obj->headers[i].name, "x-cachegw-", 10) != 0)
             add_header(resp, obj->headers[i].name, obj->headers[i].value);
@@ -323,6 +339,7 @@ static enum MHD_Result answer_fetched(struct request *r, struct upstream_fetch *
         resp = MHD_create_response_from_buffer_with_free_callback_cls(
             len, data ? data : (char *)"", data ? free_buffer_cb : NULL, data);
         if (resp != NULL) memset(&f->body, 0, sizeof f->body);
+        note_bytes(r, (long long)len);
     }
     if (resp == NULL) return MHD_NO;
     copy_forwardable_headers(resp, &f->resp_headers);
@@ -379,6 +396,7 @@ static enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch 
         free(c);
         return MHD_NO;
     }
+    note_bytes(r, f->content_length); /* unknown (-1) when chunked */
     /* The stream owns the fetch from here on; it frees it via on_free. */
     upstream_request_set_owner(f, NULL);
     r->fetch = NULL;
@@ -399,6 +417,7 @@ static void request_release(struct request *r);
 static void fetch_ready(struct upstream_fetch *f)
 {
     struct request *r = upstream_request_owner(f);
+    r->upstream_us = metrics_now_us() - r->upstream_start_us; /* read after the resume */
     if (r->pipe) {
         if (!body_pipe_answer_ready(r->pipe)) return;
         /* Abandoned by its client: nobody will read this answer. */
@@ -424,6 +443,7 @@ static struct upstream_fetch *build_fetch(struct request *r, bool for_cache)
                                         .buffer_limit = r->gw->cfg->max_value_bytes,
                                         .on_ready = fetch_ready,
                                         .owner = r};
+    r->upstream_start_us = metrics_now_us(); /* the access log's upstream_time */
     return upstream_request_build(&in);
 }
 
@@ -1366,6 +1386,7 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
     struct gateway *gw = r->gw;
     const struct config *cfg = gw->cfg;
     r->method = method;
+    r->version = version;
     client_ip_of(r->conn, r->client_ip, sizeof r->client_ip);
 
     struct raw_fields rf = {0};
@@ -1406,6 +1427,21 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
     const struct forward_options fo = {.trusted = gw->trusted_proxies,
                                        .forwarded_host = cfg->forwarded_host};
     int rc = forward_headers_build(rf.items, rf.n, r->client_ip, &fo, &r->headers);
+    /* The request id: the client's X-Request-Id when it is one sane token (one
+     * field, <= 128 bytes), else a new one; either way the only one forwarded. */
+    const char *rid = NULL;
+    size_t n_rid = 0;
+    for (size_t i = 0; i < rf.n; i++)
+        if (strcasecmp(rf.items[i].name, "x-request-id") == 0 && n_rid++ == 0)
+            rid = rf.items[i].value;
+    if (n_rid == 1 && access_log_request_id_ok(rid))
+        snprintf(r->request_id, sizeof r->request_id, "%s", rid);
+    else
+        access_log_request_id_new(r->request_id);
+    if (rc == 0) {
+        header_list_remove(&r->headers, "x-request-id");
+        rc = header_list_add(&r->headers, "x-request-id", r->request_id);
+    }
     const char *cl = NULL, *te = NULL;
     for (size_t i = 0; i < rf.n; i++) {
         if (strcasecmp(rf.items[i].name, "content-length") == 0) cl = rf.items[i].value;
@@ -1558,6 +1594,35 @@ static void record_metrics(const struct request *r)
                            (double)(metrics_now_us() - r->start_us) / 1e6);
 }
 
+/* One access-log line (access_log.h).  The tier is the one a cached answer came
+ * from, as in record_metrics; a request refused before its headers were read has
+ * no id yet and gets one here. */
+static void write_access_log(struct request *r)
+{
+    const char *tier = "none";
+    if (r->status != 0 && r->x_cache != NULL && strcmp(r->x_cache, "HIT") == 0)
+        tier = (r->served_stale ? r->stale_redis : r->hit_redis) ? "redis" : "memory";
+    if (r->request_id[0] == '\0') access_log_request_id_new(r->request_id);
+    struct access_log_entry e = {
+        .client = r->client_ip[0] ? r->client_ip : NULL,
+        .method = r->method,
+        .uri = r->uri,
+        .protocol = r->version,
+        .status = r->status,
+        .bytes = r->bytes_known ? r->bytes : -1,
+        .duration_s = (double)(metrics_now_us() - r->start_us) / 1e6,
+        .cache = r->x_cache,
+        .tier = tier,
+        .route = r->has_dec ? r->dec.route : NULL,
+        .upstream_s = r->upstream_us > 0 ? (double)r->upstream_us / 1e6 : -1.0,
+        .request_id = r->request_id,
+        .referer = header_list_get(&r->headers, "referer"),
+        .user_agent = header_list_get(&r->headers, "user-agent"),
+    };
+    clock_gettime(CLOCK_REALTIME, &e.time);
+    access_log_write(&e);
+}
+
 /* Frees a finished (or abandoned) request and writes its access-log line. */
 static void request_release(struct request *r)
 {
@@ -1569,13 +1634,7 @@ static void request_release(struct request *r)
         if (r->fetch) cache_object_unref(leader_finish(r, &why));
         else coalesce_finish(gw->coalescer, r->flight, FLIGHT_RETRY, NULL, 0);
     }
-    if (gw->cfg->access_log) {
-        char safe[512];
-        log_escape_uri(r->uri, safe, sizeof safe);
-        LOG_I("access %s %s %s %d %s %.1fms", r->client_ip[0] ? r->client_ip : "-",
-              r->method ? r->method : "-", safe, r->status, r->x_cache ? r->x_cache : "-",
-              (double)(clock_mono_ms() - r->start_ms));
-    }
+    if (access_log_enabled()) write_access_log(r);
     if (r->fetch) upstream_request_free(r->fetch);
     if (r->has_dec) policy_decision_free(&r->dec);
     policy_read_free(r->policy_read);
