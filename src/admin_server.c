@@ -887,9 +887,13 @@ static int purge_key_and_variants(struct gateway *gw, const char *key, json_t *o
         cache_tiers_invalidate_key(gw, key);
         rc = -ENOMEM;
     } else {
+        /* Counted first (memory, then Redis's DEL), then invalidated as
+         * usual, which tells the other instances (and replays to a Redis
+         * that is down). */
         rc = cache_tiers_purge_key(gw, key, &mem, wait_count_cb, w);
         if (rc != 0) admin_wait_unref(w); /* no callback will come */
         else waited = admin_wait_for(w, admin_wait_ms(gw));
+        cache_tiers_invalidate_key(gw, key);
     }
     json_object_set_new(out, "removed",
                         removed_json(gw, json_integer((json_int_t)mem), rc, waited, w));

@@ -275,9 +275,6 @@ int cache_tiers_l2_scan(struct gateway *gw, const char *cursor, const char *pref
 static void purge_key_deleted(void *arg, long long removed, int err)
 {
     struct admin_task *t = arg;
-    /* Counted first, then the usual invalidation (its own DEL finds nothing,
-     * or what a fill stored in between; it tells the other instances). */
-    inval_sync_invalidate_key(t->gw, t->key);
     t->count_done(t->arg, removed, err);
     free(t);
 }
@@ -293,13 +290,11 @@ int cache_tiers_purge_key(struct gateway *gw, const char *key, size_t *memory,
                           cache_tiers_count_fn done, void *arg)
 {
     *memory = gw->l1 ? (size_t)store_l1_delete(gw->l1, key, strlen(key)) : 0;
-    struct admin_task *t = cache_tiers_l2_available(gw) ? admin_task_new(gw, key, arg) : NULL;
-    if (t != NULL) {
-        t->count_done = done;
-        if (admin_task_post(t, purge_key_run) == 0) return 0;
-    }
-    inval_sync_invalidate_key(gw, key);
-    return -ENOTCONN;
+    if (!cache_tiers_l2_available(gw)) return -ENOTCONN;
+    struct admin_task *t = admin_task_new(gw, key, arg);
+    if (t == NULL) return -ENOMEM;
+    t->count_done = done;
+    return admin_task_post(t, purge_key_run);
 }
 
 size_t cache_tiers_purge_prefix(struct gateway *gw, const char *prefix)

@@ -77,11 +77,12 @@ typedef void (*cache_tiers_scan_fn)(void *arg, const char *next, const char *con
 int cache_tiers_l2_scan(struct gateway *gw, const char *cursor, const char *prefix,
                         unsigned count, cache_tiers_scan_fn done, void *arg);
 
-/* cache_tiers_invalidate_key, counted: *memory is 0 or 1 at once; with a
- * Redis tier the key is deleted there first (DEL's count goes to done), then
- * invalidated as usual (other instances told).  Returns 0 (done will run) or
- * -ENOTCONN when there is no usable Redis tier (the invalidation is applied
- * anyway, and replayed to Redis when it is back). */
+/* Deletes key to count it: from the memory tier at once (*memory: 0 or 1)
+ * and, with a usable Redis tier, from Redis (DEL's count goes to done).
+ * Other instances are not told: the caller follows with
+ * cache_tiers_invalidate_key on its own thread (the one stats.h groups a
+ * purge's invalidations on).  Returns 0 (done will run) or -ENOTCONN when
+ * there is no usable Redis tier, -ENOMEM. */
 int cache_tiers_purge_key(struct gateway *gw, const char *key, size_t *memory,
                           cache_tiers_count_fn done, void *arg);
 

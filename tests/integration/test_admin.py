@@ -685,6 +685,95 @@ class AdminRedisTest(GatewayTestCase):
         self.b_misses("/users/33")
         self.assertNotIn("Sanitizer", self.a.output() + self.b.output())
 
+    def admin(self, method, path, body=None):
+        return request(self.admin_port, method, path,
+                       headers={"Authorization": "Bearer " + self.token}, body=body)
+
+    def c_keys(self):
+        """The cache entries in Redis (test-side only: the gateway never runs KEYS)."""
+        return sorted(k.decode() for k in self.redis.cmd("KEYS", "cachegw:c:*"))
+
+    def commandstats(self):
+        info = self.redis.cmd("INFO", "commandstats").decode()
+        return {m.group(1): int(m.group(2))
+                for m in re.finditer(r"cmdstat_(\w+):calls=(\d+)", info)}
+
+    def test_entries_in_both_tiers_and_a_scan_listing(self):
+        for i in range(40, 46):
+            self.cached_on_both("/users/%d" % i, "users:%d" % i)
+        self.redis.cmd("CONFIG", "RESETSTAT")
+        r = self.admin("GET", "/entries?key=users:41")
+        self.assertEqual(r.status, 200, r)
+        e = r.json()
+        self.assertEqual(e["tiers"], ["memory", "redis"])
+        self.assertEqual(e["redis"]["status"], 200)
+        self.assertEqual(e["redis"]["size"], e["memory"]["size"])
+        self.assertEqual(e["redis"]["stored_at"], e["memory"]["stored_at"])
+        # Only in Redis: B filled it, A's memory never held it.
+        self.b.get("/users/47")
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:c:users:47") == 1, timeout=5,
+                   what="users:47 in Redis")
+        e = self.admin("GET", "/entries?key=users:47").json()
+        self.assertEqual(e["tiers"], ["redis"])
+        # A look is not a read: no LRU, no hit or miss counted, nothing deleted.
+        self.assertEqual(self.a.get("/users/47").header("x-cache"), "HIT")
+        # Listing: the memory tier's pages, then Redis's (SCAN with MATCH and COUNT).
+        seen, cursor, pages = [], None, 0
+        while True:
+            q = "/entries?prefix=users:4&limit=2" + ("&cursor=" + cursor if cursor else "")
+            page = self.admin("GET", q).json()
+            self.assertLessEqual(len(page["entries"]), 3, page)  # limit, or one SCAN bucket more
+            seen += [(x["tier"], x["key"]) for x in page["entries"]]
+            cursor, pages = page["cursor"], pages + 1
+            if cursor is None:
+                break
+        want = ["users:%d" % i for i in range(40, 46)] + ["users:47"]
+        self.assertEqual(sorted({k for t, k in seen if t == "redis"}), want)
+        self.assertEqual(sorted({k for t, k in seen if t == "memory"}), want)
+        self.assertGreater(pages, 3)
+        stats = self.commandstats()
+        self.assertGreater(stats.get("scan", 0), 0)
+        self.assertNotIn("keys", stats)
+        # The Redis phase refuses a cursor that is not SCAN's.
+        r = self.admin("GET", "/entries?cursor=r12x")
+        self.assertEqual(r.status, 400, r)
+
+    def test_purge_answers_count_redis(self):
+        self.cached_on_both("/users/34", "users:34")
+        r = self.admin("POST", "/purge/key", json.dumps({"key": "users:34"}).encode())
+        self.assertEqual(r.json()["removed"], {"memory": 1, "redis": 1})
+        self.assertEqual(r.json()["variants_removed"], {"memory": 0, "redis": "recorded"})
+        r = self.admin("POST", "/purge/key", json.dumps({"key": "users:34"}).encode())
+        self.assertEqual(r.json()["removed"], {"memory": 0, "redis": 0})
+        r = self.admin("POST", "/purge/prefix?prefix=users:")
+        self.assertEqual(r.json()["removed"], {"memory": 0, "redis": "recorded"})
+        self.b_misses("/users/34")
+
+    def test_purge_all_reaches_redis_and_other_instances(self):
+        for i in range(50, 55):
+            self.cached_on_both("/users/%d" % i, "users:%d" % i)
+        self.purge("tag", "some-tag")  # creates bookkeeping under {inv}
+        wait_until(lambda: self.redis.cmd("EXISTS", "cachegw:{inv}:t") == 1, timeout=5,
+                   what="the tag record")
+        self.redis.cmd("SET", "not-ours", "1")
+        self.redis.cmd("CONFIG", "RESETSTAT")
+        n = len(self.c_keys())
+        self.assertEqual(n, 5)
+        r = self.admin("POST", "/purge/all")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {"purged": "all", "removed": {"memory": 5, "redis": 5}})
+        self.assertEqual(self.c_keys(), [])
+        self.assertEqual(self.redis.cmd("EXISTS", "cachegw:{inv}:t"), 1)  # bookkeeping stays
+        self.assertEqual(self.redis.cmd("GET", "not-ours"), b"1")
+        stats = self.commandstats()
+        self.assertIn("unlink", stats)
+        self.assertNotIn("flushdb", stats)
+        self.assertNotIn("flushall", stats)
+        for i in range(50, 55):  # B dropped its memory tier on A's message
+            self.b_misses("/users/%d" % i)
+        self.assertEqual(self.a.get("/users/50").header("x-cache"), "HIT")  # B refilled Redis
+        self.assertNotIn("Sanitizer", self.a.output() + self.b.output())
+
 
 if __name__ == "__main__":
     import unittest
