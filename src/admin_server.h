@@ -12,7 +12,37 @@
  *   POST /purge/url     {"url": "/users/5?x=1"}   the key a GET of that URL has
  *                                                 under the active policies, and
  *                                                 its Vary variants
+ *   POST /purge/all                               every entry, both tiers, every
+ *                                                 instance's memory tier
+ *   GET  /entries?key=K | ?url=U                  one entry's metadata per tier
+ *   GET  /entries?prefix=P&limit=N&cursor=C       a page of the entries
  *   GET  /admin/health                            {"status":"ok"}
+ *
+ * GET /entries looks without changing anything (store_l1_peek: no LRU move;
+ * a Redis GET that counts no hit and deletes nothing; no fill).  One entry:
+ * {"key", "tiers": [...], "memory": meta, "redis": meta, "variants": [...]}
+ * (404 when nothing is held), meta being status, size (body bytes),
+ * stored_at (Unix s), age_s, ttl_s, ttl_left_s, the two stale windows,
+ * expires_in_s, fresh, invalidated (held, but a prefix or tag record makes it
+ * unreachable), tags and vary.  Variants are listed up to 100, from the
+ * memory tier and at most 64 Redis SCAN pages.  A listing walks the memory
+ * tier (store_l1_list) and then Redis (SCAN MATCH COUNT, never KEYS): limit
+ * 1..1000 (default 100) entries a page, except that a Redis page can hold the
+ * few more keys of one SCAN bucket; "cursor" is opaque, null on the last page.
+ * An entry in both tiers is listed once per tier.  Keys that are not UTF-8
+ * come as "key_hex".
+ *
+ * Purge answers add "removed": {"memory": n, "redis": n} where the count is
+ * known (a key or URL: what DEL removed; a prefix: the memory tier's walk),
+ * "recorded" where the purge is by record (tags; prefixes and variants in
+ * Redis), "unavailable" when Redis is down (replayed when it is back),
+ * "pending" when it did not answer in time; no "redis" without a Redis tier.
+ * A key or URL purge adds "variants_removed" likewise.
+ *
+ * Redis work runs on the I/O loop; the admin thread waits for it, bounded by
+ * REDIS_TIMEOUT_MS x (REDIS_RETRIES + 1) + 1 s (purge-all: 10 s, then it goes
+ * on in the background and the answer says "pending"), so a slow Redis slows
+ * only the admin API, never the request path.
  *
  * The value may also come as a query parameter (POST /purge/key?key=users:5);
  * libmicrohttpd decodes it, '+' included, so a literal '+', '&' or '?' must be
