@@ -297,9 +297,14 @@ static const struct opt OPTIONS[] = {
     {.flag = "check", .env = NULL, .type = OPT_BOOL, .group = GROUP_GENERAL, .def = "false",
      .help = "Load and validate the configuration and the policies, then exit.",
      .offset = FIELD(check_only)},
+    {.flag = "dump", .env = NULL, .type = OPT_BOOL, .group = GROUP_GENERAL, .def = "false",
+     .help = "With --check: also print the effective configuration (every option, its value "
+             "and where it came from; secrets masked) and the route table.",
+     .offset = FIELD(dump)},
 };
 
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
+_Static_assert(N_OPTIONS <= CONFIG_MAX_OPTIONS, "raise CONFIG_MAX_OPTIONS in config.h");
 
 /* Room for a quoted value in an error line; longer values are cut. */
 #define SHOWN_VALUE_MAX 80
@@ -1140,10 +1145,21 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const struct opt *o = &OPTIONS[i];
         const char *text = flag_vals[i];
-        if (text == NULL && o->env != NULL) text = getenv(o->env);
-        if (text == NULL) text = dotenv_vals[i];
-        if (text == NULL) text = o->def;
+        enum config_source src = CONFIG_SOURCE_FLAG;
+        if (text == NULL && o->env != NULL) {
+            text = getenv(o->env);
+            src = CONFIG_SOURCE_ENV;
+        }
+        if (text == NULL) {
+            text = dotenv_vals[i];
+            src = CONFIG_SOURCE_DOTENV;
+        }
+        if (text == NULL) {
+            text = o->def;
+            src = CONFIG_SOURCE_DEFAULT;
+        }
         if (opt_apply(o, cfg, text, err, err_len) != 0) goto done;
+        cfg->source[i] = (unsigned char)src;
     }
     if (validate_ip_sets(cfg, err, err_len) != 0) goto done;
     if (validate_combined(cfg, err, err_len) != 0) goto done;
@@ -1345,4 +1361,100 @@ void config_print_man(void *stream)
           ".BR systemd.exec (5),\n"
           ".I /usr/share/doc/cachegw/README.md\n",
           out);
+}
+
+/* ---- the effective configuration (--check --dump) ---- */
+
+/* The value of o as held in cfg, in the form --dump shows (secrets masked). */
+static void effective_value(const struct config *cfg, const struct opt *o, char *buf, size_t len)
+{
+    const void *field = (const char *)cfg + o->offset;
+    switch (o->type) {
+    case OPT_SECRET: {
+        const char *v = *(char *const *)field;
+        snprintf(buf, len, "%s", v == NULL ? "(unset)" : "(set, masked)");
+        return;
+    }
+    case OPT_REDIS_URL:
+    case OPT_HTTP_URL: {
+        const char *v = *(char *const *)field;
+        char tmp[512];
+        if (v == NULL) {
+            snprintf(buf, len, "(unset)");
+            return;
+        }
+        /* user:password@ of either URL becomes <redacted>. */
+        redis_url_redacted(v, tmp, sizeof tmp);
+        sanitize(tmp, buf, len);
+        return;
+    }
+    case OPT_STRING:
+    case OPT_IP_ADDR:
+    case OPT_HOST_PORT:
+    case OPT_NAME_LIST: {
+        const char *v = *(char *const *)field;
+        if (v == NULL) snprintf(buf, len, "(unset)");
+        else if (*v == '\0') snprintf(buf, len, "\"\"");
+        else sanitize(v, buf, len);
+        return;
+    }
+    case OPT_INT:
+        snprintf(buf, len, "%d", *(const int *)field);
+        return;
+    case OPT_LONG:
+        snprintf(buf, len, "%ld", *(const long *)field);
+        return;
+    case OPT_SIZE:
+        snprintf(buf, len, "%zu bytes", *(const size_t *)field);
+        return;
+    case OPT_DURATION:
+        snprintf(buf, len, "%d%s", *(const int *)field, o->unit_ms == 1 ? "ms" : "s");
+        return;
+    case OPT_BOOL:
+        snprintf(buf, len, "%s", *(const bool *)field ? "true" : "false");
+        return;
+    case OPT_LOG_LEVEL: {
+        static const char *const NAMES[] = {"debug", "info", "warn", "error"};
+        int l = *(const int *)field;
+        snprintf(buf, len, "%s", l >= 0 && l < 4 ? NAMES[l] : "?");
+        return;
+    }
+    case OPT_CHOICE: {
+        int c = *(const int *)field, n = 0;
+        while (o->choices[n] != NULL) n++;
+        snprintf(buf, len, "%s", c >= 0 && c < n ? o->choices[c] : "?");
+        return;
+    }
+    case OPT_LOG_TARGET: {
+        int t = *(const int *)field;
+        const char *path = *(char *const *)((const char *)cfg + o->offset2);
+        if (t == ACCESS_LOG_FILE && path != NULL) sanitize(path, buf, len);
+        else snprintf(buf, len, "%s", t == ACCESS_LOG_STDERR   ? "stderr"
+                                      : t == ACCESS_LOG_STDOUT ? "stdout"
+                                                               : "off");
+        return;
+    }
+    }
+    snprintf(buf, len, "?");
+}
+
+void config_print_effective(const struct config *cfg, void *stream)
+{
+    static const char *const SOURCES[] = {"default", "flag", "env", ".env"};
+    FILE *out = stream;
+    fprintf(out, "# effective configuration (cachegw %s): option, environment name, value, "
+                 "where it came from; secrets masked\n",
+            CACHEGW_VERSION);
+    for (int g = 0; g < GROUP_COUNT; g++) {
+        fprintf(out, "# %s\n", GROUP_NAMES[g]);
+        for (size_t i = 0; i < N_OPTIONS; i++) {
+            const struct opt *o = &OPTIONS[i];
+            if ((int)o->group != g) continue;
+            char value[SHOWN_VALUE_MAX + 16];
+            effective_value(cfg, o, value, sizeof value);
+            unsigned src = cfg->source[i] < 4 ? cfg->source[i] : 0;
+            fprintf(out, "--%-28s %-28s %s  (%s)\n", o->flag, o->env ? o->env : "-", value,
+                    SOURCES[src]);
+        }
+    }
 }

@@ -34,6 +34,16 @@ enum access_log_target {
     ACCESS_LOG_FILE = 3,
 };
 
+/* Room for the option table (config.c checks it at compile time). */
+#define CONFIG_MAX_OPTIONS 128
+
+enum config_source {
+    CONFIG_SOURCE_DEFAULT = 0,
+    CONFIG_SOURCE_FLAG,
+    CONFIG_SOURCE_ENV,
+    CONFIG_SOURCE_DOTENV,
+};
+
 struct config {
     /* HTTP listener */
     char *host;                  /* HOST / --host, default "0.0.0.0" */
@@ -103,6 +113,11 @@ struct config {
 
     /* Modes (flags only) */
     bool check_only;             /* --check: validate policies and exit */
+    bool dump;                   /* --dump: with --check, print the effective settings and routes */
+
+    /* Where each option's value came from (enum config_source), by option
+     * table index: what config_print_effective shows. */
+    unsigned char source[CONFIG_MAX_OPTIONS];
 };
 
 enum config_result {
@@ -122,6 +137,14 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
 void config_defaults(struct config *cfg);
 
 void config_free(struct config *cfg);
+
+/* Writes the effective configuration to stream (FILE *), for
+ * `cachegw --check --dump`: every option of the table, one a line, as
+ * "--flag  ENV  value  (source)", source being flag, env, .env or default.
+ * Secrets are masked: the admin token shows only whether it is set, a URL's
+ * password (REDIS_URL, UPSTREAM_URL) is redacted.  Values are shown as they
+ * are held after parsing (sizes in bytes, durations with their unit). */
+void config_print_effective(const struct config *cfg, void *stream);
 
 /* Writes the --help text to stream (FILE *). */
 void config_print_help(void *stream);

@@ -1741,6 +1741,62 @@ int lua_host_decide_lua(struct lua_host *h, const struct policy_request *req,
 
 bool lua_host_has_route_table(const struct lua_host *h) { return h->set->table != NULL; }
 
+/* Formats the compiled set's routes (gateway/policy.lua's route records and Set:describe)
+ * as text: ... = set, has_table. */
+static const char DUMP_ROUTES_LUA[] =
+    "local set, has_table = ...\n"
+    "local desc = set:describe()\n"
+    "local function secs(v) if v == nil then return '-' end return tostring(v) .. 's' end\n"
+    "local function list(l, fn)\n"
+    "  if fn then return '(lua function)' end\n"
+    "  if l == nil or #l == 0 then return '-' end\n"
+    "  local t = {}\n"
+    "  for i, e in ipairs(l) do t[i] = e.tmpl.template .. (e.prefix and '*' or '') end\n"
+    "  return table.concat(t, ',')\n"
+    "end\n"
+    "local out, in_c = {}, 0\n"
+    "for id, r in ipairs(set.routes) do\n"
+    "  local c = has_table and not desc.routes[id].fn\n"
+    "  if c then in_c = in_c + 1 end\n"
+    "  local key = r.key_fn and '(lua function)' or (r.key_tmpl and r.key_tmpl.template)\n"
+    "    or '(default)'\n"
+    "  local bypass = r.bypass_fn and '(lua function)' or (r.bypass and 'yes' or 'no')\n"
+    "  out[#out + 1] = table.concat({\n"
+    "    r.spec, 'name=' .. tostring(r.name), 'key=' .. key,\n"
+    "    'ttl=' .. secs(r.ttl), 'swr=' .. secs(r.swr), 'sie=' .. secs(r.sie),\n"
+    "    'per_user=' .. (r.per_user and 'yes' or 'no'), 'bypass=' .. bypass,\n"
+    "    'tags=' .. list(r.tags, r.tags_fn), 'invalidate=' .. list(r.invalidate, r.invalidate_fn),\n"
+    "    'invalidate_tags=' .. list(r.invalidate_tags, r.invalidate_tags_fn),\n"
+    "    'on_response=' .. (r.on_response and 'yes' or 'no'),\n"
+    "    'decided=' .. (c and 'C' or 'Lua'), '(' .. tostring(r.where_at) .. ')' }, '  ')\n"
+    "end\n"
+    "table.insert(out, 1, string.format('# routes: %d (%d decided in C, %d in Lua)%s', #set.routes,\n"
+    "  in_c, #set.routes - in_c, has_table and '' or '; no route table: every decision in Lua'))\n"
+    "return table.concat(out, '\\n') .. '\\n'\n";
+
+int lua_host_dump_routes(struct lua_host *h, void *stream, char *err, size_t err_len)
+{
+    lua_State *L = h->sb.L;
+    int top = lua_gettop(L);
+    int rc = luaL_loadbuffer(L, DUMP_ROUTES_LUA, sizeof DUMP_ROUTES_LUA - 1, "=dump_routes");
+    if (rc == LUA_OK) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref_set);
+        lua_pushboolean(L, h->set->table != NULL);
+        rc = lua_pcall(L, 2, 1, 0);
+    }
+    if (rc != LUA_OK || !lua_isstring(L, -1)) {
+        snprintf(err, err_len, "cannot list the routes: %s",
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "no text");
+        lua_settop(L, top);
+        return -1;
+    }
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    fwrite(text, 1, len, (FILE *)stream);
+    lua_settop(L, top);
+    return 0;
+}
+
 size_t lua_host_wait_keys(const struct lua_host_wait *w, const char *const **keys)
 {
     *keys = (const char *const *)w->keys;

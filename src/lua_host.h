@@ -105,6 +105,12 @@ uint64_t lua_host_memo_hits(const struct lua_host *host);
 uint64_t lua_host_table_decisions(const struct lua_host *host);
 /* Whether the host's set has a route table (false: every decision runs in Lua). */
 bool lua_host_has_route_table(const struct lua_host *host);
+/* Writes the host's routes to stream (FILE *), one a line, for `cachegw --check --dump`:
+ * the route's method and pattern, name, key template, ttl and stale windows, per_user,
+ * tags, invalidations, and whether it is decided in C (the route table) or in Lua (it has
+ * functions, or the set has no table), then where it is defined.  Returns 0, or -1 with
+ * err filled.  Runs outside the request budgets: for start-up tools only. */
+int lua_host_dump_routes(struct lua_host *host, void *stream, char *err, size_t err_len);
 
 struct policy_request {
     const char *method;                /* "GET", ... */

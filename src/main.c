@@ -116,8 +116,20 @@ static int check_policies(const struct config *cfg)
     }
     printf("cachegw: policies OK: %zu routes in %zu files (%s)\n", policy_set_route_count(set),
            policy_set_file_count(set), cfg->policies_dir);
+    if (cfg->dump) {
+        /* Like nginx -T: what the gateway would run with, after the verdict. */
+        struct lua_host *host = NULL;
+        fflush(stdout);
+        config_print_effective(cfg, stdout);
+        if (lua_host_create(set, &lim, &host, err, sizeof err) != 0 ||
+            lua_host_dump_routes(host, stdout, err, sizeof err) != 0) {
+            fprintf(stderr, "cachegw: --dump: %s\n", err);
+            rc = 1;
+        }
+        lua_host_destroy(host);
+    }
     policy_set_unref(set);
-    return 0;
+    return rc;
 }
 
 static void start_redis_task(void *arg) { redis_pool_start(arg); }
