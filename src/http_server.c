@@ -148,6 +148,7 @@ struct request {
     bool bytes_known;
     int64_t upstream_start_us; /* when our last fetch was built (metrics_now_us) */
     int64_t upstream_us;      /* time until its answer was ready; 0 = none answered */
+    char *referer, *user_agent; /* copies, kept even when the request is refused */
 
     /* For the metrics (record_metrics). */
     int64_t start_us;         /* monotonic µs, for the request's duration */
@@ -1395,6 +1396,12 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
         free(rf.items);
         return answer_error(r, 503, "out of memory", NULL);
     }
+    for (size_t i = 0; i < rf.n && access_log_enabled(); i++) {
+        char **copy = strcasecmp(rf.items[i].name, "referer") == 0      ? &r->referer
+                      : strcasecmp(rf.items[i].name, "user-agent") == 0 ? &r->user_agent
+                                                                          : NULL;
+        if (copy != NULL && *copy == NULL) *copy = strdup(rf.items[i].value);
+    }
     const struct request_limits limits = {.max_target_bytes = cfg->max_header_bytes,
                                           .max_query_params = (size_t)cfg->max_query_params,
                                           .max_header_bytes = cfg->max_header_bytes,
@@ -1616,8 +1623,8 @@ static void write_access_log(struct request *r)
         .route = r->has_dec ? r->dec.route : NULL,
         .upstream_s = r->upstream_us > 0 ? (double)r->upstream_us / 1e6 : -1.0,
         .request_id = r->request_id,
-        .referer = header_list_get(&r->headers, "referer"),
-        .user_agent = header_list_get(&r->headers, "user-agent"),
+        .referer = r->referer,
+        .user_agent = r->user_agent,
     };
     clock_gettime(CLOCK_REALTIME, &e.time);
     access_log_write(&e);
@@ -1635,6 +1642,8 @@ static void request_release(struct request *r)
         else coalesce_finish(gw->coalescer, r->flight, FLIGHT_RETRY, NULL, 0);
     }
     if (access_log_enabled()) write_access_log(r);
+    free(r->referer);
+    free(r->user_agent);
     if (r->fetch) upstream_request_free(r->fetch);
     if (r->has_dec) policy_decision_free(&r->dec);
     policy_read_free(r->policy_read);
