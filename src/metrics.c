@@ -89,9 +89,11 @@ static int hist_write(FILE *out, const char *name, const char *labels,
         plain[0] = '\0';
     }
     const char *open = plain[0] ? "{" : "", *close = plain[0] ? "}" : "";
-    double sum = (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9;
-    if (fprintf(out, "%s_sum%s%s%s %.9g\n%s_count%s%s%s %llu\n", name, open, plain, close, sum,
-                name, open, plain, close, (unsigned long long)cum) < 0)
+    /* The sum in seconds, exact to the nanosecond (a double printed with %g would round). */
+    unsigned long long ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+    if (fprintf(out, "%s_sum%s%s%s %llu.%09llu\n%s_count%s%s%s %llu\n", name, open, plain,
+                close, ns / 1000000000ull, ns % 1000000000ull, name, open, plain, close,
+                (unsigned long long)cum) < 0)
         return -1;
     return 0;
 }
