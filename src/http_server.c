@@ -769,8 +769,10 @@ static enum MHD_Result answer_own_endpoint(struct request *r, enum own_endpoint 
 {
     struct gateway *gw = r->gw;
     /* Not in cachegw_active_requests: a scrape must not count itself. */
-    r->own_endpoint = true;
-    metrics_own_endpoint_begin();
+    if (!r->own_endpoint) {
+        r->own_endpoint = true;
+        metrics_own_endpoint_begin();
+    }
     if (which == OWN_HEALTH) {
         r->status = 200;
         r->phase = PH_ANSWERED;

@@ -303,6 +303,8 @@ class RedisMetricsTest(GatewayTestCase):
         self.assertEqual(r.header("x-cache"), "HIT", r)
         self.assertIn("detail=redis", r.header("cache-status"))
         fams = scrape(b)
+        # /health/cache (a live PING, suspended meanwhile) is not an active request either.
+        self.assertEqual(value(fams, "cachegw_active_requests"), 0)
         self.assertEqual(value(fams, "cachegw_requests", result="hit", tier="redis"), 1)
         self.assertEqual(value(fams, "cachegw_cache_hits_redis"), 1)
         n = value(fams, "cachegw_redis_command_duration_seconds",
