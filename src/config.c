@@ -1072,6 +1072,10 @@ static bool is_wildcard(const char *addr)
 static int validate_combined(const struct config *cfg, char *err, size_t err_len)
 {
     char shown[SHOWN_VALUE_MAX + 8];
+    if (cfg->dump && !cfg->check_only) {
+        snprintf(err, err_len, "--dump only works with --check (cachegw --check --dump)");
+        return -1;
+    }
     /* The admin listener exists only with a token.  "::" may take IPv4 too. */
     if (cfg->admin_token != NULL && cfg->admin_port == cfg->port &&
         (strcmp(cfg->host, cfg->admin_host) == 0 || is_wildcard(cfg->host) ||
@@ -1365,6 +1369,15 @@ void config_print_man(void *stream)
 
 /* ---- the effective configuration (--check --dump) ---- */
 
+/* Copies s for --dump: whole (up to len - 1 bytes), control characters as '?'. */
+static void dump_text(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s[i] != '\0' && i + 1 < len; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    buf[i] = '\0';
+}
+
 /* The value of o as held in cfg, in the form --dump shows (secrets masked). */
 static void effective_value(const struct config *cfg, const struct opt *o, char *buf, size_t len)
 {
@@ -1375,27 +1388,28 @@ static void effective_value(const struct config *cfg, const struct opt *o, char 
         snprintf(buf, len, "%s", v == NULL ? "(unset)" : "(set, masked)");
         return;
     }
-    case OPT_REDIS_URL:
-    case OPT_HTTP_URL: {
+    case OPT_REDIS_URL: {
         const char *v = *(char *const *)field;
         char tmp[512];
         if (v == NULL) {
             snprintf(buf, len, "(unset)");
             return;
         }
-        /* user:password@ of either URL becomes <redacted>. */
+        /* The password of user:password@ is masked.  (An http URL cannot
+         * carry credentials: normalize_http_url refuses them.) */
         redis_url_redacted(v, tmp, sizeof tmp);
-        sanitize(tmp, buf, len);
+        dump_text(tmp, buf, len);
         return;
     }
     case OPT_STRING:
+    case OPT_HTTP_URL:
     case OPT_IP_ADDR:
     case OPT_HOST_PORT:
     case OPT_NAME_LIST: {
         const char *v = *(char *const *)field;
         if (v == NULL) snprintf(buf, len, "(unset)");
         else if (*v == '\0') snprintf(buf, len, "\"\"");
-        else sanitize(v, buf, len);
+        else dump_text(v, buf, len);
         return;
     }
     case OPT_INT:
@@ -1428,7 +1442,7 @@ static void effective_value(const struct config *cfg, const struct opt *o, char 
     case OPT_LOG_TARGET: {
         int t = *(const int *)field;
         const char *path = *(char *const *)((const char *)cfg + o->offset2);
-        if (t == ACCESS_LOG_FILE && path != NULL) sanitize(path, buf, len);
+        if (t == ACCESS_LOG_FILE && path != NULL) dump_text(path, buf, len);
         else snprintf(buf, len, "%s", t == ACCESS_LOG_STDERR   ? "stderr"
                                       : t == ACCESS_LOG_STDOUT ? "stdout"
                                                                : "off");
@@ -1450,7 +1464,7 @@ void config_print_effective(const struct config *cfg, void *stream)
         for (size_t i = 0; i < N_OPTIONS; i++) {
             const struct opt *o = &OPTIONS[i];
             if ((int)o->group != g) continue;
-            char value[SHOWN_VALUE_MAX + 16];
+            char value[1024];
             effective_value(cfg, o, value, sizeof value);
             unsigned src = cfg->source[i] < 4 ? cfg->source[i] : 0;
             fprintf(out, "--%-28s %-28s %s  (%s)\n", o->flag, o->env ? o->env : "-", value,

@@ -141,8 +141,8 @@ void config_free(struct config *cfg);
 /* Writes the effective configuration to stream (FILE *), for
  * `cachegw --check --dump`: every option of the table, one a line, as
  * "--flag  ENV  value  (source)", source being flag, env, .env or default.
- * Secrets are masked: the admin token shows only whether it is set, a URL's
- * password (REDIS_URL, UPSTREAM_URL) is redacted.  Values are shown as they
+ * Secrets are masked: the admin token shows only whether it is set, the
+ * Redis URL's password is redacted.  Values are shown as they
  * are held after parsing (sizes in bytes, durations with their unit). */
 void config_print_effective(const struct config *cfg, void *stream);
 

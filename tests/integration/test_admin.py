@@ -11,10 +11,13 @@ import re
 import secrets
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
+import unittest
 
-from harness import ExampleAPI, Gateway, GatewayTestCase, free_port, request, wait_until
+from harness import (CACHEGW_BIN, SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCase, free_port,
+                     request, wait_until)
 from redis_servers import RedisServer
 
 
@@ -773,6 +776,98 @@ class AdminRedisTest(GatewayTestCase):
             self.b_misses("/users/%d" % i)
         self.assertEqual(self.a.get("/users/50").header("x-cache"), "HIT")  # B refilled Redis
         self.assertNotIn("Sanitizer", self.a.output() + self.b.output())
+
+
+class CheckDumpTest(unittest.TestCase):
+    """cachegw --check --dump: the effective configuration with each value's
+    source and secrets masked, then the route table, exit 0."""
+
+    def run_dump(self, args, env=None, cwd=None):
+        e = {k: v for k, v in os.environ.items() if not k.startswith(("ADMIN_", "REDIS_"))}
+        e.update(env or {})
+        return subprocess.run([CACHEGW_BIN, "--check", "--dump"] + args, env=e, cwd=cwd,
+                              capture_output=True, text=True, timeout=30)
+
+    def options(self, out):
+        """{flag: (value, source)} from the configuration part of the dump."""
+        found = {}
+        for line in out.splitlines():
+            m = re.match(r"--([a-z0-9-]+)\s+(\S+)\s+(.*)  \((default|flag|env|\.env)\)$", line)
+            if m:
+                found[m.group(1)] = (m.group(3), m.group(4))
+        return found
+
+    def routes(self, out):
+        return [line for line in out.splitlines() if " decided=" in line]
+
+    def test_configuration_sources_and_masked_secrets(self):
+        d = tempfile.mkdtemp(prefix="cachegw-dump-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        token = "tok-" + secrets.token_hex(8)
+        with open(os.path.join(d, ".env"), "w") as f:
+            f.write("DEFAULT_TTL=45\nADMIN_TOKEN=%s\n" % token)
+        r = self.run_dump(["--port", "9123", "--policies", os.path.join(SOURCE_DIR, "policies"),
+                           "--upstream", "http://127.0.0.1:3999/api"],
+                          env={"REDIS_URL": "redis://app:s3cretpw@127.0.0.1:6390/2",
+                               "CACHE_MAX_BYTES": "64MiB"}, cwd=d)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("policies OK", r.stdout)
+        opts = self.options(r.stdout)
+        self.assertEqual(opts["port"], ("9123", "flag"))
+        self.assertEqual(opts["cache-max-bytes"], ("67108864 bytes", "env"))
+        self.assertEqual(opts["default-ttl"], ("45s", ".env"))
+        self.assertEqual(opts["host"], ("0.0.0.0", "default"))
+        self.assertEqual(opts["admin-token"], ("(set, masked)", ".env"))
+        self.assertEqual(opts["check"], ("true", "flag"))
+        self.assertIn("app:", opts["redis-url"][0])
+        self.assertEqual(opts["redis-url"][1], "env")
+        self.assertEqual(opts["upstream"], ("http://127.0.0.1:3999/api", "flag"))
+        for secret in (token, "s3cretpw"):
+            self.assertNotIn(secret, r.stdout + r.stderr)
+        # Every option of --help is in the dump.
+        helptext = subprocess.run([CACHEGW_BIN, "--help"], capture_output=True, text=True).stdout
+        flags = set(re.findall(r"^\s+--([a-z0-9-]+)", helptext, re.M)) - {"help", "version"}
+        self.assertEqual(flags - set(opts), set())
+        self.assertEqual(len(self.routes(r.stdout)), 25)
+
+    def test_route_table_says_c_or_lua(self):
+        d = tempfile.mkdtemp(prefix="cachegw-dump-policies-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        with open(os.path.join(d, "p.lua"), "w") as f:
+            f.write('route "GET /a/:id" { key = "a:{id}", ttl = 30, stale_while_revalidate = 5,\n'
+                    '  stale_if_error = 60, tags = { "a-{id}" } }\n'
+                    'route "GET /b/:id" { key = function(req) return "b:" .. req.params.id end,\n'
+                    '  ttl = 10 }\n'
+                    'route "GET /me" { key = "me:{auth_hash}", per_user = true, ttl = 5 }\n'
+                    'route "PUT /a/:id" { invalidate = { "a:{id}", "list:*" },\n'
+                    '  invalidate_tags = { "a-{id}" } }\n')
+        r = self.run_dump(["--policies", d])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        routes = self.routes(r.stdout)
+        self.assertEqual(len(routes), 4, r.stdout)
+        a, b, me, put = routes
+        for field in ("GET /a/:id", "key=a:{id}", "ttl=30s", "swr=5s", "sie=60s", "per_user=no",
+                      "tags=a-{id}", "decided=C", "p.lua:1)"):
+            self.assertIn(field, a)
+        self.assertIn("key=(lua function)", b)
+        self.assertIn("decided=Lua", b)
+        self.assertIn("per_user=yes", me)
+        self.assertIn("invalidate=a:{id},list:*", put)
+        self.assertIn("invalidate_tags=a-{id}", put)
+        self.assertIn("# routes: 4 (3 decided in C, 1 in Lua)", r.stdout)
+
+    def test_dump_needs_check_and_bad_policies_exit_1(self):
+        r = subprocess.run([CACHEGW_BIN, "--dump"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--dump only works with --check", r.stderr)
+        d = tempfile.mkdtemp(prefix="cachegw-dump-bad-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        with open(os.path.join(d, "p.lua"), "w") as f:
+            f.write('route "GET /x" { tll = 5 }\n')
+        r = self.run_dump(["--policies", d])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("tll", r.stderr)
+        self.assertNotIn("# routes", r.stdout)
 
 
 if __name__ == "__main__":
