@@ -22,10 +22,11 @@ static bool own_fd_;          /* a file we opened (closed by access_log_close) *
 static char *path_;           /* its name, for reopening */
 static enum access_log_format format_ = ACCESS_LOG_COMBINED;
 
-/* Longest target, referer and user agent written, before escaping: together they
- * keep a line under ACCESS_LOG_LINE_MAX even when every byte needs \xHH. */
-#define URI_MAX 2048
-#define HEADER_MAX 512
+/* Most bytes the escaped target, referer and user agent take in a line: together
+ * with the fixed fields they keep it under ACCESS_LOG_LINE_MAX, whatever a client
+ * sent (a longer value is cut and ends in "..."). */
+#define URI_MAX 2000
+#define HEADER_MAX 600
 
 static int open_file(const char *path, char *err, size_t err_len)
 {
@@ -126,33 +127,35 @@ static void putf(struct out *o, const char *fmt, ...)
 }
 
 /* nginx's escaping of a logged variable: '"', '\' and bytes outside 0x20..0x7e as
- * \xHH, at most max input bytes (a cut value ends in "..."). */
+ * \xHH, in at most max output bytes (a cut value ends in "..."). */
 static void put_nginx_escaped(struct out *o, const char *s, size_t max)
 {
     static const char HEX[] = "0123456789ABCDEF";
-    size_t i = 0;
-    for (; s[i] != '\0' && i < max; i++) {
+    size_t i = 0, used = 0;
+    for (; s[i] != '\0'; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+        bool esc = c < 0x20 || c >= 0x7f || c == '"' || c == '\\';
+        if (used + (esc ? 4 : 1) + 3 > max) break;
+        if (esc) {
             char e[4] = {'\\', 'x', HEX[c >> 4], HEX[c & 15]};
             put(o, e, 4);
         } else {
             put(o, (const char *)&c, 1);
         }
+        used += esc ? 4 : 1;
     }
     if (s[i] != '\0') puts_(o, "...");
 }
 
-/* A JSON string value (or null), cut at max input bytes. */
+/* A JSON string value (or null), in at most max output bytes plus the quotes. */
 static void put_json_string(struct out *o, const char *s, size_t max)
 {
     if (s == NULL) {
         puts_(o, "null");
         return;
     }
-    /* Worst case 6 bytes per input byte, plus "..." */
-    char buf[6 * URI_MAX + 8];
-    size_t cap = 6 * (max < URI_MAX ? max : URI_MAX) + 8;
+    char buf[URI_MAX + 1];
+    size_t cap = (max < URI_MAX ? max : URI_MAX) + 1;
     log_json_escape(s, buf, cap);
     puts_(o, "\"");
     puts_(o, buf);
@@ -203,9 +206,9 @@ static void format_json(struct out *o, const struct access_log_entry *e, const c
     char path[URI_MAX + 1];
     snprintf(path, sizeof path, "%.*s", (int)(plen < URI_MAX ? plen : URI_MAX), target);
     puts_(o, ",\"path\":");
-    put_json_string(o, path, URI_MAX);
+    put_json_string(o, path, URI_MAX * 3 / 5);
     puts_(o, ",\"query\":");
-    put_json_string(o, target[plen] == '?' ? target + plen + 1 : "", URI_MAX / 2);
+    put_json_string(o, target[plen] == '?' ? target + plen + 1 : "", URI_MAX * 2 / 5);
     puts_(o, ",\"protocol\":");
     put_json_string(o, e->protocol, 16);
     putf(o, ",\"status\":%d,\"bytes\":", e->status);
@@ -216,12 +219,12 @@ static void format_json(struct out *o, const struct access_log_entry *e, const c
     puts_(o, ",\"tier\":");
     put_json_string(o, e->tier ? e->tier : "none", 16);
     puts_(o, ",\"route\":");
-    put_json_string(o, e->route, 128);
+    put_json_string(o, e->route, 256);
     puts_(o, ",\"upstream_time\":");
     if (e->upstream_s >= 0) putf(o, "%.6f", e->upstream_s);
     else puts_(o, "null");
     puts_(o, ",\"request_id\":");
-    put_json_string(o, e->request_id, ACCESS_LOG_REQUEST_ID_MAX);
+    put_json_string(o, e->request_id, ACCESS_LOG_REQUEST_ID_MAX + 8);
     puts_(o, ",\"referer\":");
     put_json_string(o, e->referer, HEADER_MAX / 2);
     puts_(o, ",\"user_agent\":");
