@@ -110,6 +110,7 @@ static atomic_uint_fast64_t g_requests[METRICS_RESULTS][METRICS_TIERS];
  * a reader that sees n sees every name below it; names are never removed. */
 struct route_slot {
     _Atomic(const char *) name;
+    uint64_t hash; /* of name; written before name is published */
     atomic_uint_fast64_t requests[METRICS_RESULTS];
 };
 
@@ -119,9 +120,19 @@ static pthread_mutex_t g_routes_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Patterns past METRICS_MAX_ROUTES, and a failed interning, count here. */
 static struct route_slot g_route_other = {.name = "other"};
 
-static struct route_slot *route_find(const char *route, size_t n)
+/* FNV-1a: route names are short and chosen by the operator, not by clients, so a plain
+ * hash only has to make the scan cheap (one compare per route, strcmp on a match). */
+static uint64_t route_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static struct route_slot *route_find(const char *route, uint64_t hash, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (g_routes[i].hash != hash) continue;
         const char *name = atomic_load_explicit(&g_routes[i].name, memory_order_acquire);
         if (strcmp(name, route) == 0) return &g_routes[i];
     }
@@ -130,16 +141,18 @@ static struct route_slot *route_find(const char *route, size_t n)
 
 static struct route_slot *route_slot_of(const char *route)
 {
+    uint64_t hash = route_hash(route);
     size_t n = atomic_load_explicit(&g_n_routes, memory_order_acquire);
-    struct route_slot *s = route_find(route, n);
+    struct route_slot *s = route_find(route, hash, n);
     if (s != NULL) return s;
     pthread_mutex_lock(&g_routes_lock);
     n = atomic_load_explicit(&g_n_routes, memory_order_acquire);
-    s = route_find(route, n); /* interned by another thread meanwhile */
+    s = route_find(route, hash, n); /* interned by another thread meanwhile */
     if (s == NULL && n < METRICS_MAX_ROUTES) {
         char *copy = strdup(route);
         if (copy != NULL) {
             s = &g_routes[n];
+            s->hash = hash;
             atomic_store_explicit(&s->name, copy, memory_order_release);
             atomic_store_explicit(&g_n_routes, n + 1, memory_order_release);
         }
