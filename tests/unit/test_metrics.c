@@ -12,6 +12,10 @@
 #include "stats.h"
 #include "test.h"
 
+#ifndef CACHEGW_VERSION /* CMake sets it for cachegw_core and what links it */
+#define CACHEGW_VERSION "dev"
+#endif
+
 /* The whole exposition text (malloc'd). */
 static char *render(void)
 {
