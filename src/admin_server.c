@@ -842,9 +842,10 @@ static bool url_is_request_target(const char *v)
 }
 
 /* {"memory": n, "redis": ...} for what a purge removed.  redis: a count when
- * known (rc 0, waited), "recorded" for a purge by record, "unavailable" when
- * Redis is down (the purge is replayed when it is back), "pending" when it
- * did not answer in time; absent without a Redis tier. */
+ * known (rc 0, waited), "recorded" for a purge by record (rc -EALREADY),
+ * "unavailable" when Redis is down or the count could not be asked for (the
+ * purge is replayed when it is back), "pending" when it did not answer in
+ * time; absent without a Redis tier. */
 static json_t *removed_json(const struct gateway *gw, json_t *memory, int rc, bool waited,
                             const struct admin_wait *w)
 {
@@ -856,8 +857,8 @@ static json_t *removed_json(const struct gateway *gw, json_t *memory, int rc, bo
     json_object_set_new(o, "memory", memory);
     if (gw->l2 == NULL) return o;
     json_t *r;
-    if (rc == -ENOTCONN) r = json_string("unavailable");
-    else if (rc != 0 || w == NULL) r = json_string("recorded");
+    if (rc == -EALREADY) r = json_string("recorded");
+    else if (rc != 0 || w == NULL) r = json_string("unavailable");
     else if (!waited) r = json_string("pending");
     else if (w->err != 0) r = json_string("unavailable");
     else r = json_integer((json_int_t)w->count);

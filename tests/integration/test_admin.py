@@ -401,6 +401,28 @@ class AdminTest(GatewayTestCase):
         r = self.admin("GET", "/entries?url=/notifications")
         self.assertEqual(r.status, 422, r)
 
+    def test_redis_down_is_said_not_hidden(self):
+        # A Redis tier that is configured but never answers (nothing listens there).
+        self.start(env={"REDIS_URL": "redis://127.0.0.1:%d/0" % free_port(),
+                        "REDIS_CONNECT_TIMEOUT_MS": "200"})
+        self.cache("/users/5", "/users/6")
+        out = self.purge("key", "users:5")
+        self.assertEqual(out["removed"], {"memory": 1, "redis": "unavailable"})
+        self.assertEqual(out["variants_removed"], {"memory": 0, "redis": "recorded"})
+        self.assertEqual(self.purge("prefix", "users:")["removed"],
+                         {"memory": 1, "redis": "recorded"})
+        self.cache("/users/7")
+        e = self.admin("GET", "/entries?key=users:7").json()
+        self.assertEqual(e["tiers"], ["memory"])
+        self.assertEqual(e["redis_error"], "the Redis tier is unavailable")
+        page = self.admin("GET", "/entries?limit=1000").json()
+        self.assertEqual(page["cursor"], "r0")  # memory done, Redis next
+        r = self.admin("GET", "/entries?limit=1000&cursor=r0")
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("retry with the same cursor", r.json()["error"])
+        r = self.admin("POST", "/purge/all")
+        self.assertEqual(r.json()["removed"], {"memory": 1, "redis": "unavailable"})
+
     # ---- purge-all ----
 
     def test_purge_all_memory_only(self):
