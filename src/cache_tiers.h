@@ -9,6 +9,12 @@
  * or slow never fails a caller: reads report an error and callers go on to the
  * upstream (docs/design.md, invariant 2).
  *
+ * The admin API's looks and counted purges (at the end) are thin entry
+ * points over store_l1 and store_redis: a purge-all is the one operation that
+ * does not go through inval_sync's records (it deletes, then tells the other
+ * instances with a plain 'p' message), so a response whose upstream fetch was
+ * in flight when it ran may still be stored afterwards.
+ *
  * Ownership: l2_get hands done() one reference (or NULL); l2_put takes its
  * own reference.
  */

@@ -136,7 +136,8 @@ int store_redis_scan(struct store_redis *s, const char *cursor, const char *key_
  * once as store_redis_delete. */
 int store_redis_purge_all(struct store_redis *s, store_redis_count_fn fn, void *arg);
 
-/* kind: 'k' (exact key), 'p' (key prefix), 'P' / 'T' (sequenced prefix / tag
+/* kind: 'k' (exact key), 'p' (key prefix; the empty prefix, sent by purge-all, is every
+ * key), 'P' / 'T' (sequenced prefix / tag
  * invalidation, key = "<seq>:<prefix or tag>", published by cache_tiers), or
  * '*' (key NULL, len 0: messages may have been missed; drop the whole memory
  * tier). */
