@@ -1189,8 +1189,8 @@ int admin_server_start(struct gateway *gw, struct admin_server **out, char *err,
     }
     a->gw = gw;
     a->auth_log_ms = clock_mono_ms() - 1000;
-    a->guard = conn_guard_create("admin", ADMIN_MAX_CONNECTIONS, cfg->client_header_timeout_s * 1000,
-                                 ADMIN_IDLE_TIMEOUT_S * 1000);
+    a->guard = conn_guard_create("admin", ADMIN_MAX_CONNECTIONS,
+                                 cfg->client_header_timeout_s * 1000, ADMIN_IDLE_TIMEOUT_S * 1000);
     if (a->guard == NULL) {
         snprintf(err, err_len, "out of memory starting the admin listener");
         free(a);

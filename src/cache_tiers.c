@@ -76,7 +76,8 @@ static void put_task_run(void *arg)
 {
     struct put_task *t = arg;
     int rc = store_redis_put(t->gw->l2, t->obj);
-    if (rc != 0 && rc != -ENOTCONN) LOG_D("redis put of %s skipped: %s", t->obj->key, strerror(-rc));
+    if (rc != 0 && rc != -ENOTCONN)
+        LOG_D("redis put of %s skipped: %s", t->obj->key, strerror(-rc));
     cache_object_unref(t->obj);
     free(t);
 }

@@ -1765,12 +1765,14 @@ static const char DUMP_ROUTES_LUA[] =
     "    r.spec, 'name=' .. tostring(r.name), 'key=' .. key,\n"
     "    'ttl=' .. secs(r.ttl), 'swr=' .. secs(r.swr), 'sie=' .. secs(r.sie),\n"
     "    'per_user=' .. (r.per_user and 'yes' or 'no'), 'bypass=' .. bypass,\n"
-    "    'tags=' .. list(r.tags, r.tags_fn), 'invalidate=' .. list(r.invalidate, r.invalidate_fn),\n"
+    "    'tags=' .. list(r.tags, r.tags_fn),\n"
+    "    'invalidate=' .. list(r.invalidate, r.invalidate_fn),\n"
     "    'invalidate_tags=' .. list(r.invalidate_tags, r.invalidate_tags_fn),\n"
     "    'on_response=' .. (r.on_response and 'yes' or 'no'),\n"
     "    'decided=' .. (c and 'C' or 'Lua'), '(' .. tostring(r.where_at) .. ')' }, '  ')\n"
     "end\n"
-    "table.insert(out, 1, string.format('# routes: %d (%d decided in C, %d in Lua)%s', #set.routes,\n"
+    "table.insert(out, 1, string.format('# routes: %d (%d decided in C, %d in Lua)%s',\n"
+    "  #set.routes,"
     "  in_c, #set.routes - in_c, has_table and '' or '; no route table: every decision in Lua'))\n"
     "return table.concat(out, '\\n') .. '\\n'\n";
 

@@ -343,8 +343,9 @@ class AdminTest(GatewayTestCase):
         d = tempfile.mkdtemp(prefix="cachegw-admin-policies-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)
         with open(os.path.join(d, "users.lua"), "w") as f:
-            f.write('route "GET /users/:id" { key = "users:{id}", ttl = 120, stale_while_revalidate = 5,\n'
-                    '                        tags = { "user-{id}", "users" } }\n'
+            f.write('route "GET /users/:id" { key = "users:{id}", ttl = 120,\n'
+                    '  stale_while_revalidate = 5,\n'
+                    '  tags = { "user-{id}", "users" } }\n'
                     'route "GET /posts" { key = "posts:{query}", ttl = 60 }\n')
         return d
 
@@ -387,7 +388,8 @@ class AdminTest(GatewayTestCase):
         for q, msg in (("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"),
                        ("limit=-1", "limit"), ("limit=", "limit"), ("cursor=zz", "cursor"),
                        ("cursor=r5", "cursor"),  # a Redis cursor without a Redis tier
-                       ("cursor=mffffffffffffffffff", "cursor"), ("cursor=m1000000000000000", "cursor"),
+                       ("cursor=mffffffffffffffffff", "cursor"),
+                       ("cursor=m1000000000000000", "cursor"),
                        ("key=a&key=b", "more than once"), ("key=a&prefix=b", "one of"),
                        ("key=a&url=/b", "one of"), ("key=", "empty"), ("key=a%01b", "control"),
                        ("key=%FF", "UTF-8"), ("url=users/5", "path-absolute")):
