@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "access_log.h"
+#include "config.h"
 #include "log.h"
 #include "test.h"
 
@@ -200,6 +201,85 @@ TEST(application_log_json)
     CHECK(strstr(out, " WARN  plain line\n") != NULL);
 }
 
+static enum config_result load(struct config *c, const char *a1, const char *a2, char *err)
+{
+    char *argv[] = {"cachegw", (char *)a1, (char *)a2, NULL};
+    int argc = a1 == NULL ? 1 : a2 == NULL ? 2 : 3;
+    return config_load(c, argc, argv, "/nonexistent/.env", err, 256);
+}
+
+TEST(options)
+{
+    static const char *const ENV[] = {"ACCESS_LOG", "ACCESS_LOG_FORMAT", "ACCESS_LOG_REDACT",
+                                      "LOG_FORMAT"};
+    for (size_t i = 0; i < sizeof ENV / sizeof ENV[0]; i++) unsetenv(ENV[i]);
+    struct config c;
+    char err[256];
+    CHECK_EQ_INT(load(&c, NULL, NULL, err), CONFIG_OK);
+    CHECK_EQ_INT(c.access_log, ACCESS_LOG_OFF);
+    CHECK_EQ_INT(c.access_log_format, ACCESS_LOG_COMBINED);
+    CHECK_EQ_INT(c.log_format, LOG_FORMAT_TEXT);
+    CHECK(strstr(c.access_log_redact, "token") != NULL);
+    config_free(&c);
+
+    static const struct {
+        const char *arg;
+        int target;
+        const char *path;
+    } OK[] = {{"--access-log", ACCESS_LOG_STDERR, NULL},
+              {"--access-log=stdout", ACCESS_LOG_STDOUT, NULL},
+              {"--access-log=STDERR", ACCESS_LOG_STDERR, NULL},
+              {"--access-log=true", ACCESS_LOG_STDERR, NULL},
+              {"--access-log=no", ACCESS_LOG_OFF, NULL},
+              {"--access-log=./a.log", ACCESS_LOG_FILE, "./a.log"},
+              {"--access-log=/var/log/cachegw/access.log", ACCESS_LOG_FILE,
+               "/var/log/cachegw/access.log"}};
+    for (size_t i = 0; i < sizeof OK / sizeof OK[0]; i++) {
+        CHECK_EQ_INT(load(&c, OK[i].arg, NULL, err), CONFIG_OK);
+        CHECK_EQ_INT(c.access_log, OK[i].target);
+        if (OK[i].path) CHECK_EQ_STR(c.access_log_path, OK[i].path);
+        else CHECK(c.access_log_path == NULL);
+        config_free(&c);
+    }
+    /* The flag alone is followed by another flag: still stderr. */
+    CHECK_EQ_INT(load(&c, "--access-log", "--check", err), CONFIG_OK);
+    CHECK_EQ_INT(c.access_log, ACCESS_LOG_STDERR);
+    config_free(&c);
+    /* A later setting replaces a path. */
+    setenv("ACCESS_LOG", "/tmp/x.log", 1);
+    CHECK_EQ_INT(load(&c, "--access-log=off", NULL, err), CONFIG_OK);
+    CHECK_EQ_INT(c.access_log, ACCESS_LOG_OFF);
+    config_free(&c);
+    unsetenv("ACCESS_LOG");
+
+    CHECK_EQ_INT(load(&c, "--access-log-format=JSON", "--log-format=json", err), CONFIG_OK);
+    CHECK_EQ_INT(c.access_log_format, ACCESS_LOG_JSON);
+    CHECK_EQ_INT(c.log_format, LOG_FORMAT_JSON);
+    config_free(&c);
+    CHECK_EQ_INT(load(&c, "--access-log-redact=", NULL, err), CONFIG_OK);
+    CHECK_EQ_STR(c.access_log_redact, "");
+    config_free(&c);
+
+    static const struct {
+        const char *arg, *names;
+    } BAD[] = {{"--access-log=stdrr", "ACCESS_LOG"},
+               {"--access-log=", "ACCESS_LOG"},
+               {"--access-log=./a\x01", "ACCESS_LOG"},
+               {"--access-log-format=xml", "ACCESS_LOG_FORMAT"},
+               {"--log-format=yaml", "LOG_FORMAT"},
+               {"--access-log-redact=a b", "ACCESS_LOG_REDACT"},
+               {"--access-log-redact=a,,b", "ACCESS_LOG_REDACT"},
+               {"--access-log-redact=,a", "ACCESS_LOG_REDACT"},
+               {"--access-log-redact=a,", "ACCESS_LOG_REDACT"}};
+    for (size_t i = 0; i < sizeof BAD / sizeof BAD[0]; i++) {
+        CHECK_EQ_INT(load(&c, BAD[i].arg, NULL, err), CONFIG_ERROR);
+        if (strstr(err, BAD[i].names) == NULL) {
+            fprintf(stderr, "  %s: %s\n", BAD[i].arg, err);
+            CHECK(!"error does not name the option");
+        }
+    }
+}
+
 int main(void)
 {
     RUN(json_escape);
@@ -208,5 +288,6 @@ int main(void)
     RUN(json_line);
     RUN(request_ids);
     RUN(application_log_json);
+    RUN(options);
     return TEST_SUMMARY();
 }
