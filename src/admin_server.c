@@ -982,11 +982,12 @@ static enum MHD_Result handle_purge(struct admin_server *a, struct admin_request
                                                          -EALREADY, false, NULL));
         break;
     }
-    case PURGE_TAG:
-        cache_tiers_invalidate_tag(gw, value);
-        json_object_set_new(out, "removed",
-                            removed_json(gw, json_string("recorded"), -EALREADY, false, NULL));
+    case PURGE_TAG: {
+        size_t mem = cache_tiers_purge_tag(gw, value);
+        json_object_set_new(out, "removed", removed_json(gw, json_integer((json_int_t)mem),
+                                                         -EALREADY, false, NULL));
         break;
+    }
     case PURGE_URL: {
         if (!url_is_request_target(value)) {
             json_decref(out);

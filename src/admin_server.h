@@ -33,9 +33,9 @@
  * come as "key_hex".
  *
  * Purge answers add "removed": {"memory": n, "redis": n} where the count is
- * known (a key or URL: what DEL removed; a prefix: the memory tier's walk),
- * "recorded" where the purge is by record (tags; prefixes and variants in
- * Redis), "unavailable" when Redis is down (replayed when it is back),
+ * known (a key or URL: what DEL removed; a prefix or tag: the memory tier's
+ * walk), "recorded" where the purge is by record (prefixes, tags and variants
+ * in Redis), "unavailable" when Redis is down (replayed when it is back),
  * "pending" when it did not answer in time; no "redis" without a Redis tier.
  * A key or URL purge adds "variants_removed" likewise.
  *

@@ -305,6 +305,28 @@ size_t cache_tiers_purge_prefix(struct gateway *gw, const char *prefix)
     return n;
 }
 
+/* True when obj's tag list (space-separated, inval_index.h) holds the tag. */
+static bool has_tag(const struct cache_object *obj, void *arg)
+{
+    const char *tag = arg;
+    size_t len = strlen(tag);
+    const char *p = cache_object_header(obj, CACHEGW_TAGS_HEADER);
+    while (p != NULL && *p != '\0') {
+        size_t n = strcspn(p, " ");
+        if (n == len && memcmp(p, tag, len) == 0) return true;
+        p += n;
+        p += strspn(p, " ");
+    }
+    return false;
+}
+
+size_t cache_tiers_purge_tag(struct gateway *gw, const char *tag)
+{
+    size_t n = gw->l1 ? store_l1_delete_matching(gw->l1, has_tag, (void *)tag) : 0;
+    inval_sync_invalidate_tag(gw, tag);
+    return n;
+}
+
 static void purge_all_done(void *arg, long long removed, int err)
 {
     struct admin_task *t = arg;

@@ -96,6 +96,10 @@ int cache_tiers_purge_key(struct gateway *gw, const char *key, size_t *memory,
  * dropped at once by a walk: returns how many (Redis is by record). */
 size_t cache_tiers_purge_prefix(struct gateway *gw, const char *prefix);
 
+/* cache_tiers_invalidate_tag, and the memory tier's entries carrying tag
+ * dropped at once by a walk: returns how many (Redis is by record). */
+size_t cache_tiers_purge_tag(struct gateway *gw, const char *tag);
+
 /* Every cache entry: the memory tier at once (*memory: how many), then in
  * Redis every <prefix>c: key (SCAN + UNLINK, never FLUSHDB; the invalidation
  * bookkeeping stays), then this instance's memory tier again (what a read

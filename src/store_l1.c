@@ -381,6 +381,29 @@ size_t store_l1_delete_prefix(struct store_l1 *store, const char *prefix, size_t
     return removed;
 }
 
+size_t store_l1_delete_matching(struct store_l1 *store,
+                                bool (*match)(const struct cache_object *obj, void *arg),
+                                void *arg)
+{
+    if (store == NULL) return 0;
+    size_t removed = 0;
+    for (unsigned i = 0; i < store->n_shards; i++) {
+        struct l1_shard *sh = &store->shards[i];
+        struct l1_node *release = NULL;
+        pthread_mutex_lock(&sh->lock);
+        for (struct l1_node *n = sh->lru_head, *next; n != NULL; n = next) {
+            next = n->next;
+            if (match(n->obj, arg)) {
+                l1_remove(sh, n, NULL, &release);
+                removed++;
+            }
+        }
+        pthread_mutex_unlock(&sh->lock);
+        l1_release(release);
+    }
+    return removed;
+}
+
 size_t store_l1_clear(struct store_l1 *store)
 {
     if (store == NULL) return 0;

@@ -21,6 +21,7 @@
 #ifndef CACHEGW_STORE_L1_H
 #define CACHEGW_STORE_L1_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,13 @@ int store_l1_delete(struct store_l1 *store, const char *key, size_t key_len);
 /* Removes every key starting with prefix (a full walk: the memory tier is
  * bounded, so this is bounded too).  Returns the number removed. */
 size_t store_l1_delete_prefix(struct store_l1 *store, const char *prefix, size_t prefix_len);
+
+/* Removes every entry for which match(obj, arg) is true (a full walk, like
+ * store_l1_delete_prefix; match runs under a shard lock: it must be quick and
+ * must not call into the store).  Returns the number removed. */
+size_t store_l1_delete_matching(struct store_l1 *store,
+                                bool (*match)(const struct cache_object *obj, void *arg),
+                                void *arg);
 
 /* Removes everything.  Returns the number of entries removed. */
 size_t store_l1_clear(struct store_l1 *store);

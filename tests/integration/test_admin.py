@@ -287,10 +287,16 @@ class AdminTest(GatewayTestCase):
         self.assertRegex(gw.output(), r"INFO\s+admin purge: prefix 'users:' from 127\.0\.0\.1")
 
     def test_purge_tag_answers_and_logs(self):
-        gw = self.start()
-        # A tag purge is by record: no count.
+        gw = self.start(env={"POLICIES_DIR": self.tag_policies()})
+        before = self.cache("/users/5", "/users/55", "/posts?x=1")
+        # The memory tier's entries with the tag are counted (a walk); the record does the rest.
         self.assertEqual(self.purge("tag", "user-5"),
-                         {"purged": "tag", "tag": "user-5", "removed": {"memory": "recorded"}})
+                         {"purged": "tag", "tag": "user-5", "removed": {"memory": 1}})
+        self.assertEqual(self.x_cache("/users/5"), "MISS")
+        self.assertEqual(self.x_cache("/users/55"), "HIT")  # "user-55" is another tag
+        self.assertEqual(self.purge("tag", "users")["removed"], {"memory": 2})
+        self.assertEqual(self.x_cache("/posts?x=1"), "HIT")
+        self.assertEqual(self.api.requests(), before + 1)
         r = self.admin("POST", "/purge/tag?tag=user-6")
         self.assertEqual(r.json()["tag"], "user-6")
         self.assertRegex(gw.output(), r"INFO\s+admin purge: tag 'user-5' from 127\.0\.0\.1")
@@ -335,9 +341,13 @@ class AdminTest(GatewayTestCase):
         self.assertEqual(r.json()["tiers"], [])
         self.assertEqual(self.api.requests(), before + 0)
         self.assertEqual(self.x_cache("/users/77"), "MISS")
-        # A tag purge leaves the entry held but unreachable: GET /entries says so.
-        self.purge("tag", "user-5")
+        # A write's tag invalidation is a record: the entry is held but unreachable, and
+        # GET /entries says so.
+        r = self.gw.req("PUT", "/users/5", headers={"Content-Type": "application/json"},
+                        body=b'{"name": "x"}')
+        self.assertEqual(r.status // 100, 2, r)
         self.assertTrue(self.admin("GET", "/entries?key=users:5").json()["memory"]["invalidated"])
+        self.assertEqual(self.x_cache("/users/5"), "MISS")
 
     def tag_policies(self):
         d = tempfile.mkdtemp(prefix="cachegw-admin-policies-")
@@ -346,7 +356,8 @@ class AdminTest(GatewayTestCase):
             f.write('route "GET /users/:id" { key = "users:{id}", ttl = 120,\n'
                     '  stale_while_revalidate = 5,\n'
                     '  tags = { "user-{id}", "users" } }\n'
-                    'route "GET /posts" { key = "posts:{query}", ttl = 60 }\n')
+                    'route "GET /posts" { key = "posts:{query}", ttl = 60 }\n'
+                    'route "PUT /users/:id" { invalidate_tags = { "user-{id}" } }\n')
         return d
 
     def list_all(self, query, limit):

@@ -3,6 +3,7 @@
  * store_l1_list pages through every entry once, bounded, by prefix, with a cursor that
  * survives the tables growing between pages and refuses cursors it never gave. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,35 @@ TEST(list_refuses_foreign_cursors_and_handles_empty_stores)
     store_l1_destroy(off);
 }
 
+static bool big_body(const struct cache_object *o, void *arg)
+{
+    return o->body_len >= *(size_t *)arg;
+}
+
+TEST(delete_matching_removes_exactly_the_matches)
+{
+    struct store_l1 *s;
+    CHECK_EQ_INT(store_l1_create(1 << 20, 4, &s), 0);
+    char key[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        put(s, key, (size_t)(i % 2 ? 200 : 20), 60000);
+    }
+    size_t min = 100;
+    CHECK_EQ_INT((int)store_l1_delete_matching(s, big_body, &min), 25);
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        struct cache_object *o = store_l1_peek(s, key, strlen(key), T0);
+        CHECK((o != NULL) == (i % 2 == 0));
+        cache_object_unref(o);
+    }
+    CHECK_EQ_INT((int)store_l1_delete_matching(s, big_body, &min), 0);
+    struct store_l1_stats st;
+    store_l1_get_stats(s, &st);
+    CHECK_EQ_INT((int)st.entries, 25);
+    store_l1_destroy(s);
+}
+
 TEST(clear_returns_its_count)
 {
     struct store_l1 *s;
@@ -217,6 +247,7 @@ int main(void)
     RUN(list_pages_every_entry_once_bounded);
     RUN(list_survives_tables_growing_between_pages);
     RUN(list_refuses_foreign_cursors_and_handles_empty_stores);
+    RUN(delete_matching_removes_exactly_the_matches);
     RUN(clear_returns_its_count);
     return TEST_SUMMARY();
 }
