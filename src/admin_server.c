@@ -698,6 +698,9 @@ static enum MHD_Result entries_one(struct admin_server *a, struct admin_request 
     json_t *variants = entry_variants(gw, key, now, &truncated, &redis_failed);
     json_object_set_new(out, "variants", variants ? variants : json_array());
     if (truncated) json_object_set_new(out, "variants_truncated", json_true());
+    /* The variants listed come from the memory tier only. */
+    if (redis_failed && json_object_get(out, "redis_error") == NULL)
+        json_object_set_new(out, "redis_error", json_string("the Redis tier is unavailable"));
     free(owned);
     bool found = json_array_size(tiers) > 0 || json_array_size(json_object_get(out, "variants"));
     if (!found) json_object_set_new(out, "error", json_string("no entry under this key"));
