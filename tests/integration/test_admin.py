@@ -50,11 +50,28 @@ def non_loopback_ip():
     return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
 
 
+
+def stop_and_check_sanitizers(test):
+    """Stops the test's gateways and fails it if one reported a sanitizer error
+    (with a CACHEGW_SANITIZE build): leaks show only at exit."""
+    gateways = [p for p in test._procs if isinstance(p, Gateway)]
+    for g in gateways:
+        g.stop()
+    out = "".join(g.output() for g in gateways)
+    for marker in ("Sanitizer", "runtime error:"):
+        test.assertNotIn(marker, out)
+
 class AdminTest(GatewayTestCase):
     def setUp(self):
         super().setUp()
         self.token = "adm-" + secrets.token_hex(16)
         self.admin_port = free_port()
+
+    def tearDown(self):
+        try:
+            stop_and_check_sanitizers(self)
+        finally:
+            super().tearDown()
 
     def start(self, token=True, env=None):
         self.api = self.track(ExampleAPI(latency_ms=0))
@@ -688,6 +705,12 @@ class AdminRedisTest(GatewayTestCase):
             wait_until(lambda: g.health_cache()["backend"] == "redis", what="redis backend")
         wait_until(lambda: self.redis.cmd("PUBSUB", "NUMSUB", "cachegw:invalidate")[1] >= 2,
                    timeout=5, what="both instances subscribed")
+
+    def tearDown(self):
+        try:
+            stop_and_check_sanitizers(self)
+        finally:
+            super().tearDown()
 
     def cached_on_both(self, path, key):
         self.a.get(path)
