@@ -707,8 +707,151 @@ static enum MHD_Result entries_one(struct admin_server *a, struct admin_request 
     return reply_json(rq, conn, found ? 200 : 404, out);
 }
 
-/* The listing cursor, opaque to clients: "m<hex>" while walking the memory
- * tier (store_l1_list's cursor), "r<digits>" while walking Redis (SCAN's). */
+/* The listing cursor, opaque to clients:
+ *   "m<hex>"                  walking the memory tier (store_l1_list's cursor);
+ *   "r<digits>[.<hex>...]"    walking Redis: SCAN's cursor, then the keys of the
+ *                             last SCAN reply that did not fit the page (hex);
+ *   "re.<hex>[.<hex>...]"     SCAN is over, these keys are still to be given.
+ * SCAN returns whole hash buckets, so a reply can hold more keys than COUNT:
+ * carrying the rest in the cursor keeps every page within limit.  Were the
+ * rest ever longer than ENTRIES_CURSOR_HELD bytes of hex (keys of kilobytes),
+ * the page gives them all instead: a few keys over limit, never a key lost. */
+#define ENTRIES_CURSOR_HELD 2048
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Decodes the held keys of a Redis cursor (the part after the SCAN cursor:
+ * ".<hex>.<hex>...") into keys/lens (malloc'd each, at most max).  Returns the
+ * count, or -1 when it is malformed. */
+static int held_keys_parse(const char *p, char **keys, size_t *lens, int max)
+{
+    int n = 0;
+    while (*p == '.') {
+        p++;
+        size_t hl = strcspn(p, ".");
+        if (hl == 0 || hl % 2 != 0 || n == max) return -1;
+        char *k = malloc(hl / 2 + 1);
+        if (k == NULL) return -1;
+        for (size_t i = 0; i < hl; i += 2) {
+            int hi = hexval(p[i]), lo = hexval(p[i + 1]);
+            if (hi < 0 || lo < 0) {
+                free(k);
+                return -1;
+            }
+            k[i / 2] = (char)(hi << 4 | lo);
+        }
+        k[hl / 2] = '\0';
+        keys[n] = k;
+        lens[n++] = hl / 2;
+        p += hl;
+    }
+    return *p == '\0' ? n : -1;
+}
+
+/* Appends ".<hex of key>" to out (cap bytes); false when it does not fit. */
+static bool held_key_append(char *out, size_t cap, const char *key, size_t len)
+{
+    static const char HEX[] = "0123456789abcdef";
+    size_t at = strlen(out);
+    if (at + 1 + 2 * len + 1 > cap) return false;
+    out[at++] = '.';
+    for (size_t i = 0; i < len; i++) {
+        out[at++] = HEX[(unsigned char)key[i] >> 4];
+        out[at++] = HEX[(unsigned char)key[i] & 15];
+    }
+    out[at] = '\0';
+    return true;
+}
+
+static void redis_entry_add(json_t *entries, const char *key, size_t len)
+{
+    json_t *e = json_object();
+    if (e == NULL) return;
+    admin_json_set_bytes(e, "key", key, len);
+    json_object_set_new(e, "tier", json_string("redis"));
+    json_array_append_new(entries, e);
+}
+
+#define ENTRIES_HELD_MAX 256 /* held keys a cursor may carry (2048 bytes of hex hold fewer) */
+
+/* One Redis page: the held keys first, then one SCAN.  Fills entries and next
+ * ("" when the listing is over).  Returns 0, -EINVAL (a malformed cursor) or
+ * -ENOTCONN (Redis did not answer). */
+static int entries_redis_page(struct gateway *gw, const char *cursor, const char *prefix,
+                              long limit, json_t *entries, char *next, size_t next_cap)
+{
+    char scan_cur[32];
+    size_t cl = strcspn(cursor, ".");
+    if (strlen(cursor) + 2 > next_cap) return -EINVAL; /* longer than any we hand out */
+    bool scan_done = cl == 1 && cursor[0] == 'e';
+    if (cl == 0 || cl >= sizeof scan_cur ||
+        (!scan_done && strspn(cursor, "0123456789") != cl))
+        return -EINVAL;
+    memcpy(scan_cur, cursor, cl);
+    scan_cur[cl] = '\0';
+    char *held[ENTRIES_HELD_MAX];
+    size_t held_lens[ENTRIES_HELD_MAX];
+    int n_held = held_keys_parse(cursor + cl, held, held_lens, ENTRIES_HELD_MAX);
+    if (n_held < 0 || (scan_done && n_held == 0)) return -EINVAL;
+    int rc = 0;
+    long given = 0;
+    next[0] = '\0';
+    for (int i = 0; i < n_held; i++) {
+        if (given < limit) {
+            redis_entry_add(entries, held[i], held_lens[i]);
+            given++;
+        } else {
+            if (next[0] == '\0') snprintf(next, next_cap, "r%s", scan_cur);
+            held_key_append(next, next_cap, held[i], held_lens[i]); /* fits: it came in one */
+        }
+    }
+    if (next[0] != '\0' || scan_done) goto out;
+    if (given == limit) {
+        /* The held keys filled the page: the SCAN is the next page's. */
+        snprintf(next, next_cap, "r%s", scan_cur);
+        goto out;
+    }
+    struct admin_wait *w = admin_wait_new();
+    if (w == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (cache_tiers_l2_scan(gw, scan_cur, prefix, (unsigned)(limit - given), wait_scan_cb, w) !=
+        0) {
+        admin_wait_unref(w);
+        admin_wait_unref(w);
+        rc = -ENOTCONN;
+        goto out;
+    }
+    if (!admin_wait_for(w, admin_wait_ms(gw)) || w->err != 0) {
+        admin_wait_unref(w);
+        rc = -ENOTCONN;
+        goto out;
+    }
+    bool over = strcmp(w->next, "0") == 0;
+    size_t fit = (size_t)(limit - given) < w->n ? (size_t)(limit - given) : w->n;
+    /* The rest rides in the cursor, or, if it would not fit, comes now. */
+    snprintf(next, next_cap, "r%s", over ? "e" : w->next);
+    char *tail = next + strlen(next);
+    bool carried = true;
+    for (size_t i = fit; i < w->n && carried; i++)
+        carried = strlen(next) < ENTRIES_CURSOR_HELD &&
+                  held_key_append(next, next_cap, w->keys[i], w->lens[i]);
+    if (!carried) {
+        *tail = '\0';
+        fit = w->n;
+    }
+    for (size_t i = 0; i < fit; i++) redis_entry_add(entries, w->keys[i], w->lens[i]);
+    if (over && fit == w->n) next[0] = '\0';
+    admin_wait_unref(w);
+out:
+    for (int i = 0; i < n_held; i++) free(held[i]);
+    return rc;
+}
+
 static enum MHD_Result entries_list(struct admin_server *a, struct admin_request *rq,
                                     struct MHD_Connection *conn, const char *prefix,
                                     const char *limit_arg, const char *cursor_arg)
@@ -727,37 +870,32 @@ static enum MHD_Result entries_list(struct admin_server *a, struct admin_request
             return reply_error(rq, conn, 400, msg, NULL, NULL);
         }
     }
+    static const char BAD_CURSOR[] = "invalid 'cursor': pass the \"cursor\" of the previous page "
+                                     "as it was given, or none to start";
     bool memory_phase = true;
     uint64_t l1_cur = STORE_L1_LIST_START;
-    char redis_cur[32] = "0";
     if (cursor_arg != NULL) {
         size_t n = strlen(cursor_arg);
         char *end = NULL;
-        bool ok = n >= 2 && n <= 21;
+        bool ok = n >= 2;
         if (ok && cursor_arg[0] == 'm') {
             errno = 0;
             l1_cur = strtoull(cursor_arg + 1, &end, 16);
-            ok = strspn(cursor_arg + 1, "0123456789abcdef") == n - 1 && errno == 0 &&
+            ok = n <= 17 && strspn(cursor_arg + 1, "0123456789abcdef") == n - 1 && errno == 0 &&
                  l1_cur != STORE_L1_LIST_END;
         } else if (ok && cursor_arg[0] == 'r' && gw->l2 != NULL) {
-            memory_phase = false;
-            ok = strspn(cursor_arg + 1, "0123456789") == n - 1;
-            snprintf(redis_cur, sizeof redis_cur, "%s", cursor_arg + 1);
+            memory_phase = false; /* checked by entries_redis_page */
         } else {
             ok = false;
         }
-        if (!ok)
-            return reply_error(rq, conn, 400,
-                               "invalid 'cursor': pass the \"cursor\" of the previous page as "
-                               "it was given, or none to start",
-                               NULL, NULL);
+        if (!ok) return reply_error(rq, conn, 400, BAD_CURSOR, NULL, NULL);
     }
     int64_t now = clock_wall_ms();
     json_t *out = json_object();
     json_t *entries = json_array();
     json_object_set_new(out, "entries", entries);
     json_object_set_new(out, "limit", json_integer(limit));
-    char next[40] = "";
+    char next[ENTRIES_CURSOR_HELD + 64] = "";
     if (memory_phase) {
         struct cache_object **objs = NULL;
         size_t n = 0;
@@ -787,30 +925,14 @@ static enum MHD_Result entries_list(struct admin_server *a, struct admin_request
         else if (gw->l2 != NULL)
             snprintf(next, sizeof next, "r0");
     } else {
-        struct admin_wait *w = admin_wait_new();
-        int rc = w ? cache_tiers_l2_scan(gw, redis_cur, prefix, (unsigned)limit, wait_scan_cb, w)
-                   : -ENOMEM;
-        if (rc != 0 && w != NULL) {
-            admin_wait_unref(w);
-            admin_wait_unref(w);
-        }
-        bool ok = rc == 0 && admin_wait_for(w, admin_wait_ms(gw)) && w->err == 0;
-        if (!ok) {
-            if (rc == 0) admin_wait_unref(w);
-            json_decref(out);
+        int rc = entries_redis_page(gw, cursor_arg + 1, prefix, limit, entries, next,
+                                    sizeof next);
+        if (rc != 0) json_decref(out);
+        if (rc == -EINVAL) return reply_error(rq, conn, 400, BAD_CURSOR, NULL, NULL);
+        if (rc != 0)
             return reply_error(rq, conn, 503,
                                "the Redis tier is unavailable: retry with the same cursor",
                                NULL, NULL);
-        }
-        for (size_t i = 0; i < w->n; i++) {
-            json_t *e = json_object();
-            if (e == NULL) continue;
-            admin_json_set_bytes(e, "key", w->keys[i], w->lens[i]);
-            json_object_set_new(e, "tier", json_string("redis"));
-            json_array_append_new(entries, e);
-        }
-        if (strcmp(w->next, "0") != 0) snprintf(next, sizeof next, "r%s", w->next);
-        admin_wait_unref(w);
     }
     json_object_set_new(out, "cursor", next[0] ? json_string(next) : json_null());
     return reply_json(rq, conn, 200, out);

@@ -27,8 +27,8 @@
  * unreachable), tags and vary.  Variants are listed up to 100, from the
  * memory tier and at most 64 Redis SCAN pages.  A listing walks the memory
  * tier (store_l1_list) and then Redis (SCAN MATCH COUNT, never KEYS): limit
- * 1..1000 (default 100) entries a page, except that a Redis page can hold the
- * few more keys of one SCAN bucket; "cursor" is opaque, null on the last page.
+ * 1..1000 (default 100) entries a page (the keys of a SCAN reply past it ride
+ * in the cursor); "cursor" is opaque, null on the last page.
  * An entry in both tiers is listed once per tier.  Keys that are not UTF-8
  * come as "key_hex".
  *
