@@ -708,7 +708,9 @@ static enum MHD_Result entries_one(struct admin_server *a, struct admin_request 
 }
 
 /* The listing cursor, opaque to clients:
- *   "m<hex>"                  walking the memory tier (store_l1_list's cursor);
+ *   "m<hex>[.<hex>...]"       walking the memory tier (store_l1_list's cursor),
+ *                             then keys carried as below ("mz.<hex>..." once the
+ *                             walk is over);
  *   "r<digits>[.<hex>...]"    walking Redis: SCAN's cursor, then the keys of the
  *                             last SCAN reply that did not fit the page (hex);
  *   "re.<hex>[.<hex>...]"     SCAN is over, these keys are still to be given.
@@ -852,6 +854,98 @@ out:
     return rc;
 }
 
+static void memory_entry_add(const struct gateway *gw, json_t *entries,
+                             const struct cache_object *o, int64_t now)
+{
+    json_t *e = entry_meta(gw, o, now);
+    if (e == NULL) return;
+    admin_json_set_bytes(e, "key", o->key, o->key_len);
+    json_object_set_new(e, "tier", json_string("memory"));
+    json_array_append_new(entries, e);
+}
+
+/* One memory-tier page, as entries_redis_page: cursor is what follows 'm'
+ * ("<hex store_l1 cursor>[.<hex key>...]", or "z.<hex key>..." once the walk is
+ * over); store_l1_list never splits a bucket, so its keys past limit are
+ * carried the same way and looked at again (store_l1_peek) on the next page.
+ * The next cursor is "m..." while the memory tier lasts, then "r0" with a
+ * Redis tier, else "". */
+static int entries_memory_page(struct gateway *gw, const char *cursor, const char *prefix,
+                               long limit, int64_t now, json_t *entries, char *next,
+                               size_t next_cap)
+{
+    if (strlen(cursor) + 2 > next_cap) return -EINVAL;
+    size_t cl = strcspn(cursor, ".");
+    bool walked = cl == 1 && cursor[0] == 'z'; /* not a hex digit */
+    uint64_t cur = STORE_L1_LIST_END;
+    if (!walked) {
+        char *end = NULL;
+        errno = 0;
+        cur = strtoull(cursor, &end, 16);
+        if (cl == 0 || cl > 16 || strspn(cursor, "0123456789abcdef") != cl || errno != 0 ||
+            cur == STORE_L1_LIST_END)
+            return -EINVAL;
+    }
+    char *held[ENTRIES_HELD_MAX];
+    size_t held_lens[ENTRIES_HELD_MAX];
+    int n_held = held_keys_parse(cursor + cl, held, held_lens, ENTRIES_HELD_MAX);
+    if (n_held < 0 || (walked && n_held == 0)) return -EINVAL;
+    int rc = 0;
+    long given = 0;
+    char head[24];
+    if (walked) snprintf(head, sizeof head, "mz");
+    else snprintf(head, sizeof head, "m%llx", (unsigned long long)cur);
+    next[0] = '\0';
+    for (int i = 0; i < n_held; i++) {
+        if (given >= limit) {
+            if (next[0] == '\0') snprintf(next, next_cap, "%s", head);
+            held_key_append(next, next_cap, held[i], held_lens[i]); /* fits: it came in one */
+            continue;
+        }
+        /* Gone or past its useful life since: skipped, as a listing would. */
+        struct cache_object *o = store_l1_peek(gw->l1, held[i], held_lens[i], now);
+        if (o == NULL) continue;
+        memory_entry_add(gw, entries, o, now);
+        cache_object_unref(o);
+        given++;
+    }
+    if (next[0] != '\0') goto out;
+    if (!walked && given == limit) {
+        snprintf(next, next_cap, "%s", head);
+        goto out;
+    }
+    struct cache_object **objs = NULL;
+    size_t n = 0;
+    if (!walked) {
+        rc = store_l1_list(gw->l1, &cur, prefix, strlen(prefix), (size_t)(limit - given), now,
+                           &objs, &n);
+        if (rc != 0) goto out;
+    }
+    size_t fit = (size_t)(limit - given) < n ? (size_t)(limit - given) : n;
+    if (cur != STORE_L1_LIST_END) snprintf(next, next_cap, "m%llx", (unsigned long long)cur);
+    else snprintf(next, next_cap, "mz");
+    char *tail = next + strlen(next);
+    bool carried = true;
+    for (size_t i = fit; i < n && carried; i++)
+        carried = strlen(next) < ENTRIES_CURSOR_HELD &&
+                  held_key_append(next, next_cap, objs[i]->key, objs[i]->key_len);
+    if (!carried) {
+        *tail = '\0';
+        fit = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i < fit) memory_entry_add(gw, entries, objs[i], now);
+        cache_object_unref(objs[i]);
+    }
+    free(objs);
+    /* The memory tier is done and nothing is carried: Redis next, if there is one. */
+    if (cur == STORE_L1_LIST_END && *tail == '\0')
+        snprintf(next, next_cap, "%s", gw->l2 != NULL ? "r0" : "");
+out:
+    for (int i = 0; i < n_held; i++) free(held[i]);
+    return rc;
+}
+
 static enum MHD_Result entries_list(struct admin_server *a, struct admin_request *rq,
                                     struct MHD_Connection *conn, const char *prefix,
                                     const char *limit_arg, const char *cursor_arg)
@@ -872,68 +966,26 @@ static enum MHD_Result entries_list(struct admin_server *a, struct admin_request
     }
     static const char BAD_CURSOR[] = "invalid 'cursor': pass the \"cursor\" of the previous page "
                                      "as it was given, or none to start";
-    bool memory_phase = true;
-    uint64_t l1_cur = STORE_L1_LIST_START;
-    if (cursor_arg != NULL) {
-        size_t n = strlen(cursor_arg);
-        char *end = NULL;
-        bool ok = n >= 2;
-        if (ok && cursor_arg[0] == 'm') {
-            errno = 0;
-            l1_cur = strtoull(cursor_arg + 1, &end, 16);
-            ok = n <= 17 && strspn(cursor_arg + 1, "0123456789abcdef") == n - 1 && errno == 0 &&
-                 l1_cur != STORE_L1_LIST_END;
-        } else if (ok && cursor_arg[0] == 'r' && gw->l2 != NULL) {
-            memory_phase = false; /* checked by entries_redis_page */
-        } else {
-            ok = false;
-        }
-        if (!ok) return reply_error(rq, conn, 400, BAD_CURSOR, NULL, NULL);
-    }
+    const char *cursor = cursor_arg != NULL ? cursor_arg : "m0";
+    if ((cursor[0] != 'm' && (cursor[0] != 'r' || gw->l2 == NULL)) || cursor[1] == '\0')
+        return reply_error(rq, conn, 400, BAD_CURSOR, NULL, NULL);
     int64_t now = clock_wall_ms();
     json_t *out = json_object();
     json_t *entries = json_array();
     json_object_set_new(out, "entries", entries);
     json_object_set_new(out, "limit", json_integer(limit));
     char next[ENTRIES_CURSOR_HELD + 64] = "";
-    if (memory_phase) {
-        struct cache_object **objs = NULL;
-        size_t n = 0;
-        int rc = store_l1_list(gw->l1, &l1_cur, prefix, strlen(prefix), (size_t)limit, now,
-                               &objs, &n);
-        if (rc == -EINVAL) {
-            json_decref(out);
-            return reply_error(rq, conn, 400, "invalid 'cursor' (not one this instance gave)",
-                               NULL, NULL);
-        }
-        if (rc != 0) {
-            json_decref(out);
-            return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
-        }
-        for (size_t i = 0; i < n; i++) {
-            json_t *e = entry_meta(gw, objs[i], now);
-            if (e != NULL) {
-                admin_json_set_bytes(e, "key", objs[i]->key, objs[i]->key_len);
-                json_object_set_new(e, "tier", json_string("memory"));
-                json_array_append_new(entries, e);
-            }
-            cache_object_unref(objs[i]);
-        }
-        free(objs);
-        if (l1_cur != STORE_L1_LIST_END)
-            snprintf(next, sizeof next, "m%llx", (unsigned long long)l1_cur);
-        else if (gw->l2 != NULL)
-            snprintf(next, sizeof next, "r0");
-    } else {
-        int rc = entries_redis_page(gw, cursor_arg + 1, prefix, limit, entries, next,
-                                    sizeof next);
-        if (rc != 0) json_decref(out);
-        if (rc == -EINVAL) return reply_error(rq, conn, 400, BAD_CURSOR, NULL, NULL);
-        if (rc != 0)
-            return reply_error(rq, conn, 503,
-                               "the Redis tier is unavailable: retry with the same cursor",
-                               NULL, NULL);
-    }
+    int rc = cursor[0] == 'm' ? entries_memory_page(gw, cursor + 1, prefix, limit, now, entries,
+                                                    next, sizeof next)
+                              : entries_redis_page(gw, cursor + 1, prefix, limit, entries, next,
+                                                   sizeof next);
+    if (rc != 0) json_decref(out);
+    if (rc == -EINVAL) return reply_error(rq, conn, 400, BAD_CURSOR, NULL, NULL);
+    if (rc == -ENOMEM) return reply_error(rq, conn, 503, "out of memory", NULL, NULL);
+    if (rc != 0)
+        return reply_error(rq, conn, 503,
+                           "the Redis tier is unavailable: retry with the same cursor", NULL,
+                           NULL);
     json_object_set_new(out, "cursor", next[0] ? json_string(next) : json_null());
     return reply_json(rq, conn, 200, out);
 }

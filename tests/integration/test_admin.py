@@ -402,10 +402,35 @@ class AdminTest(GatewayTestCase):
         self.assertEqual(len(keys), 12)  # no duplicates while nothing changes
         self.assertTrue(all(n <= 5 for n in sizes), sizes)
         self.assertEqual({t for t, _ in keys}, {"memory"})
+        keys, sizes = self.list_all("", 1)  # a bucket of two is carried, never a page of two
+        self.assertEqual(len(keys), 14)
+        self.assertEqual(set(sizes[:-1]), {1})
         keys, _ = self.list_all("", 1000)
         self.assertEqual(len(keys), 14)
+        # 200 entries in 64 shards of 16 buckets: some buckets hold two, which one-entry
+        # pages carry in the cursor.
+        for i in range(100, 300):
+            self.assertEqual(self.gw.get("/posts?page=%d" % i).status, 200)
+        cursor, seen, carried = None, [], 0
+        while True:
+            page = self.admin("GET", "/entries?prefix=posts:&limit=1"
+                              + ("&cursor=" + cursor if cursor else "")).json()
+            self.assertLessEqual(len(page["entries"]), 1, page)
+            seen += [e["key"] for e in page["entries"]]
+            cursor = page["cursor"]
+            if cursor is None:
+                break
+            carried += "." in cursor
+        self.assertEqual(len(seen), 202)  # with posts:page=1 and posts:page=2
+        self.assertEqual(len(set(seen)), 202)
+        self.assertGreater(carried, 0)
         r = self.admin("GET", "/entries")  # defaults: everything, limit 100
         self.assertEqual(r.json()["limit"], 100)
+        # 214 entries: a first page of at most 100 (a bucket that would not fit waits for
+        # the next page), and more to come.
+        self.assertTrue(90 <= len(r.json()["entries"]) <= 100, len(r.json()["entries"]))
+        self.assertIsNotNone(r.json()["cursor"])
+        r = self.admin("GET", "/entries?prefix=users:3")
         e = [x for x in r.json()["entries"] if x["key"] == "users:3"][0]
         self.assertEqual((e["status"], e["tags"]), (200, ["user-3", "users"]))
         self.assertEqual(self.admin("GET", "/entries?prefix=nothing:").json(),
@@ -413,7 +438,8 @@ class AdminTest(GatewayTestCase):
 
     def test_entries_bad_input_is_400(self):
         self.start()
-        for q, msg in (("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"),
+        for q, msg in (("cursor=mz", "cursor"), ("cursor=m0.0g", "cursor"), ("cursor=m", "cursor"),
+                       ("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"),
                        ("limit=-1", "limit"), ("limit=", "limit"), ("cursor=zz", "cursor"),
                        ("cursor=r5", "cursor"),  # a Redis cursor without a Redis tier
                        ("cursor=mffffffffffffffffff", "cursor"),
