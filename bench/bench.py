@@ -719,7 +719,13 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="perf-record the gateway in keys10k and users100k (one extra run each)")
     ap.add_argument("--json", default=os.path.join(HERE, "last-run.json"))
+    ap.add_argument("--report", metavar="JSON",
+                    help="print the report of a saved run (a --json file) and exit")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            print_report(json.load(f))
+        return
     only = set()
     for name in args.only.split(","):
         name = name.strip()
@@ -798,6 +804,13 @@ def print_keys(name, r, rounds):
     print(f"\ncachegw / nginx throughput: **{g['rps'] / n['rps']:.2f}x**; p50 {g['p50_ms']:.2f} vs "
           f"{n['p50_ms']:.2f} ms; p99 {g['p99_ms']:.2f} vs {n['p99_ms']:.2f} ms "
           f"(cachegw p99 / nginx p99 {g['p99_ms'] / n['p99_ms']:.2f})\n")
+    if all("server_wait_pct" in x for x in g["runs"] + n["runs"]):
+        least = {t: min(x["runs"], key=lambda y: y["server_wait_pct"]) for t, x in
+                 (("cachegw", g), ("nginx", n))}
+        print("Least-disturbed round of each (lowest run-queue wait): " + "; ".join(
+            f"{t} {y['rps']:.0f} req/s, p99 {y['p99_ms']:.2f} ms (waited {y['server_wait_pct']:.0f} %)"
+            for t, y in least.items())
+              + f"; ratio {least['cachegw']['rps'] / least['nginx']['rps']:.2f}x.\n")
     warms = ", ".join(f"{t} {statistics.median(x['seconds'] for x in w)} s"
                       + (f" (median of {len(w)}, one per round)" if len(w) > 1 else "")
                       for t, w in r["warm"].items())
