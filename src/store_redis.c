@@ -233,25 +233,33 @@ static void done_reply(void *arg, const redisReply *r, const char *err)
     free(op);
 }
 
+/* DEL of one entry whose reply goes to on_reply(op); op is freed here when the
+ * command cannot be sent. */
+static int send_del(struct store_redis *s, const char *key, size_t key_len,
+                    redis_reply_fn on_reply, void *op)
+{
+    size_t fk_len;
+    char *fk = full_key(s, key, key_len, &fk_len);
+    if (fk == NULL) {
+        free(op);
+        return -ENOMEM;
+    }
+    const char *argv[2] = {"DEL", fk};
+    size_t lens[2] = {3, fk_len};
+    int rc = redis_pool_command(s->pool, 2, argv, lens, on_reply, op);
+    free(fk);
+    if (rc < 0) free(op);
+    return rc;
+}
+
 int store_redis_delete_then(struct store_redis *s, const char *key, size_t key_len,
                             store_redis_done_fn fn, void *arg)
 {
     if (!redis_pool_available(s->pool)) return -ENOTCONN;
     struct done_op *op = malloc(sizeof *op);
-    size_t fk_len;
-    char *fk = full_key(s, key, key_len, &fk_len);
-    if (op == NULL || fk == NULL) {
-        free(op);
-        free(fk);
-        return -ENOMEM;
-    }
+    if (op == NULL) return -ENOMEM;
     *op = (struct done_op){.s = s, .fn = fn, .arg = arg};
-    const char *argv[2] = {"DEL", fk};
-    size_t lens[2] = {3, fk_len};
-    int rc = redis_pool_command(s->pool, 2, argv, lens, done_reply, op);
-    free(fk);
-    if (rc < 0) free(op);
-    return rc;
+    return send_del(s, key, key_len, done_reply, op);
 }
 
 /* ---- delete by prefix: SCAN + UNLINK ---- */
@@ -402,20 +410,9 @@ int store_redis_delete_count(struct store_redis *s, const char *key, size_t key_
 {
     if (!redis_pool_available(s->pool)) return -ENOTCONN;
     struct count_op *op = malloc(sizeof *op);
-    size_t fk_len;
-    char *fk = full_key(s, key, key_len, &fk_len);
-    if (op == NULL || fk == NULL) {
-        free(op);
-        free(fk);
-        return -ENOMEM;
-    }
+    if (op == NULL) return -ENOMEM;
     *op = (struct count_op){.fn = fn, .arg = arg};
-    const char *argv[2] = {"DEL", fk};
-    size_t lens[2] = {3, fk_len};
-    int rc = redis_pool_command(s->pool, 2, argv, lens, count_reply, op);
-    free(fk);
-    if (rc < 0) free(op);
-    return rc;
+    return send_del(s, key, key_len, count_reply, op);
 }
 
 /* The SCAN MATCH pattern of every entry under <prefix>c:key_prefix: glob
