@@ -131,15 +131,7 @@ static enum auth_result check_auth(const struct admin_server *a, struct MHD_Conn
 
 static void client_ip_of(struct MHD_Connection *conn, char *out, size_t len)
 {
-    snprintf(out, len, "-");
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci == NULL || ci->client_addr == NULL) return;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+    if (!conn_guard_mhd_client_ip(conn, out, len)) snprintf(out, len, "-");
 }
 
 /* Answers a failed authentication.  The log line never carries the header. */

@@ -2,7 +2,9 @@
 #include "conn_guard.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -283,4 +285,20 @@ struct conn_slot *conn_guard_mhd_slot(struct MHD_Connection *conn)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
+}
+
+bool conn_guard_mhd_client_ip(struct MHD_Connection *conn, char *out, size_t len)
+{
+    if (len > 0) out[0] = '\0';
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL) return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        return inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out,
+                         (socklen_t)len) != NULL;
+    if (sa->sa_family == AF_INET6)
+        return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+                         (socklen_t)len) != NULL;
+    return false;
 }

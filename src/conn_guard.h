@@ -35,6 +35,7 @@
 #ifndef CACHEGW_CONN_GUARD_H
 #define CACHEGW_CONN_GUARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,5 +85,7 @@ void *conn_guard_mhd_notify(struct conn_guard *g, struct MHD_Connection *conn,
                             void **socket_context, int code);
 /* The slot of a connection (its socket context), or NULL. */
 struct conn_slot *conn_guard_mhd_slot(struct MHD_Connection *conn);
+/* The client's address as text into out (len bytes); "" and false when unknown. */
+bool conn_guard_mhd_client_ip(struct MHD_Connection *conn, char *out, size_t len);
 
 #endif

@@ -1270,18 +1270,6 @@ static enum MHD_Result collect_raw(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
-static void client_ip_of(struct MHD_Connection *conn, char *out, size_t len)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci == NULL || ci->client_addr == NULL) return;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
-}
-
 /* ---- request bodies streamed upstream (body_pipe.h) ----
  *
  * A large or chunked body is not buffered: the request is planned as soon as its
@@ -1390,7 +1378,7 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
     const struct config *cfg = gw->cfg;
     r->method = method;
     r->version = version;
-    client_ip_of(r->conn, r->client_ip, sizeof r->client_ip);
+    conn_guard_mhd_client_ip(r->conn, r->client_ip, sizeof r->client_ip);
 
     struct raw_fields rf = {0};
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_raw, &rf);
