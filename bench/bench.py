@@ -805,9 +805,15 @@ def print_keys(name, r, rounds):
           f"{n['p50_ms']:.2f} ms; p99 {g['p99_ms']:.2f} vs {n['p99_ms']:.2f} ms "
           f"(cachegw p99 / nginx p99 {g['p99_ms'] / n['p99_ms']:.2f})\n")
     if all("server_wait_pct" in x for x in g["runs"] + n["runs"]):
-        least = {t: min(x["runs"], key=lambda y: y["server_wait_pct"]) for t, x in
-                 (("cachegw", g), ("nginx", n))}
-        print("Least-disturbed round of each (lowest run-queue wait): " + "; ".join(
+        # Among the rounds whose wait is within 2 points of the server's lowest, the fastest
+        # (several rounds often wait ~0 % and still differ: the VM's host is noisy too).
+        least = {}
+        for t, x in (("cachegw", g), ("nginx", n)):
+            low = min(y["server_wait_pct"] for y in x["runs"])
+            least[t] = max((y for y in x["runs"] if y["server_wait_pct"] <= low + 2),
+                           key=lambda y: y["rps"])
+        print("Best of the least-disturbed rounds (run-queue wait within 2 points of the "
+              "lowest): " + "; ".join(
             f"{t} {y['rps']:.0f} req/s, p99 {y['p99_ms']:.2f} ms (waited {y['server_wait_pct']:.0f} %)"
             for t, y in least.items())
               + f"; ratio {least['cachegw']['rps'] / least['nginx']['rps']:.2f}x.\n")
