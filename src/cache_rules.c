@@ -2,6 +2,7 @@
 #include "cache_rules.h"
 
 #include "cache_key.h"
+#include "http_date.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -71,6 +72,8 @@ static int64_t sat_sub(int64_t a, int64_t b)
 }
 
 /* Parses an Age value: delta-seconds, saturated; -1 when not a number. */
+/* Age is delta-seconds: digits only.  Anything else ("1.5", "-1", "1 2") is not an Age
+ * and is ignored (RFC 9111 §5.1), returning -1. */
 static int64_t parse_age(const char *v)
 {
     while (*v == ' ' || *v == '\t') v++;
@@ -80,7 +83,8 @@ static int64_t parse_age(const char *v)
         a = a * 10 + (*v - '0');
         if (a > HEADERS_DELTA_MAX) a = HEADERS_DELTA_MAX;
     }
-    return a;
+    while (*v == ' ' || *v == '\t') v++;
+    return *v == '\0' ? a : -1;
 }
 
 /* Room for a combined list field; a longer one is not understood, so the
@@ -143,7 +147,8 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
     if (age) age_value = parse_age(age);
     if (age_value < 0) age_value = 0;
     const char *date = header_list_get(resp, "date");
-    time_t date_s = date ? curl_getdate(date, NULL) : -1;
+    int64_t date_s = -1;
+    if (date && !http_date_parse(date, &date_s)) date_s = -1; /* not a date: as if absent */
     if (date_s > 0) {
         int64_t d = sat_sub(response_time_ms / 1000, (int64_t)date_s);
         apparent = d > 0 ? (d > HEADERS_DELTA_MAX ? HEADERS_DELTA_MAX : d) : 0;
@@ -155,12 +160,16 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
     else if (headers_token_int(cc, "s-maxage", &v)) ttl_ms = delta_ms(v);
     else if (headers_token_int(cc, "max-age", &v)) ttl_ms = delta_ms(v);
     else {
-        const char *expires = header_list_get(resp, "expires");
-        if (expires) {
-            time_t e = curl_getdate(expires, NULL);
-            int64_t base = date_s > 0 ? (int64_t)date_s : response_time_ms / 1000;
+        char expbuf[256];
+        int lines = header_list_get_all(resp, "expires", expbuf, sizeof expbuf);
+        if (lines != 0) {
+            /* RFC 9111 §5.3: an invalid date, or several Expires lines, mean "already
+             * expired". */
+            int64_t e = 0;
+            bool valid = lines == 1 && http_date_parse(expbuf, &e);
+            int64_t base = date_s > 0 ? date_s : response_time_ms / 1000;
             /* Expires far from Date saturates like a delta-seconds value. */
-            ttl_ms = e > 0 && (int64_t)e > base ? delta_ms(sat_sub((int64_t)e, base)) : 0;
+            ttl_ms = valid && e > base ? delta_ms(sat_sub(e, base)) : 0;
         }
     }
     if (ttl_ms < 0) {

@@ -172,10 +172,12 @@ class HttpCachingTest(GatewayTestCase):
 
     def test_stale_entries_are_revalidated_with_a_conditional_request(self):
         gw = self.start()
-        path = headers_path(6, Cache_Control="max-age=1", ETag='"v1"')
+        # max-age=2, not 1: the upstream's Date has one-second resolution, so an answer
+        # can arrive with an apparent age of 1 s, and max-age=1 would be stale on arrival.
+        path = headers_path(6, Cache_Control="max-age=2", ETag='"v1"')
         first = gw.get(path)
         self.assertEqual(first.header("etag"), '"v1"')
-        time.sleep(1.3)
+        time.sleep(2.3)
         before = self.api.requests()
         r = gw.get(path)
         self.assertEqual(r.status, 200)

@@ -62,6 +62,51 @@ TEST(freshness_sources_in_order)
     CHECK(!d.store);
 }
 
+TEST(invalid_expires_is_already_expired)
+{
+    /* RFC 9111 §5.3: an Expires that is not an HTTP-date, or several Expires lines,
+     * mean "already expired": not stored, even with a default TTL. */
+    const char *bad[] = {"Tue, 14 Nov 2023 22:15:20 UTC", "Tue, 14 Nov 23 22:15:20 GMT",
+                         "Tue 14 Nov 2023 22:15:20 GMT",  "Tue,  14 Nov 2023 22:15:20 GMT",
+                         "Tue, 14-Nov-2023 22:15:20 GMT", "Tue, 14 Nov 2023 2:15:20 GMT",
+                         "0"};
+    struct store_decision d;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct header_list l = hl("Date", "Tue, 14 Nov 2023 22:13:20 GMT", "Expires", bad[i]);
+        cache_rules_response(200, &l, 10, NOW, 5000, 1000, NULL, &d);
+        if (d.store) fprintf(stderr, "  stored with Expires '%s'\n", bad[i]);
+        CHECK(!d.store);
+        header_list_free(&l);
+    }
+    struct header_list two = hl("Date", "Tue, 14 Nov 2023 22:13:20 GMT", "Expires",
+                                "Tue, 14 Nov 2023 22:15:20 GMT");
+    header_list_add(&two, "Expires", "Tue, 14 Nov 2023 22:15:20 GMT");
+    cache_rules_response(200, &two, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(!d.store);
+    header_list_free(&two);
+    /* The obsolete formats a recipient must accept still work. */
+    struct header_list old = hl("Date", "Tuesday, 14-Nov-23 22:13:20 GMT", "Expires",
+                                "Tue Nov 14 22:15:20 2023");
+    cache_rules_response(200, &old, 10, NOW, 5000, 1000, NULL, &d);
+    CHECK(d.store);
+    CHECK_EQ_INT(d.ttl_ms, 120000);
+    header_list_free(&old);
+}
+
+TEST(age_that_is_not_an_integer_is_ignored)
+{
+    struct store_decision d;
+    struct header_list l = hl("Cache-Control", "max-age=60", "Age", "1.5");
+    cache_rules_response(200, &l, 10, NOW, 0, 1000, NULL, &d);
+    CHECK(d.store);
+    CHECK_EQ_INT(d.initial_age_s, 0);
+    header_list_free(&l);
+    l = hl("Cache-Control", "max-age=60", "Age", "30");
+    cache_rules_response(200, &l, 10, NOW, 0, 1000, NULL, &d);
+    CHECK_EQ_INT(d.initial_age_s, 30);
+    header_list_free(&l);
+}
+
 TEST(not_storable_responses)
 {
     struct store_decision d;
@@ -316,6 +361,8 @@ int main(void)
 {
     RUN(request_rules);
     RUN(freshness_sources_in_order);
+    RUN(invalid_expires_is_already_expired);
+    RUN(age_that_is_not_an_integer_is_ignored);
     RUN(not_storable_responses);
     RUN(age_and_stale_extensions);
     RUN(stored_header_filter);
