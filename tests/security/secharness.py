@@ -30,6 +30,7 @@ import select
 import shutil
 import signal
 import socket
+import sys
 import subprocess
 import tempfile
 import threading
@@ -48,24 +49,9 @@ REQUEST_LINE_RE = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([\x21-\x7e]+) HT
 STATUS_LINE_RE = re.compile(rb"^HTTP/(\d\.\d) (\d{3})(?: (.*))?$")
 
 
-def free_port():
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last_exc})")
+# free_port and wait_until are the integration harness's own (one copy for both suites).
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import free_port, wait_until  # noqa: E402,F401  (re-exported to the tests)
 
 
 # ------------------------------------------------------------------------------ reflector
