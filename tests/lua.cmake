@@ -6,41 +6,41 @@
 # runtime, so it is built without the tree's sanitizer flags whatever CACHEGW_SANITIZE
 # says.  It does not link liblua: the interpreter provides those symbols.
 add_library(cachegw_helpers MODULE
-  ${CMAKE_SOURCE_DIR}/src/lua_helpers.c
-  ${CMAKE_SOURCE_DIR}/src/query_norm.c
-  ${CMAKE_SOURCE_DIR}/src/log.c)
+  ${CMAKE_SOURCE_DIR}/src/policy/lua_helpers.c
+  ${CMAKE_SOURCE_DIR}/src/policy/query_norm.c
+  ${CMAKE_SOURCE_DIR}/src/core/log.c)
 set_property(TARGET cachegw_helpers PROPERTY COMPILE_OPTIONS
   -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE)
 set_property(TARGET cachegw_helpers PROPERTY LINK_OPTIONS "")
 if(CACHEGW_WERROR)
   target_compile_options(cachegw_helpers PRIVATE -Werror)
 endif()
-target_include_directories(cachegw_helpers PRIVATE ${CMAKE_SOURCE_DIR}/src ${LUA_INCLUDE_DIRS})
+target_include_directories(cachegw_helpers PRIVATE ${CACHEGW_INCLUDE_DIRS} ${LUA_INCLUDE_DIRS})
 target_link_libraries(cachegw_helpers PRIVATE PkgConfig::OPENSSL)
 set_target_properties(cachegw_helpers PROPERTIES
   PREFIX ""
   LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lua)
 
-# The cache module (src/lua_cache.c with src/lua_cache_module.c, its module backend) as a
+# The cache module (src/policy/lua_cache.c with src/policy/lua_cache_module.c, its module backend) as a
 # loadable module: `require "cache"`.  Outside the
 # gateway it keeps its own memory tier and, when REDIS_URL is a plain redis:// URL, uses
 # hiredis's synchronous client.
 add_library(cachegw_cache MODULE
-  ${CMAKE_SOURCE_DIR}/src/lua_cache.c
-  ${CMAKE_SOURCE_DIR}/src/lua_cache_module.c
-  ${CMAKE_SOURCE_DIR}/src/store_l1.c
-  ${CMAKE_SOURCE_DIR}/src/cache_object.c
-  ${CMAKE_SOURCE_DIR}/src/inval_index.c
-  ${CMAKE_SOURCE_DIR}/src/redis_url.c
-  ${CMAKE_SOURCE_DIR}/src/hash.c
-  ${CMAKE_SOURCE_DIR}/src/log.c)
+  ${CMAKE_SOURCE_DIR}/src/policy/lua_cache.c
+  ${CMAKE_SOURCE_DIR}/src/policy/lua_cache_module.c
+  ${CMAKE_SOURCE_DIR}/src/cache/store_l1.c
+  ${CMAKE_SOURCE_DIR}/src/cache/cache_object.c
+  ${CMAKE_SOURCE_DIR}/src/cache/inval_index.c
+  ${CMAKE_SOURCE_DIR}/src/redis/redis_url.c
+  ${CMAKE_SOURCE_DIR}/src/core/hash.c
+  ${CMAKE_SOURCE_DIR}/src/core/log.c)
 set_property(TARGET cachegw_cache PROPERTY COMPILE_OPTIONS
   -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE -DCACHEGW_LUA_CACHE_MODULE)
 set_property(TARGET cachegw_cache PROPERTY LINK_OPTIONS "")
 if(CACHEGW_WERROR)
   target_compile_options(cachegw_cache PRIVATE -Werror)
 endif()
-target_include_directories(cachegw_cache PRIVATE ${CMAKE_SOURCE_DIR}/src ${LUA_INCLUDE_DIRS})
+target_include_directories(cachegw_cache PRIVATE ${CACHEGW_INCLUDE_DIRS} ${LUA_INCLUDE_DIRS})
 target_link_libraries(cachegw_cache PRIVATE PkgConfig::OPENSSL PkgConfig::HIREDIS Threads::Threads)
 set_target_properties(cachegw_cache PROPERTIES
   PREFIX ""

@@ -141,7 +141,7 @@ end
 
 -- For request data that may carry control characters (header values, decoded query
 -- params).  Params, paths and the normalised query arrive clean (see gateway.router and
--- src/lua_host.c), so they skip this scan.
+-- src/policy/lua_host.c), so they skip this scan.
 local function clean(v)
     if find(v, CONTROL) then return (gsub(v, CONTROL, escape_control)) end
     return v

@@ -1,7 +1,7 @@
 --[[
 gateway.policy - the route policy DSL: loading, validation and per-request decisions.
 
-ENTRY POINTS (used by the C host, src/lua_host.c, and by busted specs)
+ENTRY POINTS (used by the C host, src/policy/lua_host.c, and by busted specs)
 
   policy.load(files) -> set
       files: array of { name = "policies/users.lua", source = "<lua text>" }, in load order.
@@ -40,7 +40,7 @@ ENTRY POINTS (used by the C host, src/lua_host.c, and by busted specs)
       says the decision may be reused for the same method, path, query string and presence
       of credentials.
   set:describe() -> { default_ignore, routes = { desc, ... } }
-      Every route as plain data, for the C route table (src/route_table.h), which decides
+      Every route as plain data, for the C route table (src/policy/route_table.h), which decides
       requests of routes without functions (and unrouted ones) without calling decide_raw.
   set:on_response(route_id, req, res) -> verdict | nil
       res = { status = 200, header = { ... } }.  Only meaningful for routes with
@@ -654,7 +654,7 @@ end
 --[[
 set:describe() -> { default_ignore = {...}, routes = { desc, ... } }
     Every compiled route as plain data (route_id = index), read once by the C host when a
-    set loads to build its route table (src/route_table.h), which decides requests for
+    set loads to build its route table (src/policy/route_table.h), which decides requests for
     routes without functions exactly as decide_raw does:
       desc = { kind = "read" | "write" | "any", methods = { "GET", ... } or { "*" },
                segments = { { kind = "lit" | "param" | "wild", value = ... }, ... },

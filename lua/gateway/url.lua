@@ -25,7 +25,7 @@ gateway.url - percent-encoding and query strings.
                            what "+" means, and merging would let one spelling poison the
                            cache entry of the other.  A query without any "%" keeps its
                            components as sent (only sorted and filtered).
-                           Runs gw.normalize_query (src/query_norm.c) when the helpers are
+                           Runs gw.normalize_query (src/policy/query_norm.c) when the helpers are
                            present and ignore is nil or came from compile_ignore; any other
                            predicate uses the reference below.
   url.normalize_query_lua(qs, ignore)

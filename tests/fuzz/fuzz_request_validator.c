@@ -1,4 +1,4 @@
-/* fuzz_request_validator - the request gate (src/request_validator.h).
+/* fuzz_request_validator - the request gate (src/http/request_validator.h).
  *
  * The input is a request head as libmicrohttpd splits it: the first line is
  * "METHOD TARGET VERSION" (split on the first two spaces), then one

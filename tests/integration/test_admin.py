@@ -1,4 +1,4 @@
-"""The purge/admin API (src/admin_server.c) against the real binary: a separate
+"""The purge/admin API (src/http/admin_server.c) against the real binary: a separate
 loopback listener that exists only with ADMIN_TOKEN, bearer-token auth, purges by
 key, URL, prefix and tag through the real cache, input validation, one log line
 per purge, and the token never in the output.
@@ -560,7 +560,7 @@ class AdminTest(GatewayTestCase):
         self.assertIn("path-absolute",
                       self.admin("POST", "/purge/url", {"url": "x"}).json()["error"])
 
-    # ---- the JSON library (jansson, src/admin_json.c) ----
+    # ---- the JSON library (jansson, src/http/admin_json.c) ----
 
     def test_strict_json_rules_of_the_library(self):
         """Duplicates anywhere, nesting past 32, invalid UTF-8 (in the body or

@@ -1,4 +1,4 @@
-"""GET /metrics by Prometheus conventions (src/metrics.c, src/endpoints.c), read with a real
+"""GET /metrics by Prometheus conventions (src/core/metrics.c, src/http/endpoints.c), read with a real
 Prometheus parser: prometheus_client.parser from Debian's python3-prometheus-client.
 
 After a known mix of requests (hits, misses, bypasses, a stale answer and an upstream

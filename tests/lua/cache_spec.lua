@@ -1,4 +1,4 @@
--- The cache module (src/lua_cache.c) loaded as the `cache` Lua module: the same C code the
+-- The cache module (src/policy/lua_cache.c) loaded as the `cache` Lua module: the same C code the
 -- gateway exposes to policies, with its own memory tier (and Redis when REDIS_URL is set).
 local cache = require "cache"
 

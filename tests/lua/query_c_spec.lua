@@ -1,4 +1,4 @@
--- gw.normalize_query (src/query_norm.c) against the pure-Lua reference
+-- gw.normalize_query (src/policy/query_norm.c) against the pure-Lua reference
 -- (url.normalize_query_lua) over a generated corpus, and url.normalize_query's dispatch.
 require "helper"
 local gw = require "cachegw_helpers"

@@ -1,4 +1,4 @@
-/* test_lua_host.c - the policy sandbox, limits, errors and decisions of src/lua_host.c. */
+/* test_lua_host.c - the policy sandbox, limits, errors and decisions of src/policy/lua_host.c. */
 #include "lua_host.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * test_lua_pattern.c - src/lua_pattern.c against the real string library, and its budget.
+ * test_lua_pattern.c - src/policy/lua_pattern.c against the real string library, and its budget.
  *
  * The differential test generates patterns (from the pieces Lua 5.4 patterns are made of,
  * malformed ones included) and subjects over a small alphabet, and compares every result

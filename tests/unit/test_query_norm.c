@@ -1,5 +1,5 @@
 /*
- * test_query_norm.c - src/query_norm.c: fixed cases, buffer bounds, and a differential
+ * test_query_norm.c - src/policy/query_norm.c: fixed cases, buffer bounds, and a differential
  * test against the pure-Lua reference (url.normalize_query_lua of lua/gateway/url.lua,
  * loaded from the source tree into a real Lua state) over a generated corpus.
  *

@@ -1,5 +1,5 @@
 /*
- * test_route_table.c - the C route table (src/route_table.c) against the Lua policy
+ * test_route_table.c - the C route table (src/policy/route_table.c) against the Lua policy
  * library it replaces on the request path.
  *
  * The differential tests feed generated requests (odd paths, percent-escapes, params,

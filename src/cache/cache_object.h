@@ -24,10 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct http_header {
-    const char *name;  /* lower-case, NUL-terminated */
-    const char *value; /* NUL-terminated */
-};
+#include "headers.h" /* struct http_header */
 
 /* Timing and identity metadata, all times in wall-clock milliseconds since the
  * epoch (so they survive a trip through Redis to another instance). */

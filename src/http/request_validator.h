@@ -29,7 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cache_object.h" /* struct http_header */
+#include "headers.h" /* struct http_header */
 
 struct request_limits {
     size_t max_target_bytes;  /* request-target length; 414 past it */

@@ -22,7 +22,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "cache_object.h"
+/* One header field; a stored cache_object's headers are an array of these. */
+struct http_header {
+    const char *name;  /* lower-case, NUL-terminated */
+    const char *value; /* NUL-terminated */
+};
 
 struct header_list {
     struct http_header *items; /* name and value are owned (malloc'd) */

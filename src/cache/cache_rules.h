@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cache_object.h"
 #include "headers.h"
 
 /* Request side.  Returns true when a GET/HEAD may use the shared cache;

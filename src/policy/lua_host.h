@@ -57,7 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cache_object.h" /* struct http_header */
+#include "headers.h" /* struct http_header */
 
 /* Zero fields mean the defaults below. */
 struct lua_limits {
