@@ -31,10 +31,12 @@ bool cache_rules_request_cacheable(const char *method, const struct header_list 
     return true;
 }
 
+/* DEFAULT_TTL, the product default, is for successful responses only. */
 static bool status_default_cacheable(int status) { return status == 200 || status == 203; }
 
-/* RFC 9110 §15.1: statuses a cache may store when freshness is explicit. */
-static bool status_storable(int status)
+/* RFC 9110 §15.1: the heuristically cacheable statuses (206 is one, but partial
+ * responses are not stored). */
+static bool status_heuristic(int status)
 {
     switch (status) {
     case 200: case 203: case 204: case 300: case 301: case 308:
@@ -43,6 +45,18 @@ static bool status_storable(int status)
     default:
         return false;
     }
+}
+
+/* The final statuses RFC 9110 defines, whose semantics the cache conforms to
+ * (must-understand, RFC 9111 §5.2.2.3).  206 and 304 are left out: a partial
+ * response is not stored, and a 304 only updates a stored one. */
+static bool status_understood(int status)
+{
+    if ((status >= 200 && status <= 205) || (status >= 300 && status <= 303) || status == 305 ||
+        status == 307 || status == 308 || (status >= 400 && status <= 417) ||
+        (status >= 500 && status <= 505))
+        return true;
+    return status == 421 || status == 422 || status == 426;
 }
 
 /* Delta-seconds (already bounded by HEADERS_DELTA_MAX when parsed) to
@@ -71,7 +85,6 @@ static int64_t sat_sub(int64_t a, int64_t b)
     return r;
 }
 
-/* Parses an Age value: delta-seconds, saturated; -1 when not a number. */
 /* Age is delta-seconds: digits only.  Anything else ("1.5", "-1", "1 2") is not an Age
  * and is ignored (RFC 9111 §5.1), returning -1. */
 static int64_t parse_age(const char *v)
@@ -91,23 +104,73 @@ static int64_t parse_age(const char *v)
  * response is not stored (a directive past the bound could say private). */
 enum { LIST_MAX = 4096 };
 
+/* A targeted field (RFC 9213) is a Structured Fields Dictionary.  This accepts the
+ * members a cache directive can be: key or key=value, the key lower-case (sf-key),
+ * the value a token, an integer or a quoted string without commas.  Anything else
+ * makes the whole field invalid, and an invalid targeted field is ignored (§2.1). */
+static bool targeted_valid(const char *v)
+{
+    const char *p = v;
+    for (;;) {
+        while (*p == ' ' || *p == '\t') p++;
+        if (!((*p >= 'a' && *p <= 'z') || *p == '*')) return false;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ||
+               *p == '.' || *p == '*')
+            p++;
+        if (*p == '=') {
+            p++;
+            if (*p == '"') {
+                for (p++; *p && *p != '"'; p++)
+                    if (*p == ',' || (unsigned char)*p < 0x20) return false;
+                if (*p != '"') return false;
+                p++;
+            } else if (*p == '?') {
+                p++;
+                if (*p != '0' && *p != '1') return false;
+                p++;
+            } else {
+                const char *s = p;
+                while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t' &&
+                       (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f)
+                    p++;
+                if (p == s) return false;
+            }
+        }
+        while (*p == ' ' || *p == '\t') p++;
+        if (*p == '\0') return true;
+        if (*p != ',') return false;
+        p++;
+    }
+}
+
 void cache_rules_response(int status, const struct header_list *resp, size_t body_len,
                           int64_t response_time_ms, int64_t default_ttl_ms,
                           size_t max_value_bytes, const struct store_overrides *ov,
                           struct store_decision *out)
 {
+    struct cache_rules_opts o = {.default_ttl_ms = default_ttl_ms,
+                                 .max_value_bytes = max_value_bytes};
+    cache_rules_response_ex(status, resp, body_len, response_time_ms, &o, ov, out);
+}
+
+void cache_rules_response_ex(int status, const struct header_list *resp, size_t body_len,
+                             int64_t response_time_ms, const struct cache_rules_opts *opts,
+                             const struct store_overrides *ov, struct store_decision *out)
+{
     static const struct store_overrides NONE = {-1, -1, -1, false, false};
     if (ov == NULL) ov = &NONE;
     memset(out, 0, sizeof *out);
     long long v;
-    if (!status_storable(status)) {
+    /* Interim responses are never stored; partial ones and 304s are not stored
+     * as such (a 304 updates the stored response, cache_rules_merge_304). */
+    if (status < 200 || status > 599 || status == 206 || status == 304) {
         out->reason = "status";
         return;
     }
     /* Every Cache-Control and Vary line counts (RFC 9110 §5.3): a second
      * "Cache-Control: private" line must keep the response out of a shared
      * entry as surely as a first one. */
-    char ccbuf[LIST_MAX], varybuf[LIST_MAX];
+    char ccbuf[LIST_MAX], varybuf[LIST_MAX], tbuf[LIST_MAX];
     int cc_lines = header_list_get_all(resp, "cache-control", ccbuf, sizeof ccbuf);
     int vary_lines = header_list_get_all(resp, "vary", varybuf, sizeof varybuf);
     if (cc_lines < 0 || vary_lines < 0) {
@@ -115,7 +178,31 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
         return;
     }
     const char *cc = cc_lines > 0 ? ccbuf : NULL;
-    if (headers_has_token(cc, "no-store") && !ov->ignore_no_store) {
+    /* RFC 9213: the most specific valid targeted field present replaces Cache-Control
+     * and Expires.  The own field (TARGETED_CACHE_CONTROL) comes before CDN-Cache-Control. */
+    bool targeted = false;
+    const char *tnames[2] = {opts->targeted_field, "cdn-cache-control"};
+    for (int i = 0; i < 2 && !targeted; i++) {
+        if (tnames[i] == NULL || tnames[i][0] == '\0') continue;
+        int t = header_list_get_all(resp, tnames[i], tbuf, sizeof tbuf);
+        if (t < 0) {
+            out->reason = "list-too-long";
+            return;
+        }
+        if (t > 0 && targeted_valid(tbuf) && strlen(tbuf) < sizeof out->effective_cc) {
+            targeted = true;
+            cc = tbuf;
+            memcpy(out->effective_cc, tbuf, strlen(tbuf) + 1);
+        }
+    }
+    /* must-understand (RFC 9111 §5.2.2.3): store only a status we conform to, and
+     * then no-store no longer applies. */
+    bool must_understand = headers_has_token(cc, "must-understand");
+    if (must_understand && !status_understood(status)) {
+        out->reason = "must-understand";
+        return;
+    }
+    if (headers_has_token(cc, "no-store") && !must_understand && !ov->ignore_no_store) {
         out->reason = "no-store";
         return;
     }
@@ -123,7 +210,18 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
         out->reason = "private";
         return;
     }
-    if (headers_has_token(cc, "no-cache") && ov->ttl_ms < 0) {
+    /* RFC 9111 §3.5: a shared cache stores the answer to a request with Authorization
+     * only when the response says it may be shared.  A per-user route keys on the
+     * credential and keeps its own rule. */
+    if (opts->request_authorization && !ov->allow_private && !headers_has_token(cc, "public") &&
+        !headers_has_token(cc, "s-maxage") && !headers_has_token(cc, "must-revalidate")) {
+        out->reason = "authorization";
+        return;
+    }
+    bool no_cache = headers_has_token(cc, "no-cache") && ov->ttl_ms < 0;
+    if (no_cache && !header_list_get(resp, "etag") && !header_list_get(resp, "last-modified")) {
+        /* Every use must be revalidated, and without a validator a revalidation is a
+         * full fetch: a stored copy could never be served. */
         out->reason = "no-cache";
         return;
     }
@@ -135,7 +233,7 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
         out->reason = "vary-star";
         return;
     }
-    if (body_len > max_value_bytes) {
+    if (body_len > opts->max_value_bytes) {
         out->reason = "too-big";
         return;
     }
@@ -159,7 +257,7 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
     if (ov->ttl_ms >= 0) ttl_ms = ov->ttl_ms;
     else if (headers_token_int(cc, "s-maxage", &v)) ttl_ms = delta_ms(v);
     else if (headers_token_int(cc, "max-age", &v)) ttl_ms = delta_ms(v);
-    else {
+    else if (!targeted) {
         char expbuf[256];
         int lines = header_list_get_all(resp, "expires", expbuf, sizeof expbuf);
         if (lines != 0) {
@@ -172,12 +270,28 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
             ttl_ms = valid && e > base ? delta_ms(sat_sub(e, base)) : 0;
         }
     }
+    if (ttl_ms < 0 && opts->heuristic_percent > 0 &&
+        (status_heuristic(status) || headers_has_token(cc, "public"))) {
+        /* RFC 9111 §4.2.2: a fraction of the time since Last-Modified, bounded. */
+        const char *lm = header_list_get(resp, "last-modified");
+        int64_t lm_s;
+        if (lm && http_date_parse(lm, &lm_s)) {
+            int64_t base = date_s > 0 ? date_s : response_time_ms / 1000;
+            int64_t since = sat_sub(base, lm_s);
+            if (since > HEADERS_DELTA_MAX) since = HEADERS_DELTA_MAX;
+            int64_t h = since > 0 ? delta_ms(since) / 100 * opts->heuristic_percent : 0;
+            if (opts->heuristic_max_ms >= 0 && h > opts->heuristic_max_ms)
+                h = opts->heuristic_max_ms;
+            ttl_ms = h;
+        }
+    }
+    if (ttl_ms < 0 && no_cache) ttl_ms = 0; /* revalidated on every use: no lifetime needed */
     if (ttl_ms < 0) {
-        if (!status_default_cacheable(status) || default_ttl_ms <= 0) {
+        if (!status_default_cacheable(status) || opts->default_ttl_ms <= 0) {
             out->reason = "no-freshness";
             return;
         }
-        ttl_ms = default_ttl_ms;
+        ttl_ms = opts->default_ttl_ms;
     }
     if (headers_token_int(cc, "stale-while-revalidate", &v)) out->swr_ms = delta_ms(v);
     if (headers_token_int(cc, "stale-if-error", &v)) out->sie_ms = delta_ms(v);
@@ -185,12 +299,70 @@ void cache_rules_response(int status, const struct header_list *resp, size_t bod
     if (ov->sie_ms >= 0) out->sie_ms = ov->sie_ms;
     /* A policy's ttl counts from when we received the response. */
     if (ov->ttl_ms >= 0) out->initial_age_s = 0;
+    if (no_cache) {
+        /* Stored, stale from the start: every use revalidates (forbids_stale). */
+        out->ttl_ms = 0;
+        out->swr_ms = out->sie_ms = 0;
+        out->store = true;
+        return;
+    }
     if (ttl_ms <= delta_ms(out->initial_age_s) && out->swr_ms == 0 && out->sie_ms == 0) {
         out->reason = "stale-on-arrival";
         return;
     }
     out->ttl_ms = ttl_ms;
     out->store = true;
+}
+
+bool cache_rules_request_store_only(const char *method, const struct header_list *req)
+{
+    return (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+           header_list_get(req, "authorization") != NULL && header_list_get(req, "cookie") == NULL;
+}
+
+bool cache_rules_header_consumed(const char *name, const char *targeted_field)
+{
+    if (strncasecmp(name, "x-cachegw-", 10) == 0) return true;
+    if (strcasecmp(name, "cdn-cache-control") == 0 || strcasecmp(name, "surrogate-control") == 0 ||
+        strcasecmp(name, "surrogate-key") == 0)
+        return true;
+    return targeted_field != NULL && targeted_field[0] != '\0' &&
+           strcasecmp(name, targeted_field) == 0;
+}
+
+/* Fields a 304 never changes in the stored response: the stored body depends on
+ * them (framing, coding, range), or they are never stored / belong to the gateway. */
+static bool merge_keeps_stored(const char *name)
+{
+    static const char *const KEEP[] = {"content-length", "content-encoding", "content-range",
+                                       "transfer-encoding", "set-cookie"};
+    for (size_t i = 0; i < sizeof KEEP / sizeof KEEP[0]; i++)
+        if (strcasecmp(name, KEEP[i]) == 0) return true;
+    return strncasecmp(name, "x-cachegw-", 10) == 0 || headers_is_hop_by_hop(name, NULL);
+}
+
+int cache_rules_merge_304(const struct cache_object *old, const struct header_list *fresh,
+                          struct header_list *out)
+{
+    char connection[LIST_MAX];
+    int conn_lines = header_list_get_all(fresh, "connection", connection, sizeof connection);
+    const char *conn = conn_lines > 0 ? connection : NULL;
+    /* A Connection list too long to read: no field of the 304 is trusted. */
+    bool usable_304 = conn_lines >= 0;
+    for (size_t i = 0; i < old->n_headers; i++) {
+        const char *name = old->headers[i].name;
+        if (usable_304 && !merge_keeps_stored(name) && header_list_get(fresh, name) &&
+            !headers_is_hop_by_hop(name, conn))
+            continue; /* replaced by the 304's lines below */
+        if (header_list_add(out, name, old->headers[i].value) != 0) return -1;
+    }
+    if (!usable_304) return 0;
+    for (size_t i = 0; i < fresh->n; i++) {
+        const char *name = fresh->items[i].name;
+        if (merge_keeps_stored(name) || headers_is_hop_by_hop(name, conn)) continue;
+        if (header_list_add(out, name, fresh->items[i].value) != 0) return -1;
+    }
+    return 0;
 }
 
 bool cache_rules_header_storable(const char *name, const char *connection_value)
@@ -236,7 +408,11 @@ void cache_rules_request_cc(const struct header_list *req, struct request_cc *ou
 static bool stored_cc_has(const struct cache_object *obj, const char *token)
 {
     char cc[LIST_MAX];
-    int lines = headers_get_all(obj->headers, obj->n_headers, "cache-control", ", ", cc, sizeof cc);
+    /* A targeted field decided this response's freshness: its directives rule reuse too. */
+    const char *field = cache_object_header(obj, CACHE_RULES_EFFECTIVE_CC_HEADER)
+                            ? CACHE_RULES_EFFECTIVE_CC_HEADER
+                            : "cache-control";
+    int lines = headers_get_all(obj->headers, obj->n_headers, field, ", ", cc, sizeof cc);
     if (lines < 0) return true;
     return lines > 0 && headers_has_token(cc, token);
 }

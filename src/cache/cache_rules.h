@@ -34,7 +34,15 @@ struct store_decision {
     int64_t swr_ms;        /* Cache-Control stale-while-revalidate */
     int64_t sie_ms;        /* Cache-Control stale-if-error */
     const char *reason;    /* why not stored, for logs and Cache-Status */
+    /* When a targeted field (RFC 9213) decided: its combined value, which the caller
+     * stores as CACHE_RULES_EFFECTIVE_CC_HEADER; "" when Cache-Control decided. */
+    char effective_cc[512];
 };
+
+/* Stored beside a response whose freshness a targeted field decided: the directives
+ * that reuse decisions (no-cache, must-revalidate, ...) read instead of Cache-Control.
+ * The x-cachegw- prefix keeps it from clients and from upstream spoofing. */
+#define CACHE_RULES_EFFECTIVE_CC_HEADER "x-cachegw-cc"
 
 /* What a route policy says about storage; -1 / false = not said. */
 struct store_overrides {
@@ -45,7 +53,45 @@ struct store_overrides {
     bool ignore_no_store;  /* store even no-store / Set-Cookie responses */
 };
 
-/* Response side.  default_ttl_ms applies to 200/203 responses without
+/* What the gateway's configuration says about storage (cache_rules_response_ex). */
+struct cache_rules_opts {
+    int64_t default_ttl_ms;      /* DEFAULT_TTL: 200/203 without explicit freshness and without
+                                    a Last-Modified heuristic; 0 disables it */
+    size_t max_value_bytes;      /* MAX_VALUE_SIZE: larger bodies are not stored ("too-big") */
+    int heuristic_percent;       /* HEURISTIC_FRACTION: 0-100 % of (Date - Last-Modified) as the
+                                    freshness of a heuristically cacheable status; 0 disables */
+    int64_t heuristic_max_ms;    /* HEURISTIC_MAX: the bound of that heuristic */
+    const char *targeted_field;  /* TARGETED_CACHE_CONTROL: own RFC 9213 field, lower-case,
+                                    above CDN-Cache-Control; NULL or "" = none */
+    bool request_authorization;  /* the forwarded request carried Authorization (§3.5) */
+};
+
+/* Response side (RFC 9111 §3, §4.2).  In order:
+ *  - 1xx, 206 and 304 are never stored (a 304 is merged: cache_rules_merge_304); any other
+ *    final status 200-599 may be;
+ *  - the directives come from the own targeted field, else CDN-Cache-Control, else
+ *    Cache-Control (RFC 9213 §2.1: a targeted field present overrides Cache-Control and
+ *    Expires); out->effective_cc names the field used when it was a targeted one, and the
+ *    caller stores its value as CACHE_RULES_EFFECTIVE_CC_HEADER so later reuse decisions see
+ *    the same directives;
+ *  - must-understand: stored (no-store ignored) when the status is one RFC 9110 defines,
+ *    never otherwise;
+ *  - no-store, private (unless ov->allow_private), Set-Cookie (unless ov->ignore_no_store),
+ *    Vary: * (any member, any line), a body over max_value_bytes: not stored;
+ *  - a response to a request with Authorization only with public, s-maxage or
+ *    must-revalidate in Cache-Control (§3.5), unless the route keys per user;
+ *  - no-cache (without a policy ttl): stored with a freshness lifetime of 0 so every use
+ *    revalidates (§5.2.2.4), and only when it has a validator (without one a
+ *    revalidation is a full fetch, so storing would serve nothing);
+ *  - freshness: policy ttl, s-maxage, max-age, Expires (invalid or repeated = expired);
+ *    else, for a heuristically cacheable status (RFC 9110 §15.1) or with public, a fraction
+ *    of (Date - Last-Modified) bounded by heuristic_max_ms; else DEFAULT_TTL for 200/203. */
+void cache_rules_response_ex(int status, const struct header_list *resp, size_t body_len,
+                             int64_t response_time_ms, const struct cache_rules_opts *opts,
+                             const struct store_overrides *ov, struct store_decision *out);
+
+/* The same with only DEFAULT_TTL and MAX_VALUE_SIZE configured (no heuristic, no own
+ * targeted field, no Authorization).  default_ttl_ms applies to 200/203 responses without
  * explicit freshness (0 disables that).  body_len is compared with
  * max_value_bytes; over it the response is not stored (reason "too-big").
  * ov (may be NULL) carries a route policy's explicit settings: its ttl
@@ -79,6 +125,26 @@ enum usability {
  * any stale use. */
 enum usability cache_rules_usability(const struct cache_object *obj, const struct request_cc *cc,
                                      int64_t now_ms);
+/* RFC 9111 §3.2: the stored response updated by a 304.  out (empty on entry) receives
+ * old's fields, each replaced by the 304's fields of that name, plus the 304's new fields;
+ * except Content-Length, Content-Encoding, Content-Range, Transfer-Encoding (the stored
+ * body depends on them and the 304 has no body), hop-by-hop fields, Set-Cookie and the
+ * gateway's own x-cachegw- fields, which never come from the 304.  Returns 0, or -1 when
+ * out of memory (out is then partially filled; the caller frees it). */
+int cache_rules_merge_304(const struct cache_object *old, const struct header_list *fresh,
+                          struct header_list *out);
+
+/* True for a stored or upstream field that is not passed on to a client: the targeted
+ * cache-control fields the gateway consumes (CDN-Cache-Control, the own one named by
+ * targeted_field, may be NULL), Surrogate-Control, Surrogate-Key, and x-cachegw- fields. */
+bool cache_rules_header_consumed(const char *name, const char *targeted_field);
+
+/* True when a request with Authorization may still lead to a stored response: it is
+ * forwarded (never answered from a shared entry, docs/design.md invariant 6), and its
+ * response is stored when cache_rules_response_ex allows (public, s-maxage,
+ * must-revalidate).  False when it also carries Cookie (a deliberate refusal). */
+bool cache_rules_request_store_only(const char *method, const struct header_list *req);
+
 /* True when obj may be served stale because the upstream failed (within its
  * stale-if-error window and not must-revalidate). */
 bool cache_rules_stale_if_error(const struct cache_object *obj, int64_t now_ms);
