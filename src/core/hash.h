@@ -2,7 +2,8 @@
  * hash - the one hash function of the gateway's in-process tables.
  *
  * hash_bytes() is what the memory tier (store_l1), request collapsing
- * (coalesce) and the invalidation index (inval_index) hash their keys with.
+ * (coalesce), the invalidation index (inval_index) and the policy decision
+ * memo (lua_host) hash their keys with.
  * It is SipHash-1-3 (Aumasson and Bernstein) under a 128-bit key drawn from
  * getrandom() once per process, chosen because:
  *   - the keys are client-chosen: every URL a client sends becomes a cache key

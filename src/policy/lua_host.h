@@ -10,7 +10,9 @@
  * policy decides (lua_host_decide) and, for routes with an on_response hook, whether to
  * store the upstream's answer (lua_host_on_response).  Most decisions never enter Lua: when
  * a set loads, its routes without functions are compiled into a C route table
- * (route_table.h) that the set's hosts share and consult first.
+ * (route_table.h) that the set's hosts share and consult first.  The code is in three
+ * files: policy_set.c (loading a generation, policy_set.h), sandbox.c (the restricted
+ * environment and its limits, sandbox.h) and lua_host.c (a worker's state, calls, memo).
  *
  * The sandbox (allow-list, as in Redis scripting): only the base, string, table, math and
  * utf8 libraries; no dofile/loadfile/warn; load() accepts text chunks only and defaults to
