@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config ca-certificates openssl
   liblua5.4-dev lua5.4 libhiredis-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev
-  libjansson-dev lua-busted redis-server redis-tools python3 curl clang-14 libclang-rt-14-dev
+  libjansson-dev zlib1g-dev libbrotli-dev lua-busted redis-server redis-tools python3 curl clang-14 libclang-rt-14-dev
   dpkg-dev file systemd groff-base man-db python3-prometheus-client
 )
 if [[ "${1:-}" == "--bench" ]]; then
