@@ -168,6 +168,39 @@ static const struct opt OPTIONS[] = {
      .min = 0, .max = INT_MAX, .unit_ms = 1000, .def = "60",
      .help = "TTL when neither a policy nor the response sets one; 0 = don't cache.",
      .offset = FIELD(default_ttl_s)},
+    /* Issue 12: heuristic freshness, targeted cache control, compression. */
+    {.flag = "heuristic-fraction", .env = "HEURISTIC_FRACTION", .type = OPT_INT,
+     .group = GROUP_CACHE, .min = 0, .max = 100, .def = "10", .metavar = "<percent>",
+     .help = "Freshness of a heuristically cacheable response (200, 301, 404, ...) without "
+             "explicit freshness but with Last-Modified: this percentage of its age at "
+             "arrival (RFC 9111 4.2.2); 0 = none. Used before DEFAULT_TTL.",
+     .offset = FIELD(heuristic_percent)},
+    {.flag = "heuristic-max", .env = "HEURISTIC_MAX", .type = OPT_DURATION,
+     .group = GROUP_CACHE, .min = 0, .max = INT_MAX, .unit_ms = 1000, .def = "86400",
+     .help = "Upper bound of a heuristic freshness lifetime.",
+     .offset = FIELD(heuristic_max_s)},
+    {.flag = "targeted-cache-control", .env = "TARGETED_CACHE_CONTROL", .type = OPT_NAME_LIST,
+     .group = GROUP_CACHE, .min = 0, .def = NULL, .def_doc = "unset", .metavar = "<field>",
+     .help = "An own targeted cache-control field (RFC 9213), e.g. Cachegw-Cache-Control: "
+             "it overrides CDN-Cache-Control, which overrides Cache-Control and Expires; "
+             "neither is passed to clients.",
+     .offset = FIELD(targeted_cache_control)},
+    {.flag = "compress", .env = "COMPRESS", .type = OPT_NAME_LIST, .group = GROUP_CACHE,
+     .min = 0, .def = "gzip,br", .metavar = "<codings>",
+     .help = "Codings stored beside the identity body of compressible responses and served "
+             "to clients that accept them: gzip, br, both, or empty for none.",
+     .offset = FIELD(compress)},
+    {.flag = "compress-min-size", .env = "COMPRESS_MIN_SIZE", .type = OPT_SIZE,
+     .group = GROUP_CACHE, .min = 0, .max = SIZE_MAX, .def = "1KiB",
+     .help = "Smallest body that gets compressed copies.",
+     .offset = FIELD(compress_min_bytes)},
+    {.flag = "compress-types", .env = "COMPRESS_TYPES", .type = OPT_STRING, .group = GROUP_CACHE,
+     .min = 0, .def = "text/*,application/json,application/javascript,application/xml,"
+                      "image/svg+xml",
+     .metavar = "<types>",
+     .help = "Media types that get compressed copies, comma-separated; type/* for a whole "
+             "type.",
+     .offset = FIELD(compress_types)},
 
     /* Redis */
     {.flag = "redis-url", .env = "REDIS_URL", .type = OPT_REDIS_URL, .group = GROUP_REDIS,
@@ -1069,8 +1102,36 @@ static bool is_wildcard(const char *addr)
 /* Values that are each well-formed but cannot work together, or name files
  * that are not there: found here, they stop --check and start-up with exit 2
  * and one line, instead of a failure half-way through start-up. */
+/* Issue 12 options whose values are checked beyond their type. */
+static int validate_rfc_options(const struct config *cfg, char *err, size_t err_len)
+{
+    const char *t = cfg->targeted_cache_control;
+    if (t != NULL && t[0] != '\0' &&
+        (strchr(t, ',') != NULL || strcasecmp(t, "cache-control") == 0 ||
+         strcasecmp(t, "cdn-cache-control") == 0)) {
+        snprintf(err, err_len,
+                 "invalid value for --targeted-cache-control (TARGETED_CACHE_CONTROL): one "
+                 "field name other than Cache-Control and CDN-Cache-Control");
+        return -1;
+    }
+    for (const char *p = cfg->compress ? cfg->compress : ""; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 0 && !(n == 4 && strncasecmp(p, "gzip", 4) == 0) &&
+            !(n == 2 && strncasecmp(p, "br", 2) == 0)) {
+            snprintf(err, err_len,
+                     "invalid value for --compress (COMPRESS): '%.*s' (gzip, br, or both)",
+                     (int)(n > 32 ? 32 : n), p);
+            return -1;
+        }
+        p += n;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
 static int validate_combined(const struct config *cfg, char *err, size_t err_len)
 {
+    if (validate_rfc_options(cfg, err, err_len) != 0) return -1;
     char shown[SHOWN_VALUE_MAX + 8];
     if (cfg->dump && !cfg->check_only) {
         snprintf(err, err_len, "--dump only works with --check (cachegw --check --dump)");

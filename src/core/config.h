@@ -70,6 +70,13 @@ struct config {
     size_t cache_max_bytes;      /* CACHE_MAX_BYTES / --cache-max-bytes, default 256 MiB; 0 disables L1 */
     size_t max_value_bytes;      /* MAX_VALUE_SIZE / --max-value-size, default 1 MiB */
     int default_ttl_s;           /* DEFAULT_TTL / --default-ttl, default 60; 0 = no default caching */
+    /* Issue 12 (RFC 9111 / 9213, compression) */
+    int heuristic_percent;       /* HEURISTIC_FRACTION / --heuristic-fraction, 0-100, default 10 */
+    int heuristic_max_s;         /* HEURISTIC_MAX / --heuristic-max, default 86400 */
+    char *targeted_cache_control; /* TARGETED_CACHE_CONTROL: own RFC 9213 field; NULL = none */
+    char *compress;              /* COMPRESS / --compress: "gzip,br" (default), "" = none */
+    size_t compress_min_bytes;   /* COMPRESS_MIN_SIZE / --compress-min-size, default 1 KiB */
+    char *compress_types;        /* COMPRESS_TYPES / --compress-types, media types */
 
     /* Redis */
     char *redis_url;             /* REDIS_URL / --redis-url, default NULL (memory only). SECRET */
