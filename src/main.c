@@ -145,7 +145,29 @@ static int setup_redis(struct gateway *gw, const struct config *cfg, char *err, 
         snprintf(err, err_len, "invalid REDIS_URL: %s", uerr);
         return -1;
     }
-    struct redis_pool_options o = {.url = &url,
+    /* REDIS_MODE (docs/design.md, "Redis Cluster and Sentinel"). */
+    static const enum redis_pool_mode MODES[] = {
+        [CONFIG_REDIS_AUTO] = REDIS_POOL_AUTO,
+        [CONFIG_REDIS_STANDALONE] = REDIS_POOL_STANDALONE,
+        [CONFIG_REDIS_CLUSTER] = REDIS_POOL_CLUSTER,
+        [CONFIG_REDIS_SENTINEL] = REDIS_POOL_SENTINEL,
+    };
+    struct redis_url_node *sentinels = NULL;
+    size_t n_sentinels = 0;
+    if (cfg->redis_sentinels != NULL &&
+        redis_url_parse_nodes(cfg->redis_sentinels, &sentinels, &n_sentinels, uerr,
+                              sizeof uerr) != 0) {
+        snprintf(err, err_len, "invalid REDIS_SENTINELS: %s", uerr);
+        redis_url_free(&url);
+        return -1;
+    }
+    struct redis_pool_options o = {.mode = MODES[cfg->redis_mode],
+                                   .sentinels = sentinels,
+                                   .n_sentinels = n_sentinels,
+                                   .sentinel_master = cfg->redis_sentinel_master,
+                                   .sentinel_password = cfg->redis_sentinel_password,
+                                   .sentinel_tls = cfg->redis_sentinel_tls,
+                                   .url = &url,
                                    .pool_size = cfg->redis_pool_size,
                                    .connect_timeout_ms = cfg->redis_connect_timeout_ms,
                                    .op_timeout_ms = cfg->redis_timeout_ms,
@@ -157,6 +179,7 @@ static int setup_redis(struct gateway *gw, const struct config *cfg, char *err, 
                                    .tls_insecure = cfg->redis_tls_insecure};
     int rc = redis_pool_create(gw->loop, &o, &gw->redis, err, err_len);
     redis_url_free(&url);
+    redis_url_nodes_free(sentinels, n_sentinels);
     if (rc != 0) return -1;
     if (store_redis_create(gw->redis, gw->loop, cfg->redis_prefix, cfg->max_value_bytes,
                            &gw->l2) != 0 ||

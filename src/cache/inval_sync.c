@@ -345,7 +345,7 @@ static const char SEQUENCED_SCRIPT[] =
     "local ss = string.format('%d', s) "
     "redis.call('HSET', KEYS[1], 'epoch', e, 'seq', ss) "
     "redis.call('HSET', KEYS[2], ARGV[1], ss) "
-    "redis.call('PUBLISH', KEYS[3], ARGV[2] .. e .. ':' .. ss .. ':' .. ARGV[1]) "
+    "redis.call('PUBLISH', ARGV[6], ARGV[2] .. e .. ':' .. ss .. ':' .. ARGV[1]) "
     "return {e, ss}";
 
 static int64_t refused_logged_ms;
@@ -444,11 +444,12 @@ static void inval_task_run(void *arg)
              store_redis_instance_id(gw->l2) + 12);
     snprintf(base, sizeof base, "%llu", (unsigned long long)inval_index_seq_base());
     snprintf(cur, sizeof cur, "%llu", (unsigned long long)inval_index_current(gw->inval));
-    const char *argv[] = {"EVAL", SEQUENCED_SCRIPT, "3",  seq_key, rec_key,
-                          channel, t->key,          tagged, epoch,  base,
-                          cur};
+    /* The channel is an argument, not a key: on a Redis Cluster every key of
+     * a script must share one slot (the {inv} tag), and a channel is no key. */
+    const char *argv[] = {"EVAL", SEQUENCED_SCRIPT, "2",  seq_key, rec_key, t->key,
+                          tagged, epoch,            base, cur,     channel};
     size_t lens[11];
-    for (int i = 0; i < 11; i++) lens[i] = i == 6 ? t->len : strlen(argv[i]);
+    for (int i = 0; i < 11; i++) lens[i] = i == 5 ? t->len : strlen(argv[i]);
     if (redis_pool_command(gw->redis, 11, argv, lens, on_sequenced, t) != 0) {
         LOG_W("redis unavailable: invalidation of '%s' applied here now, in Redis when it is back",
               t->key);

@@ -77,6 +77,9 @@ struct opt {
 
 static const char *const LOG_FORMAT_CHOICES[] = {"text", "json", NULL};
 static const char *const ACCESS_LOG_FORMAT_CHOICES[] = {"combined", "json", NULL};
+/* Indexes are enum config_redis_mode (config.h). */
+static const char *const REDIS_MODE_CHOICES[] = {"auto", "standalone", "cluster", "sentinel",
+                                                 NULL};
 
 /* The single list of options: parsing, the environment, .env and --help all
  * read it, so an option added here is complete. */
@@ -208,6 +211,30 @@ static const struct opt OPTIONS[] = {
      .help = "Shared cache tier, redis://[user[:password]@]host[:port][/db] or rediss:// "
              "for TLS. Secret: prefer the environment, flags show in ps.",
      .offset = FIELD(redis_url)},
+    {.flag = "redis-mode", .env = "REDIS_MODE", .type = OPT_CHOICE, .group = GROUP_REDIS,
+     .def = "auto", .choices = REDIS_MODE_CHOICES, .metavar = "auto|standalone|cluster|sentinel",
+     .help = "auto: Redis Cluster when the first node that answers reports cluster_enabled:1, "
+             "else one node; cluster: REDIS_URL's nodes are seeds of a Redis Cluster; "
+             "sentinel: the master comes from REDIS_SENTINELS.",
+     .offset = FIELD(redis_mode)},
+    {.flag = "redis-sentinels", .env = "REDIS_SENTINELS", .type = OPT_STRING,
+     .group = GROUP_REDIS, .min = 0, .def = NULL, .def_doc = "unset",
+     .metavar = "<host:port,...>",
+     .help = "Sentinels asked for the master (REDIS_MODE=sentinel); REDIS_URL then gives the "
+             "credentials, database and TLS of the data nodes, its host is not used.",
+     .offset = FIELD(redis_sentinels)},
+    {.flag = "redis-sentinel-master", .env = "REDIS_SENTINEL_MASTER", .type = OPT_STRING,
+     .group = GROUP_REDIS, .min = 0, .def = NULL, .def_doc = "unset", .metavar = "<name>",
+     .help = "Name of the master the sentinels watch (REDIS_MODE=sentinel).",
+     .offset = FIELD(redis_sentinel_master)},
+    {.flag = "redis-sentinel-password", .env = "REDIS_SENTINEL_PASSWORD", .type = OPT_SECRET,
+     .group = GROUP_REDIS, .min = 0, .def = NULL, .def_doc = "unset (no AUTH)",
+     .metavar = "<password>", .help = "Password of the sentinels, when they need one.",
+     .offset = FIELD(redis_sentinel_password)},
+    {.flag = "redis-sentinel-tls", .env = "REDIS_SENTINEL_TLS", .type = OPT_BOOL,
+     .group = GROUP_REDIS, .def = "false",
+     .help = "Talk TLS to the sentinels (same CA and client certificate as the data nodes).",
+     .offset = FIELD(redis_sentinel_tls)},
     {.flag = "redis-prefix", .env = "REDIS_PREFIX", .type = OPT_STRING, .group = GROUP_REDIS,
      .min = 0, .def = "cachegw:", .metavar = "<string>",
      .help = "Prefix of every key the gateway writes to Redis.", .offset = FIELD(redis_prefix)},
@@ -1102,6 +1129,65 @@ static bool is_wildcard(const char *addr)
 /* Values that are each well-formed but cannot work together, or name files
  * that are not there: found here, they stop --check and start-up with exit 2
  * and one line, instead of a failure half-way through start-up. */
+/* REDIS_MODE against REDIS_URL and the sentinel options. */
+static int validate_redis_topology(const struct config *cfg, char *err, size_t err_len)
+{
+    if (cfg->redis_sentinels != NULL) {
+        struct redis_url_node *nodes;
+        size_t n;
+        char why[160];
+        if (redis_url_parse_nodes(cfg->redis_sentinels, &nodes, &n, why, sizeof why) != 0) {
+            snprintf(err, err_len,
+                     "invalid value for --redis-sentinels (REDIS_SENTINELS): %s (expected "
+                     "host:port[,host:port...])",
+                     why);
+            return -1;
+        }
+        redis_url_nodes_free(nodes, n);
+    }
+    if (cfg->redis_mode == CONFIG_REDIS_SENTINEL) {
+        if (cfg->redis_sentinels == NULL || cfg->redis_sentinel_master == NULL) {
+            snprintf(err, err_len,
+                     "invalid value for --redis-mode (REDIS_MODE): 'sentinel' needs "
+                     "--redis-sentinels (REDIS_SENTINELS) and --redis-sentinel-master "
+                     "(REDIS_SENTINEL_MASTER)");
+            return -1;
+        }
+        if (cfg->redis_url == NULL) {
+            snprintf(err, err_len,
+                     "invalid value for --redis-mode (REDIS_MODE): 'sentinel' needs --redis-url "
+                     "(REDIS_URL) for the data nodes' credentials and TLS (its host is not used)");
+            return -1;
+        }
+        for (const char *c = cfg->redis_sentinel_master; *c; c++) {
+            if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+                snprintf(err, err_len,
+                         "invalid value for --redis-sentinel-master (REDIS_SENTINEL_MASTER): "
+                         "spaces and control characters are not allowed");
+                return -1;
+            }
+        }
+    } else if (cfg->redis_sentinels != NULL || cfg->redis_sentinel_master != NULL) {
+        snprintf(err, err_len,
+                 "invalid value for --redis-sentinels (REDIS_SENTINELS): sentinels are used only "
+                 "with --redis-mode sentinel (REDIS_MODE=sentinel)");
+        return -1;
+    }
+    if (cfg->redis_mode == CONFIG_REDIS_STANDALONE && cfg->redis_url != NULL &&
+        strchr(cfg->redis_url, ',') != NULL) {
+        struct redis_url u;
+        if (redis_url_parse(cfg->redis_url, &u, NULL, 0) == 0 && u.n_nodes > 1) {
+            redis_url_free(&u);
+            snprintf(err, err_len,
+                     "invalid value for --redis-mode (REDIS_MODE): 'standalone' takes one node, "
+                     "but --redis-url (REDIS_URL) lists several (use cluster or auto)");
+            return -1;
+        }
+        redis_url_free(&u);
+    }
+    return 0;
+}
+
 /* Issue 12 options whose values are checked beyond their type. */
 static int validate_rfc_options(const struct config *cfg, char *err, size_t err_len)
 {
@@ -1147,6 +1233,7 @@ static int validate_combined(const struct config *cfg, char *err, size_t err_len
                  cfg->admin_port, cfg->port, cfg->host);
         return -1;
     }
+    if (validate_redis_topology(cfg, err, err_len) != 0) return -1;
     /* The TLS files are read only for a rediss:// URL; then each must be readable. */
     if (cfg->redis_url == NULL || strncasecmp(cfg->redis_url, "rediss://", 9) != 0) return 0;
     static const struct {

@@ -37,6 +37,14 @@ enum access_log_target {
 /* Room for the option table (config.c checks it at compile time). */
 #define CONFIG_MAX_OPTIONS 128
 
+/* REDIS_MODE (docs/design.md, "Redis Cluster and Sentinel"). */
+enum config_redis_mode {
+    CONFIG_REDIS_AUTO = 0,
+    CONFIG_REDIS_STANDALONE,
+    CONFIG_REDIS_CLUSTER,
+    CONFIG_REDIS_SENTINEL,
+};
+
 enum config_source {
     CONFIG_SOURCE_DEFAULT = 0,
     CONFIG_SOURCE_FLAG,
@@ -90,6 +98,11 @@ struct config {
     char *redis_tls_cert_file;   /* REDIS_TLS_CERT_FILE / --redis-tls-cert-file */
     char *redis_tls_key_file;    /* REDIS_TLS_KEY_FILE / --redis-tls-key-file */
     bool redis_tls_insecure;     /* REDIS_TLS_INSECURE / --redis-tls-insecure, default false */
+    int redis_mode;              /* REDIS_MODE / --redis-mode: enum config_redis_mode, auto */
+    char *redis_sentinels;       /* REDIS_SENTINELS / --redis-sentinels: host:port,... */
+    char *redis_sentinel_master; /* REDIS_SENTINEL_MASTER / --redis-sentinel-master */
+    char *redis_sentinel_password; /* REDIS_SENTINEL_PASSWORD / ... SECRET */
+    bool redis_sentinel_tls;     /* REDIS_SENTINEL_TLS / --redis-sentinel-tls, default false */
 
     /* Lua policies */
     char *policies_dir;          /* POLICIES_DIR / --policies, default "./policies" */

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "redis_cluster.h"
 #include "tls.h"
 
 #define POOL_DEFAULT_SIZE 10
@@ -53,6 +54,7 @@ struct slot {
 
 struct redis_sub {
     struct slot slot;
+    struct redis_csub *csub; /* a router's subscription: nothing else is used */
     char *channel;
     size_t channel_len;
     redis_sub_message_fn on_message;
@@ -65,6 +67,7 @@ struct redis_sub {
 };
 
 struct redis_pool {
+    struct redis_cluster *cluster; /* a router (redis_cluster.h): every call goes there */
     struct io_loop *loop;
     struct redis_conn_config cfg;
     char *host, *user, *password;
@@ -623,6 +626,18 @@ int redis_pool_subscribe(struct redis_pool *p, const char *channel, size_t chann
                          redis_sub_message_fn on_message, redis_sub_state_fn on_state, void *arg,
                          struct redis_sub **out)
 {
+    if (p->cluster) {
+        struct redis_sub *w = calloc(1, sizeof *w);
+        if (w == NULL) return -ENOMEM;
+        int rc = redis_cluster_subscribe(p->cluster, channel, channel_len, on_message, on_state,
+                                         arg, &w->csub);
+        if (rc < 0) {
+            free(w);
+            return rc;
+        }
+        *out = w;
+        return 0;
+    }
     if (p->stopped) return -ENOTCONN;
     struct redis_sub *sub = calloc(1, sizeof *sub);
     if (sub == NULL) return -ENOMEM;
@@ -659,6 +674,11 @@ static void slot_release(struct redis_pool *p, struct slot *s)
 void redis_pool_unsubscribe(struct redis_pool *p, struct redis_sub *sub)
 {
     if (sub == NULL) return;
+    if (p->cluster) {
+        redis_cluster_unsubscribe(p->cluster, sub->csub);
+        free(sub);
+        return;
+    }
     for (struct redis_sub **pp = &p->subs; *pp; pp = &(*pp)->next) {
         if (*pp == sub) {
             *pp = sub->next;
@@ -724,8 +744,10 @@ static void op_done(void *arg, const redisReply *r, const char *err)
     op_free(op);
 }
 
-static int submit(struct redis_pool *p, char *cmd, size_t len, bool is_ping, redis_reply_fn fn,
-                  void *arg)
+static void asking_reply(void *arg, const redisReply *r, const char *err) {}
+
+static int submit(struct redis_pool *p, char *cmd, size_t len, bool is_ping, bool asking,
+                  redis_reply_fn fn, void *arg)
 {
     int rc;
     struct pool_op *op = NULL;
@@ -763,6 +785,13 @@ static int submit(struct redis_pool *p, char *cmd, size_t len, bool is_ping, red
                            .is_ping = is_ping,
                            .is_probe = probe,
                            .sent_us = mono_us()};
+    /* ASKING is valid for the next command of the same connection only. */
+    if (asking) {
+        static const char ask[] = "*1\r\n$6\r\nASKING\r\n";
+        op->retries_left = 0;
+        rc = redis_conn_command_raw(s->conn, ask, sizeof ask - 1, asking_reply, NULL);
+        if (rc < 0) goto fail;
+    }
     rc = redis_conn_command_raw(s->conn, cmd, len, op_done, op);
     if (rc < 0) goto fail;
     if (probe) {
@@ -779,6 +808,7 @@ fail:
 int redis_pool_command(struct redis_pool *p, int argc, const char **argv, const size_t *lens,
                        redis_reply_fn fn, void *arg)
 {
+    if (p->cluster) return redis_cluster_command(p->cluster, argc, argv, lens, fn, arg);
     if (argc < 1 || argv == NULL || fn == NULL) return -EINVAL;
     if (p->stopped || !p->started || p->n_ready == 0) return -ENOTCONN;
     char *cmd = NULL;
@@ -786,16 +816,28 @@ int redis_pool_command(struct redis_pool *p, int argc, const char **argv, const 
     if (len < 0) return -ENOMEM;
     /* hiredis allocates with malloc (0.14 has no allocator hooks), so free()
      * releases it, as redisFreeCommand does. */
-    return submit(p, cmd, (size_t)len, false, fn, arg);
+    return submit(p, cmd, (size_t)len, false, false, fn, arg);
+}
+
+int redis_pool_command_raw(struct redis_pool *p, const char *cmd, size_t len, bool asking,
+                           redis_reply_fn fn, void *arg)
+{
+    if (cmd == NULL || len == 0 || fn == NULL || p->cluster) return -EINVAL;
+    if (p->stopped || !p->started || p->n_ready == 0) return -ENOTCONN;
+    char *copy = malloc(len);
+    if (copy == NULL) return -ENOMEM;
+    memcpy(copy, cmd, len);
+    return submit(p, copy, len, false, asking, fn, arg);
 }
 
 int redis_pool_ping(struct redis_pool *p, redis_reply_fn fn, void *arg)
 {
     if (fn == NULL) return -EINVAL;
+    if (p->cluster) return redis_cluster_ping(p->cluster, fn, arg);
     if (p->stopped || !p->started || p->n_ready == 0) return -ENOTCONN;
     char *cmd = strdup("*1\r\n$4\r\nPING\r\n");
     if (cmd == NULL) return -ENOMEM;
-    return submit(p, cmd, strlen(cmd), true, fn, arg);
+    return submit(p, cmd, strlen(cmd), true, false, fn, arg);
 }
 
 /* ---- life cycle ---- */
@@ -835,6 +877,12 @@ int redis_pool_create(struct io_loop *loop, const struct redis_pool_options *o,
     p->refs = 1;
     p->loop = loop;
     p->tls = o->url->tls;
+    if (o->mode != REDIS_POOL_STANDALONE) {
+        rc = redis_cluster_create(loop, o, &p->cluster, err, errlen);
+        if (rc < 0) goto fail;
+        *out = p;
+        return 0;
+    }
     p->host = strdup(o->url->host);
     p->user = dup_or_null(o->url->user);
     p->password = dup_or_null(o->url->password);
@@ -924,6 +972,10 @@ fail:
 
 void redis_pool_start(struct redis_pool *p)
 {
+    if (p->cluster) {
+        redis_cluster_start(p->cluster);
+        return;
+    }
     if (p->started || p->stopped) return;
     p->started = true;
     for (int i = 0; i < p->n_slots; i++) slot_connect(&p->slots[i]);
@@ -932,6 +984,10 @@ void redis_pool_start(struct redis_pool *p)
 
 void redis_pool_stop(struct redis_pool *p)
 {
+    if (p->cluster) {
+        redis_cluster_stop(p->cluster);
+        return;
+    }
     if (p->stopped) return;
     p->stopped = true;
     atomic_store(&p->available, false);
@@ -957,6 +1013,7 @@ void redis_pool_destroy(struct redis_pool *p)
     pthread_mutex_lock(&p->lock);
     p->destroyed = true;
     pthread_mutex_unlock(&p->lock);
+    redis_cluster_destroy(p->cluster);
     if (p->slots) {
         for (int i = 0; i < p->n_slots; i++) redis_conn_destroy(p->slots[i].conn);
         free(p->slots);
@@ -981,6 +1038,7 @@ void redis_pool_destroy(struct redis_pool *p)
 bool redis_pool_available(const struct redis_pool *p)
 {
     struct redis_pool *m = (struct redis_pool *)p;
+    if (m->cluster) return redis_cluster_available(m->cluster);
     if (!atomic_load(&m->available)) return false;
     switch (atomic_load(&m->breaker)) {
     case REDIS_BREAKER_CLOSED: return true;
@@ -992,6 +1050,10 @@ bool redis_pool_available(const struct redis_pool *p)
 void redis_pool_get_stats(const struct redis_pool *p, struct redis_pool_stats *out)
 {
     struct redis_pool *m = (struct redis_pool *)p;
+    if (m->cluster) {
+        redis_cluster_get_stats(m->cluster, out);
+        return;
+    }
     out->err_timeout = atomic_load(&m->errs[REDIS_CONN_ERR_TIMEOUT]);
     out->err_protocol = atomic_load(&m->errs[REDIS_CONN_ERR_PROTOCOL]);
     out->err_refused =
@@ -1001,10 +1063,29 @@ void redis_pool_get_stats(const struct redis_pool *p, struct redis_pool_stats *o
     out->breaker = (enum redis_breaker_state)atomic_load(&m->breaker);
 }
 
-int redis_pool_connected(const struct redis_pool *p) { return atomic_load(&p->connected); }
+int redis_pool_connected(const struct redis_pool *p)
+{
+    if (p->cluster) return redis_cluster_connected(p->cluster);
+    return atomic_load(&p->connected);
+}
+
+void redis_pool_get_topology(const struct redis_pool *p, struct redis_topology *out)
+{
+    if (p->cluster) {
+        redis_cluster_get_topology(p->cluster, out);
+        return;
+    }
+    memset(out, 0, sizeof *out);
+    out->mode = "standalone";
+    out->nodes_known = 1;
+    out->nodes_up = redis_pool_available(p) ? 1 : 0;
+    out->masters = 1;
+    out->map_age_ms = -1;
+}
 
 double redis_pool_last_latency_ms(const struct redis_pool *p)
 {
+    if (p->cluster) return redis_cluster_last_latency_ms(p->cluster);
     int64_t us = atomic_load(&((struct redis_pool *)p)->latency_us);
     return us < 0 ? -1.0 : (double)us / 1000.0;
 }

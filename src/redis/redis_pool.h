@@ -54,6 +54,13 @@
  * refuses (an ACL without the channel) is retried with the same capped
  * exponential backoff, and logged once until it succeeds.
  *
+ * Cluster and Sentinel (docs/design.md, "Redis Cluster and Sentinel"): with
+ * mode AUTO, CLUSTER or SENTINEL the pool is a router (redis_cluster.h) over
+ * one ordinary pool per node, created on demand; the API and its contract stay
+ * the same for callers, commands being routed by the slot of their key.
+ * MODE_STANDALONE (0, the default of a zeroed options struct) is the pool
+ * described above and nothing else.
+ *
  * Ownership: the pool borrows the loop (which must outlive it) and copies
  * everything it needs from the options (URL strings, file names); it owns its
  * connections, TLS context and subscriptions.
@@ -80,7 +87,20 @@
 struct redis_pool;
 struct redis_sub;
 
+enum redis_pool_mode {
+    REDIS_POOL_STANDALONE = 0, /* one node: exactly this module */
+    REDIS_POOL_AUTO, /* a Redis Cluster if the first seed says cluster support is on */
+    REDIS_POOL_CLUSTER, /* url's nodes are seeds of a Redis Cluster */
+    REDIS_POOL_SENTINEL, /* the master comes from the sentinels */
+};
+
 struct redis_pool_options {
+    enum redis_pool_mode mode;
+    const struct redis_url_node *sentinels; /* SENTINEL: host:port of each (copied) */
+    size_t n_sentinels;
+    const char *sentinel_master; /* SENTINEL: the monitored master's name */
+    const char *sentinel_password; /* NULL: no AUTH to the sentinels */
+    bool sentinel_tls; /* TLS to the sentinels (same CA / client certificate) */
     const struct redis_url *url; /* copied */
     int pool_size; /* connections; 0: 10 */
     int connect_timeout_ms; /* TCP + TLS + AUTH; 0: 2000 */
@@ -112,6 +132,20 @@ struct redis_pool_stats {
     enum redis_breaker_state breaker; /* now */
 };
 
+/* What a router (cluster or sentinel mode) knows; zeros for a standalone pool
+ * except mode.  Any thread. */
+struct redis_topology {
+    const char *mode; /* "standalone", "cluster", "sentinel" (static string) */
+    int nodes_known; /* node pools (masters, seeds, old masters) */
+    int nodes_up; /* of those, with a READY connection */
+    int masters; /* masters in the slot map (1 in sentinel mode once found) */
+    int64_t map_age_ms; /* since the slot map / master address was last loaded; < 0: never */
+    uint64_t moved, ask, tryagain; /* redirects followed */
+    uint64_t refreshes; /* slot map loads (CLUSTER SLOTS) or sentinel queries answered */
+    uint64_t failovers; /* master changes seen (sentinel) or masters replaced in the map */
+};
+void redis_pool_get_topology(const struct redis_pool *p, struct redis_topology *out);
+
 /* Validates the options, creates the TLS context (rediss) and resolves the
  * host.  A host that does not resolve is not an error here (Redis being
  * unreachable at start-up never is): connection attempts report it and retry.
@@ -141,6 +175,11 @@ void redis_pool_get_stats(const struct redis_pool *p, struct redis_pool_stats *o
  * READY connection has max_pending commands in flight), -EINVAL, -ENOMEM. */
 int redis_pool_command(struct redis_pool *p, int argc, const char **argv, const size_t *lens,
                        redis_reply_fn fn, void *arg);
+/* For redis_cluster.c: a command already in RESP form (copied), optionally
+ * preceded by ASKING on the same connection.  As redis_pool_command. */
+int redis_pool_command_raw(struct redis_pool *p, const char *cmd, size_t len, bool asking,
+                           redis_reply_fn fn, void *arg);
+
 /* PING; its round trip updates redis_pool_last_latency_ms.  As above. */
 int redis_pool_ping(struct redis_pool *p, redis_reply_fn fn, void *arg);
 

@@ -76,6 +76,123 @@ static bool ipv6_char_ok(char c)
     return isxdigit((unsigned char)c) || c == ':' || c == '.';
 }
 
+/* Parses host[:port] at *pp (a name, an IPv4 address or a bracketed IPv6
+ * literal), up to a ',' a '/' or the end; advances *pp past it.  *host is
+ * allocated.  Returns 0, -EINVAL (reason in err) or -ENOMEM. */
+static int parse_host_port(const char **pp, char **host_out, int *port, char *err, size_t err_len)
+{
+    const char *p = *pp;
+    const char *host = p;
+    size_t host_len;
+    *host_out = NULL;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        if (close == NULL) {
+            set_err(err, err_len, "unterminated IPv6 address (missing ']')");
+            return -EINVAL;
+        }
+        host = p + 1;
+        host_len = (size_t)(close - host);
+        for (size_t i = 0; i < host_len; i++) {
+            if (!ipv6_char_ok(host[i])) {
+                set_err(err, err_len, "invalid IPv6 address");
+                return -EINVAL;
+            }
+        }
+        p = close + 1;
+        if (*p != '\0' && *p != ':' && *p != '/' && *p != ',') {
+            set_err(err, err_len, "unexpected characters after the IPv6 address");
+            return -EINVAL;
+        }
+    } else {
+        host_len = strcspn(p, ":/,");
+        for (size_t i = 0; i < host_len; i++) {
+            if (!host_char_ok(host[i])) {
+                set_err(err, err_len, "invalid host name");
+                return -EINVAL;
+            }
+        }
+        p += host_len;
+    }
+    if (host_len == 0) {
+        set_err(err, err_len, "missing host");
+        return -EINVAL;
+    }
+    if (*p == ':') {
+        p++;
+        size_t n = strcspn(p, "/,");
+        if (parse_uint(p, n, 1, 65535, port) != 0) {
+            set_err(err, err_len, "invalid port (expected 1-65535)");
+            return -EINVAL;
+        }
+        p += n;
+    }
+    *host_out = strndup(host, host_len);
+    if (*host_out == NULL) {
+        set_err(err, err_len, "out of memory");
+        return -ENOMEM;
+    }
+    *pp = p;
+    return 0;
+}
+
+int redis_url_parse_nodes(const char *list, struct redis_url_node **out, size_t *n_out, char *err,
+                          size_t err_len)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (list == NULL || *list == '\0') {
+        set_err(err, err_len, "empty list");
+        return -EINVAL;
+    }
+    struct redis_url_node *nodes = NULL;
+    size_t n = 0;
+    const char *p = list;
+    int rc;
+    for (;;) {
+        char *h;
+        int port = REDIS_URL_DEFAULT_PORT;
+        if (n == REDIS_URL_MAX_NODES) {
+            rc = -EINVAL;
+            set_err(err, err_len, "too many nodes (at most " REDIS_URL_MAX_NODES_STR ")");
+            goto fail;
+        }
+        rc = parse_host_port(&p, &h, &port, err, err_len);
+        if (rc != 0) goto fail;
+        struct redis_url_node *nn = realloc(nodes, (n + 1) * sizeof *nn);
+        if (nn == NULL) {
+            free(h);
+            rc = -ENOMEM;
+            set_err(err, err_len, "out of memory");
+            goto fail;
+        }
+        nodes = nn;
+        nodes[n++] = (struct redis_url_node){.host = h, .port = port};
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p != '\0') {
+            rc = -EINVAL;
+            set_err(err, err_len, "expected host:port[,host:port...]");
+            goto fail;
+        }
+        break;
+    }
+    *out = nodes;
+    *n_out = n;
+    return 0;
+fail:
+    redis_url_nodes_free(nodes, n);
+    return rc;
+}
+
+void redis_url_nodes_free(struct redis_url_node *nodes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(nodes[i].host);
+    free(nodes);
+}
+
 int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t err_len)
 {
     struct redis_url u = {.port = REDIS_URL_DEFAULT_PORT};
@@ -116,51 +233,31 @@ int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t er
         p = at + 1;
     }
 
-    const char *host = p;
-    size_t host_len;
-    if (*p == '[') {
-        const char *close = strchr(p, ']');
-        if (close == NULL) {
-            set_err(err, err_len, "unterminated IPv6 address (missing ']')");
+    /* One host[:port], or a comma-separated seed list of them (cluster). */
+    for (;;) {
+        char *h = NULL;
+        int port = REDIS_URL_DEFAULT_PORT;
+        rc = parse_host_port(&p, &h, &port, err, err_len);
+        if (rc != 0) goto done;
+        if (u.n_nodes == REDIS_URL_MAX_NODES) {
+            free(h);
+            rc = -EINVAL;
+            set_err(err, err_len, "too many seed nodes (at most " REDIS_URL_MAX_NODES_STR ")");
             goto done;
         }
-        host = p + 1;
-        host_len = (size_t)(close - host);
-        for (size_t i = 0; i < host_len; i++) {
-            if (!ipv6_char_ok(host[i])) {
-                set_err(err, err_len, "invalid IPv6 address");
-                goto done;
-            }
-        }
-        p = close + 1;
-        if (*p != '\0' && *p != ':' && *p != '/') {
-            set_err(err, err_len, "unexpected characters after the IPv6 address");
+        struct redis_url_node *nn = realloc(u.nodes, (u.n_nodes + 1) * sizeof *nn);
+        if (nn == NULL) {
+            free(h);
+            rc = -ENOMEM;
+            set_err(err, err_len, "out of memory");
             goto done;
         }
-    } else {
-        host_len = strcspn(p, ":/");
-        for (size_t i = 0; i < host_len; i++) {
-            if (!host_char_ok(host[i])) {
-                set_err(err, err_len, "invalid host name");
-                goto done;
-            }
-        }
-        p += host_len;
-    }
-    if (host_len == 0) {
-        set_err(err, err_len, "missing host");
-        goto done;
-    }
-
-    if (*p == ':') {
+        u.nodes = nn;
+        u.nodes[u.n_nodes++] = (struct redis_url_node){.host = h, .port = port};
+        if (*p != ',') break;
         p++;
-        size_t n = strcspn(p, "/");
-        if (parse_uint(p, n, 1, 65535, &u.port) != 0) {
-            set_err(err, err_len, "invalid port (expected 1-65535)");
-            goto done;
-        }
-        p += n;
     }
+    rc = -EINVAL;
     if (*p == '/') {
         p++;
         size_t n = strlen(p);
@@ -175,12 +272,13 @@ int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t er
         goto done;
     }
 
-    u.host = strndup(host, host_len);
+    u.host = strdup(u.nodes[0].host);
     if (u.host == NULL) {
         rc = -ENOMEM;
         set_err(err, err_len, "out of memory");
         goto done;
     }
+    u.port = u.nodes[0].port;
     *out = u;
     return 0;
 
@@ -196,6 +294,8 @@ void redis_url_free(struct redis_url *u)
     free(u->user);
     free(u->password);
     free(u->host);
+    for (size_t i = 0; i < u->n_nodes; i++) free(u->nodes[i].host);
+    free(u->nodes);
     memset(u, 0, sizeof *u);
 }
 
@@ -277,6 +377,14 @@ void redis_url_redacted(const char *url, char *buf, size_t len)
         rest = at + 1;
     }
     const char *end = rest + strcspn(rest, "?#");
+    /* A seed list: each host[:port] on its own, so that a port check never
+     * swallows the next seed. */
+    const char *comma;
+    while ((comma = memchr(rest, ',', (size_t)(end - rest))) != NULL) {
+        append_hostpart(buf, len, &pos, rest, comma);
+        append(buf, len, &pos, ",", 1);
+        rest = comma + 1;
+    }
     append_hostpart(buf, len, &pos, rest, end);
     if (*end != '\0') append(buf, len, &pos, "?***", 4);
 }

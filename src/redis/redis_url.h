@@ -2,6 +2,11 @@
  * redis_url - parses REDIS_URL values: redis://[user[:password]@]host[:port][/db],
  * or rediss:// for TLS.
  *
+ * The authority may also be a comma-separated seed list for a Redis Cluster,
+ * redis://:pw@h1:6379,h2:6379,h3:6379: every node gets the same user,
+ * password, database and TLS setting.  host/port are the first seed; nodes
+ * lists them all (one entry for a single-node URL).
+ *
  * The host may be a name, an IPv4 address or a bracketed IPv6 literal
  * ("[::1]"); the port defaults to 6379 and the database to 0.  The user name
  * and password are percent-decoded ("p%40ss" is "p@ss").  The userinfo ends at
@@ -23,6 +28,13 @@
 #include <stddef.h>
 
 #define REDIS_URL_DEFAULT_PORT 6379
+#define REDIS_URL_MAX_NODES 64
+#define REDIS_URL_MAX_NODES_STR "64"
+
+struct redis_url_node {
+    char *host; /* IPv6 without brackets */
+    int port;
+};
 
 struct redis_url {
     bool tls;       /* scheme was rediss:// */
@@ -31,11 +43,20 @@ struct redis_url {
     char *host;     /* never NULL after a successful parse; IPv6 without brackets */
     int port;       /* 1..65535 */
     int db;         /* 0..INT_MAX */
+    struct redis_url_node *nodes; /* every seed, nodes[0] being host:port */
+    size_t n_nodes;               /* >= 1 after a successful parse */
 };
 
 /* Returns 0, -EINVAL (bad URL, reason in err) or -ENOMEM.  err never contains
  * any part of url, in particular not the password.  err may be NULL. */
 int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t err_len);
+
+/* Parses "host[:port],host[:port]..." (REDIS_SENTINELS), ports defaulting to
+ * 6379.  *out is allocated (free with redis_url_nodes_free).  Returns 0,
+ * -EINVAL (reason in err, which never quotes the input) or -ENOMEM. */
+int redis_url_parse_nodes(const char *list, struct redis_url_node **out, size_t *n, char *err,
+                          size_t err_len);
+void redis_url_nodes_free(struct redis_url_node *nodes, size_t n);
 
 /* Wipes the password, frees every string and zeroes *u. */
 void redis_url_free(struct redis_url *u);

@@ -245,6 +245,60 @@ TEST(redaction_truncates_safely)
     CHECK_EQ_INT(buf[0], '\0');
 }
 
+TEST(seed_list)
+{
+    struct redis_url u;
+    CHECK_EQ_INT(parse_ok("rediss://:pw@h1:7001,h2,[::1]:7003/0", &u), 0);
+    CHECK(u.tls);
+    CHECK_EQ_STR(u.password, "pw");
+    CHECK_EQ_INT(u.n_nodes, 3);
+    CHECK_EQ_STR(u.host, "h1");
+    CHECK_EQ_INT(u.port, 7001);
+    CHECK_EQ_STR(u.nodes[0].host, "h1");
+    CHECK_EQ_INT(u.nodes[0].port, 7001);
+    CHECK_EQ_STR(u.nodes[1].host, "h2");
+    CHECK_EQ_INT(u.nodes[1].port, 6379);
+    CHECK_EQ_STR(u.nodes[2].host, "::1");
+    CHECK_EQ_INT(u.nodes[2].port, 7003);
+    redis_url_free(&u);
+    CHECK(u.nodes == NULL);
+
+    CHECK_EQ_INT(parse_ok("redis://one", &u), 0);
+    CHECK_EQ_INT(u.n_nodes, 1);
+    CHECK_EQ_STR(u.nodes[0].host, "one");
+    redis_url_free(&u);
+
+    CHECK(parse_fails("redis://h1:7001,", "missing host"));
+    CHECK(parse_fails("redis://h1:7001,,h2", "missing host"));
+    CHECK(parse_fails("redis://h1:70a1,h2", "invalid port"));
+    CHECK(parse_fails("redis://h1,h 2", "invalid host name"));
+
+    char buf[128];
+    redis_url_redacted("rediss://u:secret@h1:7001,h2:7002/0", buf, sizeof buf);
+    CHECK_EQ_STR(buf, "rediss://u:***@h1:7001,h2:7002/0");
+    redis_url_redacted("redis://h1:secret,h2:7002", buf, sizeof buf);
+    CHECK_EQ_STR(buf, "redis://h1:***,h2:7002");
+}
+
+TEST(node_list)
+{
+    struct redis_url_node *n;
+    size_t c;
+    char err[128];
+    CHECK_EQ_INT(redis_url_parse_nodes("s1:26379,s2,[::1]:1", &n, &c, err, sizeof err), 0);
+    CHECK_EQ_INT(c, 3);
+    CHECK_EQ_STR(n[0].host, "s1");
+    CHECK_EQ_INT(n[0].port, 26379);
+    CHECK_EQ_INT(n[1].port, 6379);
+    CHECK_EQ_STR(n[2].host, "::1");
+    redis_url_nodes_free(n, c);
+    CHECK_EQ_INT(redis_url_parse_nodes("", &n, &c, err, sizeof err), -EINVAL);
+    CHECK_EQ_INT(redis_url_parse_nodes("s1:0", &n, &c, err, sizeof err), -EINVAL);
+    CHECK(strstr(err, "invalid port") != NULL);
+    CHECK_EQ_INT(redis_url_parse_nodes("s1/2", &n, &c, err, sizeof err), -EINVAL);
+    CHECK(n == NULL && c == 0);
+}
+
 int main(void)
 {
     RUN(plain_host_defaults);
@@ -260,5 +314,7 @@ int main(void)
     RUN(err_may_be_null_or_short);
     RUN(redaction);
     RUN(redaction_truncates_safely);
+    RUN(seed_list);
+    RUN(node_list);
     return TEST_SUMMARY();
 }
