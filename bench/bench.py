@@ -17,6 +17,7 @@ Scenarios (--only takes a comma-separated list; "issue9" = hot,keys10k,keys1m,us
   slow       hits on one route while another route's upstream takes 500 ms
   stampede   200 concurrent requests on a cold URL (upstream 200 ms)
   policy     policy evaluation cost on a hot hit, and reload time
+  compress   a 16 KiB JSON hit as identity, gzip and br (bench_compress.py)
 
 keys10k, keys1m and users100k each start a fresh gateway and a fresh nginx (cache on tmpfs
 when /dev/shm exists), warm both, and count what reached the upstream while each measured
@@ -706,7 +707,8 @@ def scenario_policy(servers, rounds, seconds):
     return out
 
 
-SCENARIOS = ("hot", "keys10k", "keys1m", "users100k", "slow", "policy", "stampede")
+SCENARIOS = ("hot", "keys10k", "keys1m", "users100k", "slow", "policy", "stampede",
+             "compress")  # compress: bench_compress.py (issue 12)
 ALIASES = {"manykeys": ["keys10k"], "issue9": ["hot", "keys10k", "keys1m", "users100k"]}
 
 
@@ -774,6 +776,11 @@ def main():
         if "stampede" in only:
             log("stampede")
             results["stampede"] = scenario_stampede(args.rounds)
+        if "compress" in only:
+            import bench_compress
+            log("compress: 16 KiB JSON hits as identity, gzip, br")
+            results["compress"] = bench_compress.scenario(CACHEGW, args.rounds, args.seconds,
+                                                          log=log)
     finally:
         servers.stop_all()
         shutil.rmtree(servers.tmp, ignore_errors=True)
@@ -888,6 +895,10 @@ def print_report(res):
                 print(f"| {t} | {i + 1} | {r['upstream_requests']} | {r['ok']} | "
                       f"{r['p50_ms']:.0f} | {r['max_ms']:.0f} |")
         print()
+    if "compress" in res:
+        import bench_compress
+        print("**Compression** (issue 12)\n")
+        print(bench_compress.report(res["compress"]) + "\n")
 
 
 if __name__ == "__main__":

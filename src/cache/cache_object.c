@@ -129,6 +129,13 @@ static int object_meta_ok(int status, const struct cache_meta *m)
 static void set_keep(struct cache_object *obj)
 {
     obj->keep_ms = 0;
+    /* A Vary marker ("x-cachegw-vary", cache_rules.h) must outlive every variant it
+     * leads to, or a stale variant could no longer be found to be revalidated: it is
+     * kept as long as the longest variant retention below (a marker is a few bytes). */
+    if (cache_object_header(obj, "x-cachegw-vary") != NULL) {
+        obj->keep_ms = 86400000;
+        return;
+    }
     if (cache_object_header(obj, "etag") == NULL && cache_object_header(obj, "last-modified") == NULL)
         return;
     int64_t keep = obj->meta.ttl_ms;

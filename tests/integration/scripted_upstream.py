@@ -36,6 +36,16 @@ def response(status, headers=(), body=b"", reason=None, interim=(), content_leng
     return out
 
 
+def conditional(full, not_modified):
+    """A script entry answering not_modified to a request with If-None-Match or
+    If-Modified-Since, and full otherwise (an upstream never sends a 304 unasked)."""
+    def answer(req):
+        if req.header("if-none-match") or req.header("if-modified-since"):
+            return not_modified
+        return full
+    return answer
+
+
 class Request:
     def __init__(self, method, target, headers, body):
         self.method = method

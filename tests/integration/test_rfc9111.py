@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from harness import Gateway, GatewayTestCase, request
-from scripted_upstream import ScriptedUpstream, response
+from scripted_upstream import ScriptedUpstream, conditional, response
 
 EMPTY_POLICIES = tempfile.mkdtemp(prefix="cachegw-no-policies-")
 
@@ -75,10 +75,10 @@ class FreshnessTest(Rfc9111Case):
 
     def test_stale_404_is_revalidated_like_a_200(self):
         self.start()
-        self.up.script("/gone", response(404, [("Cache-Control", "max-age=1"), ("ETag", '"g1"')],
-                                         b"not here"),
-                       response(304, [("Cache-Control", "max-age=60"), ("ETag", '"g1"')],
-                                content_length=False))
+        self.up.script("/gone", conditional(
+            response(404, [("Cache-Control", "max-age=1"), ("ETag", '"g1"')], b"not here"),
+            response(304, [("Cache-Control", "max-age=60"), ("ETag", '"g1"')],
+                     content_length=False)))
         self.get("/gone")
         time.sleep(1.5)
         r = self.get("/gone")
@@ -110,11 +110,11 @@ class FreshnessTest(Rfc9111Case):
 class NoCacheTest(Rfc9111Case):
     def test_response_no_cache_is_stored_and_revalidated_on_every_use(self):
         self.start()
-        self.up.script("/nc",
-                       response(200, [("Cache-Control", "no-cache, max-age=3600"),
-                                      ("ETag", '"n1"'), ("Content-Type", "text/plain")], b"one"),
-                       response(304, [("ETag", '"n1"'), ("Cache-Control", "no-cache, max-age=3600")],
-                                content_length=False))
+        self.up.script("/nc", conditional(
+            response(200, [("Cache-Control", "no-cache, max-age=3600"), ("ETag", '"n1"'),
+                           ("Content-Type", "text/plain")], b"one"),
+            response(304, [("ETag", '"n1"'), ("Cache-Control", "no-cache, max-age=3600")],
+                     content_length=False)))
         first = self.get("/nc")
         self.assertEqual(first.body, b"one")
         for i in range(2):
@@ -149,6 +149,23 @@ class VaryTest(Rfc9111Case):
             r = self.get(p)
             self.assertEqual(r.header("x-cache"), "MISS")
             self.assertEqual(self.up.count(p), 2)
+
+
+    def test_conditional_requests_carry_the_vary_named_fields(self):
+        self.start()
+        self.up.script("/vc", conditional(
+            response(200, [("Cache-Control", "max-age=1"), ("Vary", "X-Lang"), ("ETag", '"fr1"')],
+                     b"bonjour"),
+            response(304, [("Cache-Control", "max-age=60"), ("ETag", '"fr1"')],
+                     content_length=False)))
+        self.get("/vc", headers={"X-Lang": "fr"})
+        time.sleep(1.5)
+        r = self.get("/vc", headers={"X-Lang": "fr"})
+        self.assertEqual(r.body, b"bonjour")
+        seen = self.up.requests("/vc")
+        self.assertEqual(len(seen), 2)
+        self.assertEqual(seen[1].header("if-none-match"), '"fr1"')
+        self.assertEqual(seen[1].header("x-lang"), "fr")
 
 
 class InterimTest(Rfc9111Case):
@@ -196,12 +213,11 @@ class RefusalTest(Rfc9111Case):
 
 class Merge304Test(Rfc9111Case):
     def script_304(self, path):
-        self.up.script(path,
-                       response(200, [("Cache-Control", "max-age=1"), ("ETag", '"m1"'),
-                                      ("X-Version", "1"), ("X-Kept", "k"),
-                                      ("Content-Type", "text/plain")], b"hello"),
-                       response(304, [("Cache-Control", "max-age=60"), ("ETag", '"m1"'),
-                                      ("X-Version", "2")], content_length=False))
+        self.up.script(path, conditional(
+            response(200, [("Cache-Control", "max-age=1"), ("ETag", '"m1"'), ("X-Version", "1"),
+                           ("X-Kept", "k"), ("Content-Type", "text/plain")], b"hello"),
+            response(304, [("Cache-Control", "max-age=60"), ("ETag", '"m1"'), ("X-Version", "2")],
+                     content_length=False)))
 
     def check_merged(self, r):
         self.assertEqual(r.status, 200)

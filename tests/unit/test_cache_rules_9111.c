@@ -337,6 +337,22 @@ TEST(merge_304)
     cache_object_unref(old);
 }
 
+/* A Vary marker outlives its variants, so a stale variant can still be found and
+ * revalidated (cache_object.c set_keep). */
+TEST(vary_marker_outlives_variants)
+{
+    struct http_header marker = {CACHE_RULES_VARY_HEADER, "x-lang"};
+    struct http_header variant = {"etag", "\"v\""};
+    struct cache_meta meta = {.stored_at_ms = NOW, .ttl_ms = 1000};
+    struct cache_object *m = cache_object_build("k", 1, 200, &marker, 1, "", 0, &meta);
+    struct cache_object *v = cache_object_build("k2", 2, 200, &variant, 1, "b", 1, &meta);
+    CHECK(m != NULL && v != NULL);
+    CHECK(cache_object_expires_at_ms(m) >= cache_object_expires_at_ms(v));
+    CHECK(cache_object_expires_at_ms(m) >= NOW + 86400000);
+    cache_object_unref(m);
+    cache_object_unref(v);
+}
+
 int main(void)
 {
     RUN(s_maxage_on_one_line_beats_max_age_on_another);
@@ -349,5 +365,6 @@ int main(void)
     RUN(consumed_fields);
     RUN(vary_star_anywhere);
     RUN(merge_304);
+    RUN(vary_marker_outlives_variants);
     return TEST_SUMMARY();
 }
