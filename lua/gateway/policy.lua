@@ -58,8 +58,9 @@ local M = {}
 local G = _ENV -- the sandbox's read-only globals in the gateway; _G under busted
 local type, pairs, ipairs, tostring, error, setmetatable, getmetatable, rawget, rawset, load =
     type, pairs, ipairs, tostring, error, setmetatable, getmetatable, rawget, rawset, load
-local find, sub, match, format, gsub, byte = string.find, string.sub, string.match,
-    string.format, string.gsub, string.byte
+local find, sub, match, format, gsub, byte, lower = string.find, string.sub, string.match,
+    string.format, string.gsub, string.byte, string.lower
+local floor, tonumber = math.floor, tonumber
 local concat, sort = table.concat, table.sort
 local huge = math.huge
 
@@ -89,7 +90,40 @@ local FIELDS = {
     ignore_no_store = { types = { "boolean" }, on = "read" },
     invalidate = { types = { "table", "function" }, on = "write" },
     invalidate_tags = { types = { "table", "function" }, on = "write" },
+    upstream = { types = { "string" }, on = "all" },
+    host = { types = { "string", "table" }, on = "all" },
+    idempotent = { types = { "boolean" }, on = "write" },
 }
+
+-- Fields of an upstream "name" { ... } declaration: type, and for numbers the range.
+local UPSTREAM_FIELDS = {
+    servers = { types = { "table" } },
+    balance = { types = { "string" } },
+    health = { types = { "table" } },
+    connect_timeout = { types = { "number" }, min = 0.001, max = 600 },
+    timeout = { types = { "number" }, min = 0.001, max = 3600 },
+    retries = { types = { "number" }, min = 0, max = 10, int = true },
+    max_fails = { types = { "number" }, min = 1, max = 1000, int = true },
+    fail_timeout = { types = { "number" }, min = 0.1, max = 3600 },
+    fail_on_5xx = { types = { "boolean" } },
+    max_connections = { types = { "number" }, min = 1, max = 10000, int = true },
+    dns_ttl = { types = { "number" }, min = 0, max = 86400, int = true },
+}
+local HEALTH_FIELDS = {
+    path = { types = { "string" } },
+    interval = { types = { "number" }, min = 0.05, max = 3600 },
+    timeout = { types = { "number" }, min = 0.01, max = 600 },
+    healthy = { types = { "number" }, min = 1, max = 100, int = true },
+    unhealthy = { types = { "number" }, min = 1, max = 100, int = true },
+}
+local BALANCE = { round_robin = true, least_conn = true, hash = true }
+-- Defaults, documented in docs/policies.md (Upstreams).
+local UPSTREAM_DEFAULTS = {
+    balance = "round_robin", retries = 1, max_fails = 3, fail_timeout = 10,
+    fail_on_5xx = false, dns_ttl = 60,
+}
+local HEALTH_DEFAULTS = { interval = 5, timeout = 1, healthy = 2, unhealthy = 3 }
+local MAX_SERVERS = 64
 
 local VERDICT_FIELDS = { store = "boolean", ttl = "number", tags = "table" }
 
@@ -118,9 +152,9 @@ local function edit_distance(a, b)
     return prev[#b]
 end
 
-local function suggestion(name)
+local function suggestion(name, fields)
     local best, best_d
-    for f in pairs(FIELDS) do
+    for f in pairs(fields or FIELDS) do
         local d = edit_distance(name, f)
         if d <= 2 and (best_d == nil or d < best_d or (d == best_d and f < best)) then
             best, best_d = f, d
@@ -143,6 +177,202 @@ end
 
 local function is_finite_nonneg(n)
     return n == n and n >= 0 and n < huge
+end
+
+-- Upstreams and hosts -------------------------------------------------------------------------
+
+-- A Host header (or a route's host) as compared: lower-case, without the port and without
+-- a trailing dot.  "[::1]:8080" -> "[::1]".  nil for a missing or empty value.
+local function normalize_host(h)
+    if type(h) ~= "string" or h == "" then return nil end
+    h = lower(h)
+    if byte(h, 1) == 91 then -- '['
+        local v6 = match(h, "^(%[[^%]]*%])")
+        return v6
+    end
+    local colon = find(h, ":", 1, true)
+    if colon then h = sub(h, 1, colon - 1) end
+    if byte(h, #h) == 46 then h = sub(h, 1, -2) end
+    if h == "" then return nil end
+    return h
+end
+M.normalize_host = normalize_host
+
+local function compile_hosts(where, rname, v)
+    local list = type(v) == "string" and { v } or v
+    local out, n = {}, 0
+    for _ in pairs(list) do n = n + 1 end
+    if n == 0 or n ~= #list then
+        fail(where, format("field 'host' in route '%s' must be a host name or a list of them",
+            rname))
+    end
+    for i, h in ipairs(list) do
+        if type(h) ~= "string" or not match(h, "^[%w%-%.]+$") or find(h, "..", 1, true) then
+            fail(where, format("field 'host' in route '%s': entry %d is not a host name " ..
+                "(letters, digits, '-' and '.', no port): %s", rname, i, tostring(h)))
+        end
+        out[#out + 1] = normalize_host(h)
+    end
+    return out
+end
+
+-- "http://host[:port][/prefix]" -> the URL without a trailing slash, or nil, reason.
+local function check_server_url(u)
+    local scheme, rest = match(u, "^(%a+)://(.*)$")
+    if scheme == nil then return nil, "expected http://host[:port]" end
+    scheme = lower(scheme)
+    if scheme ~= "http" and scheme ~= "https" then
+        return nil, "scheme must be http or https"
+    end
+    local hostport, path = match(rest, "^([^/]*)(.*)$")
+    local host, port
+    if byte(hostport, 1) == 91 then
+        host, port = match(hostport, "^(%[[%x:%.]+%])(.*)$")
+    else
+        host, port = match(hostport, "^([%w%-%._]+)(.*)$")
+    end
+    if host == nil or host == "" then return nil, "missing or bad host" end
+    if port ~= "" then
+        local p = match(port, "^:(%d+)$")
+        if p == nil or tonumber(p) < 1 or tonumber(p) > 65535 then
+            return nil, "bad port '" .. port .. "'"
+        end
+    end
+    if find(path, "[%?#%s%c]") then
+        return nil, "a server URL has no query, fragment or spaces"
+    end
+    while sub(path, -1) == "/" do path = sub(path, 1, -2) end
+    return scheme .. "://" .. hostport .. path
+end
+
+local function check_fields(where, what, fields, opts)
+    for _, k in ipairs(sorted_keys(opts)) do
+        local v = opts[k]
+        if type(k) ~= "string" then
+            fail(where, what .. ": options must be named fields (found a positional value; " ..
+                "a missing '='?)")
+        end
+        local f = fields[k]
+        if not f then
+            fail(where, "unknown field '" .. k .. "' in " .. what .. suggestion(k, fields))
+        end
+        local ok = false
+        for _, t in ipairs(f.types) do
+            if type(v) == t then ok = true end
+        end
+        if not ok then
+            fail(where, format("field '%s' in %s must be a %s, got %s", k, what,
+                concat(f.types, " or "), type(v)))
+        end
+        if f.min and not (v >= f.min and v <= f.max) then
+            fail(where, format("field '%s' in %s must be between %s and %s, got %s", k, what,
+                tostring(f.min), tostring(f.max), tostring(v)))
+        end
+        if f.int and v ~= floor(v) then
+            fail(where, format("field '%s' in %s must be a whole number, got %s", k, what,
+                tostring(v)))
+        end
+    end
+end
+
+local function compile_upstream(set, name, opts, where)
+    if type(name) ~= "string" or not match(name, "^[%w_%-%.]+$") then
+        fail(where, "upstream expects a name of letters, digits, '_', '-' and '.', such as " ..
+            "upstream \"users\" { ... }, got " .. tostring(name))
+    end
+    local what = "upstream '" .. name .. "'"
+    if name == "default" then
+        fail(where, "upstream name 'default' is reserved: it is the gateway's UPSTREAM_URL")
+    end
+    if type(opts) ~= "table" then
+        fail(where, what .. " expects an options table { servers = { ... } }, got " ..
+            type(opts))
+    end
+    local prev = set.upstreams[name]
+    if prev then
+        fail(where, "duplicate upstream '" .. name .. "' (already declared at " ..
+            prev.where_at .. ")")
+    end
+    check_fields(where, what, UPSTREAM_FIELDS, opts)
+    if opts.servers == nil then fail(where, what .. " has no servers (servers = { ... })") end
+    local n = 0
+    for _ in pairs(opts.servers) do n = n + 1 end
+    if n == 0 then fail(where, what .. ": the server list is empty") end
+    if n ~= #opts.servers then
+        fail(where, what .. ": servers must be a list (URL strings or { url = ..., " ..
+            "weight = N } tables)")
+    end
+    if n > MAX_SERVERS then
+        fail(where, format("%s: %d servers (at most %d)", what, n, MAX_SERVERS))
+    end
+    local servers, seen = {}, {}
+    for i, sv in ipairs(opts.servers) do
+        local u, weight = sv, 1
+        if type(sv) == "table" then
+            for k in pairs(sv) do
+                if k ~= "url" and k ~= "weight" then
+                    fail(where, format("%s: server %d: unknown field '%s' (use url, weight)",
+                        what, i, tostring(k)))
+                end
+            end
+            u, weight = sv.url, sv.weight
+            if weight == nil then weight = 1 end
+        end
+        if type(u) ~= "string" then
+            fail(where, format("%s: server %d must be a URL string or { url = ..., " ..
+                "weight = N }, got %s", what, i, type(u)))
+        end
+        if type(weight) ~= "number" or weight ~= floor(weight) or weight < 1 or
+            weight > 100 then
+            fail(where, format("%s: server %d (%s): weight must be a whole number from 1 " ..
+                "to 100, got %s", what, i, u, tostring(weight)))
+        end
+        local url_ok, err = check_server_url(u)
+        if not url_ok then
+            fail(where, format("%s: server %d: bad URL '%s': %s", what, i, u, err))
+        end
+        if seen[url_ok] then
+            fail(where, format("%s: server %d: '%s' is listed twice (use weight)", what, i, u))
+        end
+        seen[url_ok] = true
+        servers[i] = { url = url_ok, weight = weight }
+    end
+    local balance = opts.balance or UPSTREAM_DEFAULTS.balance
+    if not BALANCE[balance] then
+        fail(where, format("field 'balance' in %s must be \"round_robin\", \"least_conn\" " ..
+            "or \"hash\", got \"%s\"", what, balance))
+    end
+    local u = {
+        name = name, servers = servers, balance = balance, where = where,
+        where_at = (gsub(where, ":%s*$", "")),
+        connect_timeout = opts.connect_timeout, timeout = opts.timeout,
+        max_connections = opts.max_connections,
+    }
+    for k, v in pairs(UPSTREAM_DEFAULTS) do
+        if opts[k] ~= nil then u[k] = opts[k] else u[k] = v end
+    end
+    u.balance = balance
+    if opts.health then
+        local hw = what .. " health"
+        check_fields(where, hw, HEALTH_FIELDS, opts.health)
+        local path = opts.health.path
+        if path == nil then fail(where, hw .. ": path is required (e.g. path = \"/healthz\")") end
+        if sub(path, 1, 1) ~= "/" or find(path, "[%s%c#]") then
+            fail(where, format("%s: path must start with '/' and hold no spaces, got '%s'",
+                hw, path))
+        end
+        local h = { path = path }
+        for k, v in pairs(HEALTH_DEFAULTS) do
+            if opts.health[k] ~= nil then h[k] = opts.health[k] else h[k] = v end
+        end
+        if h.timeout > h.interval then
+            fail(where, format("%s: timeout (%s) must not exceed interval (%s)", hw,
+                tostring(h.timeout), tostring(h.interval)))
+        end
+        u.health = h
+    end
+    set.upstreams[name] = u
+    set.upstream_list[#set.upstream_list + 1] = u
 end
 
 -- An Authorization header is a credential even when empty, as in the C rules (issue 8,
@@ -305,7 +535,8 @@ local function compile_route(set, spec, opts, where)
             fail(where, format("field '%s' in route '%s' must be a %s, got %s", k, rname,
                 concat(f.types, " or "), type(v)))
         end
-        if kind == "any" and k ~= "name" and k ~= "bypass" then
+        if kind == "any" and k ~= "name" and k ~= "bypass" and k ~= "upstream" and
+            k ~= "host" then
             fail(where, format("field '%s' is not allowed on route '%s': a '*' route may only " ..
                 "set bypass (declare explicit methods to cache or invalidate)", k, rname))
         elseif f.on == "read" and kind == "write" then
@@ -332,6 +563,9 @@ local function compile_route(set, spec, opts, where)
         on_response = opts.on_response,
     }
     r.where_at = gsub(where, ":%s*$", "")
+    r.upstream = opts.upstream -- checked once every file has loaded (see M.load)
+    r.idempotent = opts.idempotent == true
+    if opts.host ~= nil then r.hosts = compile_hosts(where, rname, opts.host) end
 
     if type(opts.bypass) == "function" then
         r.bypass_fn = opts.bypass
@@ -417,10 +651,25 @@ local function compile_route(set, spec, opts, where)
     end
     r.pure = pure
 
-    local ok, existing = set.router:add(methods, pat, r)
-    if not ok then
-        fail(where, "duplicate route '" .. rname .. "' (already declared as '" .. existing.name ..
-            "' at " .. existing.where_at .. ")")
+    local routers = { set.router }
+    if r.hosts then
+        routers = {}
+        for _, h in ipairs(r.hosts) do
+            local hr = set.host_routers[h]
+            if hr == nil then
+                hr = router.new()
+                set.host_routers[h] = hr
+                set.host_list[#set.host_list + 1] = h
+            end
+            routers[#routers + 1] = hr
+        end
+    end
+    for _, rt in ipairs(routers) do
+        local ok, existing = rt:add(methods, pat, r)
+        if not ok then
+            fail(where, "duplicate route '" .. rname .. "' (already declared as '" ..
+                existing.name .. "' at " .. existing.where_at .. ")")
+        end
     end
     r.id = #set.routes + 1
     set.routes[r.id] = r
@@ -465,6 +714,39 @@ local function file_env(set, name, pending)
         end
     end
 
+    function api.upstream(uname, opts)
+        if set.sealed then error("upstream() can only be called while policies load", 2) end
+        local where = gw.where(2)
+        if where == "" then where = name .. ": " end
+        if opts ~= nil then
+            compile_upstream(set, uname, opts, where)
+            return
+        end
+        local p = { spec = uname, where = where, what = "upstream" }
+        pending[#pending + 1] = p
+        return function(o)
+            p.done = true
+            compile_upstream(set, uname, o, where)
+        end
+    end
+
+    -- unknown_host "reject" (404 for a Host no route declares) or "default" (the routes
+    -- without a host, then the default upstream): the default.
+    function api.unknown_host(mode)
+        if set.sealed then error("unknown_host() can only be called while policies load", 2) end
+        local where = gw.where(2)
+        if where == "" then where = name .. ": " end
+        if mode ~= "reject" and mode ~= "default" then
+            fail(where, "unknown_host expects \"reject\" or \"default\", got " ..
+                tostring(mode))
+        end
+        if set.unknown_host_at then
+            fail(where, "unknown_host is already set (at " .. set.unknown_host_at .. ")")
+        end
+        set.unknown_host = mode
+        set.unknown_host_at = (gsub(where, ":%s*$", ""))
+    end
+
     local env = setmetatable({}, {
         __index = defs,
         __newindex = function(_, k, v)
@@ -481,7 +763,9 @@ end
 
 function M.load(files)
     if type(files) ~= "table" then error("policy.load expects a list of files", 2) end
-    local set = setmetatable({ routes = {}, router = router.new(), files = {} }, Set)
+    local set = setmetatable({ routes = {}, router = router.new(), files = {},
+        upstreams = {}, upstream_list = {}, host_routers = {}, host_list = {},
+        unknown_host = "default" }, Set)
     for i, f in ipairs(files) do
         if type(f) ~= "table" or type(f.name) ~= "string" or type(f.source) ~= "string" then
             error("policy.load: file " .. i .. " must be { name = string, source = string }", 2)
@@ -493,13 +777,32 @@ function M.load(files)
         chunk()
         for _, p in ipairs(pending) do
             if not p.done then
-                fail(p.where, "route '" .. tostring(p.spec) .. "' has no options table " ..
-                    "(write route \"" .. tostring(p.spec) .. "\" { ... })")
+                local what = p.what or "route"
+                fail(p.where, what .. " '" .. tostring(p.spec) .. "' has no options table " ..
+                    "(write " .. what .. " \"" .. tostring(p.spec) .. "\" { ... })")
             end
         end
         seal()
         set.files[i] = f.name
     end
+    -- Upstreams may be declared in any file, before or after the routes naming them.
+    for _, r in ipairs(set.routes) do
+        local u = r.upstream
+        if u ~= nil and u ~= "default" and set.upstreams[u] == nil then
+            local names = {}
+            for n in pairs(set.upstreams) do names[#names + 1] = n end
+            sort(names)
+            fail(r.where, format("route '%s': unknown upstream '%s' (declared: %s)", r.name, u,
+                #names > 0 and concat(names, ", ") or "none; upstream \"" .. u ..
+                "\" { servers = { ... } } declares one"))
+        end
+    end
+    if set.unknown_host == "reject" and #set.host_list == 0 then
+        error(set.unknown_host_at .. ": unknown_host \"reject\" needs routes with a host " ..
+            "(every request would be refused)", 0)
+    end
+    sort(set.host_list)
+    set.has_hosts = #set.host_list > 0
     set.sealed = true
     last_loaded = set
     return set
@@ -582,7 +885,17 @@ function Set:decide_raw(req)
         rawset(req, "header", header)
     end
     local method = req.method
-    local r, params = self.router:match(method, req.path)
+    local r, params
+    if self.has_hosts then
+        local hr = self.host_routers[normalize_host(header["host"]) or ""]
+        if hr ~= nil then
+            r, params = hr:match(method, req.path)
+        elseif self.unknown_host == "reject" then
+            self.current = nil
+            return "reject", nil, 0, "unknown_host", nil, true
+        end
+    end
+    if r == nil then r, params = self.router:match(method, req.path) end
     local is_read = method == "GET" or method == "HEAD"
 
     if r == nil then
@@ -706,9 +1019,41 @@ function Set:describe()
             tags = describe_list(r.tags),
             invalidate = describe_list(r.invalidate),
             invalidate_tags = describe_list(r.invalidate_tags),
+            host = r.hosts ~= nil, upstream = r.upstream, idempotent = r.idempotent,
         }
     end
-    return { default_ignore = keys.default_ignore(), routes = routes }
+    local hosts = {}
+    for i, h in ipairs(self.host_list) do hosts[i] = h end
+    return { default_ignore = keys.default_ignore(), routes = routes, hosts = hosts,
+             unknown_host = self.unknown_host, upstreams = self:describe_upstreams() }
+end
+
+--[[
+set:describe_upstreams() -> { u, ... } in declaration order, plain data for the C side
+    (src/upstream/upstream_config.h): u = { name, balance, servers = { { url, weight } },
+    connect_timeout, timeout (seconds or nil: the gateway's), retries, max_fails,
+    fail_timeout, fail_on_5xx, max_connections (or nil), dns_ttl,
+    health = { path, interval, timeout, healthy, unhealthy } or nil }.
+]]
+function Set:describe_upstreams()
+    local out = {}
+    for i, u in ipairs(self.upstream_list) do
+        local servers = {}
+        for j, sv in ipairs(u.servers) do servers[j] = { url = sv.url, weight = sv.weight } end
+        local d = {
+            name = u.name, balance = u.balance, servers = servers,
+            connect_timeout = u.connect_timeout, timeout = u.timeout, retries = u.retries,
+            max_fails = u.max_fails, fail_timeout = u.fail_timeout,
+            fail_on_5xx = u.fail_on_5xx, max_connections = u.max_connections,
+            dns_ttl = u.dns_ttl,
+        }
+        if u.health then
+            d.health = {}
+            for k, v in pairs(u.health) do d.health[k] = v end
+        end
+        out[i] = d
+    end
+    return out
 end
 
 function Set:decide(req)
@@ -720,7 +1065,10 @@ function Set:decide(req)
         d.per_user = r.per_user
         d.has_response_hook = r.on_response ~= nil
         d.ignore_no_store = r.ignore_no_store
+        d.upstream = r.upstream
+        d.idempotent = r.idempotent or nil
     end
+    if action == "reject" then d.status = 404 end
     if action == "cache" then
         d.ttl, d.swr, d.sie, d.tags = r.ttl, r.swr, r.sie, list
     elseif action == "invalidate" then

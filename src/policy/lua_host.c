@@ -247,7 +247,7 @@ static const char *static_reason(const char *r)
 {
     static const char *const known[] = {"route",   "bypass",     "credentials", "no_route",
                                         "no_key",  "write",      "invalidate",  "default",
-                                        "policy_error", NULL};
+                                        "policy_error", "unknown_host", NULL};
     for (const char *const *k = known; r != NULL && *k; k++)
         if (strcmp(*k, r) == 0) return *k;
     return "policy";
@@ -290,6 +290,10 @@ static bool fill_route(const struct lua_host *h, lua_Integer id, struct policy_d
     out->per_user = ri->per_user;
     out->has_response_hook = ri->has_hook;
     out->ignore_no_store = ri->ignore_no_store;
+    out->idempotent = ri->idempotent;
+    if (ri->upstream != NULL && strcmp(ri->upstream, UPSTREAM_DEFAULT_NAME) != 0 &&
+        (out->upstream = strdup(ri->upstream)) == NULL)
+        return false;
     if (out->action == POLICY_CACHE) {
         out->ttl_ms = ri->ttl_ms;
         out->swr_ms = ri->swr_ms;
@@ -411,6 +415,10 @@ static int decide_fill(lua_State *L, struct decide_ctx *c, int base)
         out->action = POLICY_INVALIDATE;
     else if (strcmp(action, "default") == 0)
         out->action = POLICY_DEFAULT;
+    else if (strcmp(action, "reject") == 0) {
+        out->action = POLICY_BYPASS;
+        out->reject_status = 404;
+    }
     else
         return luaL_error(L, "policy decision has an unknown action '%s'", action);
     if (lua_type(L, base + 1) == LUA_TSTRING && out->action != POLICY_BYPASS)
@@ -530,23 +538,32 @@ static void decision_init(struct policy_decision *d, uint64_t generation)
     d->generation = generation;
 }
 
-/* The memo's key: method NUL path NUL query NUL and '1' when an Authorization or a
- * non-empty Cookie header is present.  Returns false when the input is too long to remember. */
-static bool memo_input(const struct policy_request *r, char *buf, size_t *len, uint64_t *hash)
+/* Appends s and a NUL to buf (n bytes used); false when it would not fit. */
+static bool memo_add(char *buf, size_t *n, const char *s)
 {
-    const char *parts[3] = {r->method ? r->method : "GET", r->path ? r->path : "/",
-                            r->query ? r->query : ""};
+    size_t l = strlen(s);
+    if (*n + l + 2 > MEMO_MAX_INPUT) return false;
+    memcpy(buf + *n, s, l + 1);
+    *n += l + 1;
+    return true;
+}
+
+/* The memo's key: method NUL path NUL query NUL, then, when the set routes on Host, every
+ * Host value NUL, and '1' when an Authorization or a non-empty Cookie header is present.
+ * Returns false when the input is too long to remember. */
+static bool memo_input(const struct policy_request *r, bool hosts, char *buf, size_t *len,
+                       uint64_t *hash)
+{
     size_t n = 0;
-    for (int i = 0; i < 3; i++) {
-        size_t l = strlen(parts[i]);
-        if (n + l + 2 > MEMO_MAX_INPUT) return false;
-        memcpy(buf + n, parts[i], l + 1);
-        n += l + 1;
-    }
+    if (!memo_add(buf, &n, r->method ? r->method : "GET") ||
+        !memo_add(buf, &n, r->path ? r->path : "/") || !memo_add(buf, &n, r->query ? r->query : ""))
+        return false;
     char creds = '0';
     for (size_t i = 0; i < r->n_headers; i++) {
         const struct http_header *hd = &r->headers[i];
         if (hd->name == NULL || hd->value == NULL) continue;
+        if (hosts && strcasecmp(hd->name, "host") == 0 && !memo_add(buf, &n, hd->value))
+            return false;
         /* As has_credentials in gateway/policy.lua: an empty Authorization counts (as in
          * the C rules), an empty Cookie does not. */
         if (strcasecmp(hd->name, "authorization") == 0 ||
@@ -569,6 +586,7 @@ static bool memo_lookup(struct lua_host *h, const char *in, size_t len, uint64_t
         return false;
     out->action = e->action;
     out->reason = e->reason;
+    if (strcmp(e->reason, "unknown_host") == 0) out->reject_status = 404;
     if (e->key != NULL && (out->key = strdup(e->key)) == NULL) goto nomem;
     if (!fill_route(h, e->route_id, out)) goto nomem;
     h->memo_hits++;
@@ -689,7 +707,7 @@ static int decide_in_lua(struct lua_host *h, const struct policy_request *req,
     char in[MEMO_MAX_INPUT];
     size_t in_len = 0;
     uint64_t in_hash = 0;
-    bool memoable = memo && memo_input(req, in, &in_len, &in_hash);
+    bool memoable = memo && memo_input(req, h->set->has_hosts, in, &in_len, &in_hash);
     if (memoable && memo_lookup(h, in, in_len, in_hash, out)) return 0;
     if (h->sb.L == NULL) rebuild(h);
     struct lua_host_wait *w = h->sb.L != NULL ? calloc(1, sizeof *w) : NULL;
@@ -744,7 +762,7 @@ static const char DUMP_ROUTES_LUA[] =
     "end\n"
     "local out, in_c = {}, 0\n"
     "for id, r in ipairs(set.routes) do\n"
-    "  local c = has_table and not desc.routes[id].fn\n"
+    "  local c = has_table and not desc.routes[id].fn and not desc.routes[id].host\n"
     "  if c then in_c = in_c + 1 end\n"
     "  local key = r.key_fn and '(lua function)' or (r.key_tmpl and r.key_tmpl.template)\n"
     "    or '(default)'\n"
@@ -757,11 +775,25 @@ static const char DUMP_ROUTES_LUA[] =
     "    'invalidate=' .. list(r.invalidate, r.invalidate_fn),\n"
     "    'invalidate_tags=' .. list(r.invalidate_tags, r.invalidate_tags_fn),\n"
     "    'on_response=' .. (r.on_response and 'yes' or 'no'),\n"
-    "    'decided=' .. (c and 'C' or 'Lua'), '(' .. tostring(r.where_at) .. ')' }, '  ')\n"
+    "    r.upstream and ('upstream=' .. r.upstream) or nil }, '  ')\n"
+    "  if r.hosts then out[#out] = out[#out] .. '  host=' .. table.concat(r.hosts, ',') end\n"
+    "  out[#out] = out[#out] .. '  decided=' .. (c and 'C' or 'Lua') .. '  (' ..\n"
+    "    tostring(r.where_at) .. ')'\n"
     "end\n"
     "table.insert(out, 1, string.format('# routes: %d (%d decided in C, %d in Lua)%s',\n"
     "  #set.routes,"
     "  in_c, #set.routes - in_c, has_table and '' or '; no route table: every decision in Lua'))\n"
+    "for i, u in ipairs(set:describe_upstreams()) do\n"
+    "  local sv = {}\n"
+    "  for j, s in ipairs(u.servers) do\n"
+    "    sv[j] = s.url .. (s.weight ~= 1 and ('*' .. s.weight) or '')\n"
+    "  end\n"
+    "  local h = u.health and string.format('%s every %ss', u.health.path, u.health.interval)\n"
+    "    or 'passive only'\n"
+    "  table.insert(out, 1 + i, string.format(\n"
+    "    '# upstream %s: %s  balance=%s  retries=%d  max_fails=%d  health=%s',\n"
+    "    u.name, table.concat(sv, ','), u.balance, u.retries, u.max_fails, h))\n"
+    "end\n"
     "return table.concat(out, '\\n') .. '\\n'\n";
 
 int lua_host_dump_routes(struct lua_host *h, void *stream, char *err, size_t err_len)
@@ -888,6 +920,8 @@ void policy_decision_free(struct policy_decision *d)
     if (d == NULL) return;
     free(d->key);
     free(d->route);
+    free(d->upstream);
+    d->upstream = NULL;
     for (size_t i = 0; i < d->n_tags; i++) free(d->tags[i]);
     free(d->tags);
     for (size_t i = 0; i < d->n_invalidate; i++) free(d->invalidate[i].key);

@@ -59,7 +59,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "headers.h" /* struct http_header */
+#include "headers.h"         /* struct http_header */
+#include "upstream_config.h" /* struct upstream_config */
 
 /* Zero fields mean the defaults below. */
 struct lua_limits {
@@ -92,6 +93,9 @@ size_t policy_set_route_count(const struct policy_set *set);
 size_t policy_set_file_count(const struct policy_set *set); /* policy files, not modules */
 /* A process-unique, increasing number per loaded set. */
 uint64_t policy_set_generation(const struct policy_set *set);
+/* The upstreams the set's files declare (`upstream "name" { ... }`), in declaration order;
+ * borrowed for the set's lifetime.  *n = 0 (and NULL) when there are none. */
+const struct upstream_config *policy_set_upstreams(const struct policy_set *set, size_t *n);
 
 /* One per worker thread: builds a state from an already-validated set (takes a reference
  * to it).  Errors: -ENOMEM, or -EINVAL with err (e.g. lim is smaller than at load). */
@@ -155,8 +159,15 @@ struct policy_decision {
     struct policy_target *invalidate; /* POLICY_INVALIDATE targets */
     size_t n_invalidate;
     /* Static: "route", "bypass", "credentials", "no_route", "no_key", "write",
-     * "invalidate", "default", "policy_error", "policy". */
+     * "invalidate", "default", "policy_error", "unknown_host", "policy". */
     const char *reason;
+    /* The route's upstream (`upstream = "users"`), NULL for UPSTREAM_URL (also when the
+     * route says "default").  Looked up by name in the live upstream set (upstream_set.h). */
+    char *upstream;
+    bool idempotent; /* the route allows its writes to be retried on another instance */
+    /* Non-zero: answer with this status without forwarding (404 for a Host no route
+     * declares under unknown_host "reject"); action is POLICY_BYPASS then. */
+    int reject_status;
     uint64_t generation; /* policy_set_generation of the set that decided */
 };
 

@@ -33,6 +33,7 @@ static void set_free(struct policy_set *set)
     sources_free(set->modules, set->n_modules);
     sources_free(set->policies, set->n_policies);
     route_table_free(set->table);
+    upstream_configs_free(set->upstreams, set->n_upstreams);
     free(set);
 }
 
@@ -221,8 +222,102 @@ done:
 
 void policy_route_infos_free(struct policy_route_info *ri, size_t n)
 {
-    for (size_t i = 0; ri != NULL && i < n; i++) free(ri[i].name);
+    for (size_t i = 0; ri != NULL && i < n; i++) {
+        free(ri[i].name);
+        free(ri[i].upstream);
+    }
     free(ri);
+}
+
+const struct upstream_config *policy_set_upstreams(const struct policy_set *set, size_t *n)
+{
+    *n = set->n_upstreams;
+    return set->upstreams;
+}
+
+/* t[name] as a whole number of milliseconds from seconds (0 when absent). */
+static int ms_field(lua_State *L, int t, const char *name)
+{
+    int64_t ms = sandbox_seconds_field_ms(L, t, name);
+    return ms < 0 ? 0 : ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static int int_field(lua_State *L, int t, const char *name)
+{
+    lua_getfield(L, t, name);
+    lua_Integer v = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return v < 0 ? 0 : v > INT_MAX ? INT_MAX : (int)v;
+}
+
+/* Copies a string field (NULL when absent) or raises on out of memory. */
+static char *str_field(lua_State *L, int t, const char *name)
+{
+    char *out = NULL;
+    if (lua_getfield(L, t, name) == LUA_TSTRING && (out = strdup(lua_tostring(L, -1))) == NULL)
+        luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+    return out;
+}
+
+/* set:describe_upstreams() (validated by gateway/policy.lua) into c->upstreams.  Raises on
+ * out of memory; what was copied so far is in c for the caller to free. */
+static void read_upstreams(lua_State *L, int set, struct policy_load_ctx *c)
+{
+    lua_getfield(L, set, "describe_upstreams");
+    lua_pushvalue(L, set);
+    lua_call(L, 1, 1);
+    int list = lua_gettop(L);
+    size_t n = (size_t)luaL_len(L, list);
+    if (n == 0) {
+        lua_pop(L, 1);
+        return;
+    }
+    if ((c->upstreams = calloc(n, sizeof *c->upstreams)) == NULL)
+        luaL_error(L, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        struct upstream_config *u = &c->upstreams[i];
+        c->n_upstreams++;
+        lua_geti(L, list, (lua_Integer)i + 1);
+        int t = lua_gettop(L);
+        u->name = str_field(L, t, "name");
+        char *balance = str_field(L, t, "balance");
+        u->balance = balance == NULL                      ? UPSTREAM_BALANCE_ROUND_ROBIN
+                     : strcmp(balance, "least_conn") == 0 ? UPSTREAM_BALANCE_LEAST_CONN
+                     : strcmp(balance, "hash") == 0       ? UPSTREAM_BALANCE_HASH
+                                                          : UPSTREAM_BALANCE_ROUND_ROBIN;
+        free(balance);
+        u->connect_timeout_ms = ms_field(L, t, "connect_timeout");
+        u->timeout_ms = ms_field(L, t, "timeout");
+        u->retries = int_field(L, t, "retries");
+        u->max_fails = int_field(L, t, "max_fails");
+        u->fail_timeout_ms = ms_field(L, t, "fail_timeout");
+        u->fail_on_5xx = sandbox_bool_field(L, t, "fail_on_5xx");
+        u->max_connections = int_field(L, t, "max_connections");
+        u->dns_ttl_s = int_field(L, t, "dns_ttl");
+        if (lua_getfield(L, t, "health") == LUA_TTABLE) {
+            int h = lua_gettop(L);
+            u->health.path = str_field(L, h, "path");
+            u->health.interval_ms = ms_field(L, h, "interval");
+            u->health.timeout_ms = ms_field(L, h, "timeout");
+            u->health.healthy = int_field(L, h, "healthy");
+            u->health.unhealthy = int_field(L, h, "unhealthy");
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, t, "servers");
+        size_t ns = (size_t)luaL_len(L, -1);
+        if ((u->servers = calloc(ns ? ns : 1, sizeof *u->servers)) == NULL)
+            luaL_error(L, "out of memory");
+        for (size_t k = 0; k < ns; k++) {
+            lua_geti(L, -1, (lua_Integer)k + 1);
+            u->servers[k].url = str_field(L, lua_gettop(L), "url");
+            u->servers[k].weight = int_field(L, lua_gettop(L), "weight");
+            u->n_servers++;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2); /* servers, the entry */
+    }
+    lua_pop(L, 1);
 }
 
 /* policy = require "gateway.policy"; set = policy.load(files) */
@@ -259,6 +354,12 @@ static int load_tramp(lua_State *L)
         if (route_table_build(L, -1, &c->table, c->table_err, sizeof c->table_err) != 0)
             c->table = NULL;
         lua_pop(L, 1);
+        read_upstreams(L, set, c);
+        c->has_hosts = sandbox_bool_field(L, set, "has_hosts");
+        if (lua_getfield(L, set, "unknown_host") == LUA_TSTRING &&
+            strcmp(lua_tostring(L, -1), "reject") == 0)
+            c->has_hosts = true;
+        lua_pop(L, 1);
     }
     if (c->want_refs) {
         lua_getfield(L, set, "decide_raw");
@@ -287,6 +388,8 @@ static int load_tramp(lua_State *L)
             ri->per_user = sandbox_bool_field(L, r, "per_user");
             ri->has_hook = sandbox_bool_field(L, r, "on_response");
             ri->ignore_no_store = sandbox_bool_field(L, r, "ignore_no_store");
+            ri->upstream = str_field(L, r, "upstream");
+            ri->idempotent = sandbox_bool_field(L, r, "idempotent");
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -342,12 +445,15 @@ int policy_set_load(const char *policies_dir, const char *lua_dir, const struct 
     if (rc != 0) goto done;
     struct policy_load_ctx c = {.set = set};
     rc = policy_set_run(&sb, &set->lim, &c, POLICY_SET_LOAD_BUDGET_FACTOR, err, err_len);
+    set->upstreams = c.upstreams; /* freed with the set, also on failure */
+    set->n_upstreams = c.n_upstreams;
     if (rc != 0) {
         route_table_free(c.table);
         goto done;
     }
     set->route_count = c.route_count;
     set->table = c.table;
+    set->has_hosts = c.has_hosts;
     if (set->table == NULL)
         LOG_W("policy: route table not built (%s); every request is decided in Lua",
               c.table_err[0] ? c.table_err : "unknown error");

@@ -25,6 +25,7 @@
 
 #include "lua_host.h"
 #include "sandbox.h"
+#include "upstream_config.h"
 
 struct route_table;
 
@@ -45,6 +46,10 @@ struct policy_set {
     size_t route_count;
     /* Routes without functions, and unrouted requests, decided in C; NULL: all in Lua. */
     struct route_table *table;
+    /* The upstreams the policy files declare (upstream_config.h), in declaration order. */
+    struct upstream_config *upstreams;
+    size_t n_upstreams;
+    bool has_hosts; /* some route matches on Host (or unknown_host "reject") */
 };
 
 /* What a decision says that is static per route, read once per host so the per-request
@@ -53,6 +58,8 @@ struct policy_route_info {
     char *name;
     int64_t ttl_ms, swr_ms, sie_ms;
     bool per_user, has_hook, ignore_no_store;
+    char *upstream;  /* the route's upstream name, NULL: the default */
+    bool idempotent; /* a write the route allows to be retried */
 };
 
 struct policy_load_ctx {
@@ -65,6 +72,9 @@ struct policy_load_ctx {
     /* Filled when !want_refs (the set's validation load): */
     struct route_table *table;
     char table_err[256];
+    struct upstream_config *upstreams; /* the caller frees them on failure */
+    size_t n_upstreams;
+    bool has_hosts;
 };
 
 /* Runs the set's policy files in sb (policy = require "gateway.policy"; policy.load(files))

@@ -93,6 +93,12 @@ struct route_table {
     size_t n_lua;
     struct rt_node *root;
     struct rt_ignore default_ign;
+    /* Host routing (issue 13): routes with a host are left out of the trie and decided in
+     * Lua; a request whose Host is one of these goes to Lua, any other to the trie (or is
+     * rejected with 404 under unknown_host "reject"). */
+    char **hosts; /* normalised as normalize_host in gateway/policy.lua */
+    size_t n_hosts;
+    bool reject_unknown;
 };
 
 /* ---- freeing ------------------------------------------------------------------------------ */
@@ -143,6 +149,8 @@ void route_table_free(struct route_table *t)
         rt_tmpls_free(r->inv_tags, r->n_inv_tags);
     }
     free(t->routes);
+    for (size_t i = 0; i < t->n_hosts; i++) free(t->hosts[i]);
+    free(t->hosts);
     rt_node_free(t->root);
     rt_ignore_free(&t->default_ign);
     free(t);
@@ -453,6 +461,9 @@ static int rt_route_build(struct rt_build *b, struct route_table *t, int d, stru
     lua_State *L = b->L;
     int rc;
     r->lua = rt_bool(L, d, "fn");
+    /* A route matching on Host: only Lua decides it (see struct route_table). */
+    bool host = rt_bool(L, d, "host");
+    if (host) r->lua = true;
     r->bypass = rt_bool(L, d, "bypass");
     r->per_user = rt_bool(L, d, "per_user");
     rt_field(L, d, "kind");
@@ -516,9 +527,40 @@ static int rt_route_build(struct rt_build *b, struct route_table *t, int d, stru
         lua_pop(L, 1);
         return rt_fail(b, "segments");
     }
-    rc = rt_insert(b, t, lua_gettop(L), r);
+    rc = host ? 0 : rt_insert(b, t, lua_gettop(L), r);
     lua_pop(L, 1);
     return rc;
+}
+
+/* The declared hosts and the unknown_host mode of the description at idx. */
+static int rt_hosts_build(struct rt_build *b, struct route_table *t, int idx)
+{
+    lua_State *L = b->L;
+    if (rt_field(L, idx, "unknown_host") == LUA_TSTRING)
+        t->reject_unknown = strcmp(lua_tostring(L, -1), "reject") == 0;
+    lua_pop(L, 1);
+    if (rt_field(L, idx, "hosts") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    size_t n = (size_t)lua_rawlen(L, -1);
+    t->hosts = calloc(n ? n : 1, sizeof *t->hosts);
+    if (t->hosts == NULL) {
+        lua_pop(L, 1);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        size_t len;
+        const char *h = lua_tolstring(L, -1, &len);
+        if (h != NULL && (t->hosts[t->n_hosts++] = rt_memdup(h, len)) == NULL) {
+            lua_pop(L, 2);
+            return -ENOMEM;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
 }
 
 int route_table_build(lua_State *L, int idx, struct route_table **out, char *err,
@@ -534,6 +576,7 @@ int route_table_build(lua_State *L, int idx, struct route_table **out, char *err
         return -ENOMEM;
     }
     int rc = rt_ignore_build(&b, idx, "default_ignore", &t->default_ign);
+    if (rc == 0) rc = rt_hosts_build(&b, t, idx);
     if (rc == 0 && rt_field(L, idx, "routes") != LUA_TTABLE) {
         lua_pop(L, 1);
         rc = rt_fail(&b, "routes");
@@ -1028,6 +1071,47 @@ static int rt_has_credentials(const struct policy_request *r)
     return rc;
 }
 
+/* The request's Host as normalize_host in gateway/policy.lua reads it (header values
+ * joined as Lua sees them, lower-cased, without the port or a trailing dot; "[v6]" kept
+ * whole) into b.  Returns 1 with a host, 0 without one, -1 when out of memory. */
+static int rt_request_host(const struct policy_request *r, struct rt_buf *b)
+{
+    int n = rt_header_join(r, "host", 4, b);
+    if (n <= 0) return n;
+    for (size_t i = 0; i < b->len; i++)
+        if (b->d[i] >= 'A' && b->d[i] <= 'Z') b->d[i] = (char)(b->d[i] + 32);
+    size_t len = b->len;
+    if (len > 0 && b->d[0] == '[') {
+        const char *end = memchr(b->d, ']', len);
+        if (end == NULL) return 0;
+        b->len = (size_t)(end - b->d) + 1;
+        return 1;
+    }
+    const char *colon = memchr(b->d, ':', len);
+    if (colon != NULL) len = (size_t)(colon - b->d);
+    if (len > 0 && b->d[len - 1] == '.') len--;
+    b->len = len;
+    return len > 0;
+}
+
+/* Host routing: 0 the trie decides, 1 ask Lua (a declared host), 2 reject (unknown host
+ * under unknown_host "reject"), -1 out of memory. */
+static int rt_host_route(const struct route_table *t, const struct policy_request *r)
+{
+    if (t->n_hosts == 0 && !t->reject_unknown) return 0;
+    struct rt_buf b;
+    rt_buf_init(&b);
+    int rc = rt_request_host(r, &b);
+    if (rc > 0) {
+        rc = 0;
+        for (size_t i = 0; i < t->n_hosts; i++)
+            if (strlen(t->hosts[i]) == b.len && memcmp(t->hosts[i], b.d, b.len) == 0) rc = 1;
+    }
+    if (rc == 0 && t->reject_unknown) rc = 2;
+    rt_buf_free(&b);
+    return rc;
+}
+
 /* ---- deciding ------------------------------------------------------------------------------ */
 
 static void rt_out_free(struct policy_decision *out)
@@ -1136,6 +1220,20 @@ int route_table_decide(const struct route_table *t, const struct policy_request 
         }
     }
 
+    int host = rt_host_route(t, req);
+    if (host < 0) goto done;
+    if (host == 1) {
+        rc = ROUTE_TABLE_LUA;
+        goto done;
+    }
+    if (host == 2) {
+        out->route_id = 0;
+        out->action = POLICY_BYPASS;
+        out->reason = "unknown_host";
+        out->reject_status = 404;
+        rc = ROUTE_TABLE_DECIDED;
+        goto done;
+    }
     const struct rt_route *r = rt_match(t, &q, q.method);
     if (r == NULL && !q.overflow && strcmp(q.method, "HEAD") == 0) r = rt_match(t, &q, "GET");
     if (q.overflow || (r != NULL && r->lua)) {
