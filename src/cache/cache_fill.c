@@ -7,19 +7,16 @@
 
 #include "cache_key.h"
 #include "cache_tiers.h"
-#include "inval_index.h"
 #include "io_loop.h"
 #include "stats.h"
-#include "store_l1.h"
 
 /* MAX_KEPT bounds the stored header lines; LIST_BUF a combined list field
  * (Connection, Vary, Cache-Control) read from the response. */
 enum { MAX_KEPT = 128, LIST_BUF = 4096 };
 
-static void store_both(struct gateway *gw, struct cache_object *obj, int64_t now)
+static void store_both(struct gateway *gw, struct cache_object *obj)
 {
-    if (store_l1_put(gw->l1, obj, now) == 0) STATS_INC(stores);
-    cache_tiers_l2_put(gw, obj);
+    if (cache_tiers_store(gw, obj) == 0) STATS_INC(stores);
 }
 
 /* RFC 9111 §4.3.4: a 304 updates the stored headers with its own, except the
@@ -168,16 +165,11 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
              * stored before it (older stored_at) belong to an invalidated
              * generation and are ignored on lookup, so a write that drops
              * the marker drops every variant with it. */
-            struct cache_object *old = store_l1_get(gw->l1, base, base_len, now);
-            const char *old_vary = old ? cache_object_header(old, CACHE_RULES_VARY_HEADER) : NULL;
-            bool keep =
-                old_vary && strcmp(old_vary, vary) == 0 && inval_index_valid(gw->inval, old);
-            cache_object_unref(old);
-            if (!keep) {
+            if (!cache_tiers_marker_current(gw, base, base_len, vary, now)) {
                 struct http_header marker = {CACHE_RULES_VARY_HEADER, vary};
                 struct cache_object *m =
                     cache_object_build(base, base_len, 200, &marker, 1, "", 0, &meta);
-                if (m) store_both(gw, m, now);
+                if (m) store_both(gw, m);
                 cache_object_unref(m);
             }
         }
@@ -185,7 +177,7 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
     }
     obj = cache_object_build(store_key, strlen(store_key), status, kept, n, body, body_len, &meta);
     if (obj == NULL) *reason = "unencodable";
-    else store_both(gw, obj, now);
+    else store_both(gw, obj);
 done:
     header_list_free(&merged);
     if (obj == NULL) STATS_INC(not_stored);

@@ -41,6 +41,11 @@
 /* Room for a variant key: buffers of this size hold any key the gateway stores. */
 #define CACHE_KEY_VARIANT_MAX 2048
 
+/* A stored entry's tags (surrogate keys), space-separated, travel with it as
+ * this internal field; it is never sent to a client (response_writer.c drops
+ * every x-cachegw- field). */
+#define CACHEGW_TAGS_HEADER "x-cachegw-tags"
+
 /* True when key[0..len) may be used as a base key: non-empty, no NUL, no
  * CACHE_KEY_SEP. */
 bool cache_key_is_valid(const char *key, size_t len);

@@ -25,6 +25,200 @@ bool cache_tiers_l2_available(const struct gateway *gw)
     return gw->l2 != NULL && redis_pool_available(gw->redis);
 }
 
+/* ---- the lookup verdict ---- */
+
+/* An entry an invalidation record covers, or a variant older than the marker
+ * that led to it, is void: dropped from the tier it came from. */
+static bool entry_void(struct gateway *gw, const struct cache_lookup *lk,
+                       const struct cache_object *obj)
+{
+    if (gw->inval && !inval_index_valid(gw->inval, obj)) return true;
+    return cache_object_header(obj, CACHE_RULES_VARY_HEADER) == NULL &&
+           obj->meta.stored_at_ms < lk->marker_stored_at;
+}
+
+/* Moves lk from a URL's Vary marker to the request's variant key.  Returns 0,
+ * or -1 when the variant key cannot be built (the request keeps the base key,
+ * which then misses). */
+static int follow_marker(struct cache_lookup *lk, const struct cache_object *marker)
+{
+    char variant[2048];
+    const char *vary = cache_object_header(marker, CACHE_RULES_VARY_HEADER);
+    lk->marker_stored_at = marker->meta.stored_at_ms;
+    if (lk->req_headers == NULL ||
+        cache_rules_variant_key(lk->key, vary, lk->req_headers, variant, sizeof variant) != 0)
+        return -1;
+    char *k = strdup(variant);
+    if (k == NULL) return -1;
+    free(lk->key);
+    lk->key = k;
+    return 0;
+}
+
+static enum cache_verdict verdict_of(const struct cache_lookup *lk,
+                                     const struct cache_object *obj, int64_t now)
+{
+    if (lk->cc == NULL) return cache_object_is_fresh(obj, now) ? CACHE_FRESH : CACHE_MISS;
+    switch (cache_rules_usability(obj, lk->cc, now)) {
+    case USE_FRESH: return CACHE_FRESH;
+    case USE_STALE_OK: return CACHE_STALE_OK;
+    case USE_SWR: return CACHE_STALE_SWR;
+    case USE_REVALIDATE:
+    default: return CACHE_REVALIDATE;
+    }
+}
+
+/* A memory-tier read that drops void entries as it meets them. */
+static struct cache_object *l1_read(struct gateway *gw, const struct cache_lookup *lk,
+                                    int64_t now)
+{
+    if (gw->l1 == NULL) return NULL;
+    size_t len = strlen(lk->key);
+    struct cache_object *obj = store_l1_get(gw->l1, lk->key, len, now);
+    if (obj && entry_void(gw, lk, obj)) {
+        store_l1_delete(gw->l1, lk->key, len);
+        cache_object_unref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static void set_result(struct cache_lookup *lk, struct cache_object *obj, enum cache_tier tier,
+                       enum cache_verdict v)
+{
+    lk->verdict = v;
+    lk->obj = obj;
+    lk->tier = obj ? tier : CACHE_TIER_NONE;
+}
+
+int cache_tiers_lookup(struct gateway *gw, struct cache_lookup *lk)
+{
+    int64_t now = clock_wall_ms();
+    lk->gw = gw;
+    set_result(lk, NULL, CACHE_TIER_NONE, CACHE_MISS);
+    struct cache_object *obj = l1_read(gw, lk, now);
+    if (obj && cache_object_header(obj, CACHE_RULES_VARY_HEADER) != NULL) {
+        int rc = follow_marker(lk, obj);
+        cache_object_unref(obj);
+        obj = rc == 0 ? l1_read(gw, lk, now) : NULL;
+        /* A marker behind a marker is not ours to follow. */
+        if (obj && cache_object_header(obj, CACHE_RULES_VARY_HEADER) != NULL) {
+            cache_object_unref(obj);
+            obj = NULL;
+        }
+    }
+    if (obj == NULL) return 0;
+    enum cache_verdict v = verdict_of(lk, obj, now);
+    if (v == CACHE_MISS) {
+        cache_object_unref(obj);
+        return 0;
+    }
+    set_result(lk, obj, CACHE_TIER_MEMORY, v);
+    return 0;
+}
+
+void cache_tiers_lookup_release(struct cache_lookup *lk)
+{
+    cache_object_unref(lk->obj);
+    lk->obj = NULL;
+    free(lk->key);
+    lk->key = NULL;
+}
+
+struct cache_object *cache_tiers_get(struct gateway *gw, const char *key, size_t len,
+                                     int64_t now_ms)
+{
+    if (gw->l1 == NULL) return NULL;
+    struct cache_object *obj = store_l1_get(gw->l1, key, len, now_ms);
+    if (obj && (!cache_object_is_fresh(obj, now_ms) ||
+                (gw->inval && !inval_index_valid(gw->inval, obj)))) {
+        store_l1_delete(gw->l1, key, len);
+        cache_object_unref(obj);
+        obj = NULL;
+    }
+    return obj;
+}
+
+static int l2_read(struct gateway *gw, const char *key, cache_tiers_get_fn done, void *arg);
+
+/* Loop thread: Redis answered the lookup's key. */
+static void lookup_l2_done(void *arg, struct cache_object *obj, int err)
+{
+    struct cache_lookup *lk = arg;
+    struct gateway *gw = lk->gw;
+    int64_t now = clock_wall_ms();
+    if (obj && entry_void(gw, lk, obj)) {
+        cache_tiers_l2_delete(gw, obj->key);
+        cache_object_unref(obj);
+        obj = NULL;
+    }
+    if (obj && cache_object_header(obj, CACHE_RULES_VARY_HEADER) != NULL) {
+        /* A Vary marker from Redis: keep it in memory, then read our variant. */
+        if (gw->l1) store_l1_put(gw->l1, obj, now);
+        bool again = !lk->followed_in_redis && follow_marker(lk, obj) == 0;
+        cache_object_unref(obj);
+        lk->followed_in_redis = true;
+        if (again && l2_read(gw, lk->key, lookup_l2_done, lk) == 0) return;
+        obj = NULL;
+    }
+    if (obj) {
+        enum cache_verdict v = verdict_of(lk, obj, now);
+        if (v == CACHE_FRESH || v == CACHE_STALE_OK) {
+            if (v == CACHE_FRESH && gw->l1) store_l1_put(gw->l1, obj, now);
+            cache_object_unref(lk->obj);
+            set_result(lk, obj, CACHE_TIER_REDIS, v);
+            obj = NULL;
+        } else if (v != CACHE_MISS && lk->obj == NULL) {
+            set_result(lk, obj, CACHE_TIER_REDIS, CACHE_REVALIDATE);
+            obj = NULL;
+        }
+        cache_object_unref(obj);
+    }
+    if (lk->verdict == CACHE_STALE_SWR) lk->verdict = CACHE_REVALIDATE;
+    lk->done(lk->arg);
+}
+
+int cache_tiers_lookup_redis(struct gateway *gw, struct cache_lookup *lk,
+                             void (*done)(void *arg), void *arg)
+{
+    lk->gw = gw;
+    lk->done = done;
+    lk->arg = arg;
+    lk->followed_in_redis = false;
+    return l2_read(gw, lk->key, lookup_l2_done, lk);
+}
+
+int cache_tiers_store(struct gateway *gw, struct cache_object *obj)
+{
+    int rc = gw->l1 ? store_l1_put(gw->l1, obj, clock_wall_ms()) : -1;
+    cache_tiers_l2_put(gw, obj);
+    return rc;
+}
+
+uint64_t cache_tiers_generation(const struct gateway *gw)
+{
+    return gw->inval ? inval_index_current(gw->inval) : 0;
+}
+
+bool cache_tiers_marker_current(struct gateway *gw, const char *base, size_t base_len,
+                                const char *vary, int64_t now_ms)
+{
+    if (gw->l1 == NULL) return false;
+    struct cache_object *old = store_l1_get(gw->l1, base, base_len, now_ms);
+    const char *old_vary = old ? cache_object_header(old, CACHE_RULES_VARY_HEADER) : NULL;
+    bool keep = old_vary && strcmp(old_vary, vary) == 0 &&
+                (gw->inval == NULL || inval_index_valid(gw->inval, old));
+    cache_object_unref(old);
+    return keep;
+}
+
+size_t cache_tiers_memory_entries(struct gateway *gw)
+{
+    struct store_l1_stats st = {0};
+    if (gw->l1) store_l1_get_stats(gw->l1, &st);
+    return (size_t)st.entries;
+}
+
 /* ---- reads ---- */
 
 struct get_task {
@@ -49,7 +243,7 @@ static void get_task_run(void *arg)
     if (rc != 0) get_done(t, NULL, rc);
 }
 
-int cache_tiers_l2_get(struct gateway *gw, const char *key, cache_tiers_get_fn done, void *arg)
+static int l2_read(struct gateway *gw, const char *key, cache_tiers_get_fn done, void *arg)
 {
     if (!cache_tiers_l2_available(gw)) return -ENOTCONN;
     size_t len = strlen(key);

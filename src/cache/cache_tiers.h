@@ -25,7 +25,96 @@
 #include <stddef.h>
 
 #include "cache_object.h"
+#include "cache_rules.h"
 #include "gateway.h"
+#include "headers.h"
+
+/* ---- the one way to read a stored object: the lookup verdict ----
+ *
+ * "May this stored object be served to this request?" is decided here and
+ * nowhere else (docs/design.md, invariant 9), the same way for both tiers and
+ * every caller (the request steps, the fetch-and-fill path, the Lua cache
+ * module's reads):
+ *   - an entry an invalidation record covers is dropped as it is met;
+ *   - a Vary marker is followed to this request's variant key (lk->key is
+ *     replaced), and a variant stored before the marker is void;
+ *   - freshness and the request's Cache-Control (max-age, min-fresh,
+ *     max-stale, no-cache) give the verdict; stale-while-revalidate and
+ *     max-stale say whether a stale entry may still be served.
+ * stale-if-error is decided later, when the upstream has failed
+ * (cache_rules_stale_if_error on the REVALIDATE verdict's object).
+ *
+ * A lookup without request directives (cc == NULL: the Lua cache module's
+ * values) is FRESH or MISS. */
+enum cache_verdict {
+    CACHE_MISS,       /* nothing usable is stored */
+    CACHE_FRESH,      /* serve obj */
+    CACHE_STALE_OK,   /* stale, but the request accepts it (max-stale): serve obj */
+    CACHE_STALE_SWR,  /* stale within stale-while-revalidate: serve obj, refresh it */
+    CACHE_REVALIDATE, /* go upstream; obj is the base for validators and stale-if-error */
+};
+
+enum cache_tier { CACHE_TIER_NONE, CACHE_TIER_MEMORY, CACHE_TIER_REDIS };
+
+struct cache_lookup {
+    /* In: the forwarded request's fields (Vary) and directives (NULL: a plain read). */
+    const struct header_list *req_headers;
+    const struct request_cc *cc;
+    /* In/out: the key (malloc'd, owned by the lookup); after a Vary marker it is
+     * the request's variant key. */
+    char *key;
+    /* Out. */
+    enum cache_verdict verdict;
+    struct cache_object *obj; /* one reference for every verdict but MISS */
+    enum cache_tier tier;     /* where obj came from */
+    /* Private. */
+    int64_t marker_stored_at; /* variants stored before the marker are void */
+    struct gateway *gw;
+    void (*done)(void *arg);
+    void *arg;
+    bool followed_in_redis;
+};
+
+/* The memory tier, on the caller's thread: sets verdict, obj and tier.
+ * Returns 0, or -ENOMEM (verdict MISS). */
+int cache_tiers_lookup(struct gateway *gw, struct cache_lookup *lk);
+
+/* Continues a MISS or REVALIDATE verdict in Redis.  Returns 0 and calls
+ * done(arg) once on the I/O loop with lk updated (a FRESH or STALE_OK entry
+ * from Redis replaces obj and is kept in memory; a stale one is the
+ * REVALIDATE base only when memory had none; a stale-while-revalidate entry
+ * read from Redis is REVALIDATE: the caller leads the key's flight and fetches
+ * it now); or fails at once (-ENOTCONN: no usable Redis tier) leaving lk as it
+ * was.  The caller must not touch lk until done runs. */
+int cache_tiers_lookup_redis(struct gateway *gw, struct cache_lookup *lk,
+                             void (*done)(void *arg), void *arg);
+
+/* Releases obj and key. */
+void cache_tiers_lookup_release(struct cache_lookup *lk);
+
+/* A plain read of the memory tier (a Lua cache module value): the object
+ * (one reference) when it is fresh and no invalidation covers it, else NULL. */
+struct cache_object *cache_tiers_get(struct gateway *gw, const char *key, size_t len,
+                                     int64_t now_ms);
+
+/* ---- the one way to write ---- */
+
+/* Stores obj in the memory tier at once and in Redis in the background.
+ * Returns 0 when the memory tier took it. */
+int cache_tiers_store(struct gateway *gw, struct cache_object *obj);
+
+/* The invalidation sequence now: a fill whose fetch began at this generation
+ * is void if an invalidation came in meanwhile (cache_meta.gen). */
+uint64_t cache_tiers_generation(const struct gateway *gw);
+
+/* True when base's Vary marker in the memory tier lists exactly vary and no
+ * invalidation covers it (the fill then keeps it rather than writing a new
+ * one, which would void every variant stored under it). */
+bool cache_tiers_marker_current(struct gateway *gw, const char *base, size_t base_len,
+                                const char *vary, int64_t now_ms);
+
+/* Memory-tier counters, for the Lua cache module's stats and health output. */
+size_t cache_tiers_memory_entries(struct gateway *gw);
 
 /* Wires the Redis tier's cross-instance invalidations into the memory tier.
  * Call once at start-up, after gw->l2 is set and before the loop starts. */
@@ -40,11 +129,8 @@ bool cache_tiers_l2_available(const struct gateway *gw);
 /* Loop thread: obj is one reference or NULL (miss); err < 0 when Redis failed. */
 typedef void (*cache_tiers_get_fn)(void *arg, struct cache_object *obj, int err);
 
-/* Reads key from Redis.  Returns 0 and calls done exactly once on the loop
- * thread, or fails at once (-ENOTCONN when there is no usable Redis tier). */
-int cache_tiers_l2_get(struct gateway *gw, const char *key, cache_tiers_get_fn done, void *arg);
-
-/* Writes obj to Redis in the background (fire and forget). */
+/* Writes obj to Redis only, in the background (fire and forget); callers
+ * store through cache_tiers_store. */
 void cache_tiers_l2_put(struct gateway *gw, struct cache_object *obj);
 
 /* Loop thread: latency_ms < 0 when the PING failed. */

@@ -24,9 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cache_key.h" /* CACHEGW_TAGS_HEADER */
 #include "cache_object.h"
-
-#define CACHEGW_TAGS_HEADER "x-cachegw-tags"
 
 /* The index is bounded: past this many records it is folded into a floor
  * (every entry filled before the fold is invalid), which costs one flush of

@@ -69,12 +69,4 @@ struct lua_cache_ctx *lua_cache_ctx_of(lua_State *L);
 /* The loadable-module entry point (`require "cache"`). */
 int luaopen_cache(lua_State *L);
 
-#ifndef CACHEGW_LUA_CACHE_MODULE
-/* Worker thread: a Redis answer obj (one reference, or NULL) for a suspended read.  Drops it
- * when an invalidation covers it or it is no longer fresh (deleting it from Redis in the
- * former case), otherwise fills the memory tier.  Returns obj when usable (the caller keeps
- * the reference) or NULL (the reference was released). */
-struct cache_object *lua_cache_accept(struct gateway *gw, struct cache_object *obj);
-#endif
-
 #endif

@@ -1,0 +1,316 @@
+/* response_writer.c - see response_writer.h. */
+#include "response_writer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "endpoints.h"
+#include "log.h"
+#include "stats.h"
+
+void writer_add_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (MHD_add_response_header(resp, name, value) == MHD_NO)
+        LOG_D("header refused by libmicrohttpd: %s", name);
+}
+
+/* Cache-Status, with the cache key as key="..." (RFC 9211) for a request that asked
+ * for it (Cachegw-Debug: <ADMIN_TOKEN>) or when DEBUG_HEADERS is on.  The key is an
+ * sf-string: printable ASCII, '"' and '\\' escaped, other bytes as %XX. */
+static void add_cache_status(struct request *r, struct MHD_Response *resp, const char *value)
+{
+    if (!r->debug || r->lk.key == NULL) {
+        writer_add_header(resp, "Cache-Status", value);
+        return;
+    }
+    char line[1024];
+    size_t at = (size_t)snprintf(line, sizeof line, "%s; key=\"", value);
+    for (const char *k = r->lk.key; *k && at + 8 < sizeof line; k++) {
+        unsigned char c = (unsigned char)*k;
+        if (c == '"' || c == '\\') at += (size_t)snprintf(line + at, sizeof line - at, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f) at += (size_t)snprintf(line + at, sizeof line - at, "%%%02X", c);
+        else line[at++] = (char)c;
+    }
+    if (at + 2 > sizeof line) at = sizeof line - 2;
+    line[at++] = '"';
+    line[at] = '\0';
+    writer_add_header(resp, "Cache-Status", line);
+}
+
+/* The access log's body size of an answer (a HEAD answer sends none). */
+static void note_bytes(struct request *r, long long len)
+{
+    r->bytes_known = len >= 0;
+    r->bytes = r->method != NULL && strcmp(r->method, "HEAD") == 0 ? 0 : len;
+}
+
+static enum MHD_Result queue(struct request *r, int status, struct MHD_Response *resp,
+                             const char *x_cache)
+{
+    r->status = status;
+    r->x_cache = x_cache;
+    r->phase = PH_ANSWERED;
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* The gateway's own answers (refusals, failed forwards): a small JSON body and,
+ * as on every answer, X-Cache and Cache-Status (RFC 9211).  X-Cache is MISS for
+ * a request the cache could have answered, else BYPASS.  A 502/504 after a
+ * forward names it (fwd=uri-miss or stale for a cacheable request, request or
+ * method otherwise; collapsed when it waited on another request's fetch) but
+ * carries no fwd-status: the upstream gave no response, so there is no status
+ * of its to report (an upstream's own 502 passes through as fwd-status=502).
+ * Other answers were given before any forward: no fwd, only detail.  detail is
+ * the error as a token, e.g. upstream-timeout, upstream-unavailable. */
+enum MHD_Result answer_error(struct request *r, int status, const char *error,
+                                    const char *detail)
+{
+    r->gateway_error = true;
+    /* detail may be an upstream library's message: escaped for the JSON body. */
+    char safe_detail[256] = "";
+    if (detail != NULL) {
+        size_t w = 0;
+        for (const char *p = detail; *p != '\0' && w + 7 < sizeof safe_detail; p++) {
+            unsigned char c = (unsigned char)*p;
+            if (c == '"' || c == '\\')
+                w += (size_t)snprintf(safe_detail + w, sizeof safe_detail - w, "\\%c", c);
+            else if (c < 0x20 || c == 0x7f)
+                w += (size_t)snprintf(safe_detail + w, sizeof safe_detail - w, "\\u%04x", c);
+            else
+                safe_detail[w++] = (char)c;
+        }
+        safe_detail[w] = '\0';
+    }
+    char body[512];
+    snprintf(body, sizeof body, "{\"error\": \"%s\", \"status\": %d%s%s%s}\n", error, status,
+             detail ? ", \"detail\": \"" : "", safe_detail, detail ? "\"" : "");
+
+    char token[64];
+    size_t n = 0;
+    for (const char *p = error; *p != '\0' && n + 1 < sizeof token; p++) {
+        char c = *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
+        bool keep = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (keep) token[n++] = c;
+        else if (n > 0 && token[n - 1] != '-') token[n++] = '-';
+    }
+    while (n > 0 && token[n - 1] == '-') n--;
+    token[n] = '\0';
+
+    bool own_forward = r->forward_failed;
+    bool collapsed = !own_forward && r->outcome == FLIGHT_FAILED && r->woken_status == status;
+    const char *x_cache = r->cacheable ? "MISS" : "BYPASS";
+    char cache_status[160];
+    if ((status == 502 || status == 504) && (own_forward || collapsed)) {
+        const char *fwd = r->cacheable ? (r->stale ? "stale" : "uri-miss")
+                          : r->method != NULL && (strcmp(r->method, "GET") == 0 ||
+                                                  strcmp(r->method, "HEAD") == 0)
+                              ? "request"
+                              : "method";
+        snprintf(cache_status, sizeof cache_status, "cachegw; fwd=%s;%s detail=%s", fwd,
+                 collapsed ? " collapsed;" : "", token[0] ? token : "error");
+    } else {
+        snprintf(cache_status, sizeof cache_status, "cachegw; detail=%s",
+                 token[0] ? token : "error");
+    }
+
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    note_bytes(r, (long long)strlen(body));
+    writer_add_header(resp, "Content-Type", "application/json");
+    writer_add_header(resp, "Cache-Control", "no-store");
+    writer_add_header(resp, "X-Cache", x_cache);
+    add_cache_status(r, resp, cache_status);
+    return queue(r, status, resp, x_cache);
+}
+
+static void unref_object_cb(void *cls) { cache_object_unref(cls); }
+
+/* Answers from a stored object without copying its body. */
+enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
+                                     const char *x_cache, const char *cache_status)
+{
+    bool not_modified = cache_rules_not_modified(&r->headers, obj);
+    struct cache_object *ref = cache_object_ref(obj);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        not_modified ? 0 : obj->body_len, (void *)obj->body, unref_object_cb, ref);
+    if (resp == NULL) {
+        cache_object_unref(ref);
+        return MHD_NO;
+    }
+    note_bytes(r, not_modified ? 0 : (long long)obj->body_len);
+    for (size_t i = 0; i < obj->n_headers; i++)
+        if (strncmp(obj->headers[i].name, "x-cachegw-", 10) != 0)
+            writer_add_header(resp, obj->headers[i].name, obj->headers[i].value);
+    int64_t now = clock_wall_ms();
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)cache_object_age_s(obj, now));
+    writer_add_header(resp, "Age", num);
+    writer_add_header(resp, "X-Cache", x_cache);
+    add_cache_status(r, resp, cache_status);
+    return queue(r, not_modified ? 304 : obj->status, resp, x_cache);
+}
+
+static void free_buffer_cb(void *cls) { free(cls); }
+
+/* A HEAD answered without a body still reports the upstream's length. */
+static ssize_t no_body_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void copy_forwardable_headers(struct MHD_Response *resp, const struct header_list *h)
+{
+    const char *connection = header_list_get(h, "connection");
+    for (size_t i = 0; i < h->n; i++) {
+        const char *name = h->items[i].name;
+        if (headers_is_hop_by_hop(name, connection)) continue;
+        if (strcmp(name, "content-length") == 0 || strcmp(name, "date") == 0) continue;
+        writer_add_header(resp, name, h->items[i].value);
+    }
+}
+
+/* Answers with a buffered upstream response, handing its body over. */
+enum MHD_Result answer_fetched(struct request *r, struct upstream_fetch *f,
+                                      const char *x_cache, const char *cache_status)
+{
+    struct MHD_Response *resp;
+    if (f->head_only && f->content_length > 0) {
+        resp = MHD_create_response_from_callback((uint64_t)f->content_length, 4096,
+                                                 no_body_reader, NULL, NULL);
+    } else {
+        char *data = f->body.data;
+        size_t len = f->body.len;
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            len, data ? data : (char *)"", data ? free_buffer_cb : NULL, data);
+        if (resp != NULL) memset(&f->body, 0, sizeof f->body);
+        note_bytes(r, (long long)len);
+    }
+    if (resp == NULL) return MHD_NO;
+    copy_forwardable_headers(resp, &f->resp_headers);
+    writer_add_header(resp, "X-Cache", x_cache);
+    add_cache_status(r, resp, cache_status);
+    return queue(r, f->status, resp, x_cache);
+}
+
+/* ---- streaming ---- */
+
+struct stream_ctx {
+    struct upstream_stream *stream;
+    struct MHD_Connection *conn;
+};
+
+static void stream_suspend(void *arg) { MHD_suspend_connection(((struct stream_ctx *)arg)->conn); }
+static void stream_resume(void *arg) { MHD_resume_connection(((struct stream_ctx *)arg)->conn); }
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream_ctx *c = cls;
+    size_t n = 0;
+    switch (upstream_stream_read(c->stream, buf, max, &n, stream_suspend, stream_resume, c)) {
+    case STREAM_DATA:
+        return (ssize_t)n;
+    case STREAM_WAIT:
+        return 0;
+    case STREAM_END:
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    case STREAM_FAILED:
+    default:
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+}
+
+static void stream_free(void *cls)
+{
+    struct stream_ctx *c = cls;
+    upstream_stream_release(c->stream);
+    free(c);
+}
+
+enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch *f,
+                                       const char *x_cache, const char *cache_status)
+{
+    struct stream_ctx *c = calloc(1, sizeof *c);
+    if (c == NULL) return MHD_NO;
+    c->stream = f->stream;
+    c->conn = r->conn;
+    uint64_t size = f->content_length >= 0 ? (uint64_t)f->content_length : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(size, 64 * 1024, stream_reader, c, stream_free);
+    if (resp == NULL) {
+        free(c);
+        return MHD_NO;
+    }
+    note_bytes(r, f->content_length); /* unknown (-1) when chunked */
+    /* The stream owns the fetch from here on; it frees it via on_free. */
+    upstream_request_set_owner(f, NULL);
+    copy_forwardable_headers(resp, &f->resp_headers);
+    writer_add_header(resp, "X-Cache", x_cache);
+    add_cache_status(r, resp, cache_status);
+    STATS_INC(streamed);
+    return queue(r, f->status, resp, x_cache);
+}
+
+/* ---- cached answers ---- */
+
+/* Answers a fresh hit; detail (may be NULL) names the tier it came from. */
+enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t now,
+                           const char *detail)
+{
+    char cache_status[96];
+    int64_t ttl_left =
+        (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 - obj->meta.initial_age_s;
+    snprintf(cache_status, sizeof cache_status, "cachegw; hit; ttl=%lld%s%s",
+             (long long)ttl_left, detail ? "; detail=" : "", detail ? detail : "");
+    STATS_INC(hits);
+    r->hit_redis = detail != NULL && strcmp(detail, "redis") == 0;
+    return answer_object(r, obj, "HIT", cache_status);
+}
+
+/* Answers with the stale entry; detail says why (stale-if-error, ...). */
+enum MHD_Result answer_stale(struct request *r, const char *detail)
+{
+    char cache_status[128];
+    snprintf(cache_status, sizeof cache_status, "cachegw; hit; fwd=stale; detail=%s", detail);
+    r->served_stale = true;
+    STATS_INC(stale_served);
+    STATS_INC(hits);
+    return answer_object(r, r->stale, "HIT", cache_status);
+}
+
+/* ---- the gateway's status pages ---- */
+
+enum MHD_Result answer_status_page(struct request *r, bool metrics, double latency_ms)
+{
+    struct gateway *gw = r->gw;
+    struct health_redis_view redis = {.configured = gw->redis != NULL,
+                                      .available = cache_tiers_l2_available(gw),
+                                      .latency_ms = latency_ms};
+    struct MHD_Response *resp;
+    if (metrics) {
+        /* Histograms and per-route series: no small fixed bound, so a malloc'd text. */
+        size_t len;
+        char *text = endpoints_metrics_text(gw, &redis, &len);
+        if (text == NULL) return answer_error(r, 500, "internal error", NULL);
+        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL) free(text);
+    } else {
+        char body[8192];
+        int n = endpoints_health_cache_json(gw, &redis, body, sizeof body);
+        if (n < 0) return answer_error(r, 500, "internal error", NULL);
+        resp = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    }
+    if (resp == NULL) return MHD_NO;
+    writer_add_header(resp, "Content-Type", metrics ? "text/plain; version=0.0.4" : "application/json");
+    writer_add_header(resp, "Cache-Control", "no-store");
+    /* Degraded (Redis configured but unavailable): HEALTH_DEGRADED_STATUS, 200 by default,
+     * since the gateway still serves every request from memory and the upstream. */
+    int status = !metrics && redis.configured && !redis.available
+                     ? gw->cfg->health_degraded_status
+                     : 200;
+    return queue(r, status, resp, NULL);
+}
+
