@@ -2,11 +2,13 @@
 #include "cache_fill.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cache_key.h"
 #include "cache_tiers.h"
+#include "compress.h"
 #include "io_loop.h"
 #include "stats.h"
 
@@ -19,22 +21,32 @@ static void store_both(struct gateway *gw, struct cache_object *obj)
     if (cache_tiers_store(gw, obj) == 0) STATS_INC(stores);
 }
 
-/* RFC 9111 §4.3.4: a 304 updates the stored headers with its own, except the
- * framing ones. */
-static int merge_304(const struct cache_object *old, const struct header_list *fresh,
-                     struct header_list *out)
+/* Issue 12: what the configuration says about storage (cache_rules.h). */
+static void rules_opts_of(const struct gateway *gw, const struct fill_input *in,
+                          struct cache_rules_opts *o)
 {
-    for (size_t i = 0; i < old->n_headers; i++) {
-        if (header_list_get(fresh, old->headers[i].name) &&
-            cache_rules_header_storable(old->headers[i].name, NULL))
-            continue;
-        if (header_list_add(out, old->headers[i].name, old->headers[i].value) != 0) return -1;
-    }
-    for (size_t i = 0; i < fresh->n; i++) {
-        if (strcasecmp(fresh->items[i].name, "content-length") == 0) continue;
-        if (header_list_add(out, fresh->items[i].name, fresh->items[i].value) != 0) return -1;
-    }
-    return 0;
+    const struct config *cfg = gw->cfg;
+    *o = (struct cache_rules_opts){
+        .default_ttl_ms = (int64_t)cfg->default_ttl_s * 1000,
+        .max_value_bytes = cfg->max_value_bytes,
+        .heuristic_percent = cfg->heuristic_percent,
+        .heuristic_max_ms = (int64_t)cfg->heuristic_max_s * 1000,
+        .targeted_field = cfg->targeted_cache_control,
+        .request_authorization =
+            in->req_headers != NULL && header_list_get(in->req_headers, "authorization") != NULL};
+}
+
+/* Issue 12: the compression settings (compress.h); false when COMPRESS is empty. */
+static bool compress_opts_of(const struct config *cfg, struct compress_opts *o)
+{
+    *o = (struct compress_opts){.min_bytes = cfg->compress_min_bytes,
+                                .types = cfg->compress_types,
+                                .gzip_level = 6,
+                                .br_quality = 5};
+    const char *c = cfg->compress ? cfg->compress : "";
+    o->gzip = headers_has_token(c, "gzip");
+    o->br = headers_has_token(c, "br");
+    return o->gzip || o->br;
 }
 
 struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
@@ -47,6 +59,8 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
     size_t body_len = in->body_len;
     struct header_list merged = {0};
     struct cache_object *obj = NULL;
+    char *coded = NULL; /* the body with its compressed copies (issue 12) */
+    size_t coded_len = 0;
     *reason = NULL;
 
     if (in->request_no_store) {
@@ -54,19 +68,26 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
         return NULL;
     }
     if (status == 304 && in->revalidated) {
-        if (merge_304(in->revalidated, in->resp_headers, &merged) != 0) {
+        if (cache_rules_merge_304(in->revalidated, in->resp_headers, &merged) != 0) {
             *reason = "out-of-memory";
+            goto done;
+        }
+        /* The stored body without its compressed copies: they are made again. */
+        struct compress_layout layout;
+        if (compress_layout_of(in->revalidated, &layout) < 0) {
+            *reason = "bad-layout";
             goto done;
         }
         status = in->revalidated->status;
         headers = &merged;
         body = in->revalidated->body;
-        body_len = in->revalidated->body_len;
+        body_len = layout.identity_len;
     }
 
     struct store_decision d;
-    cache_rules_response(status, headers, body_len, now, (int64_t)gw->cfg->default_ttl_s * 1000,
-                         gw->cfg->max_value_bytes, in->ov, &d);
+    struct cache_rules_opts ropts;
+    rules_opts_of(gw, in, &ropts);
+    cache_rules_response_ex(status, headers, body_len, now, &ropts, in->ov, &d);
     if (d.store && in->hook) in->hook(in->hook_arg, status, headers, &d);
     if (!d.store) {
         *reason = d.reason ? d.reason : "not-storable";
@@ -98,7 +119,8 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
         *reason = "list-too-long";
         goto done;
     }
-    struct http_header kept[MAX_KEPT + 1];
+    /* + 3: the tags, the effective targeted directives and the compression layout. */
+    struct http_header kept[MAX_KEPT + 3];
     size_t n = 0;
     bool vary_kept = false, cc_kept = false;
     for (size_t i = 0; i < headers->n && n < MAX_KEPT; i++) {
@@ -136,6 +158,21 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
     if (sk_lines > 0 && sk[0])
         tlen += (size_t)snprintf(tags + tlen, sizeof tags - tlen, "%s%s", tlen ? " " : "", sk);
     if (tlen > 0) kept[n++] = (struct http_header){CACHEGW_TAGS_HEADER, tags};
+    /* Issue 12: the targeted field's directives rule reuse (cache_rules.h), and
+     * compressed copies are made once, here (compress.h). */
+    if (d.effective_cc[0])
+        kept[n++] = (struct http_header){CACHE_RULES_EFFECTIVE_CC_HEADER, d.effective_cc};
+    struct compress_opts copts;
+    char layout_hdr[96];
+    if (compress_opts_of(gw->cfg, &copts)) {
+        int rc = compress_encode(&copts, status, headers, body, body_len, gw->cfg->max_value_bytes,
+                                 &coded, &coded_len, layout_hdr, sizeof layout_hdr);
+        if (rc == 1) {
+            body = coded;
+            body_len = coded_len;
+            kept[n++] = (struct http_header){COMPRESS_HEADER, layout_hdr};
+        }
+    }
     struct cache_meta meta = {.gen = in->gen,
                               .stored_at_ms = now,
                               .initial_age_s = d.initial_age_s,
@@ -179,6 +216,7 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
     if (obj == NULL) *reason = "unencodable";
     else store_both(gw, obj);
 done:
+    free(coded);
     header_list_free(&merged);
     if (obj == NULL) STATS_INC(not_stored);
     return obj;

@@ -94,6 +94,8 @@ struct request {
 
     /* Plan. */
     bool cacheable;
+    bool store_only;          /* issue 12: Authorization request, forwarded; its answer may be
+                                 stored for others (cache_rules_request_store_only) */
     const char *bypass_reason;
     char *path;                    /* uri without the query */
     struct worker_policy *wp;      /* the policy generation this request runs under */

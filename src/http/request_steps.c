@@ -145,7 +145,26 @@ static int plan_policy(struct request *r)
     default:
         r->cacheable = false;
         r->bypass_reason = r->dec.reason ? r->dec.reason : "policy";
+        /* Issue 12 item 10: no route, credentials: see plan() (store_only).  Routes
+         * keep their own rule. */
+        r->store_only = r->dec.action == POLICY_BYPASS && r->dec.route_id == 0 &&
+                        r->dec.reason != NULL && strcmp(r->dec.reason, "credentials") == 0 &&
+                        cache_rules_request_store_only(r->method, &r->headers);
         break;
+    }
+    if (r->store_only) {
+        /* The key of the exact forwarded target (docs/design.md invariant 8), as
+         * without policies; a bypass decision carries none. */
+        size_t n = strlen(r->uri) + 5;
+        r->lk.key = malloc(n);
+        if (r->lk.key == NULL) return -ENOMEM;
+        snprintf(r->lk.key, n, "GET:%s", r->uri);
+        if (!cache_key_is_valid(r->lk.key, strlen(r->lk.key))) {
+            free(r->lk.key);
+            r->lk.key = NULL;
+            r->store_only = false;
+        }
+        return 0;
     }
     if (r->cacheable && !cache_key_is_valid(r->dec.key, strlen(r->dec.key))) {
         /* A key carrying internal key syntax could name another URL's variant. */
@@ -183,11 +202,21 @@ static int plan(struct request *r)
         return plan_policy(r);
     }
     r->cacheable = cache_rules_request_cacheable(r->method, &r->headers, &r->bypass_reason);
-    if (r->cacheable) {
+    /* Issue 12 item 10 (RFC 9111 §3.5): a request with Authorization is never answered
+     * from a shared entry (docs/design.md invariant 6), but it is fetched through the
+     * fill, which stores the answer for others when it says public, s-maxage or
+     * must-revalidate.  It neither looks up nor joins a flight. */
+    r->store_only = !r->cacheable && cache_rules_request_store_only(r->method, &r->headers);
+    if (r->cacheable || r->store_only) {
         size_t n = strlen(r->uri) + 5;
         r->lk.key = malloc(n);
         if (r->lk.key == NULL) return -ENOMEM;
         snprintf(r->lk.key, n, "GET:%s", r->uri);
+    }
+    if (r->store_only && !cache_key_is_valid(r->lk.key, strlen(r->lk.key))) {
+        free(r->lk.key);
+        r->lk.key = NULL;
+        r->store_only = false;
     }
     return 0;
 }
@@ -358,6 +387,8 @@ static enum step_result step_route(struct request *r)
 {
     cache_rules_request_cc(&r->headers, &r->cc);
     log_decision(r);
+    if (r->has_dec && r->dec.reject_status) /* unknown_host "reject" (issue 13) */
+        return synth(r, r->dec.reject_status, "unknown host", NULL);
     if (r->cacheable && r->has_body) {
         /* The body is forwarded but is in no key: never share its answer. */
         r->cacheable = false;
@@ -365,6 +396,7 @@ static enum step_result step_route(struct request *r)
     }
     if (!r->cacheable) {
         STATS_INC(bypasses);
+        if (r->store_only && !r->has_body) return go(r, STEP_FETCH); /* issue 12 item 10 */
         return go(r, STEP_PASS);
     }
     return go(r, STEP_LOOKUP);
@@ -408,7 +440,7 @@ static enum step_result step_lookup(struct request *r)
          * hook are not: the refresh completes on the I/O loop, where Lua never runs. */
         if (!(r->has_dec && r->dec.has_response_hook))
             cache_fetch_refresh(r->gw, r->lk.key, r->lk.obj, &r->ov, r->method, r->uri,
-                                &r->headers, r->client_ip);
+                                &r->headers, r->client_ip, r->has_dec ? r->dec.upstream : NULL);
         return deliver_stale(r, "stale-while-revalidate");
     case CACHE_REVALIDATE:
     case CACHE_MISS:
@@ -533,7 +565,8 @@ static enum step_result step_fetch(struct request *r)
                                    .has_hook = hook_of(r) != NULL,
                                    .flight = r->flight,
                                    .on_ready = leader_ready,
-                                   .owner = r};
+                                   .owner = r,
+                                   .upstream = r->has_dec ? r->dec.upstream : NULL};
     r->flight = NULL; /* the fetch owns it now, and closes it even when it cannot start */
     r->upstream_start_us = metrics_now_us();
     r->cf = cache_fetch_start(r->gw, &in);
@@ -592,9 +625,10 @@ static enum step_result step_fetch_done(struct request *r)
     if (res.stored) {
         snprintf(cache_status, sizeof cache_status,
                  "cachegw; fwd=%s; fwd-status=%d; stored; ttl=%lld",
-                 r->stale ? "stale" : "uri-miss", f->status,
+                 r->store_only ? "request" : r->stale ? "stale" : "uri-miss", f->status,
                  (long long)(res.stored->meta.ttl_ms / 1000 - res.stored->meta.initial_age_s));
-        r->mhd_ret = answer_object(r, res.stored, "MISS", cache_status);
+        /* A store-only request (issue 12 item 10) was not served by the cache. */
+        r->mhd_ret = answer_object(r, res.stored, r->store_only ? "BYPASS" : "MISS", cache_status);
         return STEP_ANSWERED;
     }
     if (f->status == 304 && r->stale) {
@@ -603,10 +637,11 @@ static enum step_result step_fetch_done(struct request *r)
                                    "cachegw; fwd=stale; fwd-status=304; detail=not-stored");
         return STEP_ANSWERED;
     }
-    snprintf(cache_status, sizeof cache_status, "cachegw; fwd=uri-miss; detail=%s",
+    snprintf(cache_status, sizeof cache_status, "cachegw; fwd=%s; detail=%s",
+             r->store_only ? "request" : "uri-miss",
              res.not_stored ? res.not_stored : "not-stored");
     if (f->stream) cache_fetch_take_upstream(r->cf); /* the streamed answer frees it */
-    r->mhd_ret = deliver_upstream(r, f, "MISS", cache_status);
+    r->mhd_ret = deliver_upstream(r, f, r->store_only ? "BYPASS" : "MISS", cache_status);
     return STEP_ANSWERED;
 }
 
@@ -693,7 +728,9 @@ static struct upstream_fetch *build_pass(struct request *r)
                                         .for_cache = false,
                                         .buffer_limit = r->gw->cfg->max_value_bytes,
                                         .on_ready = request_fetch_ready,
-                                        .owner = r};
+                                        .owner = r,
+                                        .upstream = r->has_dec ? r->dec.upstream : NULL,
+                                        .retry_unsafe = r->has_dec && r->dec.idempotent};
     r->upstream_start_us = metrics_now_us(); /* the access log's upstream_time */
     return upstream_request_build(&in);
 }
@@ -720,6 +757,8 @@ static enum step_result step_pass(struct request *r)
 static enum step_result pass_streamed(struct request *r)
 {
     struct gateway *gw = r->gw;
+    if (r->has_dec && r->dec.reject_status) /* unknown_host "reject" (issue 13) */
+        return synth(r, r->dec.reject_status, "unknown host", NULL);
     if (r->cacheable) {
         r->cacheable = false;
         r->bypass_reason = "request-body";
@@ -844,7 +883,8 @@ static const struct step_def steps[STEP__COUNT] = {
     [STEP_POLICY_RESUME] = {"policy-resume", step_policy_resume,
                             TO(STEP_POLICY_READ) | TO(STEP_ROUTE) | TO(STEP_PASS_DONE) |
                                 TO(STEP_SYNTH)},
-    [STEP_ROUTE] = {"route", step_route, TO(STEP_PASS) | TO(STEP_LOOKUP)},
+    [STEP_ROUTE] = {"route", step_route,
+                    TO(STEP_PASS) | TO(STEP_LOOKUP) | TO(STEP_FETCH) | TO(STEP_SYNTH)},
     [STEP_LOOKUP] = {"lookup", step_lookup,
                      TO(STEP_DELIVER_HIT) | TO(STEP_DELIVER_STALE) | TO(STEP_FLIGHT) |
                          TO(STEP_SYNTH)},

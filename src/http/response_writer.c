@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress.h"
 #include "endpoints.h"
+#include "http_range.h"
 #include "log.h"
 #include "stats.h"
 
@@ -129,29 +131,102 @@ enum MHD_Result answer_error(struct request *r, int status, const char *error,
 
 static void unref_object_cb(void *cls) { cache_object_unref(cls); }
 
+/* ---- issue 12: which bytes of a stored object answer the request ----
+ * The representation (identity, gzip, br: compress.h) and a byte range of a
+ * complete 200 (http_range.h), decided before the response is built. */
+struct object_plan {
+    int status;
+    const char *body;
+    size_t len;
+    const char *coding;   /* Content-Encoding of the answer, NULL for identity */
+    bool vary;            /* add Vary: Accept-Encoding */
+    char content_range[96]; /* "" when none */
+};
+
+/* Returns 0, or -1 when the stored layout is invalid (the entry must not be served). */
+static int plan_object(const struct request *r, const struct cache_object *obj,
+                       bool not_modified, struct object_plan *p)
+{
+    char ae[1024], range[1024], if_range[256];
+    int ae_lines = header_list_get_all(&r->headers, "accept-encoding", ae, sizeof ae);
+    int range_lines = header_list_get_all(&r->headers, "range", range, sizeof range);
+    int if_range_lines = header_list_get_all(&r->headers, "if-range", if_range, sizeof if_range);
+    struct compress_choice c;
+    /* Ranges are served from the identity body: ask for identity then. */
+    bool ranged = range_lines > 0 && obj->status == 200 && !not_modified &&
+                  strcmp(r->method, "GET") == 0 && if_range_lines >= 0 &&
+                  http_range_if_range(if_range_lines > 0 ? if_range : NULL,
+                                      cache_object_header(obj, "etag"),
+                                      cache_object_header(obj, "last-modified"));
+    if (compress_select(obj, ae_lines > 0 && !ranged && !not_modified ? ae : NULL, &c) != 0)
+        return -1;
+    *p = (struct object_plan){.status = not_modified ? 304 : obj->status,
+                              .body = c.body,
+                              .len = not_modified ? 0 : c.len,
+                              .coding = c.coding,
+                              .vary = c.vary};
+    if (!ranged) return 0;
+    struct http_range rg;
+    switch (http_range_parse(range, c.len, &rg)) {
+    case HTTP_RANGE_SINGLE:
+        p->status = 206;
+        p->body = c.body + rg.first;
+        p->len = (size_t)(rg.last - rg.first + 1);
+        http_range_content_range(p->content_range, sizeof p->content_range, &rg, c.len);
+        break;
+    case HTTP_RANGE_UNSATISFIABLE:
+        p->status = 416;
+        p->len = 0;
+        http_range_content_range(p->content_range, sizeof p->content_range, NULL, c.len);
+        break;
+    case HTTP_RANGE_FULL:
+    default:
+        break;
+    }
+    return 0;
+}
+
 /* Answers from a stored object without copying its body. */
 enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
                                      const char *x_cache, const char *cache_status)
 {
     bool not_modified = cache_rules_not_modified(&r->headers, obj);
+    struct object_plan plan;
+    if (plan_object(r, obj, not_modified, &plan) != 0)
+        return answer_error(r, 500, "unreadable stored entry", NULL);
     struct cache_object *ref = cache_object_ref(obj);
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
-        not_modified ? 0 : obj->body_len, (void *)obj->body, unref_object_cb, ref);
+        plan.len, (void *)plan.body, unref_object_cb, ref);
     if (resp == NULL) {
         cache_object_unref(ref);
         return MHD_NO;
     }
-    note_bytes(r, not_modified ? 0 : (long long)obj->body_len);
-    for (size_t i = 0; i < obj->n_headers; i++)
-        if (strncmp(obj->headers[i].name, "x-cachegw-", 10) != 0)
-            writer_add_header(resp, obj->headers[i].name, obj->headers[i].value);
+    note_bytes(r, (long long)plan.len);
+    const char *targeted = r->gw->cfg->targeted_cache_control;
+    bool vary_has_ae = false;
+    for (size_t i = 0; i < obj->n_headers; i++) {
+        const char *name = obj->headers[i].name, *value = obj->headers[i].value;
+        /* Internal, consumed targeted and surrogate fields stay here (cache_rules.h). */
+        if (cache_rules_header_consumed(name, targeted)) continue;
+        if (strcmp(name, "vary") == 0 && headers_has_token(value, "accept-encoding"))
+            vary_has_ae = true;
+        char tag[512];
+        if (plan.coding && strcmp(name, "etag") == 0 &&
+            compress_etag(value, plan.coding, tag, sizeof tag) == 0)
+            value = tag; /* the coded bytes are another representation */
+        writer_add_header(resp, name, value);
+    }
+    if (plan.coding) writer_add_header(resp, "Content-Encoding", plan.coding);
+    if (plan.vary && !vary_has_ae) writer_add_header(resp, "Vary", "Accept-Encoding");
+    if (plan.content_range[0]) writer_add_header(resp, "Content-Range", plan.content_range);
+    if (obj->status == 200) writer_add_header(resp, "Accept-Ranges", "bytes");
     int64_t now = clock_wall_ms();
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long)cache_object_age_s(obj, now));
     writer_add_header(resp, "Age", num);
     writer_add_header(resp, "X-Cache", x_cache);
     add_cache_status(r, resp, cache_status);
-    return queue(r, not_modified ? 304 : obj->status, resp, x_cache);
+    return queue(r, plan.status, resp, x_cache);
 }
 
 static void free_buffer_cb(void *cls) { free(cls); }
@@ -162,12 +237,15 @@ static ssize_t no_body_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-static void copy_forwardable_headers(struct MHD_Response *resp, const struct header_list *h)
+static void copy_forwardable_headers(struct MHD_Response *resp, const struct header_list *h,
+                                     const char *targeted)
 {
     const char *connection = header_list_get(h, "connection");
     for (size_t i = 0; i < h->n; i++) {
         const char *name = h->items[i].name;
         if (headers_is_hop_by_hop(name, connection)) continue;
+        /* Consumed targeted fields, Surrogate-*, internal fields (issue 12). */
+        if (cache_rules_header_consumed(name, targeted)) continue;
         if (strcmp(name, "content-length") == 0 || strcmp(name, "date") == 0) continue;
         writer_add_header(resp, name, h->items[i].value);
     }
@@ -190,7 +268,7 @@ enum MHD_Result answer_fetched(struct request *r, struct upstream_fetch *f,
         note_bytes(r, (long long)len);
     }
     if (resp == NULL) return MHD_NO;
-    copy_forwardable_headers(resp, &f->resp_headers);
+    copy_forwardable_headers(resp, &f->resp_headers, r->gw->cfg->targeted_cache_control);
     writer_add_header(resp, "X-Cache", x_cache);
     add_cache_status(r, resp, cache_status);
     return queue(r, f->status, resp, x_cache);
@@ -247,7 +325,7 @@ enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch *f,
     note_bytes(r, f->content_length); /* unknown (-1) when chunked */
     /* The stream owns the fetch from here on; it frees it via on_free. */
     upstream_request_set_owner(f, NULL);
-    copy_forwardable_headers(resp, &f->resp_headers);
+    copy_forwardable_headers(resp, &f->resp_headers, r->gw->cfg->targeted_cache_control);
     writer_add_header(resp, "X-Cache", x_cache);
     add_cache_status(r, resp, cache_status);
     STATS_INC(streamed);

@@ -7,6 +7,8 @@ client got and what the upstream saw.  No policies (an empty directory) and
 DEFAULT_TTL=0, the way the conformance suites run caches.
 """
 
+import gzip
+import json
 import os
 import tempfile
 import time
@@ -256,6 +258,283 @@ class Merge304Test(Rfc9111Case):
         self.assertIn("redis", r.header("cache-status"))
         self.check_merged(r)
         self.assertEqual(self.up.count("/mr"), 2)
+
+
+class HeuristicTest(Rfc9111Case):
+    LM = "Mon, 06 Nov 2023 08:49:37 GMT"  # long before Date: 10 % is capped by HEURISTIC_MAX
+
+    def test_last_modified_heuristic_for_heuristic_statuses_only(self):
+        self.start(env={"HEURISTIC_MAX": "1"})
+        for status in (200, 404, 301):
+            path = f"/h/{status}"
+            self.up.script(path, response(status, [("Last-Modified", self.LM),
+                                                   ("Location", "/x")], b"h"))
+            with self.subTest(status=status):
+                self.assertServedTwiceWithOneFetch(path, status)
+        # Bounded: after HEURISTIC_MAX (1 s) the 200 is stale again.
+        time.sleep(1.3)
+        self.get("/h/200")
+        self.assertEqual(self.up.count("/h/200"), 2)
+        # Not heuristically cacheable: a 302 or 500 with Last-Modified is not stored.
+        for status in (302, 500):
+            path = f"/h/{status}"
+            self.up.script(path, response(status, [("Last-Modified", self.LM),
+                                                   ("Location", "/x")], b"h"))
+            self.get(path)
+            self.get(path)
+            self.assertEqual(self.up.count(path), 2)
+
+    def test_heuristic_off_and_default_ttl(self):
+        self.start(env={"HEURISTIC_FRACTION": "0"})
+        self.up.script("/h0", response(200, [("Last-Modified", self.LM)], b"h"))
+        self.get("/h0")
+        self.get("/h0")
+        self.assertEqual(self.up.count("/h0"), 2)
+
+    def test_bad_values_stop_start_up(self):
+        import subprocess
+        from harness import CACHEGW_BIN
+        for env in ({"HEURISTIC_FRACTION": "101"}, {"COMPRESS": "zstd"},
+                    {"TARGETED_CACHE_CONTROL": "cache-control"}):
+            p = subprocess.run([CACHEGW_BIN, "--check"], env=dict(os.environ, **env,
+                               POLICIES_DIR=EMPTY_POLICIES), capture_output=True, text=True)
+            self.assertEqual(p.returncode, 2, (env, p.stderr))
+            self.assertIn(list(env)[0], p.stderr + p.stdout)
+
+
+class AuthorizationTest(Rfc9111Case):
+    def test_shared_directives_let_an_authorized_answer_be_stored(self):
+        self.start()
+        auth = {"Authorization": "Bearer alice"}
+        for cc in ("public, max-age=60", "s-maxage=60", "max-age=60, must-revalidate"):
+            path = "/auth/" + cc.split(",")[0].split("=")[0]
+            self.up.script(path, response(200, [("Cache-Control", cc)], b"shared"))
+            a = self.get(path, headers=auth)
+            self.assertEqual(a.body, b"shared")
+            # Stored for others ...
+            b = self.get(path)
+            self.assertEqual(b.header("x-cache"), "HIT", (cc, b))
+            # ... but a request with Authorization is never answered from it.
+            c = self.get(path, headers=auth)
+            self.assertNotEqual(c.header("x-cache"), "HIT")
+            self.assertEqual(self.up.count(path), 2)
+            self.assertEqual(self.up.requests(path)[0].header("authorization"), "Bearer alice")
+
+    def test_without_them_nothing_is_stored(self):
+        self.start()
+        self.up.script("/auth/private", response(200, [("Cache-Control", "max-age=60")], b"mine"))
+        self.get("/auth/private", headers={"Authorization": "Bearer alice"})
+        r = self.get("/auth/private")
+        self.assertEqual(r.header("x-cache"), "MISS")
+        self.assertEqual(self.up.count("/auth/private"), 2)
+
+    def test_authorization_with_cookie_is_a_plain_bypass(self):
+        self.start()
+        self.up.script("/auth/ck", response(200, [("Cache-Control", "public, max-age=60")], b"x"))
+        self.get("/auth/ck", headers={"Authorization": "Bearer a", "Cookie": "s=1"})
+        self.get("/auth/ck")
+        self.assertEqual(self.up.count("/auth/ck"), 2)
+
+
+class TargetedTest(Rfc9111Case):
+    def test_cdn_cache_control_overrides_and_is_not_passed_on(self):
+        self.start()
+        self.up.script("/t/cdn", response(200, [("Cache-Control", "no-store"),
+                                                ("CDN-Cache-Control", "max-age=60"),
+                                                ("Surrogate-Control", "max-age=60"),
+                                                ("Surrogate-Key", "k1 k2")], b"x"))
+        a = self.get("/t/cdn")
+        b = self.get("/t/cdn")
+        self.assertEqual(b.header("x-cache"), "HIT")
+        self.assertEqual(self.up.count("/t/cdn"), 1)
+        for r in (a, b):
+            self.assertEqual(r.header("cache-control"), "no-store")  # for the client's caches
+            self.assertIsNone(r.header("cdn-cache-control"))
+            self.assertIsNone(r.header("surrogate-control"))
+            self.assertIsNone(r.header("surrogate-key"))
+        # no-store in the targeted field wins over Cache-Control.
+        self.up.script("/t/ns", response(200, [("Cache-Control", "max-age=60"),
+                                               ("CDN-Cache-Control", "no-store")], b"x"))
+        self.get("/t/ns")
+        self.get("/t/ns")
+        self.assertEqual(self.up.count("/t/ns"), 2)
+
+    def test_targeted_must_revalidate_rules_stale_use(self):
+        self.start()
+        self.up.script("/t/mr", response(200, [("Cache-Control", "max-age=60"),
+                                               ("CDN-Cache-Control", "max-age=1, must-revalidate")],
+                                         b"x"))
+        self.get("/t/mr")
+        time.sleep(1.4)
+        r = self.get("/t/mr", headers={"Cache-Control": "max-stale=60"})
+        self.assertEqual(r.header("x-cache"), "MISS")  # not served stale
+        self.assertEqual(self.up.count("/t/mr"), 2)
+
+    def test_own_targeted_field_comes_first(self):
+        self.start(env={"TARGETED_CACHE_CONTROL": "Cachegw-Cache-Control"})
+        self.up.script("/t/own", response(200, [("CDN-Cache-Control", "no-store"),
+                                                ("Cachegw-Cache-Control", "max-age=60")], b"x"))
+        a = self.get("/t/own")
+        b = self.get("/t/own")
+        self.assertEqual(b.header("x-cache"), "HIT")
+        for r in (a, b):
+            self.assertIsNone(r.header("cachegw-cache-control"))
+            self.assertIsNone(r.header("cdn-cache-control"))
+
+
+BODY = bytes(range(256)) * 4  # 1024 bytes
+
+
+class RangeTest(Rfc9111Case):
+    def setUp(self):
+        super().setUp()
+        self.start(env={"COMPRESS": ""})
+        self.up.script("/r", response(200, [("Cache-Control", "max-age=60"), ("ETag", '"r1"'),
+                                            ("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT"),
+                                            ("Content-Type", "application/octet-stream")], BODY))
+        self.get("/r")
+
+    def test_single_open_suffix(self):
+        for rng, first, last in (("bytes=0-9", 0, 9), ("bytes=1000-", 1000, 1023),
+                                 ("bytes=-24", 1000, 1023), ("bytes=10-5000", 10, 1023)):
+            r = self.get("/r", headers={"Range": rng})
+            self.assertEqual(r.status, 206, rng)
+            self.assertEqual(r.body, BODY[first:last + 1])
+            self.assertEqual(r.header("content-range"), f"bytes {first}-{last}/1024")
+            self.assertEqual(r.header("x-cache"), "HIT")
+        self.assertEqual(self.up.count("/r"), 1)
+        self.assertIsNone(self.up.requests("/r")[0].header("range"))
+
+    def test_unsatisfiable_is_416(self):
+        r = self.get("/r", headers={"Range": "bytes=2000-"})
+        self.assertEqual(r.status, 416)
+        self.assertEqual(r.header("content-range"), "bytes */1024")
+        self.assertEqual(r.body, b"")
+
+    def test_if_range(self):
+        r = self.get("/r", headers={"Range": "bytes=0-1", "If-Range": '"r1"'})
+        self.assertEqual(r.status, 206)
+        r = self.get("/r", headers={"Range": "bytes=0-1",
+                                    "If-Range": "Tue, 14 Nov 2023 22:13:20 GMT"})
+        self.assertEqual(r.status, 206)
+        for stale in ('"r0"', 'W/"r1"', "Tue, 14 Nov 2023 22:13:21 GMT"):
+            r = self.get("/r", headers={"Range": "bytes=0-1", "If-Range": stale})
+            self.assertEqual(r.status, 200, stale)
+            self.assertEqual(r.body, BODY)
+
+    def test_several_ranges_and_other_units_get_the_whole_response(self):
+        for rng in ("bytes=0-1, 5-6", "items=0-1", "bytes=5-1", "bytes=x"):
+            r = self.get("/r", headers={"Range": rng})
+            self.assertEqual(r.status, 200, rng)
+            self.assertEqual(r.body, BODY)
+
+
+def brotli_ok():
+    try:
+        import brotli  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+DOC = json.dumps({"items": [{"id": i, "name": f"item {i}", "tags": ["a", "b"]}
+                            for i in range(300)]}).encode()
+
+
+class CompressionTest(Rfc9111Case):
+    def script_doc(self, path, extra=()):
+        self.up.script(path, response(200, [("Cache-Control", "max-age=60"), ("ETag", '"d1"'),
+                                            ("Content-Type", "application/json")] + list(extra),
+                                      DOC))
+
+    def test_gzip_and_identity_from_one_entry(self):
+        self.start()
+        self.script_doc("/c/doc")
+        self.get("/c/doc")
+        ident = self.get("/c/doc")
+        gz = self.get("/c/doc", headers={"Accept-Encoding": "gzip"})
+        br = self.get("/c/doc", headers={"Accept-Encoding": "gzip, br"})
+        refused = self.get("/c/doc", headers={"Accept-Encoding": "gzip;q=0, br;q=0"})
+        self.assertEqual(self.up.count("/c/doc"), 1)
+        # Identity for a client that did not ask, with Vary so caches downstream keep apart.
+        self.assertEqual(ident.body, DOC)
+        self.assertIsNone(ident.header("content-encoding"))
+        self.assertIn("Accept-Encoding", ident.header("vary"))
+        self.assertEqual(ident.header("etag"), '"d1"')
+        self.assertEqual(refused.body, DOC)
+        self.assertIsNone(refused.header("content-encoding"))
+        # gzip for one that did.
+        self.assertEqual(gz.header("content-encoding"), "gzip")
+        self.assertEqual(gzip.decompress(gz.body), DOC)
+        self.assertLess(len(gz.body), len(DOC) // 3)
+        self.assertEqual(gz.header("etag"), '"d1-gzip"')
+        self.assertIn("Accept-Encoding", gz.header("vary"))
+        self.assertEqual(int(gz.header("content-length")), len(gz.body))
+        # br preferred when accepted.
+        self.assertEqual(br.header("content-encoding"), "br")
+        self.assertEqual(br.header("etag"), '"d1-br"')
+        self.assertLess(len(br.body), len(gz.body))
+        if brotli_ok():
+            import brotli
+            self.assertEqual(brotli.decompress(br.body), DOC)
+        # The upstream never saw the client's Accept-Encoding choice matter: it sent identity.
+        self.assertEqual(self.up.requests("/c/doc")[0].method, "GET")
+
+    def test_not_compressed(self):
+        self.start(env={"COMPRESS_MIN_SIZE": "64KiB"})
+        self.script_doc("/c/small")
+        self.get("/c/small")
+        r = self.get("/c/small", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(r.header("x-cache"), "HIT")
+        self.assertIsNone(r.header("content-encoding"))
+        self.assertEqual(r.body, DOC)
+
+    def test_no_transform_and_other_types_are_left_alone(self):
+        self.start()
+        self.script_doc("/c/nt", [("Cache-Control", "no-transform")])
+        self.up.script("/c/png", response(200, [("Cache-Control", "max-age=60"),
+                                                ("Content-Type", "image/png")], DOC))
+        for p in ("/c/nt", "/c/png"):
+            self.get(p)
+            r = self.get(p, headers={"Accept-Encoding": "gzip"})
+            self.assertEqual(r.header("x-cache"), "HIT")
+            self.assertIsNone(r.header("content-encoding"), p)
+            self.assertEqual(r.body, DOC)
+
+    def test_304_refresh_keeps_the_copies_right(self):
+        self.start()
+        self.up.script("/c/rv", conditional(
+            response(200, [("Cache-Control", "max-age=1"), ("ETag", '"v"'),
+                           ("Content-Type", "application/json")], DOC),
+            response(304, [("Cache-Control", "max-age=60"), ("ETag", '"v"')],
+                     content_length=False)))
+        self.get("/c/rv")
+        time.sleep(1.4)
+        a = self.get("/c/rv")  # revalidated
+        b = self.get("/c/rv", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(a.body, DOC)
+        self.assertEqual(gzip.decompress(b.body), DOC)
+        self.assertEqual(self.up.count("/c/rv"), 2)
+
+    def test_over_the_redis_tier(self):
+        from redis_servers import RedisServer
+        redis = RedisServer("plain")
+        self.addCleanup(redis.stop)
+        env = {"REDIS_URL": f"redis://127.0.0.1:{redis.port}"}
+        self.start(env=env)
+        self.script_doc("/c/redis")
+        self.get("/c/redis")
+        other = self.track(Gateway(self.up.url, env=dict(env, POLICIES_DIR=EMPTY_POLICIES,
+                                                          DEFAULT_TTL="0")))
+        gz = other.get("/c/redis", headers={"Accept-Encoding": "gzip"})
+        self.assertIn("redis", gz.header("cache-status"))
+        self.assertEqual(gzip.decompress(gz.body), DOC)
+        ident = other.get("/c/redis")
+        self.assertEqual(ident.body, DOC)
+        r = other.get("/c/redis", headers={"Range": "bytes=0-9", "Accept-Encoding": "gzip"})
+        self.assertEqual(r.status, 206)
+        self.assertEqual(r.body, DOC[:10])  # ranges are of the identity body
+        self.assertEqual(self.up.count("/c/redis"), 1)
 
 
 if __name__ == "__main__":
