@@ -354,6 +354,11 @@ void cache_tiers_invalidate_tag(struct gateway *gw, const char *tag)
     inval_sync_invalidate_tag(gw, tag);
 }
 
+int cache_tiers_after_invalidations(struct gateway *gw, void (*fn)(void *arg), void *arg)
+{
+    return inval_sync_after(gw, fn, arg);
+}
+
 /* One key to drop from Redis (an invalidated entry met on a read). */
 struct l2_delete {
     struct gateway *gw;

@@ -147,6 +147,11 @@ void cache_tiers_invalidate_key(struct gateway *gw, const char *key);
 void cache_tiers_invalidate_prefix(struct gateway *gw, const char *prefix);
 /* Drops every entry stored with this tag (surrogate key) everywhere. */
 void cache_tiers_invalidate_tag(struct gateway *gw, const char *tag);
+/* Issue 10, read-your-writes: fn(arg) on the I/O loop once the invalidations
+ * issued before this call are recorded and published in Redis (or Redis did
+ * not take them), at the latest after REDIS_TIMEOUT_MS; see inval_sync_after.
+ * A write's answer waits for it.  Any thread.  Returns 0 or -ENOMEM. */
+int cache_tiers_after_invalidations(struct gateway *gw, void (*fn)(void *arg), void *arg);
 /* Deletes one key from Redis only (an invalidated entry met on a read). */
 void cache_tiers_l2_delete(struct gateway *gw, const char *key);
 

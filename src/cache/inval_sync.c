@@ -39,8 +39,25 @@
 #include "store_l1.h"
 #include "store_redis.h"
 
+/* Completion tracking for inval_sync_after: every task sent gets the next id;
+ * done[] marks finished ids (a ring), low is the lowest unfinished one. */
+#define DONE_RING 65536
+
+struct inval_barrier {
+    struct gateway *gw;
+    inval_sync_done_fn fn;
+    void *arg;
+    uint64_t target; /* fires once every id <= target finished */
+    struct io_timer *timer;
+    struct inval_barrier *next;
+};
+
 struct inval_sync {
     uint64_t folds_persisted; /* folds already written to Redis */
+    uint64_t issued; /* ids handed out (the last one) */
+    uint64_t low; /* the lowest id not finished yet (issued + 1: none) */
+    uint8_t done[DONE_RING];
+    struct inval_barrier *barriers;
     /* Invalidations Redis did not take (down, stalled or refusing), replayed in
      * order when it answers again; bounded. */
     struct inval_task *pending_head, *pending_tail;
@@ -295,6 +312,7 @@ static void first_sync(void *arg)
 struct inval_task {
     struct gateway *gw;
     struct inval_task *next; /* in the pending list */
+    uint64_t id;             /* for inval_sync_after; 0: not tracked */
     char kind;               /* enum inval_kind */
     size_t len;
     char key[];
@@ -304,11 +322,60 @@ enum { MAX_PENDING_INVALIDATIONS = 10000 };
 
 static void retry_pending(void *arg);
 
+static void barrier_fire(struct inval_barrier *b)
+{
+    if (b->timer) io_timer_cancel(b->gw->loop, b->timer);
+    b->fn(b->arg);
+    free(b);
+}
+
+/* Loop thread: the barriers whose every invalidation finished. */
+static void barriers_check(struct gateway *gw)
+{
+    struct inval_sync *is = gw->inval_sync;
+    struct inval_barrier **pp = &is->barriers;
+    while (*pp) {
+        struct inval_barrier *b = *pp;
+        if (b->target < is->low) {
+            *pp = b->next;
+            barrier_fire(b);
+        } else {
+            pp = &b->next;
+        }
+    }
+}
+
+/* Loop thread: t is sent now; it gets an id (none if too many are in flight
+ * to track: a barrier then does not wait for it). */
+static void track_start(struct inval_task *t)
+{
+    struct inval_sync *is = t->gw->inval_sync;
+    if (is->low == 0) is->low = 1;
+    if (is->issued + 1 - is->low >= DONE_RING) {
+        t->id = 0;
+        return;
+    }
+    t->id = ++is->issued;
+    is->done[t->id % DONE_RING] = 0;
+}
+
+/* Loop thread: t's outcome is known (taken, refused, deferred, dropped). */
+static void track_finish(struct inval_task *t)
+{
+    struct inval_sync *is = t->gw->inval_sync;
+    if (t->id == 0) return;
+    is->done[t->id % DONE_RING] = 1;
+    t->id = 0;
+    while (is->low <= is->issued && is->done[is->low % DONE_RING]) is->low++;
+    if (is->barriers) barriers_check(t->gw);
+}
+
 /* Loop thread: Redis did not take t; keep it for when Redis is back, so the
  * entries it covers in Redis (and on other instances) are dropped then. */
 static void defer(struct inval_task *t)
 {
     struct gateway *gw = t->gw;
+    track_finish(t);
     if (gw->inval_sync->pending_n >= MAX_PENDING_INVALIDATIONS) {
         struct inval_task *old = gw->inval_sync->pending_head;
         gw->inval_sync->pending_head = old->next;
@@ -389,6 +456,17 @@ static void on_sequenced(void *arg, const redisReply *reply, const char *err)
         }
         persist_fold(gw);
     }
+    track_finish(t);
+    free(t);
+}
+
+/* The PUBLISH of a key invalidation was answered (or failed: the DEL is done,
+ * and the other instances' copies expire or are dropped on a resync). */
+static void on_key_published(void *arg, int err)
+{
+    struct inval_task *t = arg;
+    if (err != 0) LOG_D("redis: publishing a key invalidation failed: %s", strerror(-err));
+    track_finish(t);
     free(t);
 }
 
@@ -411,8 +489,11 @@ static void on_key_deleted(void *arg, int err)
         defer(t);
         return;
     }
-    store_redis_publish_invalidation(gw->l2, INVAL_KEY, t->key, t->len);
-    free(t);
+    if (store_redis_publish_invalidation_then(gw->l2, INVAL_KEY, t->key, t->len, on_key_published,
+                                              t) != 0) {
+        track_finish(t);
+        free(t);
+    }
 }
 
 static void inval_task_run(void *arg)
@@ -423,12 +504,14 @@ static void inval_task_run(void *arg)
         free(t);
         return;
     }
+    track_start(t);
     if (t->kind == INVAL_KEY) {
         int rc = store_redis_delete_then(gw->l2, t->key, t->len, on_key_deleted, t);
         if (rc == -ENOTCONN) {
             defer(t);
         } else if (rc < 0) {
             LOG_D("redis: invalidation of a key not sent: %s", strerror(-rc));
+            track_finish(t);
             free(t);
         }
         return;
@@ -489,6 +572,11 @@ void inval_sync_stop(struct gateway *gw)
         free(t);
         t = next;
     }
+    while (gw->inval_sync->barriers) {
+        struct inval_barrier *b = gw->inval_sync->barriers;
+        gw->inval_sync->barriers = b->next;
+        free(b); /* the loop has stopped: its timers with it */
+    }
     free(gw->inval_sync);
     gw->inval_sync = NULL;
 }
@@ -503,6 +591,7 @@ static void post_invalidation(struct gateway *gw, char kind, const char *key)
         return;
     }
     t->gw = gw;
+    t->id = 0;
     t->kind = kind;
     t->len = len;
     memcpy(t->key, key, len + 1);
@@ -536,6 +625,54 @@ void inval_sync_invalidate_tag(struct gateway *gw, const char *tag)
 
 
 static void first_sync_task(void *arg) { first_sync(arg); }
+
+/* ---- read-your-writes barrier ---- */
+
+static void barrier_timeout(void *arg)
+{
+    struct inval_barrier *b = arg;
+    struct inval_sync *is = b->gw->inval_sync;
+    b->timer = NULL;
+    for (struct inval_barrier **pp = &is->barriers; *pp; pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    }
+    LOG_D("redis: a write's answer waited the Redis timeout for its invalidations");
+    barrier_fire(b);
+}
+
+/* Loop thread: runs after every invalidation posted before it was sent (the
+ * loop runs posted tasks in order), so issued covers them all. */
+static void barrier_arm(void *arg)
+{
+    struct inval_barrier *b = arg;
+    struct inval_sync *is = b->gw->inval_sync;
+    if (is == NULL || b->gw->l2 == NULL || is->low > is->issued) {
+        barrier_fire(b);
+        return;
+    }
+    b->target = is->issued;
+    int ms = b->gw->cfg && b->gw->cfg->redis_timeout_ms > 0 ? b->gw->cfg->redis_timeout_ms : 2000;
+    b->timer = io_timer_start(b->gw->loop, (uint64_t)ms, barrier_timeout, b);
+    b->next = is->barriers;
+    is->barriers = b;
+}
+
+int inval_sync_after(struct gateway *gw, inval_sync_done_fn fn, void *arg)
+{
+    struct inval_barrier *b = calloc(1, sizeof *b);
+    if (b == NULL) return -ENOMEM;
+    b->gw = gw;
+    b->fn = fn;
+    b->arg = arg;
+    if (io_loop_post(gw->loop, barrier_arm, b) != 0) {
+        free(b);
+        return -ENOMEM;
+    }
+    return 0;
+}
 
 int inval_sync_start(struct gateway *gw)
 {

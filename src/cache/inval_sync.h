@@ -42,4 +42,16 @@ void inval_sync_invalidate_key(struct gateway *gw, const char *key);
 void inval_sync_invalidate_prefix(struct gateway *gw, const char *prefix);
 void inval_sync_invalidate_tag(struct gateway *gw, const char *tag);
 
+/* Read-your-writes across instances (issue 10; docs/design.md, "Redis Cluster
+ * and Sentinel"): fn(arg) runs once, on the I/O loop thread, when every
+ * invalidation this process issued before the call has been taken by Redis
+ * (recorded, and published: other instances have the message) or given up on
+ * for now (Redis down, refusing or too slow: kept and replayed as ever), and
+ * at the latest REDIS_TIMEOUT_MS after the call.  Without a Redis tier, on
+ * the next loop turn.  A write's response waits for this before it leaves,
+ * so a client that then reads through another instance does not get the old
+ * entry.  Any thread.  Returns 0, or -ENOMEM (fn is not called). */
+typedef void (*inval_sync_done_fn)(void *arg);
+int inval_sync_after(struct gateway *gw, inval_sync_done_fn fn, void *arg);
+
 #endif

@@ -625,7 +625,22 @@ int store_redis_purge_all(struct store_redis *s, store_redis_count_fn fn, void *
 
 /* ---- invalidation pub/sub ---- */
 
-int store_redis_publish_invalidation(struct store_redis *s, char kind, const char *key, size_t len)
+struct publish_op {
+    struct store_redis *s;
+    store_redis_done_fn fn;
+    void *arg;
+};
+
+static void publish_reply(void *arg, const redisReply *r, const char *err)
+{
+    struct publish_op *op = arg;
+    counted_reply(op->s, r, err);
+    op->fn(op->arg, err ? err_code(err) : r->type == REDIS_REPLY_ERROR ? -EIO : 0);
+    free(op);
+}
+
+static int publish(struct store_redis *s, char kind, const char *key, size_t len,
+                   store_redis_done_fn fn, void *arg)
 {
     if (kind != 'k' && kind != 'p') return -EINVAL;
     if (!redis_pool_available(s->pool)) return -ENOTCONN;
@@ -638,10 +653,30 @@ int store_redis_publish_invalidation(struct store_redis *s, char kind, const cha
     if (len) memcpy(msg + INSTANCE_ID_LEN + 2, key, len);
     const char *argv[3] = {"PUBLISH", s->channel, msg};
     size_t lens[3] = {7, s->channel_len, msg_len};
-    int rc = redis_pool_command(s->pool, 3, argv, lens, counted_reply, s);
+    struct publish_op *op = NULL;
+    if (fn != NULL && (op = malloc(sizeof *op)) == NULL) {
+        free(msg);
+        return -ENOMEM;
+    }
+    if (op) *op = (struct publish_op){.s = s, .fn = fn, .arg = arg};
+    int rc = op ? redis_pool_command(s->pool, 3, argv, lens, publish_reply, op)
+                : redis_pool_command(s->pool, 3, argv, lens, counted_reply, s);
     free(msg);
     if (rc == 0) COUNT(s, invalidations_sent);
+    else free(op);
     return rc;
+}
+
+int store_redis_publish_invalidation(struct store_redis *s, char kind, const char *key, size_t len)
+{
+    return publish(s, kind, key, len, NULL, NULL);
+}
+
+int store_redis_publish_invalidation_then(struct store_redis *s, char kind, const char *key,
+                                          size_t len, store_redis_done_fn fn, void *arg)
+{
+    if (fn == NULL) return -EINVAL;
+    return publish(s, kind, key, len, fn, arg);
 }
 
 static void on_message(void *arg, const char *payload, size_t len)
@@ -697,6 +732,12 @@ int store_redis_create(struct redis_pool *pool, struct io_loop *loop, const char
         return -ENOMEM;
     }
     snprintf(s->channel, s->channel_len + 1, "%sinvalidate", prefix);
+    /* On a Redis Cluster, pub/sub lives on the master of the {inv} slot, where
+     * the sequenced invalidation script publishes too (docs/design.md, "Redis
+     * Cluster and Sentinel"). */
+    char inv[600];
+    int n = snprintf(inv, sizeof inv, "%s{inv}:seq", prefix);
+    if (n > 0 && (size_t)n < sizeof inv) redis_pool_set_pubsub_key(pool, inv, (size_t)n);
     uint64_t id;
     if (getrandom(&id, sizeof id, GRND_NONBLOCK) != (ssize_t)sizeof id)
         id = (uint64_t)clock_mono_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() ^ (uintptr_t)s;

@@ -146,6 +146,11 @@ typedef void (*store_redis_invalidation_fn)(void *arg, char kind, const char *ke
 /* Publishes an invalidation ('k' or 'p') for other instances.  Fire and
  * forget.  Returns 0, -EINVAL, or as above. */
 int store_redis_publish_invalidation(struct store_redis *s, char kind, const char *key, size_t len);
+/* The same, then fn once on the loop thread with err as store_redis_done_fn
+ * (0: Redis took the PUBLISH, so the subscribers have it).  Returns 0, or
+ * fails at once without calling fn. */
+int store_redis_publish_invalidation_then(struct store_redis *s, char kind, const char *key,
+                                          size_t len, store_redis_done_fn fn, void *arg);
 /* Subscribes (once; later calls replace fn/arg) and delivers other instances'
  * invalidations to fn on the loop thread.  Loop thread, or before the pool is
  * started.  Returns 0 or -ENOMEM / -ENOTCONN (pool stopped). */

@@ -45,6 +45,10 @@ struct redis_csub {
     void *arg;
     int node; /* -1: not placed yet */
     struct redis_sub *inner;
+    /* Make-before-break move to the pub/sub node (see csub_maintain). */
+    int next_node;
+    struct redis_sub *next_inner;
+    bool next_failed;
     bool subscribed;
     bool moved_gap; /* moved to another node: the next SUBSCRIBE reports a gap */
     int64_t down_since_ms;
@@ -58,6 +62,7 @@ struct redis_cluster {
     char *tls_ca, *tls_cert, *tls_key;
     enum redis_pool_mode mode;
     atomic_bool standalone; /* AUTO (or CLUSTER) found one server without cluster support */
+    bool cluster_confirmed; /* INFO cluster said cluster_enabled:1 */
 
     struct node *nodes[CLUSTER_MAX_NODES];
     atomic_int n_nodes;
@@ -86,6 +91,7 @@ struct redis_cluster {
 
     atomic_uint_fast64_t moved, ask, tryagain, refreshes, failovers;
     struct redis_csub *subs;
+    int pubsub_slot; /* -1: none set (redis_cluster_set_pubsub_key) */
     struct cop *waiting; /* ops waiting on a timer (redirect target connecting, TRYAGAIN) */
     bool started, stopped;
 };
@@ -186,6 +192,7 @@ static int route(struct redis_cluster *c, int slot)
 /* ---- slot map ---- */
 
 static void request_refresh(struct redis_cluster *c);
+static void csub_maintain(struct redis_cluster *c);
 
 static void throttle_fire(void *arg)
 {
@@ -276,6 +283,7 @@ static void on_slots(void *arg, const redisReply *r, const char *err)
     atomic_store(&c->map_known, true);
     atomic_store(&c->map_loaded_ms, clock_mono_ms());
     atomic_fetch_add(&c->refreshes, 1);
+    csub_maintain(c); /* pub/sub to its node now, not at the next tick */
     if (first) {
         LOG_I("Redis Cluster: slot map loaded from %s:%d: %d masters", c->nodes[asked]->host,
               c->nodes[asked]->port, masters);
@@ -289,6 +297,33 @@ static void on_slots(void *arg, const redisReply *r, const char *err)
                                         c->nodes[i]->host, c->nodes[i]->port);
         LOG_W("Redis Cluster: the masters changed: now %d (%s)", masters, list);
     }
+}
+
+/* INFO cluster of the first seed that answers: cluster_enabled:1 or not.
+ * (Asking CLUSTER SLOTS of a standalone server would be an error reply, which
+ * the node pool logs as a refusal.) */
+static void on_info(void *arg, const redisReply *r, const char *err)
+{
+    struct slots_req *q = arg;
+    struct redis_cluster *c = q->c;
+    int asked = q->node;
+    free(q);
+    c->refresh_in_flight = false;
+    if (c->stopped || err != NULL) return;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
+        if (strstr(r->str, "cluster_enabled:1") != NULL) {
+            c->cluster_confirmed = true;
+            c->last_refresh_ms = 0;
+            request_refresh(c);
+        } else {
+            become_standalone(c, asked, "INFO cluster: cluster_enabled:0");
+        }
+        return;
+    }
+    /* INFO refused (an ACL without it): try CLUSTER SLOTS, whose answer tells too. */
+    c->cluster_confirmed = true;
+    c->last_refresh_ms = 0;
+    request_refresh(c);
 }
 
 static void request_refresh(struct redis_cluster *c)
@@ -310,7 +345,11 @@ static void request_refresh(struct redis_cluster *c)
     if (q == NULL) return;
     *q = (struct slots_req){.c = c, .node = i};
     static const char cmd[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
-    if (redis_pool_command_raw(c->nodes[i]->pool, cmd, sizeof cmd - 1, false, on_slots, q) < 0) {
+    static const char info[] = "*2\r\n$4\r\nINFO\r\n$7\r\ncluster\r\n";
+    bool ask_info = !c->cluster_confirmed;
+    if (redis_pool_command_raw(c->nodes[i]->pool, ask_info ? info : cmd,
+                               ask_info ? sizeof info - 1 : sizeof cmd - 1, false,
+                               ask_info ? on_info : on_slots, q) < 0) {
         free(q);
         return;
     }
@@ -455,9 +494,21 @@ static void csub_on_state(void *arg, bool subscribed, bool after_gap)
 }
 
 /* Places s on node i (-1: the best node now).  Returns 0 or < 0. */
+/* The node pub/sub should live on: the master of the pub/sub slot when known
+ * and up, so that PUBLISH (routed there too) and SUBSCRIBE meet on one node
+ * and a message is on its way to the subscribers before PUBLISH answers (as
+ * on one server; read-your-writes depends on it).  -1: no preference. */
+static int pubsub_node(struct redis_cluster *c)
+{
+    if (is_sentinel(c) || c->pubsub_slot < 0 || !atomic_load(&c->map_known)) return -1;
+    int i = c->slots[c->pubsub_slot];
+    return node_up(c, i) ? i : -1;
+}
+
 static int csub_place(struct redis_csub *s, int i)
 {
     struct redis_cluster *c = s->c;
+    if (i < 0) i = pubsub_node(c);
     if (i < 0) i = is_sentinel(c) ? atomic_load(&c->master) : any_node(c, false);
     if (i < 0 && !is_sentinel(c) && atomic_load(&c->n_nodes) > 0) i = 0; /* connects at start */
     if (i < 0) return -ENOTCONN;
@@ -467,11 +518,58 @@ static int csub_place(struct redis_csub *s, int i)
     return rc;
 }
 
-/* Loop thread (a timer): a subscription whose node stays unsubscribed moves. */
+static void csub_next_state(void *arg, bool subscribed, bool after_gap)
+{
+    struct redis_csub *s = arg;
+    (void)after_gap;
+    if (!subscribed) {
+        s->next_failed = true; /* dropped by the next tick (not inside its own callback) */
+        return;
+    }
+    /* The new subscription is live: the old one can go without a gap. */
+    struct redis_cluster *c = s->c;
+    if (s->inner) redis_pool_unsubscribe(c->nodes[s->node]->pool, s->inner);
+    LOG_I("Redis: subscription to %.*s moved to %s:%d", (int)s->channel_len, s->channel,
+          c->nodes[s->next_node]->host, c->nodes[s->next_node]->port);
+    s->inner = s->next_inner;
+    s->node = s->next_node;
+    s->next_inner = NULL;
+    s->next_node = -1;
+    s->subscribed = true;
+    /* From now on the new subscription reports to the usual handler. */
+    redis_pool_sub_set_state_fn(s->inner, csub_on_state);
+}
+
+/* Loop thread (a timer): a subscription whose node stays unsubscribed moves;
+ * one that is up on another node than the pub/sub node moves there, the new
+ * subscription made before the old one is dropped. */
 static void csub_maintain(struct redis_cluster *c)
 {
     int64_t now = clock_mono_ms();
     for (struct redis_csub *s = c->subs; s; s = s->next) {
+        if (s->next_inner && s->next_failed) {
+            redis_pool_unsubscribe(c->nodes[s->next_node]->pool, s->next_inner);
+            s->next_inner = NULL;
+            s->next_node = -1;
+            s->next_failed = false;
+        }
+        int want = pubsub_node(c);
+        if (s->subscribed && s->next_inner == NULL && want >= 0 && want != s->node) {
+            s->next_node = want;
+            s->next_failed = false;
+            if (redis_pool_subscribe(c->nodes[want]->pool, s->channel, s->channel_len,
+                                     csub_on_message, csub_next_state, s, &s->next_inner) < 0) {
+                s->next_inner = NULL;
+                s->next_node = -1;
+            }
+            continue;
+        }
+        /* Not placed yet (sentinel mode before the master was known): at
+         * once, and no gap (nothing was missed before the first SUBSCRIBE). */
+        if (s->node < 0 && s->inner == NULL) {
+            csub_place(s, -1);
+            continue;
+        }
         if (s->subscribed || now - s->down_since_ms < CLUSTER_SUB_MOVE_MS) continue;
         int target = is_sentinel(c) ? atomic_load(&c->master) : any_node(c, false);
         if (target < 0 || target == s->node || !node_up(c, target)) continue;
@@ -506,6 +604,7 @@ int redis_cluster_subscribe(struct redis_cluster *c, const char *channel, size_t
     s->on_state = on_state;
     s->arg = arg;
     s->node = -1;
+    s->next_node = -1;
     s->down_since_ms = clock_mono_ms();
     csub_place(s, -1); /* sentinel mode before the master is known: placed by a tick */
     s->next = c->subs;
@@ -524,6 +623,7 @@ void redis_cluster_unsubscribe(struct redis_cluster *c, struct redis_csub *s)
         }
     }
     if (s->inner) redis_pool_unsubscribe(c->nodes[s->node]->pool, s->inner);
+    if (s->next_inner) redis_pool_unsubscribe(c->nodes[s->next_node]->pool, s->next_inner);
     free(s->channel);
     free(s);
 }
@@ -1017,6 +1117,11 @@ int redis_cluster_command(struct redis_cluster *c, int argc, const char **argv,
     if (cluster && argc >= 2 && cmd_is(argv[0], lens[0], "SCAN") && atomic_load(&c->map_known))
         return scan_command(c, argc, argv, lens, fn, arg);
     int slot = redis_slot_of_command(argc, argv, lens);
+    /* PUBLISH to the pub/sub node; any node when that one is down (the cluster
+     * bus carries it to every node, a little later). */
+    if (cluster && c->pubsub_slot >= 0 && cmd_is(argv[0], lens[0], "PUBLISH") &&
+        atomic_load(&c->map_known) && node_up(c, c->slots[c->pubsub_slot]))
+        slot = c->pubsub_slot;
     if (slot == REDIS_SLOT_CROSS && cluster) {
         const char *a = argv[0];
         size_t l = lens[0];
@@ -1119,6 +1224,7 @@ int redis_cluster_create(struct io_loop *loop, const struct redis_pool_options *
     c->opts.tls_cert_file = c->tls_cert;
     c->opts.tls_key_file = c->tls_key;
     atomic_init(&c->master, -1);
+    c->pubsub_slot = -1;
     for (int s = 0; s < REDIS_SLOTS; s++) c->slots[s] = -1;
     int rc = -EINVAL;
     if (c->mode == REDIS_POOL_SENTINEL) {
@@ -1300,4 +1406,9 @@ void redis_cluster_get_topology(const struct redis_cluster *c, struct redis_topo
     out->tryagain = atomic_load(&m->tryagain);
     out->refreshes = atomic_load(&m->refreshes);
     out->failovers = atomic_load(&m->failovers);
+}
+
+void redis_cluster_set_pubsub_key(struct redis_cluster *c, const char *key, size_t len)
+{
+    c->pubsub_slot = redis_slot(key, len);
 }

@@ -40,10 +40,13 @@
  * command fails at once (memory tier), so nothing is written to a replica; a
  * READONLY answer asks the sentinels at once.
  *
- * Subscriptions live on one node pool (a master when known) and are moved to
- * another node when theirs stays unsubscribed for 1 s or leaves the topology;
- * the first SUBSCRIBE after a move reports a gap, so the owner catches up as
- * after any re-subscription.
+ * Subscriptions live on one node pool and are moved to another node when
+ * theirs stays unsubscribed for 1 s; the first SUBSCRIBE after such a move
+ * reports a gap, so the owner catches up as after any re-subscription.  With
+ * a pub/sub key (redis_pool_set_pubsub_key), PUBLISH goes to the master of
+ * that key's slot and subscriptions are moved there (the new SUBSCRIBE made
+ * before the old one is dropped: no gap), so that a message is delivered
+ * before its PUBLISH is answered, as on one server.
  *
  * Thread-safety: as redis_pool.h (available, connected, latency, stats and
  * topology from any thread: the node table only grows, published with atomics;
@@ -80,5 +83,6 @@ int redis_cluster_subscribe(struct redis_cluster *c, const char *channel, size_t
                             redis_sub_message_fn on_message, redis_sub_state_fn on_state,
                             void *arg, struct redis_csub **out);
 void redis_cluster_unsubscribe(struct redis_cluster *c, struct redis_csub *s);
+void redis_cluster_set_pubsub_key(struct redis_cluster *c, const char *key, size_t len);
 
 #endif

@@ -1091,3 +1091,10 @@ double redis_pool_last_latency_ms(const struct redis_pool *p)
 }
 
 bool redis_pool_tls(const struct redis_pool *p) { return p->tls; }
+
+void redis_pool_sub_set_state_fn(struct redis_sub *s, redis_sub_state_fn fn) { s->on_state = fn; }
+
+void redis_pool_set_pubsub_key(struct redis_pool *p, const char *key, size_t len)
+{
+    if (p->cluster) redis_cluster_set_pubsub_key(p->cluster, key, len);
+}

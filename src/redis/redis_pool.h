@@ -196,6 +196,15 @@ typedef void (*redis_sub_state_fn)(void *arg, bool subscribed, bool after_gap);
 int redis_pool_subscribe(struct redis_pool *p, const char *channel, size_t channel_len,
                          redis_sub_message_fn on_message, redis_sub_state_fn on_state, void *arg,
                          struct redis_sub **out);
+/* For redis_cluster.c: replaces a subscription's state callback (allowed
+ * inside that callback). */
+void redis_pool_sub_set_state_fn(struct redis_sub *s, redis_sub_state_fn fn);
+
+/* Cluster mode: PUBLISH goes to the master of key's slot and subscriptions
+ * live there (see redis_cluster.h); a no-op for one node.  Loop thread, or
+ * before start. */
+void redis_pool_set_pubsub_key(struct redis_pool *p, const char *key, size_t len);
+
 /* Closes the subscription's connection and frees it.  No callback follows.
  * Loop thread (or before start). */
 void redis_pool_unsubscribe(struct redis_pool *p, struct redis_sub *s);

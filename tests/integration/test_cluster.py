@@ -1,0 +1,325 @@
+"""Redis Cluster (issue 10) through the real binary, against the fixture's
+clusters (tests/redis_cluster.cmake, cluster_servers.py): a 3+3 plain cluster
+and a 3+3 TLS cluster whose nodes announce the host name "localhost".
+
+HIT/MISS and invalidation (key, prefix, tag) across two gateways, plain and
+TLS; a TLS node reached by a name its certificate does not carry; every seed
+down; a node that answers CLUSTERDOWN; resharding under load (MOVED / ASK);
+a master killed under load (the gateway follows the promoted replica);
+read-your-writes across two instances.  The destructive tests restore the
+cluster (slots moved back, the killed node restarted as a replica).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import cluster_servers as cs
+from harness import ExampleAPI, Gateway, GatewayTestCase, free_port, request, wait_until
+from redis_servers import RedisServer
+
+POLICY = ('route "GET /users/:id" { key = "users:{id}", ttl = 300,\n'
+          '  tags = { "user-{id}", "users" } }\n'
+          'route "PUT /users/:id" { invalidate = { "users:{id}" } }\n')
+USER_ID = re.compile(rb'"id":(\d+)')
+
+
+def right_user(path, r):
+    """The body is user N for /users/N (a wrong answer would name another)."""
+    m = USER_ID.search(r.body)
+    return m is not None and path.endswith("/" + m.group(1).decode())
+
+
+def topology(gw):
+    return gw.health_cache()["redis"]["topology"]
+
+
+class ClusterTestCase(GatewayTestCase):
+    def setUp(self):
+        super().setUp()
+        self.assertTrue(cs.available(), "the redis_cluster fixture is not running in "
+                        + cs.CLUSTER_DIR)
+        self.policies = tempfile.mkdtemp(prefix="cachegw-cluster-policies-")
+        self.addCleanup(shutil.rmtree, self.policies, ignore_errors=True)
+        with open(os.path.join(self.policies, "users.lua"), "w") as f:
+            f.write(POLICY)
+        self.api = self.track(ExampleAPI(latency_ms=0))
+
+    def gateway(self, url, **env):
+        e = {"REDIS_URL": url, "POLICIES_DIR": self.policies}
+        if url.startswith("rediss://"):
+            e["REDIS_TLS_CA_FILE"] = cs.CA
+        e.update(env)
+        return self.track(Gateway(self.api.url, env=e))
+
+    def wait_redis(self, *gws):
+        for gw in gws:
+            wait_until(lambda: gw.health_cache()["backend"] == "redis", timeout=15,
+                       what="the gateway to reach the cluster")
+
+    def admin_purge(self, gw, admin_port, kind, value):
+        r = request(admin_port, "POST", "/purge/" + kind,
+                    headers={"Authorization": "Bearer cluster-test-token"},
+                    body=json.dumps({kind: value}).encode())
+        self.assertEqual(r.status, 200, r)
+
+    def time_until_miss(self, gw, path, limit_s=2.0):
+        """Seconds until gw stops answering path from its cache."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit_s:
+            if gw.get(path).header("x-cache") != "HIT":
+                return time.monotonic() - t0
+        self.fail(f"{path} still a HIT {limit_s} s after its invalidation")
+
+
+class ClusterBasicsTest(ClusterTestCase):
+    def check_hits_and_invalidation(self, url, ports, tls):
+        admin = free_port()
+        env = {"ADMIN_TOKEN": "cluster-test-token", "ADMIN_PORT": str(admin)}
+        a = self.gateway(url, **env)
+        b = self.gateway(url)
+        self.wait_redis(a, b)
+        t = topology(a)
+        self.assertEqual(t["mode"], "cluster")
+        self.assertEqual(t["masters"], 3)
+        paths = ["/users/%d" % i for i in range(1, 61)]
+        for p in paths:
+            self.assertEqual(a.get(p).header("x-cache"), "MISS", p)
+        # B never saw them: every one comes from the cluster, whatever its slot.
+        for p in paths:
+            r = b.get(p)
+            self.assertEqual(r.header("x-cache"), "HIT", p)
+            self.assertTrue(right_user(p, r), p)
+        # ... and they are spread over the three masters.
+        per_master = {}
+        for m in cs.masters(ports, tls=tls):
+            keys = cs.cmd(m, "KEYS", "cachegw:c:*", tls=tls)
+            per_master[m] = len(keys)
+        self.assertEqual(len(per_master), 3, per_master)
+        self.assertTrue(all(n > 0 for n in per_master.values()), per_master)
+        self.assertEqual(sum(per_master.values()), 60, per_master)
+
+        # Key: a PUT through A; B drops its copy when the invalidation arrives.
+        r = a.req("PUT", "/users/5", headers={"Content-Type": "application/json"},
+                  body=b'{"name": "Renamed"}')
+        self.assertEqual(r.status, 200)
+        key_s = self.time_until_miss(b, "/users/5")
+        # Prefix: one script whatever the number of keys; B stops serving them.
+        self.assertEqual(b.get("/users/7").header("x-cache"), "HIT")
+        self.admin_purge(a, admin, "prefix", "users:")
+        prefix_s = self.time_until_miss(b, "/users/7")
+        for p in paths[10:20]:
+            self.assertNotEqual(b.get(p).header("x-cache"), "HIT", p)
+        # Tag: only the tagged entry goes.
+        for p in ("/users/8", "/users/9"):
+            a.get(p)
+            wait_until(lambda: b.get(p).header("x-cache") == "HIT", what=p + " cached on B")
+        self.admin_purge(a, admin, "tag", "user-8")
+        tag_s = self.time_until_miss(b, "/users/8")
+        self.assertEqual(b.get("/users/9").header("x-cache"), "HIT")
+        print(f"\n[cluster {'TLS' if tls else 'plain'}] invalidation reached B after: key "
+              f"{key_s * 1000:.1f} ms, prefix {prefix_s * 1000:.1f} ms, tag {tag_s * 1000:.1f} ms")
+        # The issue's bound is 50 ms; a loaded 2-core CI machine gets some slack.
+        for s in (key_s, prefix_s, tag_s):
+            self.assertLess(s, 0.25)
+        self.assertNotIn("CROSSSLOT", a.output() + b.output())
+
+    def test_plain_cluster_hits_and_invalidation(self):
+        self.check_hits_and_invalidation("redis://127.0.0.1:17101,127.0.0.1:17102",
+                                         cs.PLAIN_PORTS, False)
+
+    def test_tls_cluster_announcing_hostnames(self):
+        # The seed is a name; the nodes announce "localhost", verified by name.
+        self.check_hits_and_invalidation("rediss://localhost:17111,localhost:17112",
+                                         cs.TLS_PORTS, True)
+
+    def test_tls_name_the_certificate_does_not_carry(self):
+        gw = self.gateway("rediss://127.0.0.1:17111", REDIS_MODE="cluster")
+        for _ in range(2):
+            self.assertEqual(gw.get("/users/1").status, 200)
+        wait_until(lambda: "127.0.0.1:17111" in gw.output()
+                   and "certificate" in gw.output().lower(), what="a TLS error naming the node")
+        self.assertEqual(gw.health_cache()["backend"], "memory")
+        self.assertRegex(gw.output(), r"Redis connection failed: .*127\.0\.0\.1:17111")
+
+    def test_every_seed_down(self):
+        gw = self.gateway("redis://127.0.0.1:%d,127.0.0.1:%d" % (free_port(), free_port()),
+                          REDIS_MODE="cluster")
+        self.assertEqual(gw.get("/users/1").header("x-cache"), "MISS")
+        self.assertEqual(gw.get("/users/1").header("x-cache"), "HIT")  # memory
+        self.assertEqual(gw.health_cache()["backend"], "memory")
+        wait_until(lambda: "Redis connection failed" in gw.output(), what="the outage log line")
+        self.assertIn("Using in-memory cache", gw.output())
+
+    def test_node_answering_clusterdown(self):
+        # A cluster-enabled node that owns no slot answers CLUSTERDOWN to any key.
+        port = free_port()
+        d = tempfile.mkdtemp(prefix="cachegw-clusterdown-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        srv = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                "--cluster-enabled", "yes", "--dir", d, "--save", "",
+                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        self.addCleanup(srv.wait, 10)
+        self.addCleanup(srv.kill)
+        wait_until(lambda: cs.alive(port), what="the lone cluster node")
+        with self.assertRaises(Exception) as ctx:
+            cs.cmd(port, "GET", "x")
+        self.assertIn("CLUSTERDOWN", str(ctx.exception))
+        gw = self.gateway("redis://127.0.0.1:%d" % port)
+        wait_until(lambda: topology(gw)["refreshes"] >= 1, what="the (empty) slot map")
+        for i in range(3):
+            r = gw.get("/users/%d" % (i + 1))
+            self.assertEqual(r.status, 200)
+            self.assertTrue(right_user("/users/%d" % (i + 1), r))
+        h = gw.health_cache()
+        self.assertEqual(h["backend"], "memory")
+        self.assertEqual(h["redis"]["topology"]["masters"], 0)
+
+    def test_bad_options_exit_2(self):
+        for args in (["--redis-mode", "clusterr"],
+                     ["--redis-url", "redis://h1:7001,,h2"],
+                     ["--redis-mode", "sentinel", "--redis-url", "redis://h"],
+                     ["--redis-url", "redis://h", "--redis-sentinels", "s1:0"]):
+            p = subprocess.run([os.environ["CACHEGW_BIN"], "--check"] + args,
+                               capture_output=True, text=True, timeout=10,
+                               env={"PATH": os.environ.get("PATH", "")})
+            self.assertEqual(p.returncode, 2, (args, p.stdout, p.stderr))
+            self.assertIn("redis", p.stderr.lower(), args)
+
+
+class ClusterFailuresTest(ClusterTestCase):
+    """Under load, with the memory tier off so that every hit reads Redis."""
+
+    PATHS = ["/users/%d" % i for i in range(1, 101)]
+
+    def loaded_gateway(self):
+        gw = self.gateway("redis://127.0.0.1:17101,127.0.0.1:17103", CACHE_MAX_BYTES="0",
+                          REDIS_TIMEOUT_MS="500")
+        self.wait_redis(gw)
+        for p in self.PATHS:
+            gw.get(p)
+        return gw
+
+    def test_reshard_under_load(self):
+        gw = self.loaded_gateway()
+        ms = cs.masters(cs.PLAIN_PORTS)
+        self.assertEqual(len(ms), 3)
+        src, dst = cs.node_id(ms[0]), cs.node_id(ms[1])
+
+        def reshard(frm, to):
+            subprocess.run(["redis-cli", "--cluster", "reshard", "127.0.0.1:%d" % ms[2],
+                            "--cluster-from", frm, "--cluster-to", to, "--cluster-slots", "1500",
+                            "--cluster-yes"], check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120)
+
+        t0 = time.monotonic()
+        with cs.Load(gw.port, self.PATHS, right_user) as load:
+            time.sleep(0.5)
+            try:
+                reshard(src, dst)
+            finally:
+                time.sleep(0.5)
+        moved_s = time.monotonic() - t0
+        # Put the slots back (not under load: the fixture's layout for the next test).
+        reshard(dst, src)
+        t = topology(gw)
+        rd = t["redirects"]
+        print(f"\n[reshard] 1500 slots moved in {moved_s:.1f} s under load: {load.summary()}; "
+              f"redirects moved={rd['moved']} ask={rd['ask']} tryagain={rd['tryagain']}, "
+              f"refreshes={t['refreshes']}")
+        self.assertEqual(load.non_2xx, [], load.summary())
+        self.assertEqual(load.wrong, [], load.summary())
+        self.assertGreater(load.total, 100)
+        self.assertGreater(rd["moved"] + rd["ask"], 0, "no redirect was followed")
+        self.assertGreater(load.x_cache.get("HIT", 0), 0, load.summary())
+
+    def test_master_killed_under_load(self):
+        gw = self.loaded_gateway()
+        victim = cs.masters(cs.PLAIN_PORTS)[0]
+        # A path whose entry lives on the victim: it must be a Redis hit again later.
+        probe = next(p for p in self.PATHS
+                     if cs.slot_owner(cs.PLAIN_PORTS,
+                                      cs.keyslot("cachegw:c:users:" + p.rsplit("/", 1)[1]))
+                     == victim)
+        self.assertEqual(gw.get(probe).header("x-cache"), "HIT")
+        try:
+            with cs.Load(gw.port, self.PATHS, right_user) as load:
+                time.sleep(1.0)
+                cs.kill9("c%d" % victim)
+                t_kill = time.monotonic()
+                # Promotion: another node serves the victim's slots.
+                cs.wait_for(lambda: cs.slot_owner(
+                    [p for p in cs.PLAIN_PORTS if p != victim],
+                    cs.keyslot("cachegw:c:users:" + probe.rsplit("/", 1)[1])) not in
+                    (None, victim), timeout=30, what="a replica to be promoted")
+                t_promoted = time.monotonic() - t_kill
+                # The gateway follows by itself: the probe is a Redis hit again (it is
+                # filled again on its first miss after the promotion if it was lost).
+                cs.wait_for(lambda: gw.get(probe).header("x-cache") == "HIT", timeout=10,
+                            interval=0.02, what="hits from Redis on the promoted replica")
+                t_hits = time.monotonic() - t_kill
+                time.sleep(2.0)
+        finally:
+            cs.restart("c%d" % victim)
+            cs.wait_for(lambda: cs.alive(victim), what="the old master back")
+            cs.wait_for(lambda: cs.cluster_ok(cs.PLAIN_PORTS), timeout=30,
+                        what="cluster_state:ok everywhere")
+        t = topology(gw)
+        print(f"\n[failover] kill -9 of master {victim}: promoted after {t_promoted:.2f} s, "
+              f"Redis hits again after {t_hits:.2f} s; {load.summary()}; "
+              f"failovers seen={t['failovers']} refreshes={t['refreshes']}")
+        self.assertEqual(load.non_2xx, [], load.summary())
+        self.assertEqual(load.wrong, [], load.summary())
+        self.assertGreaterEqual(t["failovers"], 1)
+        # node timeout (1 s) + election + about one second of ours.
+        self.assertLess(t_hits - t_promoted, 2.0)
+
+
+def request_path_waits():
+    """Whether the request path makes a write's answer wait for its
+    invalidations (inval_sync_after, wired in src/http by the request-path
+    owner); until then this test has nothing to measure but the old race."""
+    src = os.path.join(os.environ.get("CACHEGW_SOURCE_DIR", ""), "src", "http")
+    for name in os.listdir(src) if os.path.isdir(src) else []:
+        with open(os.path.join(src, name), errors="replace") as f:
+            if "inval_sync_after(" in f.read():
+                return True
+    return False
+
+
+@unittest.skipUnless(request_path_waits(), "the request path does not call inval_sync_after yet")
+class ReadYourWritesTest(ClusterTestCase):
+    """PUT through A, and once A answered, GET through B at once, 200 times."""
+
+    def stale_fraction(self, url):
+        a = self.gateway(url)
+        b = self.gateway(url)
+        self.wait_redis(a, b)
+        stale = 0
+        n = 200
+        for i in range(n):
+            path = "/users/%d" % (50 + i % 20)
+            b.get(path)
+            wait_until(lambda: b.get(path).header("x-cache") == "HIT", what="B's copy")
+            name = "rw-%d" % i
+            r = a.req("PUT", path, headers={"Content-Type": "application/json"},
+                      body=json.dumps({"name": name}).encode())
+            self.assertEqual(r.status, 200)
+            if name.encode() not in b.get(path).body:
+                stale += 1
+        return stale / n
+
+    def test_read_your_writes(self):
+        redis = RedisServer("plain")
+        self.addCleanup(redis.stop)
+        standalone = self.stale_fraction(redis.url())
+        cluster = self.stale_fraction("redis://127.0.0.1:17101")
+        print(f"\n[read-your-writes] stale right after the write: standalone "
+              f"{standalone * 100:.1f} %, cluster {cluster * 100:.1f} %")
+        self.assertLessEqual(standalone, 0.01)
+        self.assertLessEqual(cluster, 0.01)
