@@ -62,11 +62,27 @@ int endpoints_health_cache_json(const struct gateway *gw, const struct health_re
         n = snprintf(buf + off, len - off,
                      ", \"redis\": {\"breaker\": \"%s\", \"breaker_opens\": %llu, "
                      "\"errors\": {\"timeout\": %llu, \"protocol\": %llu, \"refused\": %llu, "
-                     "\"closed\": %llu}}",
+                     "\"closed\": %llu}",
                      BREAKER[rs.breaker <= REDIS_BREAKER_HALF_OPEN ? rs.breaker : 0],
                      (unsigned long long)rs.breaker_opens, (unsigned long long)rs.err_timeout,
                      (unsigned long long)rs.err_protocol, (unsigned long long)rs.err_refused,
                      (unsigned long long)rs.err_closed);
+        if (n < 0 || (size_t)n >= len - off) return -1;
+        off += (size_t)n;
+        /* Issue 10: the topology the pool routes over (redis_pool.h). */
+        struct redis_topology t;
+        redis_pool_get_topology(gw->redis, &t);
+        char age[24] = "null";
+        if (t.map_age_ms >= 0) snprintf(age, sizeof age, "%lld", (long long)t.map_age_ms);
+        n = snprintf(buf + off, len - off,
+                     ", \"topology\": {\"mode\": \"%s\", \"nodes_known\": %d, \"nodes_up\": %d, "
+                     "\"masters\": %d, \"slot_map_age_ms\": %s, \"redirects\": {\"moved\": %llu, "
+                     "\"ask\": %llu, \"tryagain\": %llu}, \"refreshes\": %llu, "
+                     "\"failovers\": %llu}}",
+                     t.mode, t.nodes_known, t.nodes_up, t.masters, age,
+                     (unsigned long long)t.moved, (unsigned long long)t.ask,
+                     (unsigned long long)t.tryagain, (unsigned long long)t.refreshes,
+                     (unsigned long long)t.failovers);
         if (n < 0 || (size_t)n >= len - off) return -1;
         off += (size_t)n;
     }
@@ -180,6 +196,41 @@ static int write_gauges(FILE *out, const struct gateway *gw, const struct health
                     (unsigned long long)rs.err_timeout, (unsigned long long)rs.err_protocol,
                     (unsigned long long)rs.err_refused, (unsigned long long)rs.err_closed,
                     (unsigned long long)rs.breaker_opens, rs.breaker != REDIS_BREAKER_CLOSED) < 0)
+            return -1;
+        struct redis_topology t;
+        redis_pool_get_topology(gw->redis, &t);
+        if (fprintf(out,
+                    "# HELP cachegw_redis_mode The Redis topology in use (label mode)\n"
+                    "# TYPE cachegw_redis_mode gauge\n"
+                    "cachegw_redis_mode{mode=\"%s\"} 1\n"
+                    "# HELP cachegw_redis_nodes Redis nodes the gateway has a pool for, and up\n"
+                    "# TYPE cachegw_redis_nodes gauge\n"
+                    "cachegw_redis_nodes{state=\"known\"} %d\n"
+                    "cachegw_redis_nodes{state=\"up\"} %d\n"
+                    "# HELP cachegw_redis_masters Masters in the slot map\n"
+                    "# TYPE cachegw_redis_masters gauge\n"
+                    "cachegw_redis_masters %d\n"
+                    "# HELP cachegw_redis_slot_map_age_seconds Since the slot map (or the "
+                    "sentinels' answer) was loaded; -1: never\n"
+                    "# TYPE cachegw_redis_slot_map_age_seconds gauge\n"
+                    "cachegw_redis_slot_map_age_seconds %.3f\n"
+                    "# HELP cachegw_redis_redirects_total Cluster redirects followed\n"
+                    "# TYPE cachegw_redis_redirects_total counter\n"
+                    "cachegw_redis_redirects_total{kind=\"moved\"} %llu\n"
+                    "cachegw_redis_redirects_total{kind=\"ask\"} %llu\n"
+                    "cachegw_redis_redirects_total{kind=\"tryagain\"} %llu\n"
+                    "# HELP cachegw_redis_topology_refreshes_total Slot map loads or sentinel "
+                    "answers\n"
+                    "# TYPE cachegw_redis_topology_refreshes_total counter\n"
+                    "cachegw_redis_topology_refreshes_total %llu\n"
+                    "# HELP cachegw_redis_failovers_total Master changes seen\n"
+                    "# TYPE cachegw_redis_failovers_total counter\n"
+                    "cachegw_redis_failovers_total %llu\n",
+                    t.mode, t.nodes_known, t.nodes_up, t.masters,
+                    t.map_age_ms < 0 ? -1.0 : (double)t.map_age_ms / 1000.0,
+                    (unsigned long long)t.moved, (unsigned long long)t.ask,
+                    (unsigned long long)t.tryagain, (unsigned long long)t.refreshes,
+                    (unsigned long long)t.failovers) < 0)
             return -1;
     }
     return 0;
