@@ -24,6 +24,7 @@
 #include "inval_index.h"
 #include "io_loop.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy_engine.h"
 #include "proxy.h"
 #include "admin_server.h"
@@ -32,6 +33,7 @@
 #include "redis_url.h"
 #include "store_redis.h"
 #include "store_l1.h"
+#include "upstream_set.h"
 
 /* A file every copy of the gateway's Lua library holds. */
 #define LUA_DIR_PROBE "gateway/policy.lua"
@@ -211,12 +213,19 @@ static void raise_fd_limit(const struct config *cfg)
               (unsigned long long)rl.rlim_cur, cfg->max_connections, (unsigned long long)need);
 }
 
+/* /metrics: the upstream families (upstream_set.h). */
+static int upstream_metrics_writer(FILE *out, void *arg)
+{
+    return upstream_registry_write_metrics(arg, out);
+}
+
 static int run(struct config *cfg)
 {
     struct gateway gw = {.cfg = cfg, .started_ms = clock_mono_ms()};
     char err[512];
     int rc = 1;
     struct admin_server *admin = NULL;
+    struct upstream_registry *upstreams = NULL; /* named upstreams (issue 13) */
     raise_fd_limit(cfg);
 
     if (io_loop_create(&gw.loop) != 0 || coalesce_create(&gw.coalescer) != 0 ||
@@ -260,6 +269,16 @@ static int run(struct config *cfg)
         LOG_E("cannot create the upstream client");
         goto done;
     }
+    struct upstream_registry_options uo = {.loop = gw.loop, .proxy = gw.proxy,
+                                           .connect_timeout_ms = po.connect_timeout_ms,
+                                           .timeout_ms = po.total_timeout_ms};
+    if (upstream_registry_create(&uo, &upstreams) != 0) {
+        LOG_E("out of memory at start-up");
+        goto done;
+    }
+    upstream_registry_set_global(upstreams);
+    metrics_set_extra_writer(upstream_metrics_writer, upstreams);
+    if (gw.policies != NULL) policy_engine_set_upstreams(gw.policies, upstreams);
     if (cfg->redis_url && setup_redis(&gw, cfg, err, sizeof err) != 0) {
         LOG_E("%s", err);
         goto done;
@@ -335,6 +354,8 @@ done:
     redis_pool_destroy(gw.redis);
     proxy_destroy(gw.proxy);
     policy_engine_destroy(gw.policies);
+    metrics_set_extra_writer(NULL, NULL);
+    upstream_registry_destroy(upstreams);
     store_l1_destroy(gw.l1);
     coalesce_destroy(gw.coalescer);
     inval_index_destroy(gw.inval);

@@ -550,6 +550,15 @@ local function compile_route(set, spec, opts, where)
                 "seconds, got %s", k, rname, tostring(v)))
         end
     end
+    -- The default key (GET:/path?query) names what UPSTREAM_URL answers: a read route that
+    -- fetches from another upstream must say under which key its answers are stored, or
+    -- two upstreams' answers for one path would share an entry.
+    if kind == "read" and opts.upstream ~= nil and opts.upstream ~= "default" and
+        opts.key == nil and opts.bypass ~= true then
+        fail(where, "route '" .. rname .. "' fetches from upstream '" .. opts.upstream ..
+            "': give it a key (the default key GET:/path?query is UPSTREAM_URL's; e.g. key = \"" ..
+            opts.upstream .. ":{path}\")")
+    end
     if kind == "any" and not opts.bypass then
         fail(where, "route '" .. rname .. "': a '*' route must set bypass (declare explicit " ..
             "methods to cache or invalidate)")
@@ -956,7 +965,11 @@ function Set:decide_raw(req)
         return "invalidate", nil, id, "invalidate", inv, pure
     end
 
-    -- A '*' route whose bypass function said no: behave as if no route matched.
+    -- A '*' route whose bypass function said no: behave as if no route matched, unless it
+    -- names another upstream, whose answers the default key must not hold.
+    if r.upstream ~= nil and r.upstream ~= "default" then
+        return "bypass", nil, id, "bypass", nil, pure
+    end
     local key = keys.bound(keys.default_key(req, DEFAULT_IGNORED, "GET"))
     if is_read and has_credentials(header) then
         return "bypass", key, id, "credentials", nil, pure

@@ -173,7 +173,9 @@ struct cache_fetch *cache_fetch_start(struct gateway *gw, const struct cache_fet
                                             .for_cache = true,
                                             .buffer_limit = gw->cfg->max_value_bytes,
                                             .on_ready = fetch_ready,
-                                            .owner = cf};
+                                            .owner = cf,
+                                            .upstream = in->upstream,
+                                            .balance_key = in->key};
         cf->up = upstream_request_build(&ui);
         ok = cf->up != NULL;
     }
@@ -220,7 +222,8 @@ void cache_fetch_release(struct cache_fetch *cf, cache_fill_hook_fn hook, void *
 
 void cache_fetch_refresh(struct gateway *gw, const char *key, struct cache_object *stale,
                          const struct store_overrides *ov, const char *method, const char *uri,
-                         const struct header_list *headers, const char *client_ip)
+                         const struct header_list *headers, const char *client_ip,
+                         const char *upstream)
 {
     struct flight *flight;
     if (!coalesce_try_lead(gw->coalescer, key, strlen(key), &flight)) return;
@@ -231,6 +234,7 @@ void cache_fetch_refresh(struct gateway *gw, const char *key, struct cache_objec
                                    .client_ip = client_ip,
                                    .stale = stale,
                                    .ov = ov,
-                                   .flight = flight};
+                                   .flight = flight,
+                                   .upstream = upstream};
     cache_fetch_start(gw, &in); /* finishes and frees itself on the loop */
 }

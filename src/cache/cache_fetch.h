@@ -51,6 +51,7 @@ struct cache_fetch_input {
     struct flight *flight;             /* the key's flight, led by the caller; closed here */
     void (*on_ready)(void *owner);     /* I/O loop: the upstream answered; NULL: background */
     void *owner;
+    const char *upstream;              /* the route's named upstream, NULL: UPSTREAM_URL */
 };
 
 /* Starts the fetch.  Returns it, or NULL when it could not start (the flight is
@@ -84,7 +85,8 @@ void cache_fetch_release(struct cache_fetch *cf, cache_fill_hook_fn hook, void *
 /* Starts a background refresh of a stale entry unless one is running for key. */
 void cache_fetch_refresh(struct gateway *gw, const char *key, struct cache_object *stale,
                          const struct store_overrides *ov, const char *method, const char *uri,
-                         const struct header_list *headers, const char *client_ip);
+                         const struct header_list *headers, const char *client_ip,
+                         const char *upstream);
 
 /* 504 for an upstream timeout, 502 for any other failure. */
 int cache_fetch_error_status(const struct upstream_fetch *f);

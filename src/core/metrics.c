@@ -422,10 +422,20 @@ static int write_process(FILE *out)
     return 0;
 }
 
+static metrics_extra_fn extra_writer;
+static void *extra_writer_arg;
+
+void metrics_set_extra_writer(metrics_extra_fn fn, void *arg)
+{
+    extra_writer = fn;
+    extra_writer_arg = arg;
+}
+
 int metrics_write(FILE *out)
 {
     if (write_requests(out) != 0 || write_latencies(out) != 0 || write_policies(out) != 0 ||
         write_process(out) != 0)
         return -1;
+    if (extra_writer != NULL && extra_writer(out, extra_writer_arg) != 0) return -1;
     return 0;
 }

@@ -76,6 +76,12 @@ int64_t metrics_own_endpoints_in_flight(void);
  * error. */
 int metrics_write(FILE *out);
 
+/* A writer of families that live above this folder (the upstreams, upstream_set.h),
+ * called by metrics_write after this module's own families; NULL removes it.  Set once at
+ * start-up, before the listeners start. */
+typedef int (*metrics_extra_fn)(FILE *out, void *arg);
+void metrics_set_extra_writer(metrics_extra_fn fn, void *arg);
+
 /* Label-value escaping of the exposition format (\\, \", \n), into out (always
  * terminated; truncated to out_len - 1).  Exposed for the unit test. */
 void metrics_escape_label(const char *in, char *out, size_t out_len);

@@ -11,6 +11,7 @@
 #include "io_loop.h"
 #include "log.h"
 #include "metrics.h"
+#include "upstream_set.h"
 
 struct worker_policy {
     struct lua_host *host;
@@ -29,7 +30,29 @@ struct policy_engine {
     int64_t last_reload_ms;
     char last_error[512];
     pthread_key_t slot; /* this thread's current worker_policy */
+    struct upstream_registry *upstreams; /* kept in step with active, or NULL */
 };
+
+/* Applies set's upstream declarations to the registry (main thread). */
+static void engine_apply_upstreams(struct policy_engine *e, struct policy_set *set)
+{
+    if (e->upstreams == NULL) return;
+    size_t n = 0;
+    const struct upstream_config *c = policy_set_upstreams(set, &n);
+    if (upstream_registry_apply(e->upstreams, c, n) != 0)
+        LOG_E("policy generation %llu: out of memory building its upstreams; the previous "
+              "ones stay", (unsigned long long)policy_set_generation(set));
+}
+
+void policy_engine_set_upstreams(struct policy_engine *e, struct upstream_registry *reg)
+{
+    e->upstreams = reg;
+    pthread_mutex_lock(&e->lock);
+    struct policy_set *set = policy_set_ref(e->active);
+    pthread_mutex_unlock(&e->lock);
+    engine_apply_upstreams(e, set);
+    policy_set_unref(set);
+}
 
 static void worker_policy_unref(struct worker_policy *wp)
 {
@@ -92,6 +115,9 @@ int policy_engine_reload(struct policy_engine *e, char *err, size_t err_len)
     int64_t t0 = clock_mono_ms();
     struct policy_set *fresh = NULL;
     int rc = policy_set_load(e->policies_dir, e->lua_dir, &e->limits, &fresh, err, err_len);
+    /* Before the swap, so the new generation's requests find their upstreams; the
+     * registry still answers for the previous generation's (upstream_registry_get). */
+    if (rc == 0) engine_apply_upstreams(e, fresh);
     pthread_mutex_lock(&e->lock);
     e->last_reload_ms = clock_wall_ms();
     if (rc != 0) {

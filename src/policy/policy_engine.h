@@ -28,6 +28,12 @@
 
 struct policy_engine;
 struct worker_policy;
+struct upstream_registry;
+
+/* The engine keeps reg (upstream_set.h) in step with the active generation: applies the
+ * set's upstream declarations now and after every successful reload (in-flight requests
+ * keep the groups they hold).  reg is borrowed and must outlive the engine's reloads. */
+void policy_engine_set_upstreams(struct policy_engine *e, struct upstream_registry *reg);
 
 /* Loads the policies (fails on invalid ones: start-up refuses them). */
 int policy_engine_create(const char *policies_dir, const char *lua_dir,

@@ -17,6 +17,7 @@
 #include "body_pipe.h"
 #include "log.h"
 #include "metrics.h"
+#include "upstream_set.h"
 
 /* A stream pauses the transfer above HIGH_WATER unread bytes and resumes it
  * below LOW_WATER, so a slow client costs a bounded amount of memory. */
@@ -258,8 +259,17 @@ static void recycle_easy(struct proxy *p, CURL *easy)
     }
 }
 
+/* Reports the current attempt on a group's instance (once). */
+static void fetch_report(struct upstream_fetch *f, enum upstream_attempt a, const char *why)
+{
+    if (!f->attempt_open) return;
+    f->attempt_open = false;
+    upstream_instance_done(f->group, f->instance, a, f->status, why);
+}
+
 static void fetch_release_transfer(struct upstream_fetch *f)
 {
+    fetch_report(f, UPSTREAM_ATTEMPT_ABORTED, NULL); /* ended by us, no verdict */
     if (f->req_pipe && body_pipe_consumer(f->req_pipe) == f) {
         /* No wake-up may reach this transfer any more. */
         body_pipe_set_consumer(f->req_pipe, NULL, NULL, NULL);
@@ -305,6 +315,41 @@ static void set_error(struct upstream_fetch *f, CURLcode rc)
     snprintf(f->errmsg, sizeof f->errmsg, "%s", curl_easy_strerror(rc));
 }
 
+static void start_transfer(void *arg);
+
+/* Whether a failed attempt may go to another instance (see struct upstream_fetch). */
+static bool fetch_may_retry(struct proxy *p, struct upstream_fetch *f, CURL *easy, CURLcode rc)
+{
+    if (f->group == NULL || f->stream != NULL || f->ready_sent || f->req_pipe != NULL)
+        return false;
+    bool safe = f->head_only || strcmp(f->method, "GET") == 0 || strcmp(f->method, "HEAD") == 0;
+    if (!safe && !f->retry_unsafe) return false;
+    const struct upstream_config *c = upstream_group_config(f->group);
+    if (f->attempts > c->retries || f->attempts >= PROXY_MAX_ATTEMPTS) return false;
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+        break;
+    case CURLE_OPERATION_TIMEDOUT: {
+        /* A connect timeout only: a slow answer is not retried (it would double the load
+         * on a struggling upstream). */
+        curl_off_t connect_us = 0;
+        curl_easy_getinfo(easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+        if (connect_us > 0) return false;
+        break;
+    }
+    default:
+        return false;
+    }
+    /* Within the request's budget: at least 50 ms must be left for the next attempt. */
+    int budget = f->timeout_ms > 0 ? f->timeout_ms : upstream_group_timeout_ms(f->group);
+    if (budget <= 0) budget = p->opts.total_timeout_ms;
+    return clock_mono_ms() - f->started_ms + 50 < budget;
+}
+
 static void finish_transfer(struct proxy *p, CURL *easy, CURLcode rc)
 {
     struct upstream_fetch *f = NULL;
@@ -313,6 +358,24 @@ static void finish_transfer(struct proxy *p, CURL *easy, CURLcode rc)
     curl_off_t total_us = 0;
     if (curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
         metrics_observe_upstream((double)total_us / 1e6);
+    if (f->attempt_open) {
+        bool bad_status = f->status >= 500 && upstream_group_config(f->group)->fail_on_5xx;
+        enum upstream_attempt a = rc != CURLE_OK || bad_status ? UPSTREAM_ATTEMPT_FAILED
+                                                               : UPSTREAM_ATTEMPT_OK;
+        fetch_report(f, a, rc != CURLE_OK ? curl_easy_strerror(rc) : NULL);
+    }
+    if (rc != CURLE_OK && fetch_may_retry(p, f, easy, rc)) {
+        LOG_D("proxy: %s %s on %s failed (%s); retrying on another instance", f->method,
+              f->target, upstream_instance_url(f->instance), curl_easy_strerror(rc));
+        upstream_count_retry();
+        fetch_release_transfer(f);
+        header_list_free(&f->resp_headers);
+        buf_free(&f->body);
+        f->error = UPSTREAM_OK;
+        f->errmsg[0] = '\0';
+        start_transfer(f);
+        return;
+    }
     fetch_release_transfer(f);
     struct upstream_stream *s = f->stream;
     if (s == NULL) {
@@ -401,12 +464,50 @@ static void pipe_wake(struct body_pipe *pipe, void *arg)
     if (io_loop_post(p->loop, pipe_unpause_task, pipe) != 0) body_pipe_unref(pipe);
 }
 
+/* Picks the attempt's instance (a group's fetch) and returns the base URL to use. */
+static const char *fetch_base_url(struct proxy *p, struct upstream_fetch *f)
+{
+    if (f->group != NULL) {
+        if (f->attempts == 0) f->started_ms = clock_mono_ms();
+        struct upstream_instance *i =
+            upstream_group_pick(f->group, f->balance_key, f->tried, (size_t)f->attempts);
+        if (i == NULL) return p->base_url; /* a group without servers: not built */
+        f->tried[f->attempts++] = i;
+        upstream_instance_unref(f->instance);
+        f->instance = upstream_instance_ref(i);
+        f->attempt_open = true;
+    }
+    return f->instance != NULL ? upstream_instance_url(f->instance) : p->base_url;
+}
+
+/* The attempt's timeouts: the fetch's, the group's, or the proxy's; a retry gets what is
+ * left of the first attempt's budget. */
+static void fetch_timeouts(struct proxy *p, const struct upstream_fetch *f, long *connect_ms,
+                           long *total_ms)
+{
+    int c = f->connect_timeout_ms, t = f->timeout_ms;
+    if (f->group != NULL) {
+        if (c <= 0) c = upstream_group_connect_timeout_ms(f->group);
+        if (t <= 0) t = upstream_group_timeout_ms(f->group);
+    }
+    if (c <= 0) c = p->opts.connect_timeout_ms;
+    if (t <= 0) t = p->opts.total_timeout_ms;
+    if (f->group != NULL && f->attempts > 1) {
+        int64_t left = (int64_t)t - (clock_mono_ms() - f->started_ms);
+        t = left < 50 ? 50 : (int)left;
+        if (c > t) c = t;
+    }
+    *connect_ms = c;
+    *total_ms = t;
+}
+
 static void start_transfer(void *arg)
 {
     struct upstream_fetch *f = arg;
     struct proxy *p = f->proxy;
     CURL *easy = p->n_easy_cache > 0 ? p->easy_cache[--p->n_easy_cache] : curl_easy_init();
-    size_t url_len = strlen(p->base_url) + strlen(f->target) + 1;
+    const char *base_url = fetch_base_url(p, f);
+    size_t url_len = strlen(base_url) + strlen(f->target) + 1;
     char *url = malloc(url_len);
     f->curl_headers = build_headers(f);
     if (easy == NULL || url == NULL || f->curl_headers == NULL) {
@@ -416,10 +517,11 @@ static void start_transfer(void *arg)
         f->curl_headers = NULL;
         f->error = UPSTREAM_BROKEN;
         snprintf(f->errmsg, sizeof f->errmsg, "out of memory");
+        fetch_report(f, UPSTREAM_ATTEMPT_ABORTED, NULL);
         deliver_ready(f);
         return;
     }
-    snprintf(url, url_len, "%s%s", p->base_url, f->target);
+    snprintf(url, url_len, "%s%s", base_url, f->target);
     curl_easy_setopt(easy, CURLOPT_URL, url);
     free(url); /* curl copies string options */
     curl_easy_setopt(easy, CURLOPT_PRIVATE, f);
@@ -429,8 +531,16 @@ static void start_transfer(void *arg)
     curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)p->opts.connect_timeout_ms);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)p->opts.total_timeout_ms);
+    long connect_ms, total_ms;
+    fetch_timeouts(p, f, &connect_ms, &total_ms);
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, total_ms);
+    if (f->group != NULL) {
+        /* Names are resolved again after dns_ttl, so an instance replaced behind a name is
+         * found (curl keeps its default otherwise). */
+        curl_easy_setopt(easy, CURLOPT_DNS_CACHE_TIMEOUT,
+                         (long)upstream_group_config(f->group)->dns_ttl_s);
+    }
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, f->curl_headers);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, f);
@@ -448,8 +558,8 @@ static void start_transfer(void *arg)
     } else if (strcmp(f->method, "GET") == 0 && f->req_body_len == 0) {
         curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
     } else {
-        if (f->req_body_len > 0 || strcmp(f->method, "POST") == 0 || strcmp(f->method, "PUT") == 0 ||
-            strcmp(f->method, "PATCH") == 0) {
+        if (f->req_body_len > 0 || strcmp(f->method, "POST") == 0 ||
+            strcmp(f->method, "PUT") == 0 || strcmp(f->method, "PATCH") == 0) {
             curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)f->req_body_len);
             curl_easy_setopt(easy, CURLOPT_POSTFIELDS, f->req_body ? f->req_body : "");
         }
@@ -479,6 +589,12 @@ int proxy_submit(struct proxy *p, struct upstream_fetch *f)
 
 void upstream_fetch_clear(struct upstream_fetch *f)
 {
+    for (int i = 0; i < f->attempts; i++) upstream_instance_unref(f->tried[i]);
+    f->attempts = 0;
+    upstream_instance_unref(f->instance);
+    f->instance = NULL;
+    upstream_group_unref(f->group);
+    f->group = NULL;
     header_list_free(&f->req_headers);
     header_list_free(&f->resp_headers);
     buf_free(&f->body);

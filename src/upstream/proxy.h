@@ -34,6 +34,11 @@
 struct proxy;
 struct upstream_stream;
 struct upstream_fetch;
+struct upstream_group;
+struct upstream_instance;
+
+/* At most this many attempts per fetch (the first and its retries). */
+#define PROXY_MAX_ATTEMPTS 11
 
 struct proxy_options {
     const char *base_url;   /* http[s]://host[:port][/prefix], no trailing slash */
@@ -69,6 +74,18 @@ struct upstream_fetch {
     upstream_ready_fn on_ready; /* loop thread, exactly once */
     upstream_free_fn on_free;   /* called when a streamed fetch is finally freed */
     void *arg;
+    /* Where it goes (issue 13, upstream_set.h).  With group set, the proxy picks an
+     * instance for each attempt, reports each attempt's outcome (passive health), and
+     * retries a connect failure or reset on another instance: GET and HEAD, other methods
+     * only with retry_unsafe, never a body streamed from the client (req_pipe), never once
+     * on_ready has been called, at most the group's retries times, within the time budget
+     * (timeout_ms from the first attempt).  With only instance set (health checks) it goes
+     * there, once.  With neither, to the proxy's base URL. */
+    struct upstream_group *group;       /* owned reference; upstream_fetch_clear drops it */
+    const char *balance_key;            /* hash balancing's key; borrowed until on_ready */
+    bool retry_unsafe;                  /* the route allows retrying other methods */
+    struct upstream_instance *instance; /* the current attempt's; owned reference */
+    int connect_timeout_ms, timeout_ms; /* 0: the group's, else the proxy's */
 
     /* Response: valid in on_ready. */
     enum upstream_error error;
@@ -84,6 +101,10 @@ struct upstream_fetch {
     struct proxy *proxy;
     void *curl_headers;
     bool ready_sent;
+    bool attempt_open; /* instance's attempt not yet reported (upstream_instance_done) */
+    int attempts;
+    int64_t started_ms;
+    struct upstream_instance *tried[PROXY_MAX_ATTEMPTS]; /* owned references */
 };
 
 int proxy_create(struct io_loop *loop, const struct proxy_options *opts, struct proxy **out);
@@ -121,7 +142,8 @@ enum stream_read upstream_stream_read(struct upstream_stream *s, char *dst, size
  * it is still running.  Frees everything once the transfer has ended too. */
 void upstream_stream_release(struct upstream_stream *s);
 
-/* Frees a buffered (non-streamed) fetch's response and request parts. */
+/* Frees a buffered (non-streamed) fetch's response and request parts, and drops its group
+ * and instance references. */
 void upstream_fetch_clear(struct upstream_fetch *fetch);
 
 #endif

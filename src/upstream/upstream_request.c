@@ -5,11 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+#include "upstream_set.h"
+
 /* The fetch plus what it owns; f comes first so the two convert. */
 struct upstream_request {
     struct upstream_fetch f;
     struct buf req_body;
     void *owner;
+    char *balance_key;
 };
 
 void upstream_request_free(struct upstream_fetch *f)
@@ -17,6 +21,7 @@ void upstream_request_free(struct upstream_fetch *f)
     struct upstream_request *ur = (struct upstream_request *)f;
     upstream_fetch_clear(f);
     buf_free(&ur->req_body);
+    free(ur->balance_key);
     free(ur);
 }
 
@@ -50,6 +55,18 @@ struct upstream_fetch *upstream_request_build(const struct upstream_request_inpu
     f->on_ready = in->on_ready;
     f->on_free = upstream_request_free;
     if (f->target == NULL) goto fail;
+    if (in->upstream != NULL && strcmp(in->upstream, UPSTREAM_DEFAULT_NAME) != 0) {
+        f->group = upstream_registry_get(upstream_registry_global(), in->upstream);
+        if (f->group == NULL) {
+            LOG_E("upstream '%s' is not known (no registry, or a reload dropped it twice "
+                  "over): not forwarding %s %s", in->upstream, in->method, in->uri);
+            goto fail;
+        }
+        f->retry_unsafe = in->retry_unsafe;
+        if (in->balance_key != NULL && (ur->balance_key = strdup(in->balance_key)) == NULL)
+            goto fail;
+        f->balance_key = ur->balance_key;
+    }
 
     /* in->headers is already the forwarded set (forward_headers): hop-by-hop and
      * steering fields dropped, the gateway's X-Forwarded-* and Via added.  Host

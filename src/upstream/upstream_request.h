@@ -7,6 +7,9 @@
  * client's conditional or range headers, so the answer can be stored for
  * everyone; a pass-through fetch takes over the client's body.
  *
+ * With in->group set, the proxy picks an instance of that named upstream per attempt and
+ * may retry on another one (proxy.h, struct upstream_fetch).
+ *
  * Ownership: the returned fetch owns its strings and body; free it with
  * upstream_request_free (it is also the fetch's on_free, so a streamed fetch
  * frees itself).  owner is a borrowed pointer for the on_ready callback.
@@ -34,7 +37,19 @@ struct upstream_request_input {
     size_t buffer_limit;               /* stream bodies longer than this */
     upstream_ready_fn on_ready;
     void *owner;
+    /* The decision's named upstream (policy_decision.upstream; NULL or "default": the
+     * proxy's base URL, i.e. UPSTREAM_URL), looked up in the process's registry
+     * (upstream_registry_global, upstream_set.h); the fetch holds the group until freed.
+     * balance_key (copied) is what hash balancing hashes: the cache key.  retry_unsafe:
+     * the route allows retrying its non-idempotent method (`idempotent = true`). */
+    const char *upstream;
+    const char *balance_key;
+    bool retry_unsafe;
 };
+
+/* Returns the fetch, or NULL on allocation failure or when in->upstream names no upstream
+ * the registry knows (logged: never sent to another upstream instead, whose answer could
+ * be stored under this route's key). */
 
 /* Returns the fetch, or NULL on allocation failure. */
 struct upstream_fetch *upstream_request_build(const struct upstream_request_input *in);

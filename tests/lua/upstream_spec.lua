@@ -16,7 +16,7 @@ upstream "users" {
 local function load_two_files()
     local policy = require "gateway.policy"
     return policy.load {
-        { name = "policies/a.lua", source = 'route "GET /x" { upstream = "late", ttl = 1 }' },
+        { name = "policies/a.lua", source = 'route "GET /x" { upstream = "late", key = "x", ttl = 1 }' },
         { name = "policies/b.lua", source = 'upstream "late" { servers = { "http://l" } }' },
     }
 end
@@ -64,6 +64,7 @@ route "GET /users/:id" { upstream = "users", key = "users:{id}", ttl = 1 }
 route "PUT /users/:id" { upstream = "users", idempotent = true }
 route "GET /other" { ttl = 1 }
 route "GET /def" { upstream = "default", ttl = 1 }
+route "* /any" { upstream = "users", bypass = function() return false end }
 ]])
             local d = decide(set, "GET /users/7")
             assert.are.equal("users", d.upstream)
@@ -74,14 +75,20 @@ route "GET /def" { upstream = "default", ttl = 1 }
             assert.is_nil(decide(set, "GET /other").upstream)
             assert.are.equal("default", decide(set, "GET /def").upstream)
             assert.is_nil(decide(set, "GET /nowhere").upstream)
+            -- A '*' route on another upstream never falls back to the default key.
+            local any = decide(set, "DELETE /any")
+            assert.are.equal("bypass", any.action)
+            assert.are.equal("users", any.upstream)
         end)
     end)
 
     describe("bad input (file:line)", function()
         local cases = {
-            { 'route "GET /a" { upstream = "userz" }',
+            { 'upstream "u" { servers = { "http://x" } }\nroute "GET /a" { upstream = "u", ttl = 1 }',
+              "policies/test.lua:2: route 'GET /a' fetches from upstream 'u': give it a key" },
+            { 'route "GET /a" { upstream = "userz", key = "a" }',
               "policies/test.lua:1: route 'GET /a': unknown upstream 'userz' (declared: none;" },
-            { USERS .. '\nroute "GET /a" { upstream = "user" }',
+            { USERS .. '\nroute "GET /a" { upstream = "user", key = "a" }',
               "policies/test.lua:8: route 'GET /a': unknown upstream 'user' (declared: users)" },
             { 'upstream "a" { servers = {} }',
               "policies/test.lua:1: upstream 'a': the server list is empty" },

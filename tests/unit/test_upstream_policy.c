@@ -95,7 +95,8 @@ TEST(configs_copied)
 TEST(bad_upstream_refused_with_line)
 {
     char err[512] = "";
-    struct policy_set *set = load("\nroute \"GET /a\" { upstream = \"nope\" }\n", err, sizeof err);
+    struct policy_set *set = load("\nroute \"GET /a\" { upstream = \"nope\", key = \"a\" }\n", err,
+                                sizeof err);
     CHECK(set == NULL);
     CHECK(strstr(err, "test.lua:2: route 'GET /a': unknown upstream 'nope'") != NULL);
     set = load("upstream \"a\" { servers = { \"ftp://x\" } }\n", err, sizeof err);

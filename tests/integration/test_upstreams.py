@@ -1,0 +1,383 @@
+"""Named upstreams (issue 13): balancing, Host routing, health, retries, reload, --check.
+
+Real processes: the cachegw binary, several example-API instances on free ports (and, for
+the write-safety test, a small socket server that drops a POST mid-body).  Instances are
+told apart by their own request counters (/__stats, which the example API does not count
+itself, and which the active health checks use as their path for the same reason).
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import (CACHEGW_BIN, SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCase,
+                     free_port, request, wait_until)
+
+
+def by_path(api):
+    return request(api.port, "GET", "/__stats").json().get("by_path", {})
+
+
+class UpstreamTestCase(GatewayTestCase):
+    def policies(self, text):
+        d = tempfile.mkdtemp(prefix="cachegw-upstreams-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        with open(os.path.join(d, "up.lua"), "w") as f:
+            f.write(text)
+        return d
+
+    def write(self, d, text):
+        with open(os.path.join(d, "up.lua"), "w") as f:
+            f.write(text)
+
+    def gateway(self, policies_dir, default_url="http://127.0.0.1:9", env=None):
+        e = {"POLICIES_DIR": policies_dir, "LUA_DIR": os.path.join(SOURCE_DIR, "lua")}
+        e.update(env or {})
+        return self.track(Gateway(default_url, env=e))
+
+    def api(self, **kw):
+        return self.track(ExampleAPI(**kw))
+
+    def metrics(self, gw):
+        return gw.get("/metrics").body.decode()
+
+    def up_value(self, gw, url):
+        m = re.search(r'cachegw_upstream_up\{upstream="[^"]*",instance="%s"\} (\d+)'
+                      % re.escape(url), self.metrics(gw))
+        return int(m.group(1)) if m else None
+
+
+class BalancingTest(UpstreamTestCase):
+    def test_round_robin_follows_weights(self):
+        a, b, c = self.api(), self.api(), self.api()
+        d = self.policies('''
+upstream "users" {
+  servers = { "%s", "%s", { url = "%s", weight = 2 } },
+}
+route "GET /users/:id" { upstream = "users", bypass = true }
+''' % (a.url, b.url, c.url))
+        gw = self.gateway(d)
+        for i in range(200):
+            r = gw.get("/users/%d" % (i % 5 + 1))
+            self.assertEqual(r.status, 200, r)
+        counts = [a.requests(), b.requests(), c.requests()]
+        # Smooth weighted round robin is exact over whole cycles: 1:1:2.
+        self.assertEqual(counts, [50, 50, 100])
+
+    def test_hash_sends_each_key_to_one_instance(self):
+        apis = [self.api() for _ in range(3)]
+        d = self.policies('''
+upstream "users" { servers = { "%s", "%s", "%s" }, balance = "hash" }
+route "GET /users/:id" { upstream = "users", key = "users:{id}", ttl = 0 }
+''' % tuple(a.url for a in apis))
+        gw = self.gateway(d)
+        ids = range(1, 31)
+        for _ in range(3):
+            for i in ids:
+                self.assertEqual(gw.get("/users/%d" % i).status, 200)
+        seen = {}
+        for n, a in enumerate(apis):
+            for path, count in by_path(a).items():
+                self.assertNotIn(path, seen, "%s went to two instances" % path)
+                seen[path] = n
+                self.assertEqual(count, 3, path)
+        self.assertEqual(len(seen), 30)
+        # Spread: no instance got every key (30 keys over 3 instances).
+        self.assertGreater(len(set(seen.values())), 1)
+
+    def test_least_conn_prefers_the_idle_instance(self):
+        slow, fast = self.api(latency_ms=400), self.api()
+        d = self.policies('''
+upstream "u" { servers = { "%s", "%s" }, balance = "least_conn" }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % (slow.url, fast.url))
+        gw = self.gateway(d)
+        results = []
+
+        def one(i):
+            results.append(gw.get("/users/%d" % (i + 1), timeout=10).status)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(12)]
+        for t in threads:
+            t.start()
+            time.sleep(0.03)
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [200] * 12)
+        # The slow instance holds its requests longer, so it gets fewer of them.
+        self.assertLess(slow.requests(), fast.requests())
+
+
+class HostRoutingTest(UpstreamTestCase):
+    POLICY = '''
+upstream "api" { servers = { "%s" } }
+upstream "jobs" { servers = { "%s" } }
+route "GET /users/:id" { host = "api.example.com", upstream = "api", key = "api:{id}", ttl = 0 }
+route "GET /users/:id" { host = "jobs.example.com", upstream = "jobs", key = "jobs:{id}",
+                         ttl = 0 }
+%s
+'''
+
+    def test_two_hosts_two_upstreams_and_unknown_host_404(self):
+        api, jobs, default = self.api(), self.api(), self.api()
+        d = self.policies(self.POLICY % (api.url, jobs.url, 'unknown_host "reject"'))
+        gw = self.gateway(d, default_url=default.url)
+        self.assertEqual(gw.get("/users/1", headers={"Host": "API.example.com:8080"}).status,
+                         200)
+        self.assertEqual(gw.get("/users/2", headers={"Host": "jobs.example.com"}).status, 200)
+        r = gw.get("/users/3", headers={"Host": "evil.example.com"})
+        self.assertEqual(r.status, 404, r)
+        self.assertEqual(api.requests(), 1)
+        self.assertEqual(jobs.requests(), 1)
+        self.assertEqual(default.requests(), 0)
+
+    def test_unknown_host_goes_to_the_default_upstream(self):
+        api, jobs, default = self.api(), self.api(), self.api()
+        d = self.policies(self.POLICY % (api.url, jobs.url, ""))
+        gw = self.gateway(d, default_url=default.url)
+        self.assertEqual(gw.get("/users/3", headers={"Host": "other.example.com"}).status, 200)
+        self.assertEqual(default.requests(), 1)
+        self.assertEqual(api.requests() + jobs.requests(), 0)
+
+
+class Load:
+    """GETs from a few threads until stopped; records every status (and errors as 0)."""
+
+    def __init__(self, gw, path_fmt="/users/%d", threads=4):
+        self.gw, self.path_fmt = gw, path_fmt
+        self.statuses = []
+        self.lock = threading.Lock()
+        self.stop_flag = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, n):
+        i = 0
+        while not self.stop_flag.is_set():
+            i += 1
+            try:
+                s = self.gw.get(self.path_fmt % (i % 7 + 1), timeout=10).status
+            except OSError:
+                s = 0
+            with self.lock:
+                self.statuses.append(s)
+
+    def stop(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(30)
+        return self.statuses
+
+
+class HealthTest(UpstreamTestCase):
+    def test_kill_instance_under_load_then_active_check_brings_it_back(self):
+        apis = [self.api() for _ in range(3)]
+        victim = apis[1]
+        d = self.policies('''
+upstream "users" {
+  servers = { "%s", "%s", "%s" },
+  max_fails = 2, fail_timeout = 30, retries = 2, connect_timeout = 0.5,
+  health = { path = "/__stats", interval = 0.2, timeout = 0.1, healthy = 2, unhealthy = 2 },
+}
+route "GET /users/:id" { upstream = "users", bypass = true }
+''' % tuple(a.url for a in apis))
+        gw = self.gateway(d)
+        wait_until(lambda: all(self.up_value(gw, a.url) == 1 for a in apis),
+                   what="three instances up")
+        load = Load(gw)
+        time.sleep(1.0)
+        victim.proc.kill()  # kill -9
+        victim.proc.wait()
+        wait_until(lambda: self.up_value(gw, victim.url) == 0, timeout=10,
+                   what="the killed instance marked down")
+        time.sleep(1.0)
+        statuses = load.stop()
+        self.assertGreater(len(statuses), 50)
+        self.assertEqual([s for s in statuses if s != 200], [], "failed GETs while an "
+                         "instance died")
+        health = gw.health_cache()
+        inst = [u for u in health.get("upstreams", []) if u["url"] == victim.url]
+        self.assertEqual(len(inst), 1, health)
+        self.assertFalse(inst[0]["up"])
+        self.assertIn("DOWN", gw.output())
+        # It comes back on the same port: the active check notices.
+        back = self.track(ExampleAPI(port=victim.port))
+        wait_until(lambda: self.up_value(gw, victim.url) == 1, timeout=10,
+                   what="the restarted instance back up")
+        for i in range(30):
+            self.assertEqual(gw.get("/users/%d" % (i % 7 + 1)).status, 200)
+        self.assertGreater(back.requests(), 0)
+        m = self.metrics(gw)
+        self.assertRegex(m, r'cachegw_upstream_down_transitions_total\{upstream="users",'
+                            r'instance="%s"\} 1' % re.escape(victim.url))
+        self.assertIn("is UP again (active check)", gw.output())
+
+    def test_passive_health_only_and_a_total_outage_shows_the_real_error(self):
+        live = self.api()
+        dead = "http://127.0.0.1:%d" % free_port()
+        d = self.policies('''
+upstream "u" { servers = { "%s", "%s" }, max_fails = 1, fail_timeout = 60, retries = 1 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+upstream "gone" { servers = { "%s" }, retries = 0 }
+route "GET /gone/:id" { upstream = "gone", bypass = true }
+''' % (live.url, dead, dead))
+        gw = self.gateway(d)
+        for i in range(20):
+            self.assertEqual(gw.get("/users/%d" % (i % 7 + 1)).status, 200)
+        self.assertEqual(self.up_value(gw, dead), 0)
+        # Every instance down: the request still goes out, and fails as it really does.
+        r = gw.get("/gone/1")
+        self.assertEqual(r.status, 502, r)
+
+    def test_health_path_answering_500_takes_the_instance_down(self):
+        a = self.api()
+        d = self.policies('''
+upstream "u" { servers = { "%s" },
+  health = { path = "/nonexistent", interval = 0.1, timeout = 0.1, unhealthy = 2 } }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % a.url)
+        gw = self.gateway(d)
+        wait_until(lambda: self.up_value(gw, a.url) == 0, what="instance down by its checks")
+        self.assertIn("health check answered 404", gw.output())
+        # Still served: the only instance is kept eligible.
+        self.assertEqual(gw.get("/users/1").status, 200)
+
+
+class PostDropper:
+    """Accepts connections, reads part of the request, then resets the connection."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            try:
+                c.recv(64)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            finally:
+                c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+class RetryTest(UpstreamTestCase):
+    def test_post_is_not_retried_but_get_and_idempotent_put_are(self):
+        dropper = PostDropper()
+        self.addCleanup(dropper.close)
+        live = self.api()
+        d = self.policies('''
+upstream "u" { servers = { "http://127.0.0.1:%d", "%s" }, retries = 1, max_fails = 100 }
+route "POST /echo" { upstream = "u" }
+route "PUT /echo" { upstream = "u", idempotent = true }
+route "GET /echo" { upstream = "u", bypass = true }
+''' % (dropper.port, live.url))
+        gw = self.gateway(d)
+        body = b"x" * 200000
+        statuses = []
+        for _ in range(4):  # round robin: two of these land on the dropper first
+            statuses.append(gw.req("POST", "/echo", body=body,
+                                   headers={"Content-Type": "text/plain"}).status)
+        self.assertEqual(sorted(statuses), [200, 200, 502, 502], statuses)
+        self.assertEqual(dropper.accepted, 2)  # each failed POST reached it once, no retry
+        self.assertEqual(by_path(live).get("/echo"), 2)
+        for _ in range(4):
+            self.assertEqual(gw.req("PUT", "/echo", body=b"y" * 1000).status, 200)
+            self.assertEqual(gw.get("/echo").status, 200)
+        self.assertEqual(by_path(live).get("/echo"), 2 + 8)
+        self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total [1-9]")
+
+
+class ReloadTest(UpstreamTestCase):
+    def test_sighup_swaps_instances_with_requests_in_flight(self):
+        old, new = self.api(latency_ms=600), self.api()
+        text = '''
+upstream "u" { servers = { "%s" } }
+route "GET /users/:id" { upstream = "u", bypass = true }
+'''
+        d = self.policies(text % old.url)
+        gw = self.gateway(d)
+        results = []
+        threads = [threading.Thread(target=lambda i=i: results.append(
+            gw.get("/users/%d" % (i + 1), timeout=10).status)) for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)  # in flight on the old instance
+        self.write(d, text % new.url)
+        gw.send_signal(signal.SIGHUP)
+        wait_until(lambda: "policies reloaded" in gw.output(), what="the reload")
+        for t in threads:
+            t.join()
+        self.assertEqual(results, [200] * 4)
+        self.assertEqual(old.requests(), 4)
+        for i in range(5):
+            self.assertEqual(gw.get("/users/%d" % (i + 1)).status, 200)
+        self.assertEqual(new.requests(), 5)
+        self.assertEqual(old.requests(), 4)
+
+    def test_reload_refuses_an_unknown_upstream_and_keeps_the_old_one(self):
+        a = self.api()
+        d = self.policies('''
+upstream "u" { servers = { "%s" } }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % a.url)
+        gw = self.gateway(d)
+        self.write(d, 'route "GET /users/:id" { upstream = "v", key = "v" }\n')
+        gw.send_signal(signal.SIGHUP)
+        wait_until(lambda: "policy reload failed" in gw.output(), what="the failed reload")
+        self.assertIn("up.lua:1: route 'GET /users/:id': unknown upstream 'v'", gw.output())
+        self.assertEqual(gw.get("/users/1").status, 200)
+        self.assertEqual(a.requests(), 1)
+
+
+class CheckTest(unittest.TestCase):
+    def check(self, text):
+        d = tempfile.mkdtemp(prefix="cachegw-upstreams-check-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        with open(os.path.join(d, "up.lua"), "w") as f:
+            f.write(text)
+        return subprocess.run([CACHEGW_BIN, "--check", "--policies", d, "--upstream",
+                               "http://127.0.0.1:9"], capture_output=True, text=True,
+                              env=dict(os.environ, LUA_DIR=os.path.join(SOURCE_DIR, "lua")))
+
+    def test_bad_input_is_refused_with_file_and_line(self):
+        cases = [
+            ('\nroute "GET /a" { upstream = "nope", key = "a" }\n',
+             "up.lua:2: route 'GET /a': unknown upstream 'nope'"),
+            ('upstream "u" { servers = { "http://ok", "htp://bad" } }\n',
+             "up.lua:1: upstream 'u': server 2: bad URL 'htp://bad'"),
+            ('upstream "u" { servers = {} }\n', "up.lua:1: upstream 'u': the server list is empty"),
+            ('upstream "u" { servers = { { url = "http://a", weight = 0 } } }\n',
+             "weight must be a whole number from 1 to 100, got 0"),
+        ]
+        for text, want in cases:
+            r = self.check(text)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(want, r.stderr)
+        ok = self.check('upstream "u" { servers = { "http://a:1" } }\n'
+                        'route "GET /a" { upstream = "u", key = "a", ttl = 1 }\n')
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
