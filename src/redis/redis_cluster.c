@@ -86,6 +86,7 @@ struct redis_cluster {
     atomic_int master; /* node index, -1: unknown */
     atomic_bool role_ok; /* ROLE said master since the master was chosen */
     bool role_in_flight, query_in_flight;
+    bool unknown_logged; /* "no address for master" said once */
     int64_t last_query_ms;
     struct redis_sub *switch_sub;
 
@@ -389,14 +390,18 @@ static void on_master_addr(void *arg, const redisReply *r, const char *err)
     if (c->stopped || err != NULL) return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING) {
-        LOG_W("Redis Sentinel: no address for master '%s' (%s)", c->master_name,
-              r->type == REDIS_REPLY_ERROR ? r->str : "unknown master name");
+        /* Once until an address comes (the sentinels are asked every second). */
+        if (!c->unknown_logged)
+            LOG_W("Redis Sentinel: no address for master '%s' (%s); using the memory tier",
+                  c->master_name, r->type == REDIS_REPLY_ERROR ? r->str : "unknown master name");
+        c->unknown_logged = true;
         return;
     }
     char *end;
     long port = strtol(r->element[1]->str, &end, 10);
     if (*end != '\0' || port < 1 || port > 65535) return;
     atomic_fetch_add(&c->refreshes, 1);
+    c->unknown_logged = false;
     set_master(c, r->element[0]->str, (int)port, "SENTINEL get-master-addr-by-name");
 }
 
