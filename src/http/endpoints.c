@@ -11,6 +11,7 @@
 #include "redis_pool.h"
 #include "stats.h"
 #include "store_l1.h"
+#include "upstream_set.h"
 
 /* Writes s as a JSON string literal (quotes included). */
 static void json_quote(const char *s, char *out, size_t len)
@@ -107,6 +108,17 @@ int endpoints_health_cache_json(const struct gateway *gw, const struct health_re
                      errjson, (unsigned long long)lua_host_error_count());
         if (n < 0 || (size_t)n >= len - off) return -1;
         off += (size_t)n;
+    }
+    /* Issue 13: every named upstream instance, up or down (upstream_set.h); a list too
+     * long for the buffer is left out (it is in /metrics whole). */
+    if (upstream_registry_global() != NULL && len - off > 64) {
+        FILE *f = fmemopen(buf + off, len - off - 32, "w");
+        bool ok = f != NULL && fputs(", \"upstreams\": ", f) != EOF &&
+                  upstream_registry_write_json(upstream_registry_global(), f) == 0;
+        long used = f != NULL && ok && fflush(f) == 0 ? ftell(f) : -1;
+        if (f != NULL) fclose(f);
+        if (used > 0 && (size_t)used < len - off - 33) off += (size_t)used;
+        else off += (size_t)snprintf(buf + off, len - off, ", \"upstreams_truncated\": true");
     }
     n = snprintf(buf + off, len - off, "}\n");
     if (n < 0 || (size_t)n >= len - off) return -1;
