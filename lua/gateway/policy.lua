@@ -6,10 +6,10 @@ ENTRY POINTS (used by the C host, src/policy/lua_host.c, and by busted specs)
   policy.load(files) -> set
       files: array of { name = "policies/users.lua", source = "<lua text>" }, in load order.
       Each file runs as a text chunk, load(source, "@" .. name, "t", env), in its own
-      environment: reads fall through to the DSL (route, gw, json, cachecontrol, url) and the
-      sandbox's read-only globals; globals a file assigns while loading stay in that file,
-      and after loading the environment is sealed, so request-time code cannot keep state in
-      globals.  Raises "file:line: message" on the first invalid route (the line of the
+      environment: reads fall through to the DSL (route, upstream, unknown_host, gw, json,
+      cachecontrol, url) and the sandbox's read-only globals; globals a file assigns while
+      loading stay in that file, and after loading the environment is sealed, so
+      request-time code cannot keep state in globals.  Raises "file:line: message" on the first invalid route (the line of the
       route "..." declaration), syntax error or runtime error.
   set:decide(req) -> decision
       req = { method = "GET", path = "/users/42", query_string = "a=1" or nil,
@@ -46,6 +46,10 @@ ENTRY POINTS (used by the C host, src/policy/lua_host.c, and by busted specs)
       res = { status = 200, header = { ... } }.  Only meaningful for routes with
       on_response.  verdict = { store = bool, ttl = seconds or nil, tags = {...} or nil };
       nil means "no opinion" (store as the normal rules allow, keep the ttl).
+  set:describe_upstreams()
+      the declared upstreams as plain data, for the C side (src/upstream/upstream_config.h).
+      decide_raw's action may also be "reject" (unknown_host "reject": a Host no route
+      declares; reason "unknown_host"); set:decide then says status = 404.
   set.routes        array of compiled routes in declaration order (route_id = index)
   set.current       name of the route whose code is running (for error reports), or nil
   policy.decide(req), policy.on_response(route_id, req, res)

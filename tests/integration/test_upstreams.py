@@ -48,6 +48,11 @@ class UpstreamTestCase(GatewayTestCase):
     def metrics(self, gw):
         return gw.get("/metrics").body.decode()
 
+    def counter(self, gw, family, url):
+        m = re.search(r'cachegw_upstream_%s\{upstream="[^"]*",instance="%s"\} (\d+)'
+                      % (family, re.escape(url)), self.metrics(gw))
+        return int(m.group(1)) if m else None
+
     def up_value(self, gw, url):
         m = re.search(r'cachegw_upstream_up\{upstream="[^"]*",instance="%s"\} (\d+)'
                       % re.escape(url), self.metrics(gw))
@@ -198,7 +203,10 @@ route "GET /users/:id" { upstream = "users", bypass = true }
         victim.proc.wait()
         wait_until(lambda: self.up_value(gw, victim.url) == 0, timeout=10,
                    what="the killed instance marked down")
+        # Past the threshold it gets no more traffic (probes are not counted as requests).
+        sent = self.counter(gw, "requests_total", victim.url)
         time.sleep(1.0)
+        self.assertEqual(self.counter(gw, "requests_total", victim.url), sent)
         statuses = load.stop()
         self.assertGreater(len(statuses), 50)
         self.assertEqual([s for s in statuses if s != 200], [], "failed GETs while an "
@@ -219,6 +227,33 @@ route "GET /users/:id" { upstream = "users", bypass = true }
         self.assertRegex(m, r'cachegw_upstream_down_transitions_total\{upstream="users",'
                             r'instance="%s"\} 1' % re.escape(victim.url))
         self.assertIn("is UP again (active check)", gw.output())
+
+    def test_deploy_restarting_every_instance_under_load(self):
+        apis = [self.api() for _ in range(3)]
+        d = self.policies('''
+upstream "users" {
+  servers = { "%s", "%s", "%s" },
+  max_fails = 1, retries = 2, connect_timeout = 0.5,
+  health = { path = "/__stats", interval = 0.1, timeout = 0.1, healthy = 1, unhealthy = 1 },
+}
+route "GET /users/:id" { upstream = "users", bypass = true }
+''' % tuple(a.url for a in apis))
+        gw = self.gateway(d)
+        wait_until(lambda: all(self.up_value(gw, a.url) == 1 for a in apis),
+                   what="three instances up")
+        load = Load(gw)
+        for a in apis:
+            time.sleep(0.5)
+            a.proc.kill()
+            a.proc.wait()
+            time.sleep(0.5)
+            self.track(ExampleAPI(port=a.port))
+            wait_until(lambda: self.up_value(gw, a.url) == 1, timeout=10,
+                       what="%s back" % a.url)
+        time.sleep(0.5)
+        statuses = load.stop()
+        self.assertGreater(len(statuses), 100)
+        self.assertEqual([s for s in statuses if s != 200], [])
 
     def test_passive_health_only_and_a_total_outage_shows_the_real_error(self):
         live = self.api()
@@ -334,6 +369,27 @@ route "GET /users/:id" { upstream = "u", bypass = true }
             self.assertEqual(gw.get("/users/%d" % (i + 1)).status, 200)
         self.assertEqual(new.requests(), 5)
         self.assertEqual(old.requests(), 4)
+
+    def test_reload_adding_and_removing_instances_under_load(self):
+        a, b, c = self.api(), self.api(), self.api()
+        text = '''
+upstream "u" { servers = { "%s", "%s" } }
+route "GET /users/:id" { upstream = "u", bypass = true }
+'''
+        d = self.policies(text % (a.url, b.url))
+        gw = self.gateway(d)
+        load = Load(gw)
+        time.sleep(0.5)
+        self.write(d, text % (b.url, c.url))
+        gw.send_signal(signal.SIGHUP)
+        wait_until(lambda: "policies reloaded" in gw.output(), what="the reload")
+        time.sleep(0.3)
+        a_after = a.requests()
+        time.sleep(0.7)
+        statuses = load.stop()
+        self.assertEqual([s for s in statuses if s != 200], [])
+        self.assertEqual(a.requests(), a_after)  # removed: no new traffic
+        self.assertGreater(c.requests(), 10)     # added: shares the load
 
     def test_reload_refuses_an_unknown_upstream_and_keeps_the_old_one(self):
         a = self.api()
