@@ -63,8 +63,10 @@ struct upstream_fetch *upstream_request_build(const struct upstream_request_inpu
             goto fail;
         }
         f->retry_unsafe = in->retry_unsafe;
-        if (in->balance_key != NULL && (ur->balance_key = strdup(in->balance_key)) == NULL)
-            goto fail;
+        /* A pass-through has no cache key: hash its URI, so one URL sticks to one
+         * instance too. */
+        const char *bk = in->balance_key != NULL ? in->balance_key : in->uri;
+        if ((ur->balance_key = strdup(bk)) == NULL) goto fail;
         f->balance_key = ur->balance_key;
     }
 
