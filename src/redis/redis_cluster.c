@@ -310,7 +310,17 @@ static void on_info(void *arg, const redisReply *r, const char *err)
     int asked = q->node;
     free(q);
     c->refresh_in_flight = false;
-    if (c->stopped || err != NULL) return;
+    if (c->stopped) return;
+    /* AUTO: a seed that does not answer INFO (a timeout, an ACL refusal) is
+     * taken for one server, as before this mode existed; a MOVED would still
+     * be followed. */
+    if (err != NULL || r->type == REDIS_REPLY_ERROR) {
+        if (c->mode == REDIS_POOL_AUTO) {
+            become_standalone(c, asked, err ? err : r->str);
+            return;
+        }
+        if (err != NULL) return;
+    }
     if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
         if (strstr(r->str, "cluster_enabled:1") != NULL) {
             c->cluster_confirmed = true;
@@ -1390,7 +1400,8 @@ void redis_cluster_get_stats(const struct redis_cluster *c, struct redis_pool_st
         out->err_refused += s.err_refused;
         out->err_closed += s.err_closed;
         out->breaker_opens += s.breaker_opens;
-        if (atomic_load(&m->nodes[i]->master) && s.breaker > out->breaker) out->breaker = s.breaker;
+        bool counts = atomic_load(&m->nodes[i]->master) || !atomic_load(&m->map_known);
+        if (counts && s.breaker > out->breaker) out->breaker = s.breaker;
     }
 }
 
