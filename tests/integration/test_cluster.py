@@ -20,7 +20,8 @@ import time
 import unittest
 
 import cluster_servers as cs
-from harness import ExampleAPI, Gateway, GatewayTestCase, free_port, request, wait_until
+from harness import (SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCase, free_port, request,
+                     wait_until)
 from redis_servers import RedisServer
 
 POLICY = ('route "GET /users/:id" { key = "users:{id}", ttl = 300,\n'
@@ -190,6 +191,100 @@ class ClusterBasicsTest(ClusterTestCase):
                                env={"PATH": os.environ.get("PATH", "")})
             self.assertEqual(p.returncode, 2, (args, p.stdout, p.stderr))
             self.assertIn("redis", p.stderr.lower(), args)
+
+
+LUA_POLICY = r"""
+route "GET /posts" {
+    key = function(req)
+        local q = req.query
+        if q.set and q.val then assert(cache.set(q.set, q.val, 60)) end
+        return "posts:" .. (q.set or "") .. ":" .. (q.val or "")
+    end,
+    ttl = 60,
+}
+route "GET /categories" {
+    bypass = function(req)
+        local t = cache.mget({ "a1", "b2", "c3", "d4" })
+        return t.a1 == "1" and t.b2 == "2" and t.c3 == "3" and t.d4 == nil
+    end,
+    ttl = 300,
+}
+"""
+
+
+class ClusterWholeKeyspaceTest(ClusterTestCase):
+    """What walks or reads many keys: the admin listing and purge-all (SCAN over
+    every master), a prefix's reclaim (SCAN + UNLINK split by slot), and the
+    Lua cache module's mget over keys of several slots."""
+
+    def test_listing_and_purge_all_cover_every_master(self):
+        admin = free_port()
+        gw = self.gateway("redis://127.0.0.1:17102", ADMIN_TOKEN="cluster-test-token",
+                          ADMIN_PORT=str(admin), CACHE_MAX_BYTES="0")
+        self.wait_redis(gw)
+        paths = ["/users/%d" % i for i in range(1, 41)]
+        for p in paths:
+            gw.get(p)
+        want = {"users:%d" % i for i in range(1, 41)}
+        wait_until(lambda: sum(len(cs.cmd(m, "KEYS", "cachegw:c:users:*"))
+                               for m in cs.masters(cs.PLAIN_PORTS)) == 40, what="40 entries")
+        keys, cursor = [], None
+        for _ in range(1000):
+            q = "/entries?prefix=users:&limit=7" + ("&cursor=" + cursor if cursor else "")
+            r = request(admin, "GET", q, headers={"Authorization": "Bearer cluster-test-token"})
+            self.assertEqual(r.status, 200, r)
+            page = r.json()
+            self.assertLessEqual(len(page["entries"]), 7)
+            keys += [e["key"] for e in page["entries"] if e["tier"] == "redis"]
+            cursor = page["cursor"]
+            if cursor is None:
+                break
+        self.assertEqual(set(keys), want)
+        self.assertEqual(len(keys), len(want), "a key listed twice")
+        r = request(admin, "POST", "/purge/all",
+                    headers={"Authorization": "Bearer cluster-test-token"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["removed"]["redis"], 40, r.json())
+        for m in cs.masters(cs.PLAIN_PORTS):
+            self.assertEqual(cs.cmd(m, "KEYS", "cachegw:c:*"), [], m)
+
+    def test_prefix_reclaim_unlinks_on_every_master(self):
+        admin = free_port()
+        gw = self.gateway("redis://127.0.0.1:17103", ADMIN_TOKEN="cluster-test-token",
+                          ADMIN_PORT=str(admin))
+        self.wait_redis(gw)
+        for i in range(1, 41):
+            gw.get("/users/%d" % i)
+
+        def count():
+            return sum(len(cs.cmd(m, "KEYS", "cachegw:c:users:*"))
+                       for m in cs.masters(cs.PLAIN_PORTS))
+        wait_until(lambda: count() == 40, what="40 entries")
+        self.admin_purge(gw, admin, "prefix", "users:")
+        wait_until(lambda: count() == 0, timeout=10, what="the entries reclaimed on every master")
+        self.assertNotIn("CROSSSLOT", gw.output())
+
+    def test_lua_mget_across_slots(self):
+        d = tempfile.mkdtemp(prefix="cachegw-cluster-lua-")
+        self.addCleanup(shutil.rmtree, d, ignore_errors=True)
+        with open(os.path.join(d, "cache.lua"), "w") as f:
+            f.write(LUA_POLICY)
+        slots = {cs.keyslot("cachegw:c:kv:" + k) for k in ("a1", "b2", "c3", "d4")}
+        owners = {cs.slot_owner(cs.PLAIN_PORTS, s) for s in slots}
+        self.assertGreater(len(owners), 1, "the keys should live on several masters")
+        env = {"POLICIES_DIR": d, "LUA_DIR": os.path.join(SOURCE_DIR, "lua"), "DEFAULT_TTL": "0"}
+        a = self.gateway("redis://127.0.0.1:17101", **env)
+        b = self.gateway("redis://127.0.0.1:17101", **env)
+        self.wait_redis(a, b)
+        for k, v in (("a1", "1"), ("b2", "2"), ("c3", "3")):
+            a.get("/posts?set=%s&val=%s" % (k, v))
+        wait_until(lambda: sum(cs.cmd(cs.slot_owner(cs.PLAIN_PORTS, cs.keyslot("cachegw:c:kv:"
+                                                                              + k)),
+                                      "EXISTS", "cachegw:c:kv:" + k)
+                               for k in ("a1", "b2", "c3")) == 3, what="the values in Redis")
+        # B never set them: its mget reads the three from three slots (and d4's miss).
+        r = b.get("/categories")
+        self.assertEqual(r.header("x-cache"), "BYPASS", r)
 
 
 class ClusterFailuresTest(ClusterTestCase):
