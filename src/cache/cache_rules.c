@@ -466,6 +466,26 @@ static bool etag_weak_eq(const char *a, size_t alen, const char *b)
     return strlen(b) == alen && strncmp(a, b, alen) == 0;
 }
 
+/* Weak comparison that also accepts the tag of a coded copy of obj (compress.h suffixes
+ * the opaque part with "-gzip" or "-br"): a client holding the gzip copy revalidates it. */
+static bool etag_matches(const char *m, size_t mlen, const char *etag)
+{
+    if (etag_weak_eq(m, mlen, etag)) return true;
+    static const char *const SUFFIX[] = {"-gzip\"", "-br\""};
+    for (size_t i = 0; i < 2; i++) {
+        size_t sl = strlen(SUFFIX[i]);
+        if (mlen > sl + 1 && strncmp(m + mlen - sl, SUFFIX[i], sl) == 0) {
+            char base[512];
+            size_t bl = mlen - sl;
+            if (bl + 2 > sizeof base) return false;
+            memcpy(base, m, bl);
+            base[bl] = '"';
+            if (etag_weak_eq(base, bl + 1, etag)) return true;
+        }
+    }
+    return false;
+}
+
 bool cache_rules_not_modified(const struct header_list *req, const struct cache_object *obj)
 {
     if (obj->status != 200) return false;
@@ -485,7 +505,7 @@ bool cache_rules_not_modified(const struct header_list *req, const struct cache_
             const char *end = p;
             while (end > start && (end[-1] == ' ' || end[-1] == '\t')) end--;
             if (end - start == 1 && *start == '*') return true;
-            if (etag && end > start && etag_weak_eq(start, (size_t)(end - start), etag))
+            if (etag && end > start && etag_matches(start, (size_t)(end - start), etag))
                 return true;
         }
         return false; /* If-Modified-Since is ignored when If-None-Match is present */

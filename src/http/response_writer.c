@@ -158,8 +158,8 @@ static int plan_object(const struct request *r, const struct cache_object *obj,
                   http_range_if_range(if_range_lines > 0 ? if_range : NULL,
                                       cache_object_header(obj, "etag"),
                                       cache_object_header(obj, "last-modified"));
-    if (compress_select(obj, ae_lines > 0 && !ranged && !not_modified ? ae : NULL, &c) != 0)
-        return -1;
+    /* A 304 names the representation the client would get (its coded ETag). */
+    if (compress_select(obj, ae_lines > 0 && !ranged ? ae : NULL, &c) != 0) return -1;
     *p = (struct object_plan){.status = not_modified ? 304 : obj->status,
                               .body = c.body,
                               .len = not_modified ? 0 : c.len,

@@ -480,6 +480,20 @@ class CompressionTest(Rfc9111Case):
         # The upstream never saw the client's Accept-Encoding choice matter: it sent identity.
         self.assertEqual(self.up.requests("/c/doc")[0].method, "GET")
 
+    def test_coded_etag_revalidates(self):
+        self.start()
+        self.script_doc("/c/inm")
+        gz = self.get("/c/inm", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(gz.header("etag"), '"d1-gzip"')
+        r = self.get("/c/inm", headers={"Accept-Encoding": "gzip", "If-None-Match": '"d1-gzip"'})
+        self.assertEqual(r.status, 304)
+        self.assertEqual(r.header("etag"), '"d1-gzip"')
+        self.assertEqual(r.body, b"")
+        r = self.get("/c/inm", headers={"If-None-Match": '"d1"'})
+        self.assertEqual(r.status, 304)
+        self.assertEqual(r.header("etag"), '"d1"')
+        self.assertEqual(self.up.count("/c/inm"), 1)
+
     def test_not_compressed(self):
         self.start(env={"COMPRESS_MIN_SIZE": "64KiB"})
         self.script_doc("/c/small")

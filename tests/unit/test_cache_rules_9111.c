@@ -353,6 +353,26 @@ TEST(vary_marker_outlives_variants)
     cache_object_unref(v);
 }
 
+TEST(if_none_match_accepts_coded_tags)
+{
+    struct http_header h[1] = {{"etag", "\"d1\""}};
+    struct cache_meta meta = {.stored_at_ms = NOW, .ttl_ms = 1000};
+    struct cache_object *obj = cache_object_build("k", 1, 200, h, 1, "b", 1, &meta);
+    const char *yes[] = {"\"d1\"", "\"d1-gzip\"", "W/\"d1-br\"", "\"x\", \"d1-gzip\""};
+    const char *no[] = {"\"d2-gzip\"", "\"d1-zstd\"", "\"-gzip\"", "\"d1-gzip"};
+    for (size_t i = 0; i < 4; i++) {
+        struct header_list l = {0};
+        header_list_add(&l, "If-None-Match", yes[i]);
+        CHECK(cache_rules_not_modified(&l, obj));
+        header_list_free(&l);
+        header_list_add(&l, "If-None-Match", no[i]);
+        if (cache_rules_not_modified(&l, obj)) fprintf(stderr, "  matched %s\n", no[i]);
+        CHECK(!cache_rules_not_modified(&l, obj));
+        header_list_free(&l);
+    }
+    cache_object_unref(obj);
+}
+
 int main(void)
 {
     RUN(s_maxage_on_one_line_beats_max_age_on_another);
@@ -366,5 +386,6 @@ int main(void)
     RUN(vary_star_anywhere);
     RUN(merge_304);
     RUN(vary_marker_outlives_variants);
+    RUN(if_none_match_accepts_coded_tags);
     return TEST_SUMMARY();
 }
