@@ -1,6 +1,8 @@
 /* cache_key.c - see cache_key.h. */
 #include "cache_key.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 
 static const char VARY_MARK[] = CACHE_KEY_SEP_STR "vary" CACHE_KEY_SEP_STR;
@@ -101,4 +103,14 @@ int cache_key_variant(const char *base, const char *vary, const struct header_li
         first = false;
     }
     return (int)off;
+}
+
+char *cache_key_default(const char *target)
+{
+    size_t p = sizeof CACHE_KEY_DEFAULT_PREFIX - 1, n = strlen(target);
+    char *key = malloc(p + n + 1);
+    if (key == NULL) return NULL;
+    memcpy(key, CACHE_KEY_DEFAULT_PREFIX, p);
+    memcpy(key + p, target, n + 1);
+    return key;
 }

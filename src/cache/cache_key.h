@@ -1,11 +1,17 @@
 /*
  * cache_key - the one owner of the gateway's internal cache-key syntax.
  *
- * Formats (every other module goes through this API; none spells them out):
+ * Formats (every other module goes through this API or these names; none
+ * spells them out):
  *
  *   base key     what a route policy returns ("posts:42", "user:<hash>:feed")
- *                or "GET:<request-target>" without a policy.  Any non-empty
- *                byte string without NUL and without CACHE_KEY_SEP.
+ *                or, without a policy, the default key
+ *                CACHE_KEY_DEFAULT_PREFIX <request-target> = "GET:/users?page=2"
+ *                (cache_key_default).  Any non-empty byte string without NUL
+ *                and without CACHE_KEY_SEP.
+ *
+ *   cache module values   CACHE_KEY_KV_NS <key> = "kv:<key>" (lua_cache), so a
+ *                Lua value can never be an HTTP entry or the reverse.
  *
  *   variant key  <base> SEP "vary" SEP <name>=<value> SEP <name>=<value> ...
  *                one <name>=<value> per field listed in the response's Vary,
@@ -17,6 +23,21 @@
  *
  *   variant prefix  <base> SEP "vary" SEP: every variant of base starts with
  *                it (admin purges drop a key's variants with it).
+ *
+ *   internal metadata of a stored entry (stored with it, never sent to a
+ *   client: response_writer.c drops every CACHE_KEY_INTERNAL_FIELD field):
+ *     CACHE_RULES_VARY_HEADER  a Vary marker at <base>: the Vary field list
+ *     CACHEGW_TAGS_HEADER      the entry's tags (surrogate keys), space-separated
+ *
+ *   Redis names (REDIS_PREFIX first, "cachegw:" by default):
+ *     entry         <prefix> CACHE_KEY_REDIS_ENTRY_NS <key>    "cachegw:c:<key>"
+ *     bookkeeping   <prefix> "{inv}:seq" | "{inv}:p" | "{inv}:t" | "{inv}:floor"
+ *                   (one hash tag: one cluster slot for the invalidation script)
+ *     channel       <prefix> CACHE_KEY_REDIS_CHANNEL            "cachegw:invalidate"
+ *                   messages "<instance>:<kind><payload>", kinds enum inval_kind
+ *                   (inval_sync.h)
+ *   An entry name always starts with "c:", so no cache key or purge pattern can
+ *   reach the bookkeeping.
  *
  * SEP is the control byte 0x1F (unit separator).  Request-derived data can
  * never carry it: the request validator refuses control bytes in the target
@@ -41,10 +62,18 @@
 /* Room for a variant key: buffers of this size hold any key the gateway stores. */
 #define CACHE_KEY_VARIANT_MAX 2048
 
-/* A stored entry's tags (surrogate keys), space-separated, travel with it as
- * this internal field; it is never sent to a client (response_writer.c drops
- * every x-cachegw- field). */
+#define CACHE_KEY_DEFAULT_PREFIX "GET:"
+#define CACHE_KEY_KV_NS "kv:"
+#define CACHE_KEY_REDIS_ENTRY_NS "c:"
+#define CACHE_KEY_REDIS_CHANNEL "invalidate"
+/* Internal metadata fields of a stored entry start with this. */
+#define CACHE_KEY_INTERNAL_FIELD "x-cachegw-"
+/* A stored entry's tags (surrogate keys), space-separated. */
 #define CACHEGW_TAGS_HEADER "x-cachegw-tags"
+
+/* The default key of a request target (no policy): CACHE_KEY_DEFAULT_PREFIX
+ * target, malloc'd, or NULL when out of memory. */
+char *cache_key_default(const char *target);
 
 /* True when key[0..len) may be used as a base key: non-empty, no NUL, no
  * CACHE_KEY_SEP. */

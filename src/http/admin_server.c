@@ -280,11 +280,8 @@ static int url_cache_key(struct gateway *gw, const char *url, char **key, const 
     struct worker_policy *wp = gw->policies ? policy_engine_acquire(gw->policies) : NULL;
     if (wp == NULL) {
         /* Same fallback as the request path when no Lua host can be built. */
-        size_t n = strlen(url) + 5;
-        *key = malloc(n);
-        if (*key == NULL) return -ENOMEM;
-        snprintf(*key, n, "GET:%s", url);
-        return 0;
+        *key = cache_key_default(url);
+        return *key ? 0 : -ENOMEM;
     }
     int rc = 0;
     char *path = strndup(url, strcspn(url, "?"));

@@ -155,10 +155,8 @@ static int plan_policy(struct request *r)
     if (r->store_only) {
         /* The key of the exact forwarded target (docs/design.md invariant 8), as
          * without policies; a bypass decision carries none. */
-        size_t n = strlen(r->uri) + 5;
-        r->lk.key = malloc(n);
+        r->lk.key = cache_key_default(r->uri);
         if (r->lk.key == NULL) return -ENOMEM;
-        snprintf(r->lk.key, n, "GET:%s", r->uri);
         if (!cache_key_is_valid(r->lk.key, strlen(r->lk.key))) {
             free(r->lk.key);
             r->lk.key = NULL;
@@ -208,10 +206,8 @@ static int plan(struct request *r)
      * must-revalidate.  It neither looks up nor joins a flight. */
     r->store_only = !r->cacheable && cache_rules_request_store_only(r->method, &r->headers);
     if (r->cacheable || r->store_only) {
-        size_t n = strlen(r->uri) + 5;
-        r->lk.key = malloc(n);
+        r->lk.key = cache_key_default(r->uri);
         if (r->lk.key == NULL) return -ENOMEM;
-        snprintf(r->lk.key, n, "GET:%s", r->uri);
     }
     if (r->store_only && !cache_key_is_valid(r->lk.key, strlen(r->lk.key))) {
         free(r->lk.key);
@@ -689,6 +685,13 @@ static enum step_result step_flight_done(struct request *r)
  * unsafe method invalidates the target URI and its Location and
  * Content-Location).  Applied before the client gets its answer, so its next
  * read already misses. */
+static void invalidate_default_key(struct gateway *gw, const char *target)
+{
+    char *key = cache_key_default(target);
+    if (key) cache_tiers_invalidate_key(gw, key);
+    free(key);
+}
+
 static void apply_invalidations(struct request *r, const struct upstream_fetch *f)
 {
     struct gateway *gw = r->gw;
@@ -704,17 +707,13 @@ static void apply_invalidations(struct request *r, const struct upstream_fetch *
     }
     if (is_read(r) || f->status < 200 || f->status >= 400) return;
     if (r->has_dec && r->dec.action == POLICY_BYPASS) return;
-    char key[2048];
     if (r->has_dec && r->dec.key) cache_tiers_invalidate_key(gw, r->dec.key);
-    else if (snprintf(key, sizeof key, "GET:%s", r->uri) < (int)sizeof key)
-        cache_tiers_invalidate_key(gw, key);
+    else invalidate_default_key(gw, r->uri);
     const char *names[] = {"location", "content-location"};
     for (size_t i = 0; i < 2; i++) {
         const char *v = header_list_get(&f->resp_headers, names[i]);
         /* Only same-origin, path-absolute references name our entries. */
-        if (v && v[0] == '/' && v[1] != '/' &&
-            snprintf(key, sizeof key, "GET:%s", v) < (int)sizeof key)
-            cache_tiers_invalidate_key(gw, key);
+        if (v && v[0] == '/' && v[1] != '/') invalidate_default_key(gw, v);
     }
 }
 

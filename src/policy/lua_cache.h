@@ -43,7 +43,9 @@
 #include <lua.h>
 #include <stdbool.h>
 
-#define LUA_CACHE_NS "kv:"
+#include "cache_key.h"
+
+#define LUA_CACHE_NS CACHE_KEY_KV_NS /* cache_key.h owns the format */
 #define LUA_CACHE_MAX_KEY 512
 #define LUA_CACHE_MAX_MGET 1024 /* keys per mget / mset */
 
