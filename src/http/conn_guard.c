@@ -29,6 +29,9 @@ struct conn_slot {
     bool shut;      /* shutdown(2) already sent */
     int64_t since;  /* monotonic ms the current state began */
     void *owner;
+    /* The peer's address as text, formatted once per connection (inet_ntop is
+     * a printf underneath).  Written and read by the connection's worker only. */
+    char ip[INET6_ADDRSTRLEN];
 };
 
 struct conn_guard {
@@ -287,9 +290,8 @@ struct conn_slot *conn_guard_mhd_slot(struct MHD_Connection *conn)
     return ci ? ci->socket_context : NULL;
 }
 
-bool conn_guard_mhd_client_ip(struct MHD_Connection *conn, char *out, size_t len)
+static bool format_ip(struct MHD_Connection *conn, char *out, size_t len)
 {
-    if (len > 0) out[0] = '\0';
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (ci == NULL || ci->client_addr == NULL) return false;
@@ -301,4 +303,19 @@ bool conn_guard_mhd_client_ip(struct MHD_Connection *conn, char *out, size_t len
         return inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
                          (socklen_t)len) != NULL;
     return false;
+}
+
+bool conn_guard_mhd_client_ip(struct MHD_Connection *conn, char *out, size_t len)
+{
+    if (len > 0) out[0] = '\0';
+    struct conn_slot *slot = conn_guard_mhd_slot(conn);
+    if (slot == NULL) return format_ip(conn, out, len);
+    if (slot->ip[0] == '\0' && !format_ip(conn, slot->ip, sizeof slot->ip)) {
+        slot->ip[0] = '\0';
+        return false;
+    }
+    size_t n = strlen(slot->ip);
+    if (n >= len) return false;
+    memcpy(out, slot->ip, n + 1);
+    return true;
 }
