@@ -18,7 +18,6 @@
 #include <time.h>
 
 #include "cache_object.h"
-#include "inval_index.h"
 #include "log.h"
 #include "lua_cache_backend.h"
 
