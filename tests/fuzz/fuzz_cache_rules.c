@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cache_key.h"
 #include "cache_rules.h"
@@ -55,6 +56,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct store_decision d2;
     cache_rules_response(status, &l, 10, now, 0, 1 << 20, &ov, &d2);
 
+    /* Issue 12: the options (heuristic, an own targeted field, Authorization).  A stored
+     * decision never has a negative lifetime, and its effective targeted directives are
+     * a C string within their buffer. */
+    struct cache_rules_opts o = {.default_ttl_ms = 0, .max_value_bytes = 1 << 20,
+                                 .heuristic_percent = 10, .heuristic_max_ms = 86400000,
+                                 .targeted_field = "x-targeted", .request_authorization = true};
+    struct store_decision d3;
+    cache_rules_response_ex(status, &l, 10, now, &o, NULL, &d3);
+    if (d3.store && (d3.ttl_ms < 0 || d3.swr_ms < 0 || d3.sie_ms < 0)) abort();
+    if (strnlen(d3.effective_cc, sizeof d3.effective_cc) == sizeof d3.effective_cc) abort();
+    o.heuristic_percent = 100;
+    o.heuristic_max_ms = -1; /* unbounded: the arithmetic must still saturate */
+    cache_rules_response_ex(status, &l, 10, now, &o, &ov, &d3);
+
     struct request_cc cc;
     cache_rules_request_cc(&l, &cc);
     if (d.store) {
@@ -74,6 +89,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (void)cache_rules_stale_if_error(obj, clocks[i]);
             }
             (void)cache_rules_not_modified(&l, obj);
+            /* The 304 merge never carries framing, coding or internal fields over. */
+            struct header_list merged = {0};
+            if (cache_rules_merge_304(obj, &l, &merged) == 0) {
+                for (size_t i = 0; i < merged.n; i++) {
+                    const char *mn = merged.items[i].name;
+                    bool from_304 = header_list_get(&l, mn) != NULL;
+                    if (from_304 && (strcasecmp(mn, "content-length") == 0 ||
+                                     strcasecmp(mn, "transfer-encoding") == 0) &&
+                        !cache_object_header(obj, mn))
+                        abort();
+                }
+            }
+            header_list_free(&merged);
             cache_object_unref(obj);
         }
     }
