@@ -26,3 +26,10 @@ foreach(t test_cluster test_sentinel)
                  "REDIS_CLUSTER_DIR=${REDIS_CLUSTER_DIR}")
   endif()
 endforeach()
+
+if(TEST unit.test_redis_cluster)
+  set_tests_properties(unit.test_redis_cluster PROPERTIES
+    FIXTURES_REQUIRED redis_cluster
+    RESOURCE_LOCK redis_cluster
+    LABELS "unit;redis")
+endif()
