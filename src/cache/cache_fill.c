@@ -119,8 +119,24 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
         *reason = "list-too-long";
         goto done;
     }
-    /* + 3: the tags, the effective targeted directives and the compression layout. */
-    struct http_header kept[MAX_KEPT + 3];
+    /* Issue 12: a response the upstream encoded (it was forwarded the client's
+     * Accept-Encoding) varies on Accept-Encoding even when it does not say so: another
+     * client may not accept that coding.  Stored as a Vary of its own. */
+    const char *coding = header_list_get(headers, "content-encoding");
+    bool implicit_ae = coding != NULL && strcasecmp(coding, "identity") != 0 &&
+                       !(vary_lines > 0 && headers_has_token(vary, "accept-encoding"));
+    if (implicit_ae) {
+        size_t vl = strlen(vary);
+        if (vl + sizeof ", accept-encoding" > sizeof vary) {
+            *reason = "list-too-long";
+            goto done;
+        }
+        snprintf(vary + vl, sizeof vary - vl, "%saccept-encoding", vl ? ", " : "");
+        if (vary_lines == 0) vary_lines = 1;
+    }
+    /* + 4: the tags, the effective targeted directives, the compression layout and
+     * an implicit Vary. */
+    struct http_header kept[MAX_KEPT + 4];
     size_t n = 0;
     bool vary_kept = false, cc_kept = false;
     for (size_t i = 0; i < headers->n && n < MAX_KEPT; i++) {
@@ -140,6 +156,7 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
             kept[n++] = headers->items[i];
         }
     }
+    if (implicit_ae && !vary_kept) kept[n++] = (struct http_header){"vary", vary};
     /* Tags: the route's, plus the upstream's Surrogate-Key (space-separated,
      * every line of it). */
     char tags[1024];

@@ -494,6 +494,38 @@ class CompressionTest(Rfc9111Case):
         self.assertEqual(r.header("etag"), '"d1"')
         self.assertEqual(self.up.count("/c/inm"), 1)
 
+    def test_upstream_encoded_answers_only_reach_clients_that_accept_them(self):
+        self.start()
+        coded = gzip.compress(DOC)
+
+        def by_accept_encoding(req):
+            if "gzip" in (req.header("accept-encoding") or ""):
+                return response(200, [("Cache-Control", "max-age=60"), ("Content-Encoding", "gzip"),
+                                      ("Content-Type", "application/json")], coded)
+            return response(200, [("Cache-Control", "max-age=60"),
+                                  ("Content-Type", "application/json")], DOC)
+        self.up.script("/c/up", by_accept_encoding)
+        a = self.get("/c/up", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(a.header("content-encoding"), "gzip")
+        self.assertIn("accept-encoding", a.header("vary").lower())
+        b = self.get("/c/up")  # no gzip asked: never the gzip copy
+        self.assertIsNone(b.header("content-encoding"))
+        self.assertEqual(b.body, DOC)
+        c = self.get("/c/up", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(c.header("x-cache"), "HIT")
+        self.assertEqual(gzip.decompress(c.body), DOC)
+        self.assertEqual(self.up.count("/c/up"), 2)
+
+    def test_head_names_the_coded_length(self):
+        self.start()
+        self.script_doc("/c/head")
+        gz = self.get("/c/head", headers={"Accept-Encoding": "gzip"})
+        h = self.gw.req("HEAD", "/c/head", headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(h.status, 200)
+        self.assertEqual(h.header("content-encoding"), "gzip")
+        self.assertEqual(int(h.header("content-length")), len(gz.body))
+        self.assertEqual(h.body, b"")
+
     def test_not_compressed(self):
         self.start(env={"COMPRESS_MIN_SIZE": "64KiB"})
         self.script_doc("/c/small")
