@@ -9,8 +9,9 @@ ENTRY POINTS (used by the C host, src/policy/lua_host.c, and by busted specs)
       environment: reads fall through to the DSL (route, upstream, unknown_host, gw, json,
       cachecontrol, url) and the sandbox's read-only globals; globals a file assigns while
       loading stay in that file, and after loading the environment is sealed, so
-      request-time code cannot keep state in globals.  Raises "file:line: message" on the first invalid route (the line of the
-      route "..." declaration), syntax error or runtime error.
+      request-time code cannot keep state in globals.  Raises "file:line: message" on the
+      first invalid route (the line of the route "..." declaration), syntax error or
+      runtime error.
   set:decide(req) -> decision
       req = { method = "GET", path = "/users/42", query_string = "a=1" or nil,
               header = { ["lower-case name"] = "value" }, client_ip = "..." }
@@ -991,7 +992,11 @@ set:describe() -> { default_ignore = {...}, routes = { desc, ... } }
                params = { names in order }, fn = bool (bypass, key, tags, invalidate or
                invalidate_tags is a function: Lua decides), bypass = bool, per_user = bool,
                ignore = { query ignore patterns },
-               key = tmpl or nil, tags, invalidate, invalidate_tags = { tmpl, ... } or nil }
+               key = tmpl or nil, tags, invalidate, invalidate_tags = { tmpl, ... } or nil,
+               hosts = { host, ... } or nil (the route matches on Host), upstream = name or
+               nil, idempotent = bool }
+    and, beside routes: hosts (every declared host, sorted), unknown_host, and upstreams
+    (set:describe_upstreams()).
       tmpl = { prefix = bool, parts = { { k = kind, v = string or nil }, ... } }
     where kind is gateway/keys.lua's part number (1 literal, 2 param, 3 {query},
     4 {query.NAME}, 5 {header.NAME}, 6 {method}, 7 {path}, 8 {auth_hash}).  Fresh tables
@@ -1010,6 +1015,13 @@ local function describe_list(list)
     if list == nil then return nil end
     local out = {}
     for i, e in ipairs(list) do out[i] = describe_tmpl(e.tmpl, e.prefix) end
+    return out
+end
+
+local function copy_list(l)
+    if l == nil then return nil end
+    local out = {}
+    for i, v in ipairs(l) do out[i] = v end
     return out
 end
 
@@ -1036,7 +1048,7 @@ function Set:describe()
             tags = describe_list(r.tags),
             invalidate = describe_list(r.invalidate),
             invalidate_tags = describe_list(r.invalidate_tags),
-            host = r.hosts ~= nil, upstream = r.upstream, idempotent = r.idempotent,
+            hosts = copy_list(r.hosts), upstream = r.upstream, idempotent = r.idempotent,
         }
     end
     local hosts = {}

@@ -762,7 +762,7 @@ static const char DUMP_ROUTES_LUA[] =
     "end\n"
     "local out, in_c = {}, 0\n"
     "for id, r in ipairs(set.routes) do\n"
-    "  local c = has_table and not desc.routes[id].fn and not desc.routes[id].host\n"
+    "  local c = has_table and not desc.routes[id].fn\n"
     "  if c then in_c = in_c + 1 end\n"
     "  local key = r.key_fn and '(lua function)' or (r.key_tmpl and r.key_tmpl.template)\n"
     "    or '(default)'\n"

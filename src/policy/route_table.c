@@ -93,10 +93,12 @@ struct route_table {
     size_t n_lua;
     struct rt_node *root;
     struct rt_ignore default_ign;
-    /* Host routing (issue 13): routes with a host are left out of the trie and decided in
-     * Lua; a request whose Host is one of these goes to Lua, any other to the trie (or is
-     * rejected with 404 under unknown_host "reject"). */
+    /* Host routing (issue 13): routes with a host live in their hosts' tries.  A request
+     * whose Host is declared is matched in that host's trie, then in root, as
+     * gateway/policy.lua matches the host's router, then the host-less one; any other
+     * request in root alone (or it is rejected with 404 under unknown_host "reject"). */
     char **hosts; /* normalised as normalize_host in gateway/policy.lua */
+    struct rt_node **host_roots; /* one per host */
     size_t n_hosts;
     bool reject_unknown;
 };
@@ -149,8 +151,12 @@ void route_table_free(struct route_table *t)
         rt_tmpls_free(r->inv_tags, r->n_inv_tags);
     }
     free(t->routes);
-    for (size_t i = 0; i < t->n_hosts; i++) free(t->hosts[i]);
+    for (size_t i = 0; i < t->n_hosts; i++) {
+        free(t->hosts[i]);
+        rt_node_free(t->host_roots[i]);
+    }
     free(t->hosts);
+    free(t->host_roots);
     rt_node_free(t->root);
     rt_ignore_free(&t->default_ign);
     free(t);
@@ -387,10 +393,10 @@ static int rt_list_add(struct rt_route ***list, size_t *n, struct rt_route *r)
 }
 
 /* Inserts r along its segments (array at sidx: { kind = "lit"|"param"|"wild", value }). */
-static int rt_insert(struct rt_build *b, struct route_table *t, int sidx, struct rt_route *r)
+static int rt_insert(struct rt_build *b, struct rt_node *root, int sidx, struct rt_route *r)
 {
     lua_State *L = b->L;
-    struct rt_node *node = t->root;
+    struct rt_node *node = root;
     bool wild = false;
     size_t n = (size_t)lua_rawlen(L, sidx);
     for (size_t i = 0; i < n; i++) {
@@ -461,9 +467,6 @@ static int rt_route_build(struct rt_build *b, struct route_table *t, int d, stru
     lua_State *L = b->L;
     int rc;
     r->lua = rt_bool(L, d, "fn");
-    /* A route matching on Host: only Lua decides it (see struct route_table). */
-    bool host = rt_bool(L, d, "host");
-    if (host) r->lua = true;
     r->bypass = rt_bool(L, d, "bypass");
     r->per_user = rt_bool(L, d, "per_user");
     rt_field(L, d, "kind");
@@ -527,8 +530,25 @@ static int rt_route_build(struct rt_build *b, struct route_table *t, int d, stru
         lua_pop(L, 1);
         return rt_fail(b, "segments");
     }
-    rc = host ? 0 : rt_insert(b, t, lua_gettop(L), r);
-    lua_pop(L, 1);
+    int sidx = lua_gettop(L);
+    if (rt_field(L, d, "hosts") != LUA_TTABLE) {
+        rc = rt_insert(b, t->root, sidx, r);
+    } else {
+        /* A host route goes into the trie of each of its hosts (declared in t->hosts). */
+        size_t nh = (size_t)lua_rawlen(L, -1);
+        for (size_t i = 0; i < nh && rc == 0; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i + 1);
+            const char *h = lua_tostring(L, -1);
+            size_t k = 0;
+            while (h != NULL && k < t->n_hosts && strcmp(t->hosts[k], h) != 0) k++;
+            if (h == NULL || k == t->n_hosts) rc = rt_fail(b, "a host");
+            else if (t->host_roots[k] == NULL && (t->host_roots[k] = rt_node_new()) == NULL)
+                rc = -ENOMEM;
+            else rc = rt_insert(b, t->host_roots[k], sidx, r);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 2); /* hosts, segments */
     return rc;
 }
 
@@ -545,7 +565,8 @@ static int rt_hosts_build(struct rt_build *b, struct route_table *t, int idx)
     }
     size_t n = (size_t)lua_rawlen(L, -1);
     t->hosts = calloc(n ? n : 1, sizeof *t->hosts);
-    if (t->hosts == NULL) {
+    t->host_roots = calloc(n ? n : 1, sizeof *t->host_roots);
+    if (t->hosts == NULL || t->host_roots == NULL) {
         lua_pop(L, 1);
         return -ENOMEM;
     }
@@ -605,6 +626,8 @@ int route_table_build(lua_State *L, int idx, struct route_table **out, char *err
         return rc;
     }
     rt_sort(t->root);
+    for (size_t i = 0; i < t->n_hosts; i++)
+        if (t->host_roots[i] != NULL) rt_sort(t->host_roots[i]);
     *out = t;
     return 0;
 }
@@ -840,11 +863,19 @@ static const struct rt_route *rt_walk(const struct rt_node *node, struct rt_req 
     return r;
 }
 
-static const struct rt_route *rt_match(const struct route_table *t, struct rt_req *q,
+static const struct rt_route *rt_match(const struct rt_node *root, struct rt_req *q,
                                        const char *method)
 {
-    if (q->path_len == 0 || q->path[0] != '/') return NULL;
-    return rt_walk(t->root, q, q->path_len == 1 ? 2 : 1, method, 0);
+    if (root == NULL || q->path_len == 0 || q->path[0] != '/') return NULL;
+    return rt_walk(root, q, q->path_len == 1 ? 2 : 1, method, 0);
+}
+
+/* Router:match of gateway/router.lua on one trie: the method, then a HEAD as GET. */
+static const struct rt_route *rt_match_head(const struct rt_node *root, struct rt_req *q)
+{
+    const struct rt_route *r = rt_match(root, q, q->method);
+    if (r == NULL && !q->overflow && strcmp(q->method, "HEAD") == 0) r = rt_match(root, q, "GET");
+    return r;
 }
 
 /* ---- expanding templates ------------------------------------------------------------------ */
@@ -1094,10 +1125,12 @@ static int rt_request_host(const struct policy_request *r, struct rt_buf *b)
     return len > 0;
 }
 
-/* Host routing: 0 the trie decides, 1 ask Lua (a declared host), 2 reject (unknown host
- * under unknown_host "reject"), -1 out of memory. */
-static int rt_host_route(const struct route_table *t, const struct policy_request *r)
+/* Host routing: *host = the index of the request's declared host, or -1.  Returns 0, 1 to
+ * reject (an undeclared host under unknown_host "reject"), -1 out of memory. */
+static int rt_host_route(const struct route_table *t, const struct policy_request *r,
+                         int *host)
 {
+    *host = -1;
     if (t->n_hosts == 0 && !t->reject_unknown) return 0;
     struct rt_buf b;
     rt_buf_init(&b);
@@ -1105,9 +1138,10 @@ static int rt_host_route(const struct route_table *t, const struct policy_reques
     if (rc > 0) {
         rc = 0;
         for (size_t i = 0; i < t->n_hosts; i++)
-            if (strlen(t->hosts[i]) == b.len && memcmp(t->hosts[i], b.d, b.len) == 0) rc = 1;
+            if (strlen(t->hosts[i]) == b.len && memcmp(t->hosts[i], b.d, b.len) == 0)
+                *host = (int)i;
     }
-    if (rc == 0 && t->reject_unknown) rc = 2;
+    if (rc == 0 && *host < 0 && t->reject_unknown) rc = 1;
     rt_buf_free(&b);
     return rc;
 }
@@ -1220,13 +1254,10 @@ int route_table_decide(const struct route_table *t, const struct policy_request 
         }
     }
 
-    int host = rt_host_route(t, req);
-    if (host < 0) goto done;
-    if (host == 1) {
-        rc = ROUTE_TABLE_LUA;
-        goto done;
-    }
-    if (host == 2) {
+    int host;
+    int hr = rt_host_route(t, req, &host);
+    if (hr < 0) goto done;
+    if (hr == 1) {
         out->route_id = 0;
         out->action = POLICY_BYPASS;
         out->reason = "unknown_host";
@@ -1234,8 +1265,8 @@ int route_table_decide(const struct route_table *t, const struct policy_request 
         rc = ROUTE_TABLE_DECIDED;
         goto done;
     }
-    const struct rt_route *r = rt_match(t, &q, q.method);
-    if (r == NULL && !q.overflow && strcmp(q.method, "HEAD") == 0) r = rt_match(t, &q, "GET");
+    const struct rt_route *r = host >= 0 ? rt_match_head(t->host_roots[host], &q) : NULL;
+    if (r == NULL && !q.overflow) r = rt_match_head(t->root, &q);
     if (q.overflow || (r != NULL && r->lua)) {
         rc = ROUTE_TABLE_LUA;
         goto done;

@@ -22,9 +22,10 @@
  *     a function) are in the trie too, so precedence stays exact, but are marked: a
  *     request that lands on one is left to Lua.  on_response alone does not make a route
  *     a Lua route: its decision is declarative, the hook runs later (lua_host_on_response).
- *   - routes with a host (`host = "api.example.com"`, issue 13) stay out of the trie: a
- *     request whose Host (normalised: lower case, no port, no trailing dot) is a declared
- *     host is left to Lua, any other is decided by the trie of host-less routes, or, under
+ *   - routes with a host (`host = "api.example.com"`, issue 13) go into one trie per host:
+ *     a request whose Host (normalised: lower case, no port, no trailing dot) is declared
+ *     is matched in its host's trie, then in the trie of host-less routes, as
+ *     gateway/policy.lua does; other requests in the host-less trie alone, or, under
  *     unknown_host "reject", answered reject_status 404 (reason "unknown_host").
  *
  * route_table_decide decides a request the way set:decide_raw does, unrouted requests

@@ -171,12 +171,80 @@ TEST(decisions_table_and_lua_agree)
     lua_host_destroy(h);
 }
 
+static bool same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Every combination of host, method and path: the table (with host tries) and Lua agree,
+ * and the table decides the host routes itself. */
+TEST(host_tries_match_lua_precedence)
+{
+    static const char src[] =
+        "upstream \"a\" { servers = { \"http://127.0.0.1:1\" } }\n"
+        "route \"GET /items/:id\" { host = \"a.example\", upstream = \"a\", key = \"a:{id}\" }\n"
+        "route \"GET /items/special\" { key = \"plain-special\" }\n"
+        "route \"GET /items/:id\" { key = \"plain:{id}\" }\n"
+        "route \"HEAD /h/*\" { host = \"a.example\", bypass = true }\n"
+        "route \"GET /h/:x\" { key = \"h:{x}\" }\n"
+        "route \"GET /w/*\" { host = { \"a.example\", \"b.example\" }, upstream = \"a\", "
+        "key = \"w:{*}\" }\n"
+        "route \"GET /w/x\" { key = \"wx\" }\n"
+        "route \"PUT /items/:id\" { host = \"b.example\", upstream = \"a\", idempotent = true,"
+        " invalidate = { \"a:{id}\" } }\n";
+    char err[512] = "";
+    struct policy_set *set = load(src, err, sizeof err);
+    if (set == NULL) fprintf(stderr, "load: %s\n", err);
+    CHECK(set != NULL);
+    if (set == NULL) return;
+    struct lua_host *h = NULL;
+    CHECK_EQ_INT(lua_host_create(set, NULL, &h, err, sizeof err), 0);
+    policy_set_unref(set);
+    if (h == NULL) return;
+    static const char *const hosts[] = {"a.example", "A.EXAMPLE:8080", "a.example.",
+                                        "b.example", "c.example", NULL, "[::1]:80", ""};
+    static const char *const methods[] = {"GET", "HEAD", "PUT", "DELETE"};
+    static const char *const paths[] = {"/items/1", "/items/special", "/h/q", "/h/q/r",
+                                        "/w/x", "/w/x/y", "/", "/items/"};
+    uint64_t before = lua_host_table_decisions(h);
+    size_t n = 0;
+    for (size_t hi = 0; hi < sizeof hosts / sizeof *hosts; hi++)
+        for (size_t mi = 0; mi < 4; mi++)
+            for (size_t pi = 0; pi < sizeof paths / sizeof *paths; pi++) {
+                struct http_header hd[1] = {{(char *)"host", (char *)hosts[hi]}};
+                struct policy_request pr = {.method = methods[mi], .path = paths[pi],
+                                            .headers = hd, .n_headers = hosts[hi] ? 1 : 0};
+                struct policy_decision a, b;
+                lua_host_decide(h, &pr, &a);
+                lua_host_decide_lua(h, &pr, &b);
+                bool same = a.action == b.action && a.route_id == b.route_id &&
+                            same_str(a.key, b.key) && same_str(a.upstream, b.upstream) &&
+                            same_str(a.reason, b.reason) && a.idempotent == b.idempotent &&
+                            a.reject_status == b.reject_status &&
+                            a.n_invalidate == b.n_invalidate;
+                if (!same)
+                    fprintf(stderr, "MISMATCH %s %s host=%s: table %d/%d/%s/%s lua %d/%d/%s/%s\n",
+                            methods[mi], paths[pi], hosts[hi] ? hosts[hi] : "(none)", a.action,
+                            a.route_id, a.key ? a.key : "-", a.upstream ? a.upstream : "-",
+                            b.action, b.route_id, b.key ? b.key : "-",
+                            b.upstream ? b.upstream : "-");
+                CHECK(same);
+                policy_decision_free(&a);
+                policy_decision_free(&b);
+                n++;
+            }
+    /* No route has functions: the table decided every request. */
+    CHECK_EQ_INT(lua_host_table_decisions(h) - before, n);
+    lua_host_destroy(h);
+}
+
 int main(void)
 {
     if (mkdtemp(tmp_root) == NULL) return 1;
     RUN(configs_copied);
     RUN(bad_upstream_refused_with_line);
     RUN(decisions_table_and_lua_agree);
+    RUN(host_tries_match_lua_precedence);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_root);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_root);
