@@ -368,7 +368,7 @@ int cache_rules_merge_304(const struct cache_object *old, const struct header_li
 bool cache_rules_header_storable(const char *name, const char *connection_value)
 {
     static const char *const SKIP[] = {"content-length", "age", "set-cookie", "x-cache",
-                                       "cache-status", "date"};
+                                       "cache-status"};
     for (size_t i = 0; i < sizeof SKIP / sizeof SKIP[0]; i++)
         if (strcasecmp(name, SKIP[i]) == 0) return false;
     return !headers_is_hop_by_hop(name, connection_value);

@@ -109,6 +109,22 @@ class FreshnessTest(Rfc9111Case):
         self.assertEqual(self.up.count("/ns"), 2)
 
 
+class DateTest(Rfc9111Case):
+    def test_the_stored_date_is_served_unchanged(self):
+        import email.utils
+        self.start()
+        date = email.utils.formatdate(time.time() - 1, usegmt=True)
+        expires = email.utils.formatdate(time.time() + 600, usegmt=True)
+        for path, extra in (("/d", []), ("/d-exp", [("Expires", expires)])):
+            cc = [] if extra else [("Cache-Control", "max-age=600")]
+            self.up.script(path, response(200, cc + extra + [("Date", date)], b"d"))
+            self.get(path)
+            time.sleep(1.1)
+            r = self.get(path)
+            self.assertEqual(r.header("x-cache"), "HIT", r)
+            self.assertEqual([v for k, v in r.header_list if k == "date"], [date])
+
+
 class NoCacheTest(Rfc9111Case):
     def test_response_no_cache_is_stored_and_revalidated_on_every_use(self):
         self.start()
