@@ -9,7 +9,8 @@ connections), against:
   standalone-auto  the same server, REDIS_MODE=auto: the cluster router, which finds
                    one node (the cost of the router itself, same data, same server)
   cluster     the 3 masters + 3 replicas of scripts/redis-cluster-servers.sh
-              (plain, 127.0.0.1:17101-17106), REDIS_MODE=auto (found cluster)
+              (plain, ports REDIS_CLUSTER_PORT_BASE + 1..6, default 17101-17106),
+              REDIS_MODE=auto (found cluster)
 
 Rounds alternate between the two; the report gives each one's median
 throughput and p99 and the cluster's cost.  The machine is shared: compare
@@ -86,6 +87,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
     a = ap.parse_args()
+    base = int(os.environ.get("REDIS_CLUSTER_PORT_BASE") or 17100)
     tmp = tempfile.mkdtemp(prefix="cachegw-bench-cluster-")
     procs = []
     log = open(os.path.join(tmp, "log"), "w")
@@ -107,7 +109,8 @@ def main():
             f.write(SCRIPT % (42, BODY, NKEYS))
         setups = {"standalone": (f"redis://127.0.0.1:{rport}", "standalone"),
                   "standalone-auto": (f"redis://127.0.0.1:{rport}", "auto"),
-                  "cluster": ("redis://127.0.0.1:17101,127.0.0.1:17102", "auto")}
+                  "cluster": ("redis://127.0.0.1:%d,127.0.0.1:%d" % (base + 1, base + 2),
+                              "auto")}
         gws = {}
         for name, (url, mode) in setups.items():
             p, port = gateway(a.build, api_port, url, mode, log)

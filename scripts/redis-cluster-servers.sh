@@ -4,16 +4,18 @@
 # Starts (or stops) the Redis Cluster and Sentinel setups the cluster tests
 # run against (tests/cluster.cmake), all on loopback, all state under DIR:
 #
-#   127.0.0.1:17101-17106   plain Redis Cluster, 3 masters + 3 replicas
-#   127.0.0.1:17111-17116   TLS-only Redis Cluster (port 0, tls-cluster yes,
+# Ports are REDIS_CLUSTER_PORT_BASE (default 17100) plus:
+#
+#   127.0.0.1:+1..+6        plain Redis Cluster, 3 masters + 3 replicas
+#   127.0.0.1:+11..+16      TLS-only Redis Cluster (port 0, tls-cluster yes,
 #                           tls-replication yes), 3 masters + 3 replicas; the
 #                           nodes announce the host name "localhost"
 #                           (cluster-preferred-endpoint-type hostname), as
 #                           managed clusters do, and their certificate names
 #                           only DNS:localhost, so reaching a node as
 #                           127.0.0.1 is the unverifiable-name case
-#   127.0.0.1:17121 / 17122 master + replica watched by three sentinels on
-#                           17131-17133 as "cachegw-master" (quorum 2)
+#   127.0.0.1:+21 / +22     master + replica watched by three sentinels on
+#                           +31..+33 as "cachegw-master" (quorum 2)
 #
 # Every cluster node has cluster-node-timeout 1000 and
 # cluster-require-full-coverage no, so that a killed master is replaced
@@ -29,6 +31,13 @@ usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$2
+B=${REDIS_CLUSTER_PORT_BASE:-17100}
+case "$B" in *[!0-9]* | "") echo "REDIS_CLUSTER_PORT_BASE must be a number" >&2; exit 2 ;; esac
+PLAIN="$((B + 1)) $((B + 2)) $((B + 3)) $((B + 4)) $((B + 5)) $((B + 6))"
+TLSP="$((B + 11)) $((B + 12)) $((B + 13)) $((B + 14)) $((B + 15)) $((B + 16))"
+M=$((B + 21))
+R=$((B + 22))
+SENT="$((B + 31)) $((B + 32)) $((B + 33))"
 
 stop_all() {
     pids=""
@@ -129,12 +138,12 @@ start_all() {
     c="$dir/certs"
     TLS="--tls --cacert $c/ca.crt --cert $c/node.crt --key $c/node.key"
 
-    for port in 17101 17102 17103 17104 17105 17106; do
+    for port in $PLAIN; do
         write_conf "c$port"
         echo "port $port" >>"$dir/redis-c$port.conf"
         cluster_conf "c$port"
     done
-    for port in 17111 17112 17113 17114 17115 17116; do
+    for port in $TLSP; do
         write_conf "t$port"
         cat >>"$dir/redis-t$port.conf" <<EOF
 port 0
@@ -150,15 +159,15 @@ cluster-preferred-endpoint-type hostname
 EOF
         cluster_conf "t$port"
     done
-    write_conf s17121
-    echo "port 17121" >>"$dir/redis-s17121.conf"
-    write_conf s17122
-    printf 'port 17122\nreplicaof 127.0.0.1 17121\n' >>"$dir/redis-s17122.conf"
+    write_conf "s$M"
+    echo "port $M" >>"$dir/redis-s$M.conf"
+    write_conf "s$R"
+    printf 'port %s\nreplicaof 127.0.0.1 %s\n' "$R" "$M" >>"$dir/redis-s$R.conf"
 
     for f in "$dir"/redis-c*.conf "$dir"/redis-t*.conf "$dir"/redis-s*.conf; do
         redis-server "$f"
     done
-    for port in 17131 17132 17133; do
+    for port in $SENT; do
         mkdir -p "$dir/data-sent$port"
         cat >"$dir/sentinel-$port.conf" <<EOF
 daemonize yes
@@ -168,7 +177,7 @@ dir $dir/data-sent$port
 bind 127.0.0.1
 port $port
 protected-mode no
-sentinel monitor cachegw-master 127.0.0.1 17121 2
+sentinel monitor cachegw-master 127.0.0.1 $M 2
 sentinel down-after-milliseconds cachegw-master 1000
 sentinel failover-timeout cachegw-master 5000
 sentinel parallel-syncs cachegw-master 1
@@ -177,32 +186,33 @@ EOF
         redis-server "$dir/sentinel-$port.conf" --sentinel
     done
 
-    for port in 17101 17102 17103 17104 17105 17106 17121 17122 17131 17132 17133; do
+    for port in $PLAIN $M $R $SENT; do
         wait_until 100 "PING of $port" ping_ok -p "$port"
     done
-    for port in 17111 17112 17113 17114 17115 17116; do
+    for port in $TLSP; do
         # shellcheck disable=SC2086
         wait_until 100 "PING of $port (TLS)" ping_ok -p "$port" $TLS --sni localhost
     done
 
-    redis-cli --cluster create 127.0.0.1:17101 127.0.0.1:17102 127.0.0.1:17103 \
-        127.0.0.1:17104 127.0.0.1:17105 127.0.0.1:17106 --cluster-replicas 1 \
+    # shellcheck disable=SC2046
+    redis-cli --cluster create $(for p in $PLAIN; do printf '127.0.0.1:%s ' "$p"; done) \
+        --cluster-replicas 1 \
         --cluster-yes >"$dir/create-plain.log" 2>&1 ||
         { cat "$dir/create-plain.log" >&2; exit 1; }
-    # shellcheck disable=SC2086
-    redis-cli $TLS --sni localhost --cluster create 127.0.0.1:17111 127.0.0.1:17112 \
-        127.0.0.1:17113 127.0.0.1:17114 127.0.0.1:17115 127.0.0.1:17116 --cluster-replicas 1 \
+    # shellcheck disable=SC2086,SC2046
+    redis-cli $TLS --sni localhost --cluster create \
+        $(for p in $TLSP; do printf '127.0.0.1:%s ' "$p"; done) --cluster-replicas 1 \
         --cluster-yes >"$dir/create-tls.log" 2>&1 ||
         { cat "$dir/create-tls.log" >&2; exit 1; }
-    for port in 17101 17102 17103 17104 17105 17106; do
+    for port in $PLAIN; do
         wait_until 200 "cluster_state:ok on $port" cluster_ok -p "$port"
     done
-    for port in 17111 17112 17113 17114 17115 17116; do
+    for port in $TLSP; do
         # shellcheck disable=SC2086
         wait_until 200 "cluster_state:ok on $port (TLS)" cluster_ok -p "$port" $TLS --sni localhost
     done
     wait_until 100 "the sentinels' view of cachegw-master" sh -c \
-        "redis-cli -p 17131 SENTINEL get-master-addr-by-name cachegw-master | grep -q 17121"
+        "redis-cli -p $((B + 31)) SENTINEL get-master-addr-by-name cachegw-master | grep -q $M"
     echo "redis-cluster-servers: started in $dir"
 }
 

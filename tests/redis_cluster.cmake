@@ -4,13 +4,17 @@
 # tests that require it, and stops them afterwards.  This file sorts after
 # integration.cmake, so the integration tests exist when it runs.
 set(REDIS_CLUSTER_DIR ${CMAKE_BINARY_DIR}/redis-cluster)
+# Two build directories testing at once need different ports (+1 .. +33).
+set(REDIS_CLUSTER_PORT_BASE 17100 CACHE STRING "First port of the cluster test servers")
 
 add_test(NAME redis_cluster.start
-         COMMAND sh ${CMAKE_SOURCE_DIR}/scripts/redis-cluster-servers.sh start ${REDIS_CLUSTER_DIR})
+         COMMAND ${CMAKE_COMMAND} -E env REDIS_CLUSTER_PORT_BASE=${REDIS_CLUSTER_PORT_BASE}
+                 sh ${CMAKE_SOURCE_DIR}/scripts/redis-cluster-servers.sh start ${REDIS_CLUSTER_DIR})
 set_tests_properties(redis_cluster.start PROPERTIES FIXTURES_SETUP redis_cluster TIMEOUT 120
                      LABELS redis)
 add_test(NAME redis_cluster.stop
-         COMMAND sh ${CMAKE_SOURCE_DIR}/scripts/redis-cluster-servers.sh stop ${REDIS_CLUSTER_DIR})
+         COMMAND ${CMAKE_COMMAND} -E env REDIS_CLUSTER_PORT_BASE=${REDIS_CLUSTER_PORT_BASE}
+                 sh ${CMAKE_SOURCE_DIR}/scripts/redis-cluster-servers.sh stop ${REDIS_CLUSTER_DIR})
 set_tests_properties(redis_cluster.stop PROPERTIES FIXTURES_CLEANUP redis_cluster TIMEOUT 60
                      LABELS redis)
 
@@ -23,7 +27,8 @@ foreach(t test_cluster test_sentinel)
       RESOURCE_LOCK redis_cluster
       LABELS "integration;redis")
     set_property(TEST integration.${t} APPEND PROPERTY ENVIRONMENT
-                 "REDIS_CLUSTER_DIR=${REDIS_CLUSTER_DIR}")
+                 "REDIS_CLUSTER_DIR=${REDIS_CLUSTER_DIR}"
+                 "REDIS_CLUSTER_PORT_BASE=${REDIS_CLUSTER_PORT_BASE}")
   endif()
 endforeach()
 
@@ -31,5 +36,6 @@ if(TEST unit.test_redis_cluster)
   set_tests_properties(unit.test_redis_cluster PROPERTIES
     FIXTURES_REQUIRED redis_cluster
     RESOURCE_LOCK redis_cluster
-    LABELS "unit;redis")
+    LABELS "unit;redis"
+    ENVIRONMENT "REDIS_CLUSTER_PORT_BASE=${REDIS_CLUSTER_PORT_BASE}")
 endif()

@@ -68,6 +68,7 @@ struct redis_cluster {
     atomic_int n_nodes;
     int n_seeds;
     int16_t slots[REDIS_SLOTS]; /* node index, or -1 */
+    int16_t next_slots[REDIS_SLOTS]; /* on_slots' scratch */
     atomic_bool map_known;
     atomic_int masters;
     atomic_int_fast64_t map_loaded_ms; /* 0: never */
@@ -249,7 +250,7 @@ static void on_slots(void *arg, const redisReply *r, const char *err)
         return;
     }
     if (r->type != REDIS_REPLY_ARRAY) return;
-    static int16_t map[REDIS_SLOTS]; /* loop thread only */
+    int16_t *map = c->next_slots;
     for (int s = 0; s < REDIS_SLOTS; s++) map[s] = -1;
     bool used[CLUSTER_MAX_NODES] = {0};
     for (size_t e = 0; e < r->elements; e++) {
@@ -279,7 +280,7 @@ static void on_slots(void *arg, const redisReply *r, const char *err)
         atomic_store(&c->nodes[i]->master, used[i]);
     }
     bool first = !atomic_load(&c->map_known);
-    memcpy(c->slots, map, sizeof map);
+    memcpy(c->slots, map, sizeof c->slots);
     atomic_store(&c->masters, masters);
     atomic_store(&c->map_known, true);
     atomic_store(&c->map_loaded_ms, clock_mono_ms());
@@ -515,7 +516,12 @@ static void csub_on_state(void *arg, bool subscribed, bool after_gap)
  * on one server; read-your-writes depends on it).  -1: no preference. */
 static int pubsub_node(struct redis_cluster *c)
 {
-    if (is_sentinel(c) || c->pubsub_slot < 0 || !atomic_load(&c->map_known)) return -1;
+    if (is_sentinel(c)) {
+        /* The master: a demoted one still gets the messages, by replication, later. */
+        int m = atomic_load(&c->master);
+        return atomic_load(&c->role_ok) && node_up(c, m) ? m : -1;
+    }
+    if (c->pubsub_slot < 0 || !atomic_load(&c->map_known)) return -1;
     int i = c->slots[c->pubsub_slot];
     return node_up(c, i) ? i : -1;
 }
@@ -1194,7 +1200,22 @@ static void tick(void *arg)
     c->tick_timer = io_timer_start(c->loop, CLUSTER_TICK_MS, tick, c);
 }
 
-/* A first look as soon as a seed answers, not half a second later. */
+/* Every subscription is up on the node it should live on. */
+static bool subs_settled(struct redis_cluster *c)
+{
+    int want = -1;
+    if (is_sentinel(c))
+        want = atomic_load(&c->master);
+    else if (c->pubsub_slot >= 0 && atomic_load(&c->map_known))
+        want = c->slots[c->pubsub_slot];
+    for (struct redis_csub *s = c->subs; s; s = s->next)
+        if (!s->subscribed || (want >= 0 && s->node != want)) return false;
+    return true;
+}
+
+/* A first look as soon as a seed answers, not half a second later; and
+ * until the subscriptions sit on their node (read-your-writes from the
+ * start), every 20 ms for at most 10 s. */
 static void early_tick(void *arg)
 {
     struct redis_cluster *c = arg;
@@ -1206,7 +1227,7 @@ static void early_tick(void *arg)
         if (c->tick_timer) io_timer_cancel(c->loop, c->tick_timer);
         tick(c);
         bool done = is_sentinel(c) ? atomic_load(&c->role_ok) : atomic_load(&c->map_known);
-        if (done) return;
+        if (done && subs_settled(c)) return;
     }
     c->early_timer = io_timer_start(c->loop, 20, early_tick, c);
 }
@@ -1409,7 +1430,9 @@ void redis_cluster_get_topology(const struct redis_cluster *c, struct redis_topo
 {
     struct redis_cluster *m = (struct redis_cluster *)c;
     memset(out, 0, sizeof *out);
-    out->mode = is_sentinel(m) ? "sentinel" : atomic_load(&m->standalone) ? "standalone" : "cluster";
+    out->mode = is_sentinel(m)                   ? "sentinel"
+                : atomic_load(&m->standalone) ? "standalone"
+                                              : "cluster";
     int n = atomic_load_explicit(&m->n_nodes, memory_order_acquire);
     out->nodes_known = n;
     for (int i = 0; i < n; i++)

@@ -3,9 +3,9 @@
 what the tests need to look at them or break them: node roles, slot owners,
 kill -9 and restart, and a load runner that records every answer.
 
-Ports (fixed by the fixture script):
-  plain cluster 17101-17106, TLS cluster 17111-17116 (announcing "localhost"),
-  sentinel data nodes 17121 (master at start) / 17122, sentinels 17131-17133.
+Ports: REDIS_CLUSTER_PORT_BASE (default 17100, as the fixture script) plus
+  plain cluster +1..+6, TLS cluster +11..+16 (announcing "localhost"),
+  sentinel data nodes +21 (master at start) / +22, sentinels +31..+33.
 """
 
 import os
@@ -22,15 +22,16 @@ CLUSTER_DIR = os.environ.get("REDIS_CLUSTER_DIR") or os.path.join(BUILD_DIR, "re
 CERTS = os.path.join(CLUSTER_DIR, "certs")
 CA = os.path.join(CERTS, "ca.crt")
 
-PLAIN_PORTS = list(range(17101, 17107))
-TLS_PORTS = list(range(17111, 17117))
-SENTINEL_DATA = [17121, 17122]
-SENTINELS = [17131, 17132, 17133]
+BASE = int(os.environ.get("REDIS_CLUSTER_PORT_BASE") or 17100)
+PLAIN_PORTS = list(range(BASE + 1, BASE + 7))
+TLS_PORTS = list(range(BASE + 11, BASE + 17))
+SENTINEL_DATA = [BASE + 21, BASE + 22]
+SENTINELS = [BASE + 31, BASE + 32, BASE + 33]
 SENTINEL_MASTER = "cachegw-master"
 
 
 def available():
-    return os.path.isfile(os.path.join(CLUSTER_DIR, "redis-c17101.conf"))
+    return os.path.isfile(os.path.join(CLUSTER_DIR, "redis-c%d.conf" % PLAIN_PORTS[0]))
 
 
 def client(port, tls=False):
@@ -103,7 +104,7 @@ def pid_of(name):
 
 
 def kill9(name):
-    """kill -9 of the node redis-NAME (c17101, t17111, s17121, ...)."""
+    """kill -9 of the node redis-NAME (c<port>, t<port>, s<port>)."""
     os.kill(pid_of(name), signal.SIGKILL)
 
 

@@ -1,12 +1,18 @@
 /* test_redis_cluster.c - the cluster router behind redis_pool (issue 10)
  * against the fixture's plain 3-master cluster (tests/redis_cluster.cmake,
- * 127.0.0.1:17101-17106): multi-key commands over several slots split and
+ * 127.0.0.1, REDIS_CLUSTER_PORT_BASE + 1..6): multi-key commands over several slots split and
  * answered in the caller's order, SCAN over every master with all-digit
  * cursors, a script over several slots refused at once, the topology seen. */
 #include "redis_slot.h"
 #include "test_redis_helpers.h"
 
-#define SEEDS "redis://127.0.0.1:17101,127.0.0.1:17102"
+/* The seeds: the fixture's first two plain nodes. */
+static void seeds(char *buf, size_t len)
+{
+    const char *b = getenv("REDIS_CLUSTER_PORT_BASE");
+    int base = b && *b ? atoi(b) : 17100;
+    snprintf(buf, len, "redis://127.0.0.1:%d,127.0.0.1:%d", base + 1, base + 2);
+}
 
 /* A reply kept whole enough for these tests: an array of up to 64 strings. */
 struct areply {
@@ -99,10 +105,11 @@ static void start(void)
 {
     env_loop(&e);
     struct redis_pool_options o = {.mode = REDIS_POOL_CLUSTER, .pool_size = 2};
-    char err[256];
-    CHECK_EQ_INT(env_pool(&e, SEEDS, o, err, sizeof err), 0);
+    char err[256], url[80];
+    seeds(url, sizeof url);
+    CHECK_EQ_INT(env_pool(&e, url, o, err, sizeof err), 0);
     if (wait_until(topology_ready, e.pool, 10000) < 0) {
-        fprintf(stderr, "the cluster fixture does not answer on 17101/17102\n");
+        fprintf(stderr, "the cluster fixture does not answer at %s\n", url);
         exit(1);
     }
 }
