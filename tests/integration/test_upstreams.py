@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import (CACHEGW_BIN, SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCase,
                      free_port, request, wait_until)
@@ -273,17 +274,74 @@ route "GET /gone/:id" { upstream = "gone", bypass = true }
         self.assertEqual(r.status, 502, r)
 
     def test_health_path_answering_500_takes_the_instance_down(self):
-        a = self.api()
+        bad = FiveHundred()
+        self.addCleanup(bad.close)
+        good = self.api()
         d = self.policies('''
-upstream "u" { servers = { "%s" },
-  health = { path = "/nonexistent", interval = 0.1, timeout = 0.1, unhealthy = 2 } }
+upstream "u" { servers = { "%s", "%s" },
+  health = { path = "/__stats", interval = 0.1, timeout = 0.1, unhealthy = 2 } }
 route "GET /users/:id" { upstream = "u", bypass = true }
-''' % a.url)
+''' % (bad.url, good.url))
         gw = self.gateway(d)
-        wait_until(lambda: self.up_value(gw, a.url) == 0, what="instance down by its checks")
-        self.assertIn("health check answered 404", gw.output())
-        # Still served: the only instance is kept eligible.
-        self.assertEqual(gw.get("/users/1").status, 200)
+        wait_until(lambda: self.up_value(gw, bad.url) == 0, what="instance down by its checks")
+        self.assertIn("health check answered 500", gw.output())
+        self.assertEqual(self.up_value(gw, good.url), 1)
+        before = dict(bad.counts)
+        for i in range(10):
+            self.assertEqual(gw.get("/users/%d" % (i + 1)).status, 200)
+        self.assertEqual(good.requests(), 10)  # none went to the instance that is down
+        self.assertEqual({k: v for k, v in bad.counts.items() if k.startswith("/users")},
+                         {k: v for k, v in before.items() if k.startswith("/users")})
+
+    def test_fail_on_5xx_counts_server_errors(self):
+        bad = FiveHundred()
+        self.addCleanup(bad.close)
+        d = self.policies('''
+upstream "strict" { servers = { "%s" }, max_fails = 2, fail_on_5xx = true }
+route "GET /boom" { upstream = "strict", bypass = true }
+route "GET /fine" { upstream = "strict", bypass = true }
+''' % bad.url)
+        gw = self.gateway(d)
+        self.assertEqual(gw.get("/boom").status, 500)
+        self.assertEqual(gw.get("/fine").status, 200)  # a success resets the count
+        self.assertEqual(gw.get("/boom").status, 500)
+        self.assertEqual(self.up_value(gw, bad.url), 1)
+        self.assertEqual(gw.get("/boom").status, 500)  # 500s are answered, never retried
+        self.assertEqual(self.up_value(gw, bad.url), 0)
+        self.assertEqual(self.counter(gw, "failures_total", bad.url), 3)
+        self.assertEqual(bad.counts.get("/boom"), 3)
+
+
+class FiveHundred:
+    """An instance whose /__stats (the health path the example API answers 200) and /boom
+    answer 500, everything else 200."""
+
+    def __init__(self):
+        counts = self.counts = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                counts[self.path] = counts.get(self.path, 0) + 1
+                status = 500 if self.path in ("/__stats", "/boom") else 200
+                body = b'{"ok": %s}' % (b"false" if status == 500 else b"true")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class PostDropper:
