@@ -58,8 +58,10 @@ struct upstream_fetch *upstream_request_build(const struct upstream_request_inpu
     if (in->upstream != NULL && strcmp(in->upstream, UPSTREAM_DEFAULT_NAME) != 0) {
         f->group = upstream_registry_get(upstream_registry_global(), in->upstream);
         if (f->group == NULL) {
+            char uri[256];
+            log_escape_uri(in->uri, uri, sizeof uri);
             LOG_E("upstream '%s' is not known (no registry, or a reload dropped it twice "
-                  "over): not forwarding %s %s", in->upstream, in->method, in->uri);
+                  "over): not forwarding %s %s", in->upstream, in->method, uri);
             goto fail;
         }
         f->retry_unsafe = in->retry_unsafe;
