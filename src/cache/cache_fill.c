@@ -9,6 +9,7 @@
 #include "cache_key.h"
 #include "cache_tiers.h"
 #include "compress.h"
+#include "http_date.h"
 #include "io_loop.h"
 #include "stats.h"
 
@@ -134,9 +135,9 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
         snprintf(vary + vl, sizeof vary - vl, "%saccept-encoding", vl ? ", " : "");
         if (vary_lines == 0) vary_lines = 1;
     }
-    /* + 4: the tags, the effective targeted directives, the compression layout and
-     * an implicit Vary. */
-    struct http_header kept[MAX_KEPT + 4];
+    /* + 5: the tags, the effective targeted directives, the compression layout, an
+     * implicit Vary and a Date. */
+    struct http_header kept[MAX_KEPT + 5];
     size_t n = 0;
     bool vary_kept = false, cc_kept = false;
     for (size_t i = 0; i < headers->n && n < MAX_KEPT; i++) {
@@ -157,6 +158,12 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
         }
     }
     if (implicit_ae && !vary_kept) kept[n++] = (struct http_header){"vary", vary};
+    /* RFC 9110 §6.6.1: a response cached without Date gets the time it was received;
+     * hits then serve that Date unchanged (issue 12 item 4). */
+    char date[32];
+    if (header_list_get(headers, "date") == NULL &&
+        http_date_format(now / 1000, date, sizeof date) == 0)
+        kept[n++] = (struct http_header){"date", date};
     /* Tags: the route's, plus the upstream's Surrogate-Key (space-separated,
      * every line of it). */
     char tags[1024];

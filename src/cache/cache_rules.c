@@ -354,6 +354,9 @@ int cache_rules_merge_304(const struct cache_object *old, const struct header_li
         if (usable_304 && !merge_keeps_stored(name) && header_list_get(fresh, name) &&
             !headers_is_hop_by_hop(name, conn))
             continue; /* replaced by the 304's lines below */
+        /* A 304 without Date was received now: the old Date would make the refreshed
+         * response look as old as the stored one (the fill records the receipt time). */
+        if (strcasecmp(name, "date") == 0) continue;
         if (header_list_add(out, name, old->headers[i].value) != 0) return -1;
     }
     if (!usable_304) return 0;

@@ -129,7 +129,8 @@ enum usability cache_rules_usability(const struct cache_object *obj, const struc
  * old's fields, each replaced by the 304's fields of that name, plus the 304's new fields;
  * except Content-Length, Content-Encoding, Content-Range, Transfer-Encoding (the stored
  * body depends on them and the 304 has no body), hop-by-hop fields, Set-Cookie and the
- * gateway's own x-cachegw- fields, which never come from the 304.  Returns 0, or -1 when
+ * gateway's own x-cachegw- fields, which never come from the 304.  The stored Date is
+ * replaced by the 304's, or dropped when it has none (it was received now).  Returns 0, or -1 when
  * out of memory (out is then partially filled; the caller frees it). */
 int cache_rules_merge_304(const struct cache_object *old, const struct header_list *fresh,
                           struct header_list *out);

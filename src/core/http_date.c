@@ -1,6 +1,7 @@
 /* http_date.c - see http_date.h. */
 #include "http_date.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const DAYS[7] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
@@ -118,4 +119,21 @@ bool http_date_parse(const char *s, int64_t *out)
     while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
     if (n < 24) return false;
     return imf_fixdate(s, n, out) || asctime_date(s, n, out) || rfc850_date(s, n, out);
+}
+
+int http_date_format(int64_t s, char *buf, size_t cap)
+{
+    if (cap < 30 || s < 0 || s > 253402300799LL) return -1; /* 9999-12-31T23:59:59 */
+    int64_t days = s / 86400, rem = s % 86400;
+    const char *wday = DAYS[(days + 3) % 7]; /* 1970-01-01 was a Thursday (DAYS[3]) */
+    /* Civil from days (Howard Hinnant's algorithm), exact for the range above. */
+    int64_t z = days + 719468, era = z / 146097, doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1;
+    int64_t m = mp < 10 ? mp + 3 : mp - 9;
+    if (m <= 2) y++;
+    snprintf(buf, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", wday, (int)d, MONTHS[m - 1],
+             (int)y, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
+    return 0;
 }

@@ -16,10 +16,16 @@
 #define CACHEGW_HTTP_DATE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Parses s (surrounding whitespace allowed).  Returns true and the seconds since the epoch
  * in *out, or false for anything that is not an HTTP-date. */
 bool http_date_parse(const char *s, int64_t *out);
+
+/* Writes seconds since the epoch as an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT", 29
+ * bytes and a NUL), independent of the locale.  Returns 0, or -1 when cap < 30 or the
+ * time is outside years 1970-9999. */
+int http_date_format(int64_t s, char *buf, size_t cap);
 
 #endif

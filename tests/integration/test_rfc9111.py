@@ -41,6 +41,19 @@ class Rfc9111Case(GatewayTestCase):
         self.assertEqual(self.up.count(path), 1)
 
 
+def wait_stored_in_redis(redis, key, holding=b""):
+    """The first instance writes Redis after answering: wait for the entry (holding these
+    bytes, e.g. a merged field) before a second instance looks."""
+    from harness import wait_until
+    from redis_servers import RedisClient
+
+    def there():
+        with RedisClient(redis.port) as c:
+            v = c.command("GET", "cachegw:c:" + key)
+            return v is not None and holding in v
+    wait_until(there, timeout=5, what=f"{key} in Redis")
+
+
 class FreshnessTest(Rfc9111Case):
     def test_s_maxage_on_one_line_beats_max_age_on_another(self):
         self.start()
@@ -123,6 +136,33 @@ class DateTest(Rfc9111Case):
             r = self.get(path)
             self.assertEqual(r.header("x-cache"), "HIT", r)
             self.assertEqual([v for k, v in r.header_list if k == "date"], [date])
+
+
+    def test_a_304_without_date_refreshes(self):
+        import email.utils
+        self.start()
+        date = email.utils.formatdate(time.time(), usegmt=True)
+        self.up.script("/d304", conditional(
+            response(200, [("Cache-Control", "max-age=1"), ("ETag", '"e"'), ("Date", date)], b"d"),
+            response(304, [("Cache-Control", "max-age=2"), ("ETag", '"e"')],
+                     content_length=False)))
+        self.get("/d304")
+        time.sleep(2.2)  # the stored Date is now older than the 304's max-age
+        r = self.get("/d304")
+        self.assertEqual(r.body, b"d")
+        self.assertIn("stored", r.header("cache-status"))
+        self.assertNotEqual(r.header("date"), date)  # the receipt time of the 304
+        self.assertEqual(self.get("/d304").header("x-cache"), "HIT")
+        self.assertEqual(self.up.count("/d304"), 2)
+
+    def test_a_response_without_date_gets_its_receipt_time(self):
+        self.start()
+        self.up.script("/nodate", response(200, [("Cache-Control", "max-age=60")], b"d"))
+        a = self.get("/nodate")
+        time.sleep(1.1)
+        b = self.get("/nodate")
+        self.assertEqual(b.header("x-cache"), "HIT")
+        self.assertEqual(b.header("date"), a.header("date"))
 
 
 class NoCacheTest(Rfc9111Case):
@@ -266,6 +306,7 @@ class Merge304Test(Rfc9111Case):
         self.get("/mr")
         time.sleep(1.5)
         self.check_merged(self.get("/mr"))
+        wait_stored_in_redis(redis, "GET:/mr", b"max-age=60")  # the merged entry
         # A second instance with an empty memory tier reads the merged entry from Redis.
         other = self.track(Gateway(self.up.url, env=dict(env, POLICIES_DIR=EMPTY_POLICIES,
                                                           DEFAULT_TTL="0")))
@@ -586,6 +627,7 @@ class CompressionTest(Rfc9111Case):
         self.start(env=env)
         self.script_doc("/c/redis")
         self.get("/c/redis")
+        wait_stored_in_redis(redis, "GET:/c/redis")
         other = self.track(Gateway(self.up.url, env=dict(env, POLICIES_DIR=EMPTY_POLICIES,
                                                           DEFAULT_TTL="0")))
         gz = other.get("/c/redis", headers={"Accept-Encoding": "gzip"})

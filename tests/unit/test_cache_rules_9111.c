@@ -335,6 +335,22 @@ TEST(merge_304)
     header_list_free(&out);
     header_list_free(&fresh);
     cache_object_unref(old);
+
+    /* Date: the 304's replaces the stored one; a 304 without one drops it. */
+    struct http_header hd[] = {{"date", "Tue, 14 Nov 2023 22:13:20 GMT"}, {"etag", "\"v\""}};
+    old = cache_object_build("k", 1, 200, hd, 2, "b", 1, &meta);
+    struct header_list f2 = {0};
+    header_list_add(&f2, "ETag", "\"v\"");
+    CHECK_EQ_INT(cache_rules_merge_304(old, &f2, &out), 0);
+    CHECK(header_list_get(&out, "date") == NULL);
+    header_list_free(&out);
+    header_list_add(&f2, "Date", "Wed, 15 Nov 2023 22:13:20 GMT");
+    CHECK_EQ_INT(cache_rules_merge_304(old, &f2, &out), 0);
+    CHECK_EQ_INT(header_list_get_all(&out, "date", v, sizeof v), 1);
+    CHECK_EQ_STR(v, "Wed, 15 Nov 2023 22:13:20 GMT");
+    header_list_free(&out);
+    header_list_free(&f2);
+    cache_object_unref(old);
 }
 
 /* A Vary marker outlives its variants, so a stale variant can still be found and

@@ -49,9 +49,35 @@ TEST(everything_else_is_invalid)
     CHECK(!http_date_parse(NULL, &t));
 }
 
+TEST(format_round_trips)
+{
+    char b[30];
+    CHECK_EQ_INT(http_date_format(784111777, b, sizeof b), 0);
+    CHECK_EQ_STR(b, "Sun, 06 Nov 1994 08:49:37 GMT");
+    CHECK_EQ_INT(http_date_format(0, b, sizeof b), 0);
+    CHECK_EQ_STR(b, "Thu, 01 Jan 1970 00:00:00 GMT");
+    CHECK_EQ_INT(http_date_format(951782400, b, sizeof b), 0); /* leap day 2000 */
+    CHECK_EQ_STR(b, "Tue, 29 Feb 2000 00:00:00 GMT");
+    CHECK_EQ_INT(http_date_format(253402300799LL, b, sizeof b), 0);
+    CHECK_EQ_STR(b, "Fri, 31 Dec 9999 23:59:59 GMT");
+    CHECK_EQ_INT(http_date_format(253402300800LL, b, sizeof b), -1);
+    CHECK_EQ_INT(http_date_format(-1, b, sizeof b), -1);
+    CHECK_EQ_INT(http_date_format(0, b, 29), -1);
+    for (int64_t t = 0; t < 253402300799LL; t += 86399 * 37 + 13) {
+        int64_t back = -1;
+        CHECK_EQ_INT(http_date_format(t, b, sizeof b), 0);
+        if (!http_date_parse(b, &back) || back != t) {
+            fprintf(stderr, "  %lld -> %s -> %lld\n", (long long)t, b, (long long)back);
+            CHECK(0);
+            break;
+        }
+    }
+}
+
 int main(void)
 {
     RUN(the_three_formats);
     RUN(everything_else_is_invalid);
+    RUN(format_round_trips);
     return TEST_SUMMARY();
 }
