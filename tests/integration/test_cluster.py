@@ -170,7 +170,7 @@ class ClusterBasicsTest(ClusterTestCase):
                                 "--appendonly", "no"], stdout=subprocess.DEVNULL)
         self.addCleanup(srv.wait, 10)
         self.addCleanup(srv.kill)
-        wait_until(lambda: cs.alive(port), what="the lone cluster node")
+        wait_until(lambda: cs.alive(port), timeout=30, what="the lone cluster node")
         with self.assertRaises(Exception) as ctx:
             cs.cmd(port, "GET", "x")
         self.assertIn("CLUSTERDOWN", str(ctx.exception))
