@@ -36,6 +36,13 @@ struct node {
 
 struct cop;
 
+/* Another address of a node (the IP a TLS node announces beside its name). */
+struct alias {
+    char *host;
+    int port;
+    int node;
+};
+
 struct redis_csub {
     struct redis_cluster *c;
     char *channel;
@@ -69,6 +76,8 @@ struct redis_cluster {
     int n_seeds;
     int16_t slots[REDIS_SLOTS]; /* node index, or -1 */
     int16_t next_slots[REDIS_SLOTS]; /* on_slots' scratch */
+    struct alias aliases[CLUSTER_MAX_NODES];
+    int n_aliases;
     atomic_bool map_known;
     atomic_int masters;
     atomic_int_fast64_t map_loaded_ms; /* 0: never */
@@ -224,6 +233,34 @@ static void become_standalone(struct redis_cluster *c, int node, const char *why
               c->nodes[node]->port, why);
 }
 
+/* The "hostname" of a CLUSTER SLOTS node entry's metadata (Redis 7:
+ * [ip, port, id, [key, value, ...]]), or NULL. */
+static const char *meta_hostname(const redisReply *m)
+{
+    if (m->elements < 4 || m->element[3]->type != REDIS_REPLY_ARRAY) return NULL;
+    const redisReply *kv = m->element[3];
+    for (size_t i = 0; i + 1 < kv->elements; i += 2) {
+        if (kv->element[i]->type == REDIS_REPLY_STRING &&
+            kv->element[i + 1]->type == REDIS_REPLY_STRING &&
+            strcmp(kv->element[i]->str, "hostname") == 0 && kv->element[i + 1]->len > 0)
+            return kv->element[i + 1]->str;
+    }
+    return NULL;
+}
+
+static void alias_add(struct redis_cluster *c, const char *host, int port, int node)
+{
+    for (int i = 0; i < c->n_aliases; i++)
+        if (c->aliases[i].port == port && strcasecmp(c->aliases[i].host, host) == 0) {
+            c->aliases[i].node = node;
+            return;
+        }
+    if (c->n_aliases == CLUSTER_MAX_NODES) return;
+    char *h = strdup(host);
+    if (h == NULL) return;
+    c->aliases[c->n_aliases++] = (struct alias){.host = h, .port = port, .node = node};
+}
+
 static bool int_of(const redisReply *r, long long *v)
 {
     if (r->type != REDIS_REPLY_INTEGER) return false;
@@ -267,7 +304,17 @@ static void on_slots(void *arg, const redisReply *r, const char *err)
         /* An empty or "?" endpoint means "the address you reached me at". */
         const char *host = m->element[0]->str;
         if (host[0] == '\0' || strcmp(host, "?") == 0) host = c->nodes[asked]->host;
-        int idx = node_get(c, host, (int)port);
+        /* Over TLS, a node that announces a host name beside its IP endpoint
+         * is reached by that name: it is what its certificate carries.  The
+         * IP stays an alias, for the redirects that name it. */
+        const char *name = c->url.tls ? meta_hostname(m) : NULL;
+        int idx;
+        if (name != NULL && strcasecmp(name, host) != 0) {
+            idx = node_get(c, name, (int)port);
+            if (idx >= 0) alias_add(c, host, (int)port, idx);
+        } else {
+            idx = node_get(c, host, (int)port);
+        }
         if (idx < 0) continue;
         used[idx] = true;
         for (long long s = lo; s <= hi; s++) map[s] = (int16_t)idx;
@@ -771,7 +818,12 @@ static int parse_redirect(const char *s, int *slot, int *node, struct redis_clus
     memcpy(host, addr, hl);
     host[hl] = '\0';
     *slot = (int)sl;
-    *node = node_get(c, host, (int)port);
+    *node = -1;
+    if (node_find(c, host, (int)port) < 0)
+        for (int i = 0; i < c->n_aliases; i++)
+            if (c->aliases[i].port == port && strcasecmp(c->aliases[i].host, host) == 0)
+                *node = c->aliases[i].node;
+    if (*node < 0) *node = node_get(c, host, (int)port);
     return *node >= 0 ? 0 : -1;
 }
 
@@ -1359,6 +1411,7 @@ void redis_cluster_destroy(struct redis_cluster *c)
     }
     if (c->switch_sub && c->n_sentinels > 0) redis_pool_unsubscribe(c->sentinels[0], c->switch_sub);
     for (int i = 0; i < c->n_sentinels; i++) redis_pool_destroy(c->sentinels[i]);
+    for (int i = 0; i < c->n_aliases; i++) free(c->aliases[i].host);
     free(c->master_name);
     free(c->url.user);
     if (c->url.password) {

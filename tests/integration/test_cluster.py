@@ -80,6 +80,9 @@ class ClusterTestCase(GatewayTestCase):
 
 class ClusterBasicsTest(ClusterTestCase):
     def check_hits_and_invalidation(self, url, ports, tls):
+        for m in cs.masters(ports, tls=tls):  # what an earlier test left
+            for k in cs.cmd(m, "KEYS", "cachegw:c:*", tls=tls):
+                cs.cmd(m, "DEL", k, tls=tls)
         admin = free_port()
         env = {"ADMIN_TOKEN": "cluster-test-token", "ADMIN_PORT": str(admin)}
         a = self.gateway(url, **env)
@@ -129,6 +132,7 @@ class ClusterBasicsTest(ClusterTestCase):
         for s in (key_s, prefix_s, tag_s):
             self.assertLess(s, 0.25)
         self.assertNotIn("CROSSSLOT", a.output() + b.output())
+        self.assertNotIn("Redis connection failed", a.output() + b.output())
 
     def test_plain_cluster_hits_and_invalidation(self):
         self.check_hits_and_invalidation(
@@ -140,6 +144,20 @@ class ClusterBasicsTest(ClusterTestCase):
         self.check_hits_and_invalidation(
             "rediss://localhost:%d,localhost:%d" % tuple(cs.TLS_PORTS[:2]),
                                          cs.TLS_PORTS, True)
+
+    def test_tls_cluster_announcing_ips_and_hostnames(self):
+        # IPs as the endpoints, host names beside them (metadata): the gateway
+        # connects by name (what the certificates carry) and maps redirects that
+        # name an IP to that node.
+        def endpoint(kind):
+            for p in cs.TLS_PORTS:
+                cs.cmd(p, "CONFIG", "SET", "cluster-preferred-endpoint-type", kind, tls=True)
+        endpoint("ip")
+        self.addCleanup(endpoint, "hostname")
+        slots = cs.cmd(cs.TLS_PORTS[0], "CLUSTER", "SLOTS", tls=True)
+        self.assertEqual(cs._s(slots[0][2][0]), "127.0.0.1")
+        self.check_hits_and_invalidation(
+            "rediss://localhost:%d" % cs.TLS_PORTS[0], cs.TLS_PORTS, True)
 
     def test_tls_name_the_certificate_does_not_carry(self):
         gw = self.gateway("rediss://127.0.0.1:%d" % cs.TLS_PORTS[0], REDIS_MODE="cluster")
