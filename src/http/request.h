@@ -57,7 +57,8 @@ enum req_step {
     STEP_FETCH_DONE,    /* leader: the upstream answered */
     STEP_FLIGHT_DONE,   /* waiter: the flight it joined finished */
     STEP_PASS,          /* not cacheable (or no shared answer): forward */
-    STEP_PASS_DONE,     /* the forward answered */
+    STEP_PASS_DONE,     /* the forward answered: a write's invalidations */
+    STEP_PASS_DELIVER,  /* deliver it (after a write's invalidations are in Redis) */
     STEP_DELIVER_HIT,   /* answer from r->lk.obj */
     STEP_DELIVER_STALE, /* answer from r->stale (r->stale_why) */
     STEP_ENDPOINT,      /* the gateway's own endpoints */

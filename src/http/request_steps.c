@@ -692,21 +692,22 @@ static void invalidate_default_key(struct gateway *gw, const char *target)
     free(key);
 }
 
-static void apply_invalidations(struct request *r, const struct upstream_fetch *f)
+/* Returns true when it issued any. */
+static bool apply_invalidations(struct request *r, const struct upstream_fetch *f)
 {
     struct gateway *gw = r->gw;
     if (r->has_dec && r->dec.action == POLICY_INVALIDATE) {
-        if (f->status < 200 || f->status >= 300) return;
+        if (f->status < 200 || f->status >= 300) return false;
         for (size_t i = 0; i < r->dec.n_invalidate; i++) {
             const struct policy_target *t = &r->dec.invalidate[i];
             if (t->tag) cache_tiers_invalidate_tag(gw, t->key);
             else if (t->prefix) cache_tiers_invalidate_prefix(gw, t->key);
             else cache_tiers_invalidate_key(gw, t->key);
         }
-        return;
+        return r->dec.n_invalidate > 0;
     }
-    if (is_read(r) || f->status < 200 || f->status >= 400) return;
-    if (r->has_dec && r->dec.action == POLICY_BYPASS) return;
+    if (is_read(r) || f->status < 200 || f->status >= 400) return false;
+    if (r->has_dec && r->dec.action == POLICY_BYPASS) return false;
     if (r->has_dec && r->dec.key) cache_tiers_invalidate_key(gw, r->dec.key);
     else invalidate_default_key(gw, r->uri);
     const char *names[] = {"location", "content-location"};
@@ -715,6 +716,7 @@ static void apply_invalidations(struct request *r, const struct upstream_fetch *
         /* Only same-origin, path-absolute references name our entries. */
         if (v && v[0] == '/' && v[1] != '/') invalidate_default_key(gw, v);
     }
+    return true;
 }
 
 static struct upstream_fetch *build_pass(struct request *r)
@@ -783,6 +785,13 @@ static enum step_result pass_streamed(struct request *r)
     return STEP_WAIT;
 }
 
+/* Loop thread: this write's invalidations are recorded and published. */
+static void invalidations_done(void *arg)
+{
+    struct request *r = arg;
+    MHD_resume_connection(r->conn);
+}
+
 static enum step_result step_pass_done(struct request *r)
 {
     struct upstream_fetch *f = r->fetch;
@@ -792,7 +801,21 @@ static enum step_result step_pass_done(struct request *r)
         return go(r, STEP_DELIVER_STALE);
     }
     if (f->error != UPSTREAM_OK) return forward_failed(r, f);
-    apply_invalidations(r, f);
+    if (apply_invalidations(r, f) && r->gw->l2 != NULL) {
+        /* Read-your-writes across instances: the answer leaves once the
+         * invalidation records are in Redis and published (or Redis did not
+         * take them), at most REDIS_TIMEOUT_MS later (cache_tiers.h). */
+        suspend(r);
+        if (cache_tiers_after_invalidations(r->gw, invalidations_done, r) != 0)
+            return resume_into(r, STEP_PASS_DELIVER);
+        return wait_for(r, STEP_PASS_DELIVER);
+    }
+    return go(r, STEP_PASS_DELIVER);
+}
+
+static enum step_result step_pass_deliver(struct request *r)
+{
+    struct upstream_fetch *f = r->fetch;
     char cache_status[160];
     if (r->cacheable)
         snprintf(cache_status, sizeof cache_status, "cachegw; fwd=uri-miss; detail=uncollapsed");
@@ -896,7 +919,9 @@ static const struct step_def steps[STEP__COUNT] = {
     [STEP_FLIGHT_DONE] = {"flight-done", step_flight_done,
                           TO(STEP_PASS) | TO(STEP_DELIVER_STALE) | TO(STEP_SYNTH)},
     [STEP_PASS] = {"pass", step_pass, TO(STEP_PASS_DONE) | TO(STEP_SYNTH)},
-    [STEP_PASS_DONE] = {"pass-done", step_pass_done, TO(STEP_DELIVER_STALE) | TO(STEP_SYNTH)},
+    [STEP_PASS_DONE] = {"pass-done", step_pass_done,
+                        TO(STEP_PASS_DELIVER) | TO(STEP_DELIVER_STALE) | TO(STEP_SYNTH)},
+    [STEP_PASS_DELIVER] = {"pass-deliver", step_pass_deliver, 0},
     [STEP_DELIVER_HIT] = {"deliver-hit", step_deliver_hit, 0},
     [STEP_DELIVER_STALE] = {"deliver-stale", step_deliver_stale, 0},
     [STEP_ENDPOINT] = {"endpoint", step_endpoint, TO(STEP_ENDPOINT_PING)},
