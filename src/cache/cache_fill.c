@@ -213,7 +213,7 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
         }
         memcpy(base, in->key, base_len);
         base[base_len] = '\0';
-        if (cache_key_variant(base, vary, in->req_headers, variant, sizeof variant) < 0) {
+        if (cache_rules_variant_key(base, vary, in->req_headers, variant, sizeof variant) != 0) {
             *reason = "vary-too-long";
             goto done;
         }

@@ -377,10 +377,116 @@ bool cache_rules_header_storable(const char *name, const char *connection_value)
     return !headers_is_hop_by_hop(name, connection_value);
 }
 
+/* ---- selecting fields, normalised (RFC 9111 §4.1) ----
+ * Two requests select the same variant when their fields differ only in ways the field's
+ * syntax allows: whitespace around the value, around list commas and around parameter
+ * ';' and '=' in the Accept-* lists; and, for Accept-Language and Accept-Encoding, whose
+ * tokens are case-insensitive and whose preference is carried by q-values, case and
+ * order.  Other fields keep their bytes (their syntax is not known here). */
+
+enum { NORM_MAX_ELEMS = 64 };
+
+static bool is_ows(char c) { return c == ' ' || c == '	'; }
+
+static int cmp_elem(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Normalises value (NUL-terminated) into out.  Returns 0, or -1 when it does not fit. */
+static int normalise_selecting(const char *name, const char *value, char *out, size_t cap)
+{
+    bool list = strcasecmp(name, "accept") == 0 || strcasecmp(name, "accept-encoding") == 0 ||
+                strcasecmp(name, "accept-language") == 0 ||
+                strcasecmp(name, "accept-charset") == 0;
+    bool fold = strcasecmp(name, "accept-encoding") == 0 ||
+                strcasecmp(name, "accept-language") == 0;
+    size_t n = strlen(value);
+    while (n > 0 && is_ows(value[n - 1])) n--;
+    while (n > 0 && is_ows(*value)) value++, n--;
+    if (!list) {
+        if (n >= cap) return -1;
+        memcpy(out, value, n);
+        out[n] = '\0';
+        return 0;
+    }
+    /* Elements without OWS, one NUL after each, in buf; then sorted when folded. */
+    char buf[LIST_MAX];
+    char *elems[NORM_MAX_ELEMS];
+    size_t ne = 0, w = 0;
+    const char *p = value, *end = value + n;
+    while (p < end) {
+        const char *e = p;
+        while (e < end && *e != ',') e++;
+        size_t start = w;
+        for (const char *q = p; q < e; q++) {
+            if (is_ows(*q)) continue; /* no OWS is significant in these lists' syntax */
+            if (w + 2 > sizeof buf) return -1;
+            char c = *q;
+            if (fold && c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+            buf[w++] = c;
+        }
+        if (w > start) { /* empty elements are allowed and mean nothing (§5.6.1) */
+            buf[w++] = '\0';
+            if (ne < NORM_MAX_ELEMS) elems[ne] = buf + start;
+            ne++;
+        }
+        p = e < end ? e + 1 : e;
+    }
+    if (ne > NORM_MAX_ELEMS) fold = false; /* too many to sort: kept in order */
+    size_t shown = ne < NORM_MAX_ELEMS ? ne : NORM_MAX_ELEMS;
+    if (fold) qsort(elems, shown, sizeof elems[0], cmp_elem);
+    size_t o = 0;
+    if (ne > NORM_MAX_ELEMS) {
+        /* In arrival order: buf holds them one after another. */
+        for (size_t i = 0; i < w; i++) {
+            if (o + 2 > cap) return -1;
+            out[o++] = buf[i] == '\0' ? ',' : buf[i];
+        }
+        if (o > 0) o--; /* the last separator */
+    } else {
+        for (size_t i = 0; i < shown; i++) {
+            size_t l = strlen(elems[i]);
+            if (o + l + 2 > cap) return -1;
+            if (i > 0) out[o++] = ',';
+            memcpy(out + o, elems[i], l);
+            o += l;
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
 int cache_rules_variant_key(const char *base_key, const char *vary,
                             const struct header_list *req, char *out, size_t out_len)
 {
-    return cache_key_variant(base_key, vary, req, out, out_len) < 0 ? -1 : 0;
+    /* The request's selecting fields, normalised, in a list of their own (one line
+     * each); cache_key_variant then writes the key from it. */
+    struct header_list norm = {0};
+    int rc = 0;
+    char name[128], value[LIST_MAX], nv[LIST_MAX];
+    const char *p = vary;
+    while (*p && rc == 0) {
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        const char *start = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t') p++;
+        size_t len = (size_t)(p - start);
+        if (len == 0) continue;
+        if (len >= sizeof name) {
+            rc = -1;
+            break;
+        }
+        memcpy(name, start, len);
+        name[len] = '\0';
+        if (header_list_get(&norm, name) != NULL) continue; /* named twice */
+        int lines = header_list_get_all(req, name, value, sizeof value);
+        if (lines < 0 || (lines > 0 && (normalise_selecting(name, value, nv, sizeof nv) != 0 ||
+                                        header_list_add(&norm, name, nv) != 0)))
+            rc = -1;
+    }
+    if (rc == 0 && cache_key_variant(base_key, vary, &norm, out, out_len) < 0) rc = -1;
+    header_list_free(&norm);
+    return rc;
 }
 
 void cache_rules_request_cc(const struct header_list *req, struct request_cc *out)

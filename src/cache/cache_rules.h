@@ -160,8 +160,11 @@ bool cache_rules_not_modified(const struct header_list *req, const struct cache_
 
 /* Writes the variant key for base_key into out (cache_key_variant, which owns
  * the format).  vary is the response's combined Vary value; the request's
- * fields are read over all their lines.  Returns 0, or -1 if base_key is not
- * a valid key or the result does not fit. */
+ * fields are read over all their lines and normalised (RFC 9111 §4.1): surrounding
+ * whitespace always; in Accept, Accept-Charset, Accept-Encoding and Accept-Language
+ * whitespace anywhere and empty elements; in Accept-Encoding and Accept-Language also
+ * case and order.  Every store and every lookup builds variant keys here.  Returns 0,
+ * or -1 if base_key is not a valid key or the result does not fit. */
 int cache_rules_variant_key(const char *base_key, const char *vary,
                             const struct header_list *req, char *out, size_t out_len);
 

@@ -209,6 +209,17 @@ class VaryTest(Rfc9111Case):
             self.assertEqual(self.up.count(p), 2)
 
 
+    def test_accept_language_is_normalised(self):
+        self.start()
+        self.up.script("/vl", response(200, [("Cache-Control", "max-age=60"),
+                                             ("Vary", "Accept-Language")], b"x"))
+        self.get("/vl", headers={"Accept-Language": "en-US, fr;q=0.5"})
+        r = self.get("/vl", headers={"Accept-Language": " FR; q=0.5 ,en-us"})
+        self.assertEqual(r.header("x-cache"), "HIT")
+        r = self.get("/vl", headers={"Accept-Language": "de"})
+        self.assertEqual(r.header("x-cache"), "MISS")
+        self.assertEqual(self.up.count("/vl"), 2)
+
     def test_conditional_requests_carry_the_vary_named_fields(self):
         self.start()
         self.up.script("/vc", conditional(

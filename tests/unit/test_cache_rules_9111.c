@@ -389,6 +389,58 @@ TEST(if_none_match_accepts_coded_tags)
     cache_object_unref(obj);
 }
 
+static void variant_of(const char *vary, const char *name, const char *value, char *out,
+                       size_t cap)
+{
+    struct header_list l = {0};
+    if (name) header_list_add(&l, name, value);
+    CHECK_EQ_INT(cache_rules_variant_key("GET:/x", vary, &l, out, cap), 0);
+    header_list_free(&l);
+}
+
+TEST(selecting_fields_are_normalised)
+{
+    char a[512], b[512];
+    /* Accept-Language: order, case and spaces. */
+    variant_of("Accept-Language", "Accept-Language", "en-US, fr;q=0.5", a, sizeof a);
+    variant_of("accept-language", "accept-language", " FR; q=0.5 ,en-us ", b, sizeof b);
+    CHECK_EQ_STR(a, b);
+    variant_of("Accept-Language", "Accept-Language", "fr;q=0.4, en-US", b, sizeof b);
+    CHECK(strcmp(a, b) != 0); /* another q-value is another preference */
+    /* Accept-Encoding: the same; empty elements mean nothing. */
+    variant_of("Accept-Encoding", "Accept-Encoding", "gzip, br", a, sizeof a);
+    variant_of("Accept-Encoding", "Accept-Encoding", "BR,,gzip", b, sizeof b);
+    CHECK_EQ_STR(a, b);
+    /* Accept: whitespace only (media-type parameters may be case-sensitive). */
+    variant_of("Accept", "Accept", "text/html;level=1, */*", a, sizeof a);
+    variant_of("Accept", "Accept", "text/html ; level=1 ,*/*", b, sizeof b);
+    CHECK_EQ_STR(a, b);
+    variant_of("Accept", "Accept", "*/*, text/html;level=1", b, sizeof b);
+    CHECK(strcmp(a, b) != 0);
+    /* Any other field: surrounding whitespace only. */
+    variant_of("X-Lang", "X-Lang", "  a , b  ", a, sizeof a);
+    variant_of("X-Lang", "X-Lang", "a , b", b, sizeof b);
+    CHECK_EQ_STR(a, b);
+    variant_of("X-Lang", "X-Lang", "a,b", b, sizeof b);
+    CHECK(strcmp(a, b) != 0);
+    /* Absent stays distinct from present. */
+    variant_of("X-Lang", NULL, NULL, b, sizeof b);
+    CHECK(strcmp(a, b) != 0);
+    /* Several lines are one list. */
+    struct header_list l = {0};
+    header_list_add(&l, "Accept-Language", "fr");
+    header_list_add(&l, "Accept-Language", "en");
+    CHECK_EQ_INT(cache_rules_variant_key("GET:/x", "accept-language", &l, a, sizeof a), 0);
+    header_list_free(&l);
+    variant_of("accept-language", "Accept-Language", "en,fr", b, sizeof b);
+    CHECK_EQ_STR(a, b);
+    /* More than 64 elements: not sorted, still bounded and deterministic. */
+    char many[1024] = "";
+    for (int i = 0; i < 70; i++) strcat(many, i ? ",x" : "x");
+    variant_of("accept-language", "Accept-Language", many, a, sizeof a);
+    CHECK(strlen(a) > 0);
+}
+
 int main(void)
 {
     RUN(s_maxage_on_one_line_beats_max_age_on_another);
@@ -403,5 +455,6 @@ int main(void)
     RUN(merge_304);
     RUN(vary_marker_outlives_variants);
     RUN(if_none_match_accepts_coded_tags);
+    RUN(selecting_fields_are_normalised);
     return TEST_SUMMARY();
 }
