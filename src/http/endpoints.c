@@ -77,10 +77,11 @@ int endpoints_health_cache_json(const struct gateway *gw, const struct health_re
         if (t.map_age_ms >= 0) snprintf(age, sizeof age, "%lld", (long long)t.map_age_ms);
         n = snprintf(buf + off, len - off,
                      ", \"topology\": {\"mode\": \"%s\", \"nodes_known\": %d, \"nodes_up\": %d, "
-                     "\"masters\": %d, \"slot_map_age_ms\": %s, \"redirects\": {\"moved\": %llu, "
+                     "\"masters\": %d, \"masters_up\": %d, \"slot_map_age_ms\": %s, "
+                     "\"redirects\": {\"moved\": %llu, "
                      "\"ask\": %llu, \"tryagain\": %llu}, \"refreshes\": %llu, "
                      "\"failovers\": %llu}}",
-                     t.mode, t.nodes_known, t.nodes_up, t.masters, age,
+                     t.mode, t.nodes_known, t.nodes_up, t.masters, t.masters_up, age,
                      (unsigned long long)t.moved, (unsigned long long)t.ask,
                      (unsigned long long)t.tryagain, (unsigned long long)t.refreshes,
                      (unsigned long long)t.failovers);
@@ -222,6 +223,9 @@ static int write_gauges(FILE *out, const struct gateway *gw, const struct health
                     "# HELP cachegw_redis_masters Masters in the slot map\n"
                     "# TYPE cachegw_redis_masters gauge\n"
                     "cachegw_redis_masters %d\n"
+                    "# HELP cachegw_redis_masters_up Masters in the slot map that are up\n"
+                    "# TYPE cachegw_redis_masters_up gauge\n"
+                    "cachegw_redis_masters_up %d\n"
                     "# HELP cachegw_redis_slot_map_age_seconds Since the slot map (or the "
                     "sentinels' answer) was loaded; -1: never\n"
                     "# TYPE cachegw_redis_slot_map_age_seconds gauge\n"
@@ -238,7 +242,7 @@ static int write_gauges(FILE *out, const struct gateway *gw, const struct health
                     "# HELP cachegw_redis_failovers_total Master changes seen\n"
                     "# TYPE cachegw_redis_failovers_total counter\n"
                     "cachegw_redis_failovers_total %llu\n",
-                    t.mode, t.nodes_known, t.nodes_up, t.masters,
+                    t.mode, t.nodes_known, t.nodes_up, t.masters, t.masters_up,
                     t.map_age_ms < 0 ? -1.0 : (double)t.map_age_ms / 1000.0,
                     (unsigned long long)t.moved, (unsigned long long)t.ask,
                     (unsigned long long)t.tryagain, (unsigned long long)t.refreshes,

@@ -1488,8 +1488,11 @@ void redis_cluster_get_topology(const struct redis_cluster *c, struct redis_topo
                                               : "cluster";
     int n = atomic_load_explicit(&m->n_nodes, memory_order_acquire);
     out->nodes_known = n;
-    for (int i = 0; i < n; i++)
-        if (node_up(m, i)) out->nodes_up++;
+    for (int i = 0; i < n; i++) {
+        if (!node_up(m, i)) continue;
+        out->nodes_up++;
+        if (atomic_load(&m->nodes[i]->master)) out->masters_up++;
+    }
     out->masters = atomic_load(&m->masters);
     int64_t at = atomic_load(&m->map_loaded_ms);
     out->map_age_ms = at ? clock_mono_ms() - at : -1;

@@ -1080,6 +1080,7 @@ void redis_pool_get_topology(const struct redis_pool *p, struct redis_topology *
     out->nodes_known = 1;
     out->nodes_up = redis_pool_available(p) ? 1 : 0;
     out->masters = 1;
+    out->masters_up = out->nodes_up;
     out->map_age_ms = -1;
 }
 

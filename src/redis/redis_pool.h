@@ -139,6 +139,7 @@ struct redis_topology {
     int nodes_known; /* node pools (masters, seeds, old masters) */
     int nodes_up; /* of those, with a READY connection */
     int masters; /* masters in the slot map (1 in sentinel mode once found) */
+    int masters_up; /* of those, with a READY connection */
     int64_t map_age_ms; /* since the slot map / master address was last loaded; < 0: never */
     uint64_t moved, ask, tryagain; /* redirects followed */
     uint64_t refreshes; /* slot map loads (CLUSTER SLOTS) or sentinel queries answered */

@@ -59,9 +59,14 @@ class ClusterTestCase(GatewayTestCase):
         return self.track(Gateway(self.api.url, env=e))
 
     def wait_redis(self, *gws):
+        def ready(gw):
+            h = gw.health_cache()
+            t = h["redis"]["topology"]
+            # On a cluster: every master's pool up, not only the seed's.
+            return h["backend"] == "redis" and (t["mode"] != "cluster" or
+                                                0 < t["masters"] == t["masters_up"])
         for gw in gws:
-            wait_until(lambda: gw.health_cache()["backend"] == "redis", timeout=15,
-                       what="the gateway to reach the cluster")
+            wait_until(lambda: ready(gw), timeout=15, what="the gateway to reach the cluster")
 
     def admin_purge(self, gw, admin_port, kind, value):
         r = request(admin_port, "POST", "/purge/" + kind,
@@ -180,7 +185,10 @@ class ClusterBasicsTest(ClusterTestCase):
 
     def test_node_answering_clusterdown(self):
         # A cluster-enabled node that owns no slot answers CLUSTERDOWN to any key.
+        # Its cluster bus listens on port + 10000, which must be a port too.
         port = free_port()
+        while port + 10000 > 65535:
+            port = free_port()
         d = tempfile.mkdtemp(prefix="cachegw-clusterdown-")
         self.addCleanup(shutil.rmtree, d, ignore_errors=True)
         srv = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
