@@ -41,7 +41,7 @@ struct compress_opts {
     bool gzip;          /* COMPRESS_GZIP */
     bool br;            /* COMPRESS_BR */
     size_t min_bytes;   /* COMPRESS_MIN_SIZE: smaller bodies are stored as they are */
-    const char *types;  /* COMPRESS_TYPES: comma-separated media types, "type/<any>" for a whole type */
+    const char *types;  /* COMPRESS_TYPES: comma-separated media types ("text/" + star: all) */
     int gzip_level;     /* 1-9 */
     int br_quality;     /* 0-11 */
 };
