@@ -449,6 +449,30 @@ route "GET /users/:id" { upstream = "u", bypass = true }
         self.assertEqual(a.requests(), a_after)  # removed: no new traffic
         self.assertGreater(c.requests(), 10)     # added: shares the load
 
+    def test_health_state_carries_over_a_reload(self):
+        live, extra = self.api(), self.api()
+        dead = "http://127.0.0.1:%d" % free_port()
+        text = '''
+upstream "u" { servers = { %s }, max_fails = 1, fail_timeout = 60 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+'''
+        d = self.policies(text % ('"%s", "%s"' % (live.url, dead)))
+        gw = self.gateway(d)
+        for i in range(6):
+            self.assertEqual(gw.get("/users/%d" % (i + 1)).status, 200)
+        self.assertEqual(self.up_value(gw, dead), 0)
+        self.write(d, text % ('"%s", "%s", "%s"' % (live.url, dead, extra.url)))
+        gw.send_signal(signal.SIGHUP)
+        wait_until(lambda: "policies reloaded" in gw.output(), what="the reload")
+        # The dead instance stayed: still down (same object), still never picked.
+        self.assertEqual(self.up_value(gw, dead), 0)
+        self.assertEqual(self.counter(gw, "down_transitions_total", dead), 1)
+        failures = self.counter(gw, "failures_total", dead)
+        for i in range(6):
+            self.assertEqual(gw.get("/users/%d" % (i + 1)).status, 200)
+        self.assertEqual(self.counter(gw, "failures_total", dead), failures)
+        self.assertGreater(extra.requests(), 0)
+
     def test_reload_refuses_an_unknown_upstream_and_keeps_the_old_one(self):
         a = self.api()
         d = self.policies('''
