@@ -813,9 +813,52 @@ static enum step_result step_pass_done(struct request *r)
     return go(r, STEP_PASS_DELIVER);
 }
 
+/* Issue 12 item 13 (RFC 9110 §9.3.3, RFC 9111 §4): a POST answer with explicit freshness
+ * and a Content-Location naming the request target is the current representation of
+ * that URL: stored for a later GET of it.  Only without a route (a route's keys are its
+ * own), only from a request without credentials, only a buffered 200/203; the key is the
+ * forwarded target's (docs/design.md invariant 8), and the fill's rules decide the rest
+ * (no-store, private, Set-Cookie, size).  Runs after the write's invalidations. */
+static void store_post_answer(struct request *r, const struct upstream_fetch *f)
+{
+    const char *why;
+    if (strcmp(r->method, "POST") != 0 || f->stream || (f->status != 200 && f->status != 203))
+        return;
+    if ((r->has_dec && r->dec.route_id != 0) ||
+        !cache_rules_request_cacheable("GET", &r->headers, &why))
+        return;
+    const char *cl = header_list_get(&f->resp_headers, "content-location");
+    if (cl == NULL || strcmp(cl, r->uri) != 0) return;
+    char cc[4096];
+    long long v;
+    int cc_lines = header_list_get_all(&f->resp_headers, "cache-control", cc, sizeof cc);
+    bool explicit = cc_lines > 0 && (headers_token_int(cc, "max-age", &v) ||
+                                     headers_token_int(cc, "s-maxage", &v));
+    if (cc_lines < 0 || !(explicit || header_list_get(&f->resp_headers, "expires") ||
+                          header_list_get(&f->resp_headers, "cdn-cache-control")))
+        return;
+    char *key = cache_key_default(r->uri);
+    if (key == NULL || !cache_key_is_valid(key, strlen(key))) {
+        free(key);
+        return;
+    }
+    struct fill_input in = {.key = key,
+                            .req_headers = &r->headers,
+                            .status = f->status,
+                            .resp_headers = &f->resp_headers,
+                            .body = f->body.data,
+                            .body_len = f->body.len,
+                            .ov = &r->ov,
+                            .request_no_store = r->cc.no_store,
+                            .gen = cache_tiers_generation(r->gw)};
+    cache_object_unref(cache_fill(r->gw, &in, &why));
+    free(key);
+}
+
 static enum step_result step_pass_deliver(struct request *r)
 {
     struct upstream_fetch *f = r->fetch;
+    store_post_answer(r, f); /* issue 12 item 13 */
     char cache_status[160];
     if (r->cacheable)
         snprintf(cache_status, sizeof cache_status, "cachegw; fwd=uri-miss; detail=uncollapsed");

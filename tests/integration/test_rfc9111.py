@@ -256,6 +256,50 @@ class InterimTest(Rfc9111Case):
         self.assertEqual(self.up.count("/hints"), 1)
 
 
+class PostContentLocationTest(Rfc9111Case):
+    def test_post_answer_naming_its_target_serves_a_later_get(self):
+        self.start()
+        self.up.script("/p", response(200, [("Cache-Control", "max-age=60"),
+                                            ("Content-Location", "/p")], b"created"))
+        r = self.gw.req("POST", "/p", body=b"x", headers={"Content-Type": "text/plain"})
+        self.assertEqual(r.body, b"created")
+        g = self.get("/p")
+        self.assertEqual(g.header("x-cache"), "HIT")
+        self.assertEqual(g.body, b"created")
+        self.assertEqual([q.method for q in self.up.requests("/p")], ["POST"])
+
+    def test_over_the_redis_tier(self):
+        from redis_servers import RedisServer
+        redis = RedisServer("plain")
+        self.addCleanup(redis.stop)
+        self.start(env={"REDIS_URL": f"redis://127.0.0.1:{redis.port}"})
+        self.up.script("/pr", response(200, [("Cache-Control", "max-age=60"),
+                                             ("Content-Location", "/pr")], b"created"))
+        self.gw.req("POST", "/pr", body=b"x")
+        g = self.get("/pr")
+        self.assertEqual(g.header("x-cache"), "HIT", g)
+        self.assertEqual(g.body, b"created")
+        self.assertEqual(self.up.count("/pr"), 1)
+
+    def test_other_post_answers_are_not_stored(self):
+        self.start()
+        cases = {
+            "/p1": [("Cache-Control", "max-age=60"), ("Content-Location", "/elsewhere")],
+            "/p2": [("Content-Location", "/p2")],  # no explicit freshness
+            "/p3": [("Cache-Control", "max-age=60, no-store"), ("Content-Location", "/p3")],
+        }
+        for path, headers in cases.items():
+            self.up.script(path, response(200, headers, b"created"))
+            self.gw.req("POST", path, body=b"x")
+            g = self.get(path)
+            self.assertEqual(g.header("x-cache"), "MISS", path)
+        # A POST with a Cookie: its answer may be the user's own.
+        self.up.script("/p4", response(200, [("Cache-Control", "max-age=60"),
+                                             ("Content-Location", "/p4")], b"mine"))
+        self.gw.req("POST", "/p4", body=b"x", headers={"Cookie": "s=1"})
+        self.assertEqual(self.get("/p4").header("x-cache"), "MISS")
+
+
 class RefusalTest(Rfc9111Case):
     """The deliberate refusals (docs/design.md invariant 6)."""
 
