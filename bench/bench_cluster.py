@@ -74,11 +74,22 @@ def warm(port):
         list(ex.map(lambda k: http_get(port, f"/bytes/{BODY}?k={k}"), range(1, NKEYS + 1)))
 
 
-def run_wrk(port, seconds, script):
+def cpu_s(pid):
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(port, pid, seconds, script):
+    c0 = cpu_s(pid)
     out = subprocess.run(["wrk", "-t1", "-c64", f"-d{seconds}s", "--latency", "-s", script,
                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
                          check=True).stdout
-    return parse_wrk(out)
+    r = parse_wrk(out)
+    # CPU per request of the gateway: what a busy shared machine distorts least.
+    r["cpu_us"] = (cpu_s(pid) - c0) * 1e6 / max(r["requests"], 1)
+    return r
 
 
 def main():
@@ -117,25 +128,29 @@ def main():
             procs.append(p)
             time.sleep(0.5)
             warm(port)
-            gws[name] = port
+            gws[name] = (port, p.pid)
         res = {n: [] for n in setups}
         for _ in range(a.rounds):
-            for name, port in gws.items():
-                res[name].append(run_wrk(port, a.seconds, script))
+            for name, (port, pid) in gws.items():
+                res[name].append(run_wrk(port, pid, a.seconds, script))
         print(f"Redis-tier hits (memory tier off), {NKEYS:,} random keys of {BODY} B, wrk 64 "
               f"connections, cachegw WORKERS=1; median of {a.rounds} rounds\n")
-        print("| Redis | req/s | p99 ms | non-2xx |")
-        print("|---|---:|---:|---:|")
-        med = {}
+        print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}\n")
+        print("| Redis | req/s | p99 ms | gateway CPU us/request | non-2xx |")
+        print("|---|---:|---:|---:|---:|")
+        med, cpu = {}, {}
         for name in setups:
             rps = statistics.median(r["rps"] for r in res[name])
             p99 = statistics.median(r["p99_ms"] for r in res[name])
+            cpu[name] = statistics.median(r["cpu_us"] for r in res[name])
             errs = sum(r["non2xx"] for r in res[name])
             med[name] = rps
-            print(f"| {name} | {rps:,.0f} | {p99:.2f} | {errs} |")
+            print(f"| {name} | {rps:,.0f} | {p99:.2f} | {cpu[name]:.1f} | {errs} |")
         print(f"\nthe router in front of the same node (standalone-auto / standalone): "
-              f"{med['standalone-auto'] / med['standalone']:.2f}; cluster / standalone: "
-              f"{med['cluster'] / med['standalone']:.2f}")
+              f"throughput {med['standalone-auto'] / med['standalone']:.2f}, CPU per request "
+              f"{cpu['standalone-auto'] / cpu['standalone']:.2f}; cluster / standalone: "
+              f"throughput {med['cluster'] / med['standalone']:.2f}, CPU per request "
+              f"{cpu['cluster'] / cpu['standalone']:.2f}")
     finally:
         for p in procs:
             p.terminate()
