@@ -36,8 +36,8 @@ CMAKE = os.environ.get("CMAKE_COMMAND", "cmake")
 CPACK = os.environ.get("CPACK_COMMAND", "cpack")
 
 # Libraries the binary links, by their Debian 12 package names.
-RUNTIME_DEPENDS = ["libc6", "libcurl4", "libhiredis0.14", "libjansson4", "liblua5.4-0",
-                   "libmicrohttpd12", "libssl3"]
+RUNTIME_DEPENDS = ["libbrotli1", "libc6", "libcurl4", "libhiredis0.14", "libjansson4",
+                   "liblua5.4-0", "libmicrohttpd12", "libssl3", "zlib1g"]
 UNIT = "usr/lib/systemd/system/cachegw.service"
 
 
