@@ -184,7 +184,11 @@ class Load:
 
 
 class HealthTest(UpstreamTestCase):
-    def test_kill_instance_under_load_then_active_check_brings_it_back(self):
+    def test_kill_instance_under_20s_of_load_then_active_check_brings_it_back(self):
+        """The issue's scenario: 20 s of GET load over three instances; one is kill -9'd
+        2 s in and restarted on its port about 8 s later.  Every GET of the 20 s is a 2xx,
+        the dead instance gets no attempt once marked down, and the active check (not a
+        request) brings it back."""
         apis = [self.api() for _ in range(3)]
         victim = apis[1]
         d = self.policies('''
@@ -199,35 +203,40 @@ route "GET /users/:id" { upstream = "users", bypass = true }
         wait_until(lambda: all(self.up_value(gw, a.url) == 1 for a in apis),
                    what="three instances up")
         load = Load(gw)
-        time.sleep(1.0)
+        began = time.monotonic()
+        time.sleep(2.0)
+        self.assertGreater(victim.requests(), 0)  # it shared the load before
         victim.proc.kill()  # kill -9
         victim.proc.wait()
         wait_until(lambda: self.up_value(gw, victim.url) == 0, timeout=10,
                    what="the killed instance marked down")
-        # Past the threshold it gets no more traffic (probes are not counted as requests).
+        # Past the threshold it gets no more attempts (probes are not counted as requests),
+        # for as long as it stays dead.
         sent = self.counter(gw, "requests_total", victim.url)
-        time.sleep(1.0)
+        time.sleep(4.0)
         self.assertEqual(self.counter(gw, "requests_total", victim.url), sent)
-        statuses = load.stop()
-        self.assertGreater(len(statuses), 50)
-        self.assertEqual([s for s in statuses if s != 200], [], "failed GETs while an "
-                         "instance died")
         health = gw.health_cache()
         inst = [u for u in health.get("upstreams", []) if u["url"] == victim.url]
         self.assertEqual(len(inst), 1, health)
         self.assertFalse(inst[0]["up"])
         self.assertIn("DOWN", gw.output())
-        # It comes back on the same port: the active check notices.
+        # It comes back on the same port, still under load: the active check notices.
         back = self.track(ExampleAPI(port=victim.port))
         wait_until(lambda: self.up_value(gw, victim.url) == 1, timeout=10,
                    what="the restarted instance back up")
-        for i in range(30):
-            self.assertEqual(gw.get("/users/%d" % (i % 7 + 1)).status, 200)
-        self.assertGreater(back.requests(), 0)
+        self.assertIn("is UP again (active check)", gw.output())
+        time.sleep(max(0.0, 20.0 - (time.monotonic() - began)))
+        statuses = load.stop()
+        self.assertGreaterEqual(time.monotonic() - began, 20.0)
+        self.assertGreater(len(statuses), 200)
+        self.assertEqual([s for s in statuses if not 200 <= s < 300], [],
+                         "failed GETs while an instance died and came back")
+        self.assertGreater(back.requests(), 0)  # the load found it again
         m = self.metrics(gw)
         self.assertRegex(m, r'cachegw_upstream_down_transitions_total\{upstream="users",'
                             r'instance="%s"\} 1' % re.escape(victim.url))
-        self.assertIn("is UP again (active check)", gw.output())
+        self.assertRegex(m, r'cachegw_upstream_up_transitions_total\{upstream="users",'
+                            r'instance="%s"\} 1' % re.escape(victim.url))
 
     def test_deploy_restarting_every_instance_under_load(self):
         apis = [self.api() for _ in range(3)]
@@ -254,7 +263,8 @@ route "GET /users/:id" { upstream = "users", bypass = true }
         time.sleep(0.5)
         statuses = load.stop()
         self.assertGreater(len(statuses), 100)
-        self.assertEqual([s for s in statuses if s != 200], [])
+        self.assertEqual([s for s in statuses if not 200 <= s < 300], [],
+                         "failed GETs during the deploy")
 
     def test_passive_health_only_and_a_total_outage_shows_the_real_error(self):
         live = self.api()
@@ -445,7 +455,9 @@ route "GET /users/:id" { upstream = "u", bypass = true }
         a_after = a.requests()
         time.sleep(0.7)
         statuses = load.stop()
-        self.assertEqual([s for s in statuses if s != 200], [])
+        self.assertGreater(len(statuses), 50)
+        self.assertEqual([s for s in statuses if not 200 <= s < 300], [],
+                         "failed GETs across the reload")
         self.assertEqual(a.requests(), a_after)  # removed: no new traffic
         self.assertGreater(c.requests(), 10)     # added: shares the load
 
