@@ -43,7 +43,7 @@ struct cache_fetch {
 
 int cache_fetch_error_status(const struct upstream_fetch *f)
 {
-    return f->error == UPSTREAM_TIMEOUT ? 504 : 502;
+    return f->error == UPSTREAM_TIMEOUT ? 504 : f->error == UPSTREAM_BUSY ? 503 : 502;
 }
 
 static void fetch_free(struct cache_fetch *cf)

@@ -587,14 +587,17 @@ static void log_upstream_failure(const struct request *r, const struct upstream_
         LOG_W("upstream %s %s failed: %s", r->method, safe, f->errmsg);
 }
 
-/* The upstream gave no response: 502/504 (cache_fetch_error_status). */
+/* The upstream gave no response: 502/503/504 (cache_fetch_error_status). */
 static enum step_result forward_failed(struct request *r, const struct upstream_fetch *f)
 {
     r->forward_failed = true;
     STATS_INC(upstream_errors);
     log_upstream_failure(r, f, false);
     int status = cache_fetch_error_status(f);
-    return synth(r, status, status == 504 ? "upstream timeout" : "upstream unavailable",
+    return synth(r, status,
+                 status == 504   ? "upstream timeout"
+                 : status == 503 ? "upstream busy"
+                                 : "upstream unavailable",
                  f->errmsg);
 }
 

@@ -32,6 +32,9 @@ struct proxy {
     atomic_int active;
     CURL *easy_cache[EASY_CACHE_MAX];
     int n_easy_cache;
+    /* Group fetches waiting for an instance below max_connections, oldest first (loop
+     * thread only). */
+    struct upstream_fetch *wait_head, *wait_tail;
 };
 
 struct upstream_stream {
@@ -52,6 +55,7 @@ struct upstream_stream {
 };
 
 static void check_multi_info(struct proxy *p);
+static void wake_waiters(struct proxy *p);
 
 /* ---- loop integration ---- */
 
@@ -398,6 +402,7 @@ static void check_multi_info(struct proxy *p)
     while ((msg = curl_multi_info_read(p->multi, &left)) != NULL) {
         if (msg->msg == CURLMSG_DONE) finish_transfer(p, msg->easy_handle, msg->data.result);
     }
+    wake_waiters(p); /* finished attempts freed their slots */
 }
 
 static struct curl_slist *build_headers(const struct upstream_fetch *f)
@@ -464,22 +469,6 @@ static void pipe_wake(struct body_pipe *pipe, void *arg)
     if (io_loop_post(p->loop, pipe_unpause_task, pipe) != 0) body_pipe_unref(pipe);
 }
 
-/* Picks the attempt's instance (a group's fetch) and returns the base URL to use. */
-static const char *fetch_base_url(struct proxy *p, struct upstream_fetch *f)
-{
-    if (f->group != NULL) {
-        if (f->attempts == 0) f->started_ms = clock_mono_ms();
-        struct upstream_instance *i =
-            upstream_group_pick(f->group, f->balance_key, f->tried, (size_t)f->attempts);
-        if (i == NULL) return p->base_url; /* a group without servers: not built */
-        f->tried[f->attempts++] = i;
-        upstream_instance_unref(f->instance);
-        f->instance = upstream_instance_ref(i);
-        f->attempt_open = true;
-    }
-    return f->instance != NULL ? upstream_instance_url(f->instance) : p->base_url;
-}
-
 /* The attempt's timeouts: the fetch's, the group's, or the proxy's; a retry gets what is
  * left of the first attempt's budget. */
 static void fetch_timeouts(struct proxy *p, const struct upstream_fetch *f, long *connect_ms,
@@ -501,12 +490,127 @@ static void fetch_timeouts(struct proxy *p, const struct upstream_fetch *f, long
     *total_ms = t;
 }
 
+/* ---- the per-instance bound: waiting for a slot ---- */
+
+static void wait_unlink(struct proxy *p, struct upstream_fetch *f)
+{
+    if (f->wait_prev) f->wait_prev->wait_next = f->wait_next;
+    else p->wait_head = f->wait_next;
+    if (f->wait_next) f->wait_next->wait_prev = f->wait_prev;
+    else p->wait_tail = f->wait_prev;
+    f->wait_prev = f->wait_next = NULL;
+    f->waiting = false;
+}
+
+/* Ends a fetch that found no slot: 503 with why. */
+static void fetch_busy(struct upstream_fetch *f, const char *why)
+{
+    f->error = UPSTREAM_BUSY;
+    snprintf(f->errmsg, sizeof f->errmsg, "upstream '%s': every instance at max_connections "
+             "(%d): %s", upstream_group_name(f->group),
+             upstream_group_max_connections(f->group), why);
+    deliver_ready(f);
+}
+
+static void wait_expired(void *arg)
+{
+    struct upstream_fetch *f = arg;
+    f->wait_timer = NULL;
+    wait_unlink(f->proxy, f);
+    fetch_busy(f, "no slot within the wait");
+}
+
+/* Loop thread: queues f until an instance of its group has a free slot, or ends it with
+ * UPSTREAM_BUSY when the group's queue is full or no time is left (docs/design.md,
+ * Upstreams). */
+static void wait_for_slot(struct proxy *p, struct upstream_fetch *f, int connect_ms,
+                          int total_ms)
+{
+    /* Four waiters per slot: a burst is absorbed, a flood is refused at once. */
+    size_t queued = 0, limit = PROXY_WAITERS_PER_SLOT * upstream_group_size(f->group) *
+                               (size_t)upstream_group_max_connections(f->group);
+    for (struct upstream_fetch *w = p->wait_head; w != NULL; w = w->wait_next)
+        queued += w->group == f->group;
+    int64_t left = (int64_t)total_ms - (clock_mono_ms() - f->started_ms) - 50;
+    int64_t wait = left < connect_ms ? left : connect_ms;
+    if (queued >= limit) {
+        fetch_busy(f, "the queue is full");
+        return;
+    }
+    if (wait <= 0) {
+        fetch_busy(f, "no time left to wait");
+        return;
+    }
+    f->wait_timer = io_timer_start(p->loop, (uint64_t)wait, wait_expired, f);
+    if (f->wait_timer == NULL) {
+        fetch_busy(f, "cannot wait (out of memory)");
+        return;
+    }
+    f->waiting = true;
+    f->wait_prev = p->wait_tail;
+    if (p->wait_tail) p->wait_tail->wait_next = f;
+    else p->wait_head = f;
+    p->wait_tail = f;
+}
+
+static void start_attempt(struct proxy *p, struct upstream_fetch *f, const char *base_url);
+
+/* The attempt goes to i (a reference from upstream_group_pick, kept in tried). */
+static void take_instance(struct upstream_fetch *f, struct upstream_instance *i)
+{
+    f->tried[f->attempts++] = i;
+    upstream_instance_unref(f->instance);
+    f->instance = upstream_instance_ref(i);
+    f->attempt_open = true;
+}
+
+/* Loop thread: starts the waiters whose group has a slot again, oldest first. */
+static void wake_waiters(struct proxy *p)
+{
+    struct upstream_fetch *w = p->wait_head;
+    while (w != NULL) {
+        struct upstream_fetch *next = w->wait_next;
+        struct upstream_instance *i =
+            upstream_group_pick(w->group, w->balance_key, w->tried, (size_t)w->attempts);
+        if (i != NULL) {
+            io_timer_cancel(p->loop, w->wait_timer);
+            w->wait_timer = NULL;
+            wait_unlink(p, w);
+            take_instance(w, i);
+            start_attempt(p, w, upstream_instance_url(i));
+        }
+        w = next;
+    }
+}
+
 static void start_transfer(void *arg)
 {
     struct upstream_fetch *f = arg;
     struct proxy *p = f->proxy;
+    if (f->group == NULL || upstream_group_size(f->group) == 0) {
+        start_attempt(p, f, f->instance != NULL ? upstream_instance_url(f->instance)
+                                                : p->base_url);
+        return;
+    }
+    if (f->attempts == 0) f->started_ms = clock_mono_ms();
+    struct upstream_instance *i =
+        upstream_group_pick(f->group, f->balance_key, f->tried, (size_t)f->attempts);
+    if (i == NULL) {
+        long connect_ms, total_ms;
+        fetch_timeouts(p, f, &connect_ms, &total_ms);
+        int budget = f->timeout_ms > 0 ? f->timeout_ms : upstream_group_timeout_ms(f->group);
+        if (budget <= 0) budget = p->opts.total_timeout_ms;
+        wait_for_slot(p, f, (int)connect_ms, budget);
+        return;
+    }
+    take_instance(f, i);
+    start_attempt(p, f, upstream_instance_url(i));
+}
+
+/* Starts one attempt on base_url (the picked instance's, the probe's, or the proxy's). */
+static void start_attempt(struct proxy *p, struct upstream_fetch *f, const char *base_url)
+{
     CURL *easy = p->n_easy_cache > 0 ? p->easy_cache[--p->n_easy_cache] : curl_easy_init();
-    const char *base_url = fetch_base_url(p, f);
     size_t url_len = strlen(base_url) + strlen(f->target) + 1;
     char *url = malloc(url_len);
     f->curl_headers = build_headers(f);
@@ -651,13 +755,17 @@ enum stream_read upstream_stream_read(struct upstream_stream *s, char *dst, size
 static void release_task(void *arg)
 {
     struct upstream_stream *s = arg;
+    struct proxy *p = s->proxy;
     s->consumer_gone = true;
+    bool freed_slot = false;
     if (!s->transfer_ended) {
         struct upstream_fetch *f = s->fetch;
+        freed_slot = f->attempt_open;
         fetch_release_transfer(f);
         s->transfer_ended = true;
     }
     stream_free_if_done(s);
+    if (freed_slot) wake_waiters(p);
 }
 
 void upstream_stream_release(struct upstream_stream *s)

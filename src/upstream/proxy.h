@@ -39,6 +39,8 @@ struct upstream_instance;
 
 /* At most this many attempts per fetch (the first and its retries). */
 #define PROXY_MAX_ATTEMPTS 11
+/* Waiters per connection slot of a group whose instances are all at max_connections. */
+#define PROXY_WAITERS_PER_SLOT 4
 
 struct proxy_options {
     const char *base_url;   /* http[s]://host[:port][/prefix], no trailing slash */
@@ -52,6 +54,7 @@ enum upstream_error {
     UPSTREAM_REFUSED,   /* could not connect: 502 */
     UPSTREAM_TIMEOUT,   /* connect or total timeout: 504 */
     UPSTREAM_BROKEN,    /* reset, bad response, other transport error: 502 */
+    UPSTREAM_BUSY,      /* every instance of the group at max_connections, no slot in time: 503 */
 };
 
 typedef void (*upstream_ready_fn)(struct upstream_fetch *fetch);
@@ -79,8 +82,12 @@ struct upstream_fetch {
      * retries a connect failure or reset on another instance: GET and HEAD, other methods
      * only with retry_unsafe, never a body streamed from the client (req_pipe), never once
      * on_ready has been called, at most the group's retries times, within the time budget
-     * (timeout_ms from the first attempt).  With only instance set (health checks) it goes
-     * there, once.  With neither, to the proxy's base URL. */
+     * (timeout_ms from the first attempt).  When every instance is at the group's
+     * max_connections the attempt waits, first in first out, for one to finish: at most
+     * PROXY_WAITERS_PER_SLOT x max_connections x instances waiters per group, each for at most the connect timeout
+     * (and what is left of its budget); otherwise it ends with UPSTREAM_BUSY.  With only
+     * instance set (health checks) it goes there, once, uncounted.  With neither, to the
+     * proxy's base URL (bounded by max_connections of the proxy, over all upstreams). */
     struct upstream_group *group;       /* owned reference; upstream_fetch_clear drops it */
     const char *balance_key;            /* hash balancing's key; borrowed until on_ready */
     bool retry_unsafe;                  /* the route allows retrying other methods */
@@ -104,6 +111,9 @@ struct upstream_fetch {
     bool attempt_open; /* instance's attempt not yet reported (upstream_instance_done) */
     int attempts;
     int64_t started_ms;
+    struct upstream_fetch *wait_prev, *wait_next; /* waiting for a slot (group at its bound) */
+    struct io_timer *wait_timer;
+    bool waiting;
     struct upstream_instance *tried[PROXY_MAX_ATTEMPTS]; /* owned references */
 };
 

@@ -338,6 +338,13 @@ static struct upstream_group *upstream_group_build(struct upstream_registry *r,
     return g;
 }
 
+size_t upstream_group_size(const struct upstream_group *g) { return g->n; }
+
+int upstream_group_max_connections(const struct upstream_group *g)
+{
+    return g->cfg.max_connections;
+}
+
 struct upstream_instance *upstream_group_pick(struct upstream_group *g, const char *key,
                                               struct upstream_instance *const *tried,
                                               size_t n_tried)
@@ -347,19 +354,20 @@ struct upstream_instance *upstream_group_pick(struct upstream_group *g, const ch
     int max_conn = g->cfg.max_connections;
     pthread_mutex_lock(&g->lock);
     int pick = -1;
-    /* Pass 0: healthy, below the bound, untried.  1: untried.  2: anything. */
+    /* Pass 0: healthy, untried.  1: untried.  2: anything.  Each below the bound: the bound
+     * is hard (a request over it waits in the proxy, proxy.h), health and retries are not. */
     for (int pass = 0; pass < 3 && pick < 0; pass++) {
         bool any = false;
         for (size_t k = 0; k < g->n; k++) {
             struct upstream_instance *i = g->inst[k];
             bool was_tried = false;
             for (size_t t = 0; t < n_tried; t++) was_tried |= tried[t] == i;
-            bool ok = pass == 2 || !was_tried;
             g->slots[k].inflight = atomic_load(&i->inflight);
+            bool ok = (pass == 2 || !was_tried) &&
+                      (max_conn <= 0 || g->slots[k].inflight < max_conn);
             if (ok && pass == 0) {
                 struct upstream_health_params p = upstream_instance_params(i);
-                ok = upstream_health_eligible(&i->health, &p, now) &&
-                     (max_conn <= 0 || g->slots[k].inflight < max_conn);
+                ok = upstream_health_eligible(&i->health, &p, now);
             }
             g->slots[k].eligible = ok;
             any |= ok;
@@ -377,7 +385,11 @@ struct upstream_instance *upstream_group_pick(struct upstream_group *g, const ch
             break;
         }
     }
-    struct upstream_instance *i = upstream_instance_ref(g->inst[pick < 0 ? 0 : pick]);
+    if (pick < 0) { /* every instance is at max_connections */
+        pthread_mutex_unlock(&g->lock);
+        return NULL;
+    }
+    struct upstream_instance *i = upstream_instance_ref(g->inst[pick]);
     pthread_mutex_unlock(&g->lock);
     atomic_fetch_add(&i->inflight, 1);
     atomic_fetch_add(&i->requests, 1);

@@ -11,12 +11,16 @@
  * over; instances that go away stop being probed.
  *
  * A group picks an instance per attempt (upstream_group_pick): among the instances that
- * are healthy (upstream_health.h), below their connection bound (max_connections
- * in-flight requests each) and not yet tried by this request, by the group's balance
- * (balancer.h).  If none qualifies, the untried ones are considered whatever their health,
- * then the tried ones, so a request always gets an instance and a total outage shows the
- * upstream's real error.  Every finished attempt is reported (upstream_instance_done):
- * that feeds passive health and the least_conn counts.
+ * are below their connection bound (max_connections in-flight attempts each), first the
+ * healthy (upstream_health.h) ones not yet tried by this request, then the untried ones
+ * whatever their health, then the tried ones, by the group's balance (balancer.h), so a
+ * total outage shows the upstream's real error.  The bound is hard: when every instance is
+ * at it, pick returns NULL and the proxy makes the request wait for a slot (proxy.h).  It
+ * holds because every pick and every upstream_instance_done of a request runs on the
+ * loop thread (a check and its increment are never interleaved with another's); health
+ * probes are not counted (at most one more connection per instance).  Every finished
+ * attempt is reported (upstream_instance_done): that feeds passive health, the least_conn
+ * counts and the bound.
  *
  * Active checks run on the I/O loop: each instance of a group with `health.path` has its
  * own timer (first probe after a random part of the interval, so instances are not probed
@@ -83,12 +87,17 @@ int upstream_group_timeout_ms(const struct upstream_group *g);
 /*
  * Picks an instance for one attempt, never one in tried[0..n_tried) unless every instance
  * has been tried.  key is what hash balancing hashes (the cache key; NULL hashes "").
- * Returns a reference (never NULL for a group with servers) and counts the attempt in
- * flight until upstream_instance_done.
+ * Returns a reference and counts the attempt in flight until upstream_instance_done, or
+ * NULL when every instance is at the group's max_connections (or the group has none).
+ * Loop thread (the bound relies on it, see above).
  */
 struct upstream_instance *upstream_group_pick(struct upstream_group *g, const char *key,
                                               struct upstream_instance *const *tried,
                                               size_t n_tried);
+/* Number of instances; the per-instance bound (0: none of its own, only the gateway's
+ * UPSTREAM_MAX_CONNECTIONS over all upstream connections). */
+size_t upstream_group_size(const struct upstream_group *g);
+int upstream_group_max_connections(const struct upstream_group *g);
 
 enum upstream_attempt {
     UPSTREAM_ATTEMPT_OK,     /* an answer (any status, unless fail_on_5xx and 5xx) */

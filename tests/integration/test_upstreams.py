@@ -19,7 +19,7 @@ import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import (CACHEGW_BIN, SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCase,
-                     free_port, request, wait_until)
+                     free_port, request, run_concurrently, wait_until)
 
 
 def by_path(api):
@@ -352,6 +352,125 @@ class FiveHundred:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class SlowCounter:
+    """An instance that answers every request after delay seconds and records how many
+    connections were open at once, and how many requests were in progress at once."""
+
+    def __init__(self, delay=0.3):
+        lock = threading.Lock()
+        st = self.state = {"conns": 0, "max_conns": 0, "active": 0, "max_active": 0,
+                           "requests": 0}
+
+        def bump(key, peak, d):
+            with lock:
+                st[key] += d
+                st[peak] = max(st[peak], st[key])
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                bump("conns", "max_conns", 1)
+                super().setup()
+
+            def finish(self):
+                try:
+                    super().finish()
+                finally:
+                    bump("conns", "max_conns", -1)
+
+            def do_GET(self):
+                bump("active", "max_active", 1)
+                with lock:
+                    st["requests"] += 1
+                try:
+                    time.sleep(delay)
+                    body = b'{"ok": true}'
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                finally:
+                    bump("active", "max_active", -1)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ConnectionBoundTest(UpstreamTestCase):
+    def slow(self, delay):
+        s = SlowCounter(delay)
+        self.addCleanup(s.close)
+        return s
+
+    def burst(self, gw, n, path="/users/%d"):
+        return run_concurrently(n, lambda i: gw.get(path % (i + 1), timeout=15))
+
+    def test_requests_over_the_bound_wait_and_the_instance_never_sees_more(self):
+        slow = self.slow(0.3)
+        d = self.policies('''
+upstream "u" { servers = { "%s" }, max_connections = 2, connect_timeout = 5, timeout = 10 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % slow.url)
+        gw = self.gateway(d)
+        began = time.monotonic()
+        results = self.burst(gw, 8)
+        self.assertEqual([r.status for r in results], [200] * 8, results)
+        self.assertEqual(slow.state["requests"], 8)
+        # The bound holds at the socket: never more than 2 connections, 2 requests at once,
+        # so 8 requests of 0.3 s take at least 4 rounds.
+        self.assertLessEqual(slow.state["max_conns"], 2, slow.state)
+        self.assertEqual(slow.state["max_active"], 2, slow.state)
+        self.assertGreaterEqual(time.monotonic() - began, 1.1)
+
+    def test_without_a_bound_the_same_burst_goes_out_at_once(self):
+        # The control for the test above: it would see the burst if the bound did nothing.
+        slow = self.slow(0.3)
+        d = self.policies('''
+upstream "u" { servers = { "%s" }, connect_timeout = 5, timeout = 10 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % slow.url)
+        gw = self.gateway(d)
+        results = self.burst(gw, 8)
+        self.assertEqual([r.status for r in results], [200] * 8, results)
+        self.assertGreater(slow.state["max_active"], 2, slow.state)
+
+    def test_a_full_queue_or_a_wait_past_the_connect_timeout_is_a_clear_503(self):
+        slow = self.slow(1.0)
+        d = self.policies('''
+upstream "u" { servers = { "%s" }, max_connections = 1, connect_timeout = 0.3, timeout = 5 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % slow.url)
+        gw = self.gateway(d)
+        # One in flight, four wait (the queue holds 4 x max_connections x instances) and
+        # give up after the connect timeout, two find the queue full.
+        results = self.burst(gw, 7)
+        statuses = sorted(r.status for r in results)
+        self.assertEqual(statuses, [200] + [503] * 6, results)
+        self.assertEqual(slow.state["max_active"], 1, slow.state)
+        self.assertLessEqual(slow.state["max_conns"], 1, slow.state)
+        busy = [r for r in results if r.status == 503]
+        for r in busy:
+            self.assertIn("detail=upstream-busy", r.headers.get("cache-status", ""), r)
+        log = gw.output()
+        self.assertIn("upstream 'u': every instance at max_connections (1): the queue is full",
+                      log)
+        self.assertIn("upstream 'u': every instance at max_connections (1): no slot within "
+                      "the wait", log)
+        # Once the slot is free again, requests go through.
+        self.assertEqual(gw.get("/users/9", timeout=10).status, 200)
 
 
 class PostDropper:
