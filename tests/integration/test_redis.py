@@ -187,8 +187,14 @@ class RedisTierTest(RedisTestCase):
         gw.get("/noinfo")  # no Cache-Control, no validators: DEFAULT_TTL (2 s)
         self.wait_key(ENTRY + "users:3")
         self.wait_key(ENTRY + "user_profile:3")
-        keys = sorted(k.decode() for k in self.redis.cmd("KEYS", "*"))
-        noinfo = [k for k in keys if "noinfo" in k]
+        # The Redis write is in the background: wait for it (a 2 s ttl leaves time).
+        noinfo = []
+        deadline = time.monotonic() + 1.5
+        while not noinfo and time.monotonic() < deadline:
+            keys = sorted(k.decode() for k in self.redis.cmd("KEYS", "*"))
+            noinfo = [k for k in keys if "noinfo" in k]
+            if not noinfo:
+                time.sleep(0.02)
         self.assertEqual(len(noinfo), 1, keys)
 
         # Entries with validators (the example API sends ETag and Last-Modified)
