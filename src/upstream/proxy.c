@@ -35,7 +35,29 @@ struct proxy {
     /* Group fetches waiting for an instance below max_connections, oldest first (loop
      * thread only). */
     struct upstream_fetch *wait_head, *wait_tail;
+    /* Fetches whose transfer is in the multi handle (loop thread only), for proxy_destroy:
+     * curl_multi_cleanup does not free the easy handles still added. */
+    struct upstream_fetch *running;
 };
+
+static void running_link(struct proxy *p, struct upstream_fetch *f)
+{
+    f->run_prev = NULL;
+    f->run_next = p->running;
+    if (p->running) p->running->run_prev = f;
+    p->running = f;
+}
+
+static void running_unlink(struct proxy *p, struct upstream_fetch *f)
+{
+    if (f->run_prev) f->run_prev->run_next = f->run_next;
+    else p->running = f->run_next;
+    if (f->run_next) f->run_next->run_prev = f->run_prev;
+    f->run_prev = f->run_next = NULL;
+}
+
+static void fetch_release_transfer(struct upstream_fetch *f);
+static void wait_unlink(struct proxy *p, struct upstream_fetch *f);
 
 struct upstream_stream {
     pthread_mutex_t lock;
@@ -139,6 +161,20 @@ int proxy_create(struct io_loop *loop, const struct proxy_options *opts, struct 
 void proxy_destroy(struct proxy *p)
 {
     if (p == NULL) return;
+    /* What still runs or waits (health probes in flight; requests have drained) is
+     * released here and handed back through on_abandon. */
+    while (p->running != NULL) {
+        struct upstream_fetch *f = p->running;
+        fetch_release_transfer(f); /* unlinks it */
+        if (f->stream == NULL && f->on_abandon) f->on_abandon(f);
+    }
+    while (p->wait_head != NULL) {
+        struct upstream_fetch *f = p->wait_head;
+        io_timer_cancel(p->loop, f->wait_timer);
+        f->wait_timer = NULL;
+        wait_unlink(p, f);
+        if (f->on_abandon) f->on_abandon(f);
+    }
     if (p->timer) io_timer_cancel(p->loop, p->timer);
     for (int i = 0; i < p->n_easy_cache; i++) curl_easy_cleanup(p->easy_cache[i]);
     curl_multi_cleanup(p->multi);
@@ -284,6 +320,7 @@ static void fetch_release_transfer(struct upstream_fetch *f)
         f->curl_headers = NULL;
     }
     if (f->easy) {
+        running_unlink(f->proxy, f);
         curl_multi_remove_handle(f->proxy->multi, f->easy);
         recycle_easy(f->proxy, f->easy);
         f->easy = NULL;
@@ -670,6 +707,7 @@ static void start_attempt(struct proxy *p, struct upstream_fetch *f, const char 
         curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, f->method);
     }
     f->easy = easy;
+    running_link(p, f);
     f->status = 0;
     f->content_length = -1;
     atomic_fetch_add(&p->active, 1);

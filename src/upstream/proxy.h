@@ -76,6 +76,10 @@ struct upstream_fetch {
     size_t buffer_limit;        /* stream bodies longer than this; 0 = never stream */
     upstream_ready_fn on_ready; /* loop thread, exactly once */
     upstream_free_fn on_free;   /* called when a streamed fetch is finally freed */
+    /* Called by proxy_destroy, instead of on_ready, for a fetch still running or waiting
+     * (its transfer already released), so an owner that would free it in on_ready can
+     * free it then; NULL: the owner frees it itself (the request path drains first). */
+    upstream_free_fn on_abandon;
     void *arg;
     /* Where it goes (issue 13, upstream_set.h).  With group set, the proxy picks an
      * instance for each attempt, reports each attempt's outcome (passive health), and
@@ -112,13 +116,15 @@ struct upstream_fetch {
     int attempts;
     int64_t started_ms;
     struct upstream_fetch *wait_prev, *wait_next; /* waiting for a slot (group at its bound) */
+    struct upstream_fetch *run_prev, *run_next;   /* a transfer in the multi handle */
     struct io_timer *wait_timer;
     bool waiting;
     struct upstream_instance *tried[PROXY_MAX_ATTEMPTS]; /* owned references */
 };
 
 int proxy_create(struct io_loop *loop, const struct proxy_options *opts, struct proxy **out);
-/* Loop thread (or after the loop stopped): aborts transfers and frees. */
+/* Loop thread (or after the loop stopped): aborts the transfers still running, ends the
+ * fetches still waiting for a slot (on_abandon for both), and frees. */
 void proxy_destroy(struct proxy *proxy);
 
 /* Starts the transfer.  Any thread.  Returns 0 or a negative errno (then

@@ -183,6 +183,13 @@ static void upstream_probe_ready(struct upstream_fetch *f)
     upstream_probe_schedule(i, interval);
 }
 
+/* The proxy is going away with this probe in flight (proxy_destroy): free it. */
+static void upstream_probe_abandon(struct upstream_fetch *f)
+{
+    upstream_fetch_clear(f); /* drops f->instance's reference */
+    free(f);
+}
+
 static void upstream_probe_timer(void *arg)
 {
     struct upstream_instance *i = arg;
@@ -208,6 +215,7 @@ static void upstream_probe_timer(void *arg)
     f->connect_timeout_ms = timeout;
     f->timeout_ms = timeout;
     f->on_ready = upstream_probe_ready;
+    f->on_abandon = upstream_probe_abandon;
     f->arg = i;
     if (header_list_add(&f->req_headers, "User-Agent", "cachegw-health-check") != 0 ||
         proxy_submit(i->reg->o.proxy, f) != 0) {

@@ -473,6 +473,50 @@ route "GET /users/:id" { upstream = "u", bypass = true }
         self.assertEqual(gw.get("/users/9", timeout=10).status, 200)
 
 
+class Silent:
+    """Accepts connections and reads, but never answers: a probe to it stays in flight."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+
+    def close(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+class ShutdownTest(UpstreamTestCase):
+    def test_stopping_with_a_probe_in_flight_exits_cleanly(self):
+        """A probe still waiting for its answer at exit is freed (under the ASan build,
+        LeakSanitizer would report it and fail the exit status)."""
+        silent = Silent()
+        self.addCleanup(silent.close)
+        d = self.policies('''
+upstream "u" { servers = { "%s" },
+  health = { path = "/healthz", interval = 3, timeout = 3 } }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % silent.url)
+        gw = self.gateway(d)
+        wait_until(lambda: len(silent.conns) > 0, what="a probe in flight")
+        time.sleep(0.2)
+        self.assertEqual(gw.stop(), 0, gw.output())
+        self.assertNotIn("LeakSanitizer", gw.output())
+        self.assertIn("stopped cleanly", gw.output())
+
+
 class PostDropper:
     """Accepts connections, reads part of the request, then resets the connection."""
 
