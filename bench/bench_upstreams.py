@@ -2,6 +2,7 @@
 failover gap when an instance dies, side by side with nginx `upstream {}`.
 
     python3 bench/bench_upstreams.py [--build build-bench] [--seconds 10] [--latency-ms 2]
+                                     [--repeat 3]
 
 Every request is a miss (a bypass route, nginx without a cache), so the balancing path is
 what is measured: cachegw decides, picks an instance and forwards; nginx forwards.  The
@@ -9,12 +10,16 @@ example API instances simulate `--latency-ms` of database time per request.  fai
 runs for --seconds while one of three instances is killed (SIGKILL) at a third of the run;
 the report counts non-2xx answers and socket errors (cachegw with and without active health
 checks; nginx with max_fails=1 fail_timeout=10s and its default proxy_next_upstream, which
-retries a GET on the next server).
+retries a GET on the next server), and the slowest request (wrk's Max: a request that waited
+for a connect timeout shows here).  Every cell is measured --repeat times, each time with
+fresh processes; the report gives the median of each figure and every run's values.
 """
 
 import argparse
 import json
 import os
+import re
+import statistics
 import shutil
 import signal
 import socket
@@ -150,7 +155,24 @@ def wrk(port, seconds, conns=32, during=None):
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     if t is not None:
         t.join()
-    return parse_wrk(out)
+    r = parse_wrk(out)
+    # The thread stats' Latency line: Avg, Stdev, Max.
+    m = re.search(r"^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\b", out, re.M)
+    if m:
+        v, unit = float(m.group(1)), m.group(2)
+        r["max_ms"] = {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60000}[unit]
+    r["timeouts"] = int(re.search(r"timeout (\d+)", r["socket_errors"]).group(1)) \
+        if "timeout" in r["socket_errors"] else 0
+    return r
+
+
+def median_of(runs):
+    """The median of every numeric figure over the runs, and the runs themselves."""
+    out = {"runs": runs}
+    for k, v in runs[0].items():
+        if isinstance(v, (int, float)):
+            out[k] = statistics.median(r.get(k, 0) for r in runs)
+    return out
 
 
 def main():
@@ -158,43 +180,52 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--latency-ms", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     report = {"machine": machine(), "load_before": load_average(), "misses": {},
-              "failover": {}}
+              "failover": {}, "args": vars(args)}
 
-    for n in (1, 3):
-        procs = Procs()
-        try:
-            ports = start_apis(procs, args.build, n, args.latency_ms)
-            gw, ng = start_cachegw(procs, args.build, ports, False), start_nginx(procs, ports)
-            for name, port in (("cachegw", gw), ("nginx", ng)):
-                wrk(port, 2)  # warm the connections
-                r = wrk(port, args.seconds)
-                report["misses"][f"{name} x{n}"] = r
-                log(f"misses {name} x{n}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms")
-        finally:
-            procs.stop_all()
+    misses = {}
+    for rep in range(args.repeat):
+        for n in (1, 3):
+            procs = Procs()
+            try:
+                ports = start_apis(procs, args.build, n, args.latency_ms)
+                gw, ng = start_cachegw(procs, args.build, ports, False), start_nginx(procs, ports)
+                for name, port in (("cachegw", gw), ("nginx", ng)):
+                    wrk(port, 2)  # warm the connections
+                    r = wrk(port, args.seconds)
+                    misses.setdefault(f"{name} x{n}", []).append(r)
+                    log(f"[{rep + 1}/{args.repeat}] misses {name} x{n}: {r['rps']:.0f} req/s, "
+                        f"p99 {r['p99_ms']:.2f} ms")
+            finally:
+                procs.stop_all()
+    report["misses"] = {k: median_of(v) for k, v in misses.items()}
 
-    for name, health in (("cachegw passive", False), ("cachegw active", True),
-                         ("nginx max_fails=1", None)):
-        procs = Procs()
-        try:
-            ports = start_apis(procs, args.build, 3, args.latency_ms)
-            victim = procs.procs[1]
-            port = (start_nginx(procs, ports) if health is None
-                    else start_cachegw(procs, args.build, ports, health))
-            wrk(port, 1)
+    failover = {}
+    for rep in range(args.repeat):
+        for name, health in (("cachegw passive", False), ("cachegw active", True),
+                             ("nginx max_fails=1", None)):
+            procs = Procs()
+            try:
+                ports = start_apis(procs, args.build, 3, args.latency_ms)
+                victim = procs.procs[1]
+                port = (start_nginx(procs, ports) if health is None
+                        else start_cachegw(procs, args.build, ports, health))
+                wrk(port, 1)
 
-            def kill():
-                time.sleep(args.seconds / 3)
-                victim.kill()
+                def kill():
+                    time.sleep(args.seconds / 3)
+                    victim.kill()
 
-            r = wrk(port, args.seconds, during=kill)
-            report["failover"][name] = r
-            log(f"failover {name}: {r['requests']} requests, {r['non2xx']} non-2xx, "
-                f"socket errors: {r['socket_errors'] or 'none'}, p99 {r['p99_ms']:.2f} ms")
-        finally:
-            procs.stop_all()
+                r = wrk(port, args.seconds, during=kill)
+                failover.setdefault(name, []).append(r)
+                log(f"[{rep + 1}/{args.repeat}] failover {name}: {r['requests']} requests, "
+                    f"{r['non2xx']} non-2xx, socket errors: {r['socket_errors'] or 'none'}, "
+                    f"p99 {r['p99_ms']:.2f} ms, max {r.get('max_ms', 0):.0f} ms")
+            finally:
+                procs.stop_all()
+    report["failover"] = {k: median_of(v) for k, v in failover.items()}
     report["load_after"] = load_average()
     print(json.dumps(report, indent=2))
 
