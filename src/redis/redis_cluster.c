@@ -749,6 +749,9 @@ static int cop_send(struct cop *op)
 {
     struct redis_cluster *c = op->c;
     if (c->stopped) return -ENOTCONN;
+    /* Redirected before the slot map was known: wait for it (cop_resend polls). */
+    if (op->redirects > 0 && op->target < 0 && !atomic_load(&c->map_known) && !is_sentinel(c))
+        return -ENOTCONN;
     int i = op->target >= 0 ? op->target : route(c, op->slot);
     if (i < 0) {
         request_refresh(c);
@@ -818,12 +821,17 @@ static int parse_redirect(const char *s, int *slot, int *node, struct redis_clus
     memcpy(host, addr, hl);
     host[hl] = '\0';
     *slot = (int)sl;
-    *node = -1;
-    if (node_find(c, host, (int)port) < 0)
+    *node = node_find(c, host, (int)port);
+    if (*node < 0)
         for (int i = 0; i < c->n_aliases; i++)
             if (c->aliases[i].port == port && strcasecmp(c->aliases[i].host, host) == 0)
                 *node = c->aliases[i].node;
-    if (*node < 0) *node = node_get(c, host, (int)port);
+    if (*node >= 0) return 0;
+    /* A node not seen yet, before the slot map is known: the map will say
+     * how to reach it (over TLS, the address in a redirect may be an IP its
+     * certificate does not carry, and the map gives the name). */
+    if (!atomic_load(&c->map_known) && !is_sentinel(c)) return 1;
+    *node = node_get(c, host, (int)port);
     return *node >= 0 ? 0 : -1;
 }
 
@@ -840,7 +848,20 @@ static void cop_done(void *arg, const redisReply *r, const char *err)
         bool moved = strncmp(r->str, "MOVED ", 6) == 0, ask = strncmp(r->str, "ASK ", 4) == 0;
         if ((moved || ask) && op->redirects < CLUSTER_MAX_REDIRECTS) {
             int slot, node;
-            if (parse_redirect(r->str, &slot, &node, c) == 0) {
+            int pr = parse_redirect(r->str, &slot, &node, c);
+            if (pr == 1) {
+                /* Wait for the slot map, then go where it says. */
+                op->redirects++;
+                atomic_fetch_add(moved ? &c->moved : &c->ask, 1);
+                op->target = -1;
+                op->slot = slot;
+                op->asking = false;
+                op->wait_until_ms = clock_mono_ms() + c->opts.connect_timeout_ms;
+                request_refresh(c);
+                cop_wait(op, CLUSTER_WAIT_POLL_MS);
+                return;
+            }
+            if (pr == 0) {
                 op->redirects++;
                 if (moved) {
                     atomic_fetch_add(&c->moved, 1);

@@ -719,7 +719,10 @@ static void op_done(void *arg, const redisReply *r, const char *err)
     struct pool_op *op = arg;
     struct redis_pool *p = op->p;
     if (r != NULL && !op->is_ping) breaker_answered(p);
-    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+    /* A cluster's redirects are answers the router follows, not refusals. */
+    if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+        !(r->str && (strncmp(r->str, "MOVED ", 6) == 0 || strncmp(r->str, "ASK ", 4) == 0 ||
+                     strncmp(r->str, "TRYAGAIN", 8) == 0))) {
         char reason[200];
         snprintf(reason, sizeof reason, "error reply: %.150s", r->str ? r->str : "");
         note_error(p, REDIS_CONN_ERR_REFUSED, reason, true);
