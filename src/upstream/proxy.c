@@ -527,7 +527,13 @@ static void fetch_timeouts(struct proxy *p, const struct upstream_fetch *f, long
     *total_ms = t;
 }
 
-/* ---- the per-instance bound: waiting for a slot ---- */
+/* ---- the per-instance bound: waiting for a slot ----
+ *
+ * Done here rather than by libcurl: CURLMOPT_MAX_HOST_CONNECTIONS is one number for every
+ * host of the multi handle (UPSTREAM_URL's included), and queues a transfer on the instance
+ * already picked instead of letting the balancer choose one with room; CURLOPT_MAXCONNECTS
+ * on an easy handle is ignored inside a multi handle.  So the pick never takes an instance
+ * at its bound, and a fetch that finds them all full waits in this FIFO. */
 
 static void wait_unlink(struct proxy *p, struct upstream_fetch *f)
 {
