@@ -223,7 +223,7 @@ void cache_fetch_release(struct cache_fetch *cf, cache_fill_hook_fn hook, void *
 void cache_fetch_refresh(struct gateway *gw, const char *key, struct cache_object *stale,
                          const struct store_overrides *ov, const char *method, const char *uri,
                          const struct header_list *headers, const char *client_ip,
-                         const char *upstream)
+                         const char *upstream, char *const *tags, size_t n_tags)
 {
     struct flight *flight;
     if (!coalesce_try_lead(gw->coalescer, key, strlen(key), &flight)) return;
@@ -234,6 +234,8 @@ void cache_fetch_refresh(struct gateway *gw, const char *key, struct cache_objec
                                    .client_ip = client_ip,
                                    .stale = stale,
                                    .ov = ov,
+                                   .tags = tags,
+                                   .n_tags = n_tags,
                                    .flight = flight,
                                    .upstream = upstream};
     cache_fetch_start(gw, &in); /* finishes and frees itself on the loop */

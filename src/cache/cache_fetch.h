@@ -82,11 +82,12 @@ struct upstream_fetch *cache_fetch_take_upstream(struct cache_fetch *cf);
  * it is finished first if the owner has not, then freed. */
 void cache_fetch_release(struct cache_fetch *cf, cache_fill_hook_fn hook, void *hook_arg);
 
-/* Starts a background refresh of a stale entry unless one is running for key. */
+/* Starts a background refresh of a stale entry unless one is running for key.
+ * tags: the route's (copied), as a miss's fetch gets them. */
 void cache_fetch_refresh(struct gateway *gw, const char *key, struct cache_object *stale,
                          const struct store_overrides *ov, const char *method, const char *uri,
                          const struct header_list *headers, const char *client_ip,
-                         const char *upstream);
+                         const char *upstream, char *const *tags, size_t n_tags);
 
 /* 504 for an upstream timeout, 502 for any other failure. */
 int cache_fetch_error_status(const struct upstream_fetch *f);

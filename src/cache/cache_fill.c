@@ -50,6 +50,18 @@ static bool compress_opts_of(const struct config *cfg, struct compress_opts *o)
     return o->gzip || o->br;
 }
 
+/* True when the space-separated list has the tag t[0..len). */
+static bool tag_listed(const char *list, const char *t, size_t len)
+{
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n == len && memcmp(p, t, len) == 0) return true;
+        p += n;
+        while (*p == ' ') p++;
+    }
+    return false;
+}
+
 struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
                                 const char **reason)
 {
@@ -169,9 +181,15 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
     char tags[1024];
     size_t tlen = 0;
     tags[0] = '\0';
-    for (size_t i = 0; i < in->n_tags && tlen + strlen(in->tags[i]) + 2 < sizeof tags; i++)
+    for (size_t i = 0; i < in->n_tags; i++) {
+        if (tlen + strlen(in->tags[i]) + 2 >= sizeof tags) {
+            /* A tag we cannot record could not be invalidated: do not store. */
+            *reason = "tags-too-long";
+            goto done;
+        }
         tlen += (size_t)snprintf(tags + tlen, sizeof tags - tlen, "%s%s", tlen ? " " : "",
                                  in->tags[i]);
+    }
     char sk[sizeof tags];
     int sk_lines = headers_get_all(headers->items, headers->n, "surrogate-key", " ", sk, sizeof sk);
     if (sk_lines < 0 || (sk_lines > 0 && tlen + strlen(sk) + 2 >= sizeof tags)) {
@@ -181,6 +199,24 @@ struct cache_object *cache_fill(struct gateway *gw, const struct fill_input *in,
     }
     if (sk_lines > 0 && sk[0])
         tlen += (size_t)snprintf(tags + tlen, sizeof tags - tlen, "%s%s", tlen ? " " : "", sk);
+    /* A 304 keeps the entry's tags: they are its metadata, not one of the fields
+     * the 304 may replace (a background refresh may not know the route's). */
+    const char *old_tags = in->status == 304 && in->revalidated
+                               ? cache_object_field(in->revalidated, CACHE_FIELD_TAGS)
+                               : NULL;
+    for (const char *t = old_tags; t && *t;) {
+        size_t len = strcspn(t, " ");
+        if (len > 0 && !tag_listed(tags, t, len)) {
+            if (tlen + len + 2 >= sizeof tags) {
+                *reason = "tags-too-long";
+                goto done;
+            }
+            tlen += (size_t)snprintf(tags + tlen, sizeof tags - tlen, "%s%.*s", tlen ? " " : "",
+                                     (int)len, t);
+        }
+        t += len;
+        while (*t == ' ') t++;
+    }
     if (tlen > 0) kept[n++] = (struct http_header){CACHEGW_TAGS_HEADER, tags};
     /* Issue 12: the targeted field's directives rule reuse (cache_rules.h), and
      * compressed copies are made once, here (compress.h). */

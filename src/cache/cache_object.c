@@ -2,9 +2,11 @@
 #include "cache_object.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /*
  * Memory layout of one object (a single malloc block; charge is its size):
@@ -113,6 +115,28 @@ static int header_value_ok(const char *value, size_t len)
     return 1;
 }
 
+/* Internal metadata travels as reserved "x-cachegw-" fields (cache_key.h). */
+static const char *const FIELD_NAMES[CACHE_FIELD__COUNT] = {
+    [CACHE_FIELD_VARY] = "x-cachegw-vary",
+    [CACHE_FIELD_TAGS] = "x-cachegw-tags",
+    [CACHE_FIELD_CC] = "x-cachegw-cc",
+    [CACHE_FIELD_ENCODINGS] = "x-cachegw-enc",
+};
+
+static int is_internal(const char *name, size_t len)
+{
+    return len >= 10 && strncasecmp(name, "x-cachegw-", 10) == 0;
+}
+
+/* Points obj->fields at the internal fields' values. */
+static void index_fields(struct cache_object *obj)
+{
+    for (size_t i = obj->n_headers; i < obj->n_headers + obj->n_internal; i++)
+        for (int f = 0; f < CACHE_FIELD__COUNT; f++)
+            if (obj->fields[f] == NULL && strcmp(obj->headers[i].name, FIELD_NAMES[f]) == 0)
+                obj->fields[f] = obj->headers[i].value;
+}
+
 static int object_meta_ok(int status, const struct cache_meta *m)
 {
     if (status < 100 || status > 999) return 0;
@@ -132,7 +156,7 @@ static void set_keep(struct cache_object *obj)
     /* A Vary marker ("x-cachegw-vary", cache_rules.h) must outlive every variant it
      * leads to, or a stale variant could no longer be found to be revalidated: it is
      * kept as long as the longest variant retention below (a marker is a few bytes). */
-    if (cache_object_header(obj, "x-cachegw-vary") != NULL) {
+    if (cache_object_field(obj, CACHE_FIELD_VARY) != NULL) {
         obj->keep_ms = 86400000;
         return;
     }
@@ -155,6 +179,8 @@ static struct cache_object *object_alloc(const struct layout *l, int status, siz
     obj->status = status;
     obj->meta = *meta;
     obj->n_headers = n_headers;
+    obj->n_internal = 0;
+    for (int f = 0; f < CACHE_FIELD__COUNT; f++) obj->fields[f] = NULL;
     obj->headers = (struct http_header *)(base + l->headers_off);
     obj->key = base + l->key_off;
     obj->key_len = key_len;
@@ -208,11 +234,20 @@ struct cache_object *cache_object_build(const char *key, size_t key_len, int sta
 
     char *base = (char *)obj;
     char *cursor = base + l.strings_off;
-    for (size_t i = 0; i < n_headers; i++) {
-        obj->headers[i].name = copy_str(&cursor, headers[i].name, strlen(headers[i].name), 1);
-        obj->headers[i].value =
-            copy_str(&cursor, headers[i].value, strlen(headers[i].value), 0);
-    }
+    /* The response's fields first, then the internal ones (typed metadata). */
+    size_t k = 0;
+    for (int internal = 0; internal < 2; internal++)
+        for (size_t i = 0; i < n_headers; i++) {
+            size_t nl = strlen(headers[i].name);
+            if (is_internal(headers[i].name, nl) != internal) continue;
+            obj->headers[k].name = copy_str(&cursor, headers[i].name, nl, 1);
+            obj->headers[k].value =
+                copy_str(&cursor, headers[i].value, strlen(headers[i].value), 0);
+            k++;
+            if (internal) obj->n_internal++;
+        }
+    obj->n_headers = n_headers - obj->n_internal;
+    index_fields(obj);
     cursor = base + l.key_off;
     copy_str(&cursor, key, key_len, 0);
     cursor = base + l.body_off;
@@ -240,10 +275,18 @@ void cache_object_unref(struct cache_object *obj)
 
 static int ascii_lower(int c) { return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c; }
 
+const char *cache_object_field(const struct cache_object *obj, enum cache_field f)
+{
+    return obj != NULL && f >= 0 && f < CACHE_FIELD__COUNT ? obj->fields[f] : NULL;
+}
+
 const char *cache_object_header(const struct cache_object *obj, const char *name)
 {
     if (obj == NULL || name == NULL) return NULL;
-    for (size_t i = 0; i < obj->n_headers; i++) {
+    bool internal = is_internal(name, strlen(name));
+    size_t from = internal ? obj->n_headers : 0;
+    size_t to = internal ? obj->n_headers + obj->n_internal : obj->n_headers;
+    for (size_t i = from; i < to; i++) {
         /* Stored names are already lower-case; only the query needs folding.  The
          * comparison is ASCII-only on purpose, independent of the C locale. */
         const char *a = obj->headers[i].name;
@@ -361,7 +404,8 @@ int cache_object_encode(const struct cache_object *obj, char **out, size_t *out_
      * sums cannot overflow; check anyway so the code does not depend on it. */
     size_t len = WIRE_FIXED_LEN;
     if (size_add(&len, obj->key_len) != 0 || size_add(&len, obj->body_len) != 0) return -ENOMEM;
-    for (size_t i = 0; i < obj->n_headers; i++) {
+    size_t n_all = obj->n_headers + obj->n_internal; /* internal fields travel as fields */
+    for (size_t i = 0; i < n_all; i++) {
         size_t n = WIRE_HEADER_PREFIX_LEN + strlen(obj->headers[i].name) +
                    strlen(obj->headers[i].value);
         if (size_add(&len, n) != 0) return -ENOMEM;
@@ -379,11 +423,11 @@ int cache_object_encode(const struct cache_object *obj, char **out, size_t *out_
     p = put_u64(p, (uint64_t)m->swr_ms);
     p = put_u64(p, (uint64_t)m->sie_ms);
     p = put_u64(p, m->gen);
-    p = put_u32(p, (uint32_t)obj->n_headers);
+    p = put_u32(p, (uint32_t)n_all);
     p = put_u32(p, (uint32_t)obj->key_len);
     p = put_u64(p, (uint64_t)obj->body_len);
     p = put_bytes(p, obj->key, obj->key_len);
-    for (size_t i = 0; i < obj->n_headers; i++) {
+    for (size_t i = 0; i < n_all; i++) {
         size_t nl = strlen(obj->headers[i].name);
         size_t vl = strlen(obj->headers[i].value);
         p = put_u32(p, (uint32_t)nl);
@@ -457,18 +501,30 @@ int cache_object_decode(const char *buf, size_t len, struct cache_object **out)
 
     char *base = (char *)obj;
     char *cursor = base + l.strings_off;
-    pos = headers_pos;
-    for (uint32_t i = 0; i < n_headers; i++) {
-        uint32_t nl = get_u32(b + pos);
-        uint32_t vl = get_u32(b + pos + 4);
-        pos += WIRE_HEADER_PREFIX_LEN;
-        /* Names are lower-cased again so a value written by a foreign encoder
-         * still satisfies the lower-case invariant. */
-        obj->headers[i].name = copy_str(&cursor, buf + pos, nl, 1);
-        pos += nl;
-        obj->headers[i].value = copy_str(&cursor, buf + pos, vl, 0);
-        pos += vl;
+    /* The response's fields first, then the internal ones, as cache_object_build. */
+    size_t k = 0;
+    for (int internal = 0; internal < 2; internal++) {
+        pos = headers_pos;
+        for (uint32_t i = 0; i < n_headers; i++) {
+            uint32_t nl = get_u32(b + pos);
+            uint32_t vl = get_u32(b + pos + 4);
+            pos += WIRE_HEADER_PREFIX_LEN;
+            if (is_internal(buf + pos, nl) != internal) {
+                pos += (size_t)nl + vl;
+                continue;
+            }
+            /* Names are lower-cased again so a value written by a foreign encoder
+             * still satisfies the lower-case invariant. */
+            obj->headers[k].name = copy_str(&cursor, buf + pos, nl, 1);
+            pos += nl;
+            obj->headers[k].value = copy_str(&cursor, buf + pos, vl, 0);
+            pos += vl;
+            k++;
+            if (internal) obj->n_internal++;
+        }
     }
+    obj->n_headers = n_headers - obj->n_internal;
+    index_fields(obj);
     cursor = base + l.key_off;
     copy_str(&cursor, buf + key_pos, key_len, 0);
     cursor = base + l.body_off;

@@ -37,12 +37,28 @@ struct cache_meta {
     uint64_t gen;             /* store generation / invalidation sequence at store time */
 };
 
+/* The gateway's own metadata of a stored entry, kept apart from its response
+ * header fields: typed, never sent to a client, never seen by code that walks
+ * the response's fields.  On the wire (and in cache_object_build's input) each
+ * travels as a reserved "x-cachegw-" field; cache_key.h lists the names. */
+enum cache_field {
+    CACHE_FIELD_VARY,     /* a Vary marker: the Vary field list ("x-cachegw-vary") */
+    CACHE_FIELD_TAGS,     /* tags (surrogate keys), space-separated ("x-cachegw-tags") */
+    CACHE_FIELD_CC,       /* the targeted directives that decided freshness ("x-cachegw-cc") */
+    CACHE_FIELD_ENCODINGS, /* the layout of the stored encodings ("x-cachegw-enc") */
+    CACHE_FIELD__COUNT
+};
+
 struct cache_object {
     atomic_int refs;
     int status;
     struct cache_meta meta;
-    size_t n_headers;
-    struct http_header *headers; /* points inside the same allocation */
+    size_t n_headers;            /* the response's header fields only */
+    struct http_header *headers; /* points inside the same allocation; the
+                                    internal fields follow at [n_headers ..
+                                    n_headers + n_internal) */
+    size_t n_internal;
+    const char *fields[CACHE_FIELD__COUNT]; /* typed metadata values, or NULL */
     const char *key;             /* NUL-terminated, inside the allocation */
     size_t key_len;
     const char *body;            /* inside the allocation; may be empty */
@@ -71,8 +87,13 @@ struct cache_object *cache_object_build(const char *key, size_t key_len, int sta
 struct cache_object *cache_object_ref(struct cache_object *obj);
 void cache_object_unref(struct cache_object *obj);
 
-/* Returns the value of the first header named name (case-insensitive), or NULL. */
+/* Returns the value of the first header named name (case-insensitive), or NULL.
+ * An internal "x-cachegw-" name reads the metadata, any other the response's
+ * fields. */
 const char *cache_object_header(const struct cache_object *obj, const char *name);
+
+/* The typed metadata value f, or NULL. */
+const char *cache_object_field(const struct cache_object *obj, enum cache_field f);
 
 /* Current age in seconds at wall time now_ms (RFC 9111 §4.2.3). */
 int64_t cache_object_age_s(const struct cache_object *obj, int64_t now_ms);

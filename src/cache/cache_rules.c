@@ -518,10 +518,10 @@ static bool stored_cc_has(const struct cache_object *obj, const char *token)
 {
     char cc[LIST_MAX];
     /* A targeted field decided this response's freshness: its directives rule reuse too. */
-    const char *field = cache_object_header(obj, CACHE_RULES_EFFECTIVE_CC_HEADER)
-                            ? CACHE_RULES_EFFECTIVE_CC_HEADER
-                            : "cache-control";
-    int lines = headers_get_all(obj->headers, obj->n_headers, field, ", ", cc, sizeof cc);
+    const char *targeted = cache_object_field(obj, CACHE_FIELD_CC);
+    if (targeted != NULL) return headers_has_token(targeted, token);
+    int lines = headers_get_all(obj->headers, obj->n_headers, "cache-control", ", ", cc,
+                                sizeof cc);
     if (lines < 0) return true;
     return lines > 0 && headers_has_token(cc, token);
 }

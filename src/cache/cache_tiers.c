@@ -33,7 +33,7 @@ static bool entry_void(struct gateway *gw, const struct cache_lookup *lk,
                        const struct cache_object *obj)
 {
     if (gw->inval && !inval_index_valid(gw->inval, obj)) return true;
-    return cache_object_header(obj, CACHE_RULES_VARY_HEADER) == NULL &&
+    return cache_object_field(obj, CACHE_FIELD_VARY) == NULL &&
            obj->meta.stored_at_ms < lk->marker_stored_at;
 }
 
@@ -43,7 +43,7 @@ static bool entry_void(struct gateway *gw, const struct cache_lookup *lk,
 static int follow_marker(struct cache_lookup *lk, const struct cache_object *marker)
 {
     char variant[2048];
-    const char *vary = cache_object_header(marker, CACHE_RULES_VARY_HEADER);
+    const char *vary = cache_object_field(marker, CACHE_FIELD_VARY);
     lk->marker_stored_at = marker->meta.stored_at_ms;
     if (lk->req_headers == NULL ||
         cache_rules_variant_key(lk->key, vary, lk->req_headers, variant, sizeof variant) != 0)
@@ -97,12 +97,12 @@ int cache_tiers_lookup(struct gateway *gw, struct cache_lookup *lk)
     lk->gw = gw;
     set_result(lk, NULL, CACHE_TIER_NONE, CACHE_MISS);
     struct cache_object *obj = l1_read(gw, lk, now);
-    if (obj && cache_object_header(obj, CACHE_RULES_VARY_HEADER) != NULL) {
+    if (obj && cache_object_field(obj, CACHE_FIELD_VARY) != NULL) {
         int rc = follow_marker(lk, obj);
         cache_object_unref(obj);
         obj = rc == 0 ? l1_read(gw, lk, now) : NULL;
         /* A marker behind a marker is not ours to follow. */
-        if (obj && cache_object_header(obj, CACHE_RULES_VARY_HEADER) != NULL) {
+        if (obj && cache_object_field(obj, CACHE_FIELD_VARY) != NULL) {
             cache_object_unref(obj);
             obj = NULL;
         }
@@ -152,7 +152,7 @@ static void lookup_l2_done(void *arg, struct cache_object *obj, int err)
         cache_object_unref(obj);
         obj = NULL;
     }
-    if (obj && cache_object_header(obj, CACHE_RULES_VARY_HEADER) != NULL) {
+    if (obj && cache_object_field(obj, CACHE_FIELD_VARY) != NULL) {
         /* A Vary marker from Redis: keep it in memory, then read our variant. */
         if (gw->l1) store_l1_put(gw->l1, obj, now);
         bool again = !lk->followed_in_redis && follow_marker(lk, obj) == 0;
@@ -205,7 +205,7 @@ bool cache_tiers_marker_current(struct gateway *gw, const char *base, size_t bas
 {
     if (gw->l1 == NULL) return false;
     struct cache_object *old = store_l1_get(gw->l1, base, base_len, now_ms);
-    const char *old_vary = old ? cache_object_header(old, CACHE_RULES_VARY_HEADER) : NULL;
+    const char *old_vary = old ? cache_object_field(old, CACHE_FIELD_VARY) : NULL;
     bool keep = old_vary && strcmp(old_vary, vary) == 0 &&
                 (gw->inval == NULL || inval_index_valid(gw->inval, old));
     cache_object_unref(old);
@@ -509,7 +509,7 @@ static bool has_tag(const struct cache_object *obj, void *arg)
 {
     const char *tag = arg;
     size_t len = strlen(tag);
-    const char *p = cache_object_header(obj, CACHEGW_TAGS_HEADER);
+    const char *p = cache_object_field(obj, CACHE_FIELD_TAGS);
     while (p != NULL && *p != '\0') {
         size_t n = strcspn(p, " ");
         if (n == len && memcmp(p, tag, len) == 0) return true;

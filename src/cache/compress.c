@@ -151,7 +151,7 @@ int compress_layout_of(const struct cache_object *obj, struct compress_layout *o
 {
     memset(out, 0, sizeof *out);
     out->identity_len = obj->body_len;
-    const char *v = cache_object_header(obj, COMPRESS_HEADER);
+    const char *v = cache_object_field(obj, CACHE_FIELD_ENCODINGS);
     if (v == NULL) return 0;
     struct compress_layout l = {0};
     const char *p = v;

@@ -202,7 +202,7 @@ bool inval_index_valid(const struct inval_index *cidx, const struct cache_object
             if (r && gen < r->seq) valid = false;
         }
     }
-    const char *tags = idx->tags.n > 0 ? cache_object_header(obj, CACHEGW_TAGS_HEADER) : NULL;
+    const char *tags = idx->tags.n > 0 ? cache_object_field(obj, CACHE_FIELD_TAGS) : NULL;
     while (valid && tags && *tags) {
         while (*tags == ' ') tags++;
         const char *end = tags;

@@ -479,7 +479,7 @@ static json_t *entry_meta(const struct gateway *gw, const struct cache_object *o
     json_object_set_new(m, "invalidated",
                         json_boolean(gw->inval != NULL && !inval_index_valid(gw->inval, o)));
     json_t *tags = json_array();
-    const char *tv = cache_object_header(o, CACHEGW_TAGS_HEADER);
+    const char *tv = cache_object_field(o, CACHE_FIELD_TAGS);
     while (tags != NULL && tv != NULL && *tv != '\0') {
         size_t n = strcspn(tv, " ");
         if (n > 0) json_array_append_new(tags, json_stringn(tv, n));

@@ -436,7 +436,8 @@ static enum step_result step_lookup(struct request *r)
          * hook are not: the refresh completes on the I/O loop, where Lua never runs. */
         if (!(r->has_dec && r->dec.has_response_hook))
             cache_fetch_refresh(r->gw, r->lk.key, r->lk.obj, &r->ov, r->method, r->uri,
-                                &r->headers, r->client_ip, r->has_dec ? r->dec.upstream : NULL);
+                                &r->headers, r->client_ip, r->has_dec ? r->dec.upstream : NULL,
+                                r->has_dec ? r->dec.tags : NULL, r->has_dec ? r->dec.n_tags : 0);
         return deliver_stale(r, "stale-while-revalidate");
     case CACHE_REVALIDATE:
     case CACHE_MISS:
