@@ -96,7 +96,9 @@ static bool topology_ready(void *arg)
 {
     struct redis_topology t;
     redis_pool_get_topology(arg, &t);
-    return t.masters == 3 && redis_pool_available(arg);
+    /* Every master's pool up too: the map can be loaded before the pools of the
+     * nodes it names have connected (the topology test failed on that race). */
+    return t.masters == 3 && t.nodes_up >= 3 && redis_pool_available(arg);
 }
 
 static struct env e;
