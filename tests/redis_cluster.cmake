@@ -39,3 +39,13 @@ if(TEST unit.test_redis_cluster)
     LABELS "unit;redis"
     ENVIRONMENT "REDIS_CLUSTER_PORT_BASE=${REDIS_CLUSTER_PORT_BASE}")
 endif()
+
+# The busted cache module against the plain cluster (tests/lua/cache_cluster_spec.lua).
+if(TEST lua.busted)
+  set_tests_properties(lua.busted PROPERTIES
+    FIXTURES_REQUIRED redis_cluster
+    RESOURCE_LOCK redis_cluster)
+  math(EXPR CACHEGW_CLUSTER_SEED_PORT "${REDIS_CLUSTER_PORT_BASE} + 1")
+  set_property(TEST lua.busted APPEND PROPERTY ENVIRONMENT
+               "CACHEGW_CLUSTER_SEED=redis://127.0.0.1:${CACHEGW_CLUSTER_SEED_PORT}")
+endif()

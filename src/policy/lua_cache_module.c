@@ -1,7 +1,10 @@
 /* lua_cache_module.c - the `cache` module's backend in the loadable module for busted: see
  * lua_cache_backend.h.  It owns a memory tier and an invalidation index, and with REDIS_URL
  * (plain redis:// only) a synchronous hiredis connection: busted is not a gateway worker, so
- * blocking reads are fine here. */
+ * blocking reads are fine here.  On a Redis Cluster it follows MOVED and ASK (at most
+ * MAX_REDIRECTS per command) to the node named, over a connection per node opened on demand
+ * with the URL's credentials, so every key works whatever its slot; it keeps no slot map
+ * (a key on another node costs one redirect per command: fine for specs). */
 #include <hiredis/hiredis.h>
 #include <lauxlib.h>
 #include <math.h>
@@ -15,10 +18,21 @@
 #include "redis_url.h"
 #include "store_l1.h"
 
+enum { MAX_REDIRECTS = 5, MAX_NODES = 16 };
+
+struct module_node {
+    char host[256];
+    int port;
+    redisContext *ctx;
+};
+
 struct lua_cache_be {
     struct store_l1 *l1;
     struct inval_index *inval;
-    redisContext *redis;
+    redisContext *redis; /* the seed */
+    char *user, *password;
+    struct module_node nodes[MAX_NODES]; /* other cluster nodes, opened on redirects */
+    size_t n_nodes;
     char *prefix;
     size_t max_value;
     uint64_t hits, misses;
@@ -39,6 +53,62 @@ uint64_t lua_cache_be_gen(const struct mstate *st)
 static bool redis_up(const struct mstate *st)
 {
     return st->be->redis != NULL && !st->be->redis->err;
+}
+
+static redisContext *node_connect(const char *host, int port, const char *user,
+                                  const char *password, int db);
+
+/* The connection to host:port: the seed's, or one opened now (NULL when it fails). */
+static redisContext *node_ctx(struct lua_cache_be *be, const char *host, int port)
+{
+    for (size_t i = 0; i < be->n_nodes; i++)
+        if (be->nodes[i].port == port && strcmp(be->nodes[i].host, host) == 0)
+            return be->nodes[i].ctx && !be->nodes[i].ctx->err ? be->nodes[i].ctx : NULL;
+    if (be->n_nodes == MAX_NODES || strlen(host) >= sizeof be->nodes[0].host) return NULL;
+    struct module_node *n = &be->nodes[be->n_nodes++];
+    snprintf(n->host, sizeof n->host, "%s", host);
+    n->port = port;
+    n->ctx = node_connect(host, port, be->user, be->password, 0);
+    return n->ctx;
+}
+
+/* "MOVED <slot> <host>:<port>" or "ASK ...": the node named, or NULL. */
+static redisContext *redirect_target(struct lua_cache_be *be, const char *err, bool *ask)
+{
+    *ask = strncmp(err, "ASK ", 4) == 0;
+    if (!*ask && strncmp(err, "MOVED ", 6) != 0) return NULL;
+    const char *addr = strchr(err + (*ask ? 4 : 6), ' ');
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (colon == NULL) return NULL;
+    char host[256];
+    size_t hl = (size_t)(colon - addr - 1);
+    if (hl == 0 || hl >= sizeof host) return NULL;
+    memcpy(host, addr + 1, hl);
+    host[hl] = '\0';
+    int port = atoi(colon + 1);
+    if (port < 1 || port > 65535) return NULL;
+    return node_ctx(be, host, port);
+}
+
+/* One command, following cluster redirects.  The reply (or NULL) is the caller's. */
+static redisReply *module_command(struct mstate *st, int argc, const char **argv,
+                                  const size_t *lens)
+{
+    redisContext *c = st->be->redis;
+    bool ask = false;
+    for (int i = 0; c != NULL && i <= MAX_REDIRECTS; i++) {
+        if (ask) {
+            redisReply *a = redisCommand(c, "ASKING");
+            if (a) freeReplyObject(a);
+        }
+        redisReply *r = redisCommandArgv(c, argc, argv, lens);
+        if (r == NULL || r->type != REDIS_REPLY_ERROR || r->str == NULL) return r;
+        redisContext *next = redirect_target(st->be, r->str, &ask);
+        if (next == NULL) return r;
+        freeReplyObject(r);
+        c = next;
+    }
+    return NULL;
 }
 
 /* Prefix + namespaced key into a malloc'd buffer. */
@@ -62,7 +132,7 @@ static void redis_simple(struct mstate *st, const char *cmd, const char *k, size
     if (fk == NULL) return;
     const char *argv[2] = {cmd, fk};
     size_t lens[2] = {strlen(cmd), fl};
-    redisReply *r = redisCommandArgv(st->be->redis, 2, argv, lens);
+    redisReply *r = module_command(st, 2, argv, lens);
     if (r) freeReplyObject(r);
     free(fk);
 }
@@ -81,7 +151,7 @@ static struct cache_object *redis_read(struct mstate *st, const char *k, size_t 
     if (fk == NULL) return NULL;
     const char *argv[2] = {"GET", fk};
     size_t lens[2] = {3, fl};
-    redisReply *r = redisCommandArgv(st->be->redis, 2, argv, lens);
+    redisReply *r = module_command(st, 2, argv, lens);
     free(fk);
     struct cache_object *obj = NULL;
     if (r && r->type == REDIS_REPLY_STRING && cache_object_decode(r->str, r->len, &obj) == 0 &&
@@ -124,7 +194,7 @@ void lua_cache_be_store(struct mstate *st, struct cache_object *obj)
         snprintf(px, sizeof px, "%lld", (long long)(obj->meta.ttl_ms > 0 ? obj->meta.ttl_ms : 1));
         const char *argv[5] = {"SET", fk, val, "PX", px};
         size_t lens[5] = {3, fl, val_len, 2, strlen(px)};
-        redisReply *r = redisCommandArgv(st->be->redis, 5, argv, lens);
+        redisReply *r = module_command(st, 5, argv, lens);
         if (r) freeReplyObject(r);
     }
     free(val);
@@ -169,7 +239,7 @@ void lua_cache_be_invalidate_prefix(struct mstate *st, const char *p, size_t len
         for (size_t i = 0; i < keys->elements; i++) {
             const char *dargv[2] = {"DEL", keys->element[i]->str};
             size_t dlens[2] = {3, keys->element[i]->len};
-            redisReply *d = redisCommandArgv(st->be->redis, 2, dargv, dlens);
+            redisReply *d = module_command(st, 2, dargv, dlens);
             if (d) freeReplyObject(d);
         }
         freeReplyObject(r);
@@ -208,6 +278,12 @@ static int mstate_gc(lua_State *L)
     if (st->be == NULL) return 0;
     if (st->be->redis) redisFree(st->be->redis);
     st->be->redis = NULL;
+    for (size_t i = 0; i < st->be->n_nodes; i++)
+        if (st->be->nodes[i].ctx) redisFree(st->be->nodes[i].ctx);
+    st->be->n_nodes = 0;
+    free(st->be->user);
+    if (st->be->password) memset(st->be->password, 0, strlen(st->be->password));
+    free(st->be->password);
     if (st->be->l1) store_l1_destroy(st->be->l1);
     st->be->l1 = NULL;
     if (st->be->inval) inval_index_destroy(st->be->inval);
@@ -218,8 +294,42 @@ static int mstate_gc(lua_State *L)
     return 0;
 }
 
-/* REDIS_URL=redis://... (plain only): a synchronous connection, or NULL with a warning. */
-static redisContext *module_connect(void)
+/* A synchronous connection to host:port with AUTH and SELECT, or NULL with a warning. */
+static redisContext *node_connect(const char *host, int port, const char *user,
+                                  const char *password, int db)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (c == NULL || c->err) {
+        LOG_W("cache module: Redis connection failed: %s; using memory only",
+              c ? c->errstr : "out of memory");
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    bool ok = true;
+    if (password) {
+        redisReply *r = user ? redisCommand(c, "AUTH %s %s", user, password)
+                             : redisCommand(c, "AUTH %s", password);
+        ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r) freeReplyObject(r);
+    }
+    if (ok && db) {
+        redisReply *r = redisCommand(c, "SELECT %d", db);
+        ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r) freeReplyObject(r);
+    }
+    if (!ok) {
+        LOG_W("cache module: Redis refused AUTH/SELECT; using memory only");
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* REDIS_URL=redis://... (plain only): the seed's connection, or NULL with a warning.  The
+ * credentials are kept for the nodes a cluster redirects to. */
+static redisContext *module_connect(struct lua_cache_be *be)
 {
     const char *url = getenv("REDIS_URL");
     if (url == NULL || url[0] == '\0') return NULL;
@@ -234,34 +344,10 @@ static redisContext *module_connect(void)
         LOG_W("cache module: %s; using memory only", err);
         return NULL;
     }
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout(u.host, u.port, tv);
-    if (c == NULL || c->err) {
-        LOG_W("cache module: Redis connection failed: %s; using memory only",
-              c ? c->errstr : "out of memory");
-        if (c) redisFree(c);
-        redis_url_free(&u);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    bool ok = true;
-    if (u.password) {
-        redisReply *r = u.user ? redisCommand(c, "AUTH %s %s", u.user, u.password)
-                               : redisCommand(c, "AUTH %s", u.password);
-        ok = r && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-    }
-    if (ok && u.db) {
-        redisReply *r = redisCommand(c, "SELECT %d", u.db);
-        ok = r && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-    }
+    be->user = u.user ? strdup(u.user) : NULL;
+    be->password = u.password ? strdup(u.password) : NULL;
+    redisContext *c = node_connect(u.host, u.port, u.user, u.password, u.db);
     redis_url_free(&u);
-    if (!ok) {
-        LOG_W("cache module: Redis refused AUTH/SELECT; using memory only");
-        redisFree(c);
-        return NULL;
-    }
     return c;
 }
 
@@ -281,5 +367,5 @@ void lua_cache_be_init(lua_State *L, struct mstate *st)
     if (st->be->prefix == NULL || store_l1_create((size_t)64 << 20, 16, &st->be->l1) != 0 ||
         inval_index_create(&st->be->inval) != 0)
         luaL_error(L, "cache module: out of memory");
-    st->be->redis = module_connect();
+    st->be->redis = module_connect(st->be);
 }
