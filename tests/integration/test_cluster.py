@@ -99,6 +99,13 @@ class ClusterBasicsTest(ClusterTestCase):
         paths = ["/users/%d" % i for i in range(1, 61)]
         for p in paths:
             self.assertEqual(a.get(p).header("x-cache"), "MISS", p)
+
+        def stored():
+            return sum(len(cs.cmd(m, "KEYS", "cachegw:c:*", tls=tls))
+                       for m in cs.masters(ports, tls=tls))
+        # A writes Redis in the background after answering: wait for the 60 entries
+        # (B read one before A's SET landed once, on a loaded machine).
+        wait_until(lambda: stored() == 60, timeout=10, what="A's 60 entries in the cluster")
         # B never saw them: every one comes from the cluster, whatever its slot.
         for p in paths:
             r = b.get(p)
