@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "access_log.h"
@@ -514,11 +515,17 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
     return 0;
 }
 
+/* The listen socket handed back by MHD_quiesce_daemon.  It is shut down at once (new
+ * connections are refused) but closed only after MHD_stop_daemon: libmicrohttpd's worker
+ * threads remove it from their epoll sets lazily, and a descriptor closed before that makes
+ * epoll_ctl fail, which libmicrohttpd 0.9.75 treats as fatal (abort at SIGTERM, seen in CI). */
+static MHD_socket quiesced_fd = MHD_INVALID_SOCKET;
+
 void http_server_quiesce(struct gateway *gw)
 {
-    if (gw->daemon == NULL) return;
-    MHD_socket fd = MHD_quiesce_daemon(gw->daemon);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
+    if (gw->daemon == NULL || quiesced_fd != MHD_INVALID_SOCKET) return;
+    quiesced_fd = MHD_quiesce_daemon(gw->daemon);
+    if (quiesced_fd != MHD_INVALID_SOCKET) shutdown(quiesced_fd, SHUT_RDWR);
 }
 
 int http_server_active(const struct gateway *gw)
@@ -530,6 +537,8 @@ void http_server_stop(struct gateway *gw)
 {
     if (gw->daemon) MHD_stop_daemon(gw->daemon);
     gw->daemon = NULL;
+    if (quiesced_fd != MHD_INVALID_SOCKET) close(quiesced_fd);
+    quiesced_fd = MHD_INVALID_SOCKET;
     conn_guard_destroy(gw->guard);
     gw->guard = NULL;
     ip_set_free(gw->trusted_proxies);
