@@ -249,20 +249,28 @@ class QueryCostTest(SecTestCase):
 
     POLICY = {"q.lua": 'route "GET /qc" { key = "qc:{query}", ttl = 60 }\n'}
 
-    def median_hit_time(self, gw, target, n=150):
-        times = []
-        data = get_request(target)
-        self.sent(n + 1)
-        with RawConn(gw.port, timeout=5) as c:
-            c.send(data)
-            c.read_response()
+    def hit_times(self, gw, targets, n=150):
+        """Median hit time of each target, measured interleaved (one of each per round) so that
+        a load spike on the shared machine falls on both sides of the ratio."""
+        times = {t: [] for t in targets}
+        self.sent(len(targets) * (n + 1))
+        conns = {t: RawConn(gw.port, timeout=5) for t in targets}
+        try:
+            for t, c in conns.items():
+                c.send(get_request(t))
+                c.read_response()
             for _ in range(n):
-                t0 = time.perf_counter()
-                c.send(data)
-                r = c.read_response()
-                times.append(time.perf_counter() - t0)
-                self.assertEqual(r.header("x-cache"), "HIT")
-        return statistics.median(times)
+                for t, c in conns.items():
+                    data = get_request(t)
+                    t0 = time.perf_counter()
+                    c.send(data)
+                    r = c.read_response()
+                    times[t].append(time.perf_counter() - t0)
+                    self.assertEqual(r.header("x-cache"), "HIT")
+        finally:
+            for c in conns.values():
+                c.close()
+        return [statistics.median(times[t]) for t in targets]
 
     def test_128_params_cost_a_few_times_a_normal_request(self):
         gw = self.start(self.POLICY, workers=1)
@@ -270,14 +278,18 @@ class QueryCostTest(SecTestCase):
         params = [f"k%7E{127 - i:03d}=v%2f{i}" for i in range(128)]
         big = "/qc?" + "&".join(params)
         small = "/qc?page=1"
-        self.median_hit_time(gw, big, 20)  # warm-up
-        self.median_hit_time(gw, small, 20)
-        t_big = self.median_hit_time(gw, big)
-        t_small = self.median_hit_time(gw, small)
-        ratio = t_big / t_small
-        print(f"\n[measured] hit with 128 params {t_big * 1e6:.0f} us, with 1 param "
-              f"{t_small * 1e6:.0f} us: {ratio:.1f}x")
-        self.assertLess(ratio, 4.0)
+        self.hit_times(gw, [big, small], 20)  # warm-up
+        # Best of up to five rounds: a quadratic normalisation is slow in every round, a noisy
+        # neighbour on the shared CI machine is not.
+        ratios = []
+        for _ in range(5):
+            t_big, t_small = self.hit_times(gw, [big, small])
+            ratios.append(t_big / t_small)
+            print(f"\n[measured] hit with 128 params {t_big * 1e6:.0f} us, with 1 param "
+                  f"{t_small * 1e6:.0f} us: {ratios[-1]:.1f}x")
+            if ratios[-1] < 4.0:
+                break
+        self.assertLess(min(ratios), 4.0)
 
 
 if __name__ == "__main__":
