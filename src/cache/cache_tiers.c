@@ -22,7 +22,8 @@ void cache_tiers_stop(struct gateway *gw) { inval_sync_stop(gw); }
 
 bool cache_tiers_l2_available(const struct gateway *gw)
 {
-    return gw->l2 != NULL && redis_pool_available(gw->redis);
+    /* Not before this instance knows the invalidation records (inval_sync.h). */
+    return gw->l2 != NULL && redis_pool_available(gw->redis) && inval_sync_ready(gw);
 }
 
 /* ---- the lookup verdict ---- */
@@ -279,6 +280,10 @@ static void put_task_run(void *arg)
 void cache_tiers_l2_put(struct gateway *gw, struct cache_object *obj)
 {
     if (!cache_tiers_l2_available(gw)) return;
+    /* A fill that began before the records were known carries a generation
+     * they void: every instance would refuse it, and it would replace a good
+     * entry in Redis. */
+    if (gw->inval && !inval_index_valid(gw->inval, obj)) return;
     struct put_task *t = malloc(sizeof *t);
     if (t == NULL) return;
     t->gw = gw;

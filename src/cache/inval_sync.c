@@ -26,6 +26,7 @@
 #include "inval_sync.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,14 @@ struct inval_barrier {
 };
 
 struct inval_sync {
+    /* The Redis tier is offered (inval_sync_ready) only while this instance
+     * knows every invalidation record: after a records sync that began once
+     * the channel was subscribed, and again after each re-subscription's sync.
+     * Any thread reads it; the loop thread writes it. */
+    atomic_bool ready;
+    bool sync_started; /* a records sync was sent since start (first_sync stops polling) */
+    int64_t available_since_ms; /* first_sync: Redis answered, the channel not yet */
+    uint64_t round; /* the current records sync; older answers are ignored */
     uint64_t folds_persisted; /* folds already written to Redis */
     uint64_t issued; /* ids handed out (the last one) */
     uint64_t low; /* the lowest id not finished yet (issued + 1: none) */
@@ -167,9 +176,18 @@ static void on_remote_invalidation(void *arg, char kind, const char *key, size_t
         break;
     }
     case INVAL_RESYNC:
-        /* Messages may have been missed while unsubscribed. */
+        /* Messages may have been missed while unsubscribed: until the records
+         * are read again, an entry in Redis may be one a missed record covers,
+         * so the Redis tier is not used (memory and upstream answer). */
         LOG_I("invalidation channel re-established: clearing the memory tier");
+        atomic_store(&gw->inval_sync->ready, false);
         store_l1_clear(gw->l1);
+        sync_records(gw);
+        replay_pending(gw);
+        break;
+    case INVAL_SUBSCRIBED:
+        /* From now on every record reaches us: a sync that starts now leaves
+         * nothing out (docs/design.md, "Invalidation protocol"). */
         sync_records(gw);
         replay_pending(gw);
         break;
@@ -185,51 +203,119 @@ static void redis_name(const struct gateway *gw, const char *suffix, char *out, 
     snprintf(out, len, "%s%s", gw->cfg->redis_prefix ? gw->cfg->redis_prefix : "", suffix);
 }
 
-static void on_records(void *arg, const redisReply *reply, const char *err, bool tags)
+/* One records sync: four reads (the sequence's epoch, the prefix and tag
+ * records, the floor).  When all four are answered, the instance knows every
+ * record made before the sync began and the Redis tier is offered; when one
+ * was not (a timeout, a lost connection, a redirect that found no node), the
+ * sync is sent again, and until then the Redis tier is not used. */
+struct sync_round {
+    struct gateway *gw;
+    uint64_t id;
+    int pending;
+    bool failed;
+};
+
+#define SYNC_RETRY_MS 200
+
+static int64_t sync_refused_logged_ms;
+
+static void sync_retry(void *arg)
 {
-    struct gateway *gw = arg;
-    if (err || reply == NULL || reply->type != REDIS_REPLY_ARRAY) return;
-    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-        const redisReply *k = reply->element[i], *v = reply->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
-        uint64_t seq;
-        if (inval_index_parse_seq(v->str, v->len, &seq) != 0) {
-            refuse_value(tags ? "tag record" : "prefix record", v->str, v->len);
-            continue;
-        }
-        if (tags) inval_index_note_tag(gw->inval, k->str, k->len, seq);
-        else inval_index_note_prefix(gw->inval, k->str, k->len, seq);
+    struct sync_round *r = arg;
+    struct gateway *gw = r->gw;
+    uint64_t id = r->id;
+    free(r);
+    if (gw->inval_sync != NULL && gw->inval_sync->round == id) sync_records(gw);
+}
+
+/* A part of round r is answered (failed: it was not). */
+static void sync_part_done(struct sync_round *r, bool failed)
+{
+    if (failed) r->failed = true;
+    if (--r->pending > 0) return;
+    struct inval_sync *is = r->gw->inval_sync;
+    if (is == NULL || is->round != r->id) {
+        free(r); /* a newer sync replaced it */
+        return;
     }
+    if (r->failed) {
+        LOG_D("redis: the invalidation records sync was not answered: again in %d ms",
+              SYNC_RETRY_MS);
+        if (io_timer_start(r->gw->loop, SYNC_RETRY_MS, sync_retry, r) == NULL) free(r);
+        return;
+    }
+    if (!atomic_load(&is->ready))
+        LOG_D("redis: invalidation records synced (%zu held): the Redis tier is in use",
+              inval_index_records(r->gw->inval));
+    atomic_store(&is->ready, true);
+    free(r);
+}
+
+/* An error reply is an answer (NOPERM, WRONGTYPE: nothing better will come by
+ * asking again); it is logged.  No reply (err) is not. */
+static bool sync_reply_failed(const redisReply *reply, const char *err, const char *what)
+{
+    if (err != NULL || reply == NULL) return true;
+    if (reply->type == REDIS_REPLY_ERROR && log_now(&sync_refused_logged_ms))
+        LOG_W("redis: reading the invalidation %s was refused (%.150s): not applied", what,
+              reply->str);
+    return false;
+}
+
+static void on_records(struct sync_round *r, const redisReply *reply, const char *err, bool tags)
+{
+    struct gateway *gw = r->gw;
+    bool failed = sync_reply_failed(reply, err, tags ? "tag records" : "prefix records");
+    if (!failed && reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+            const redisReply *k = reply->element[i], *v = reply->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+            uint64_t seq;
+            if (inval_index_parse_seq(v->str, v->len, &seq) != 0) {
+                refuse_value(tags ? "tag record" : "prefix record", v->str, v->len);
+                continue;
+            }
+            if (tags) inval_index_note_tag(gw->inval, k->str, k->len, seq);
+            else inval_index_note_prefix(gw->inval, k->str, k->len, seq);
+        }
+    }
+    sync_part_done(r, failed);
 }
 
 static void on_floor(void *arg, const redisReply *reply, const char *err)
 {
-    struct gateway *gw = arg;
-    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_STRING) return;
+    struct sync_round *r = arg;
+    bool failed = sync_reply_failed(reply, err, "floor");
     uint64_t floor;
-    if (inval_index_parse_seq(reply->str, reply->len, &floor) != 0) {
-        refuse_value("invalidation floor", reply->str, reply->len);
-        return;
+    if (!failed && reply->type == REDIS_REPLY_STRING) {
+        if (inval_index_parse_seq(reply->str, reply->len, &floor) != 0)
+            refuse_value("invalidation floor", reply->str, reply->len);
+        else
+            inval_index_raise_floor(r->gw->inval, floor);
     }
-    inval_index_raise_floor(gw->inval, floor);
+    sync_part_done(r, failed);
 }
 
 /* HMGET {inv}:seq epoch seq: the epoch and the global sequence now. */
 static void on_seq_state(void *arg, const redisReply *reply, const char *err)
 {
-    struct gateway *gw = arg;
-    if (err != NULL || reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2)
-        return;
-    const redisReply *e = reply->element[0], *q = reply->element[1];
-    if (e->type != REDIS_REPLY_STRING || q->type != REDIS_REPLY_STRING) return; /* none yet */
-    uint64_t seq;
-    if (inval_index_parse_seq(q->str, q->len, &seq) != 0) {
-        refuse_value("invalidation sequence", q->str, q->len);
-        return;
+    struct sync_round *r = arg;
+    bool failed = sync_reply_failed(reply, err, "sequence");
+    if (!failed && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+        const redisReply *e = reply->element[0], *q = reply->element[1];
+        uint64_t seq;
+        if (e->type != REDIS_REPLY_STRING || q->type != REDIS_REPLY_STRING) {
+            /* none yet */
+        } else if (inval_index_parse_seq(q->str, q->len, &seq) != 0) {
+            refuse_value("invalidation sequence", q->str, q->len);
+        } else {
+            /* The sequence itself only needs to be sane: the records carry
+             * what matters, and the script never goes below the caller's
+             * current. */
+            check_epoch(r->gw, e->str, e->len);
+        }
     }
-    /* The sequence itself only needs to be sane: the records carry what
-     * matters, and the script never goes below the caller's current. */
-    check_epoch(gw, e->str, e->len);
+    sync_part_done(r, failed);
 }
 
 static void ignore_reply(void *arg, const redisReply *reply, const char *err) {}
@@ -261,51 +347,85 @@ static void persist_fold(struct gateway *gw)
     }
 }
 
-static void on_prefix_records(void *arg, const redisReply *r, const char *err)
+static void on_prefix_records(void *arg, const redisReply *reply, const char *err)
 {
-    on_records(arg, r, err, false);
+    on_records(arg, reply, err, false);
 }
 
-static void on_tag_records(void *arg, const redisReply *r, const char *err)
+static void on_tag_records(void *arg, const redisReply *reply, const char *err)
 {
-    on_records(arg, r, err, true);
+    on_records(arg, reply, err, true);
 }
 
-/* Loop thread: loads the records other instances made while we were away. */
+/* One read of round r; one that cannot be sent counts as not answered. */
+static void sync_send(struct sync_round *r, int argc, const char **argv, const size_t *lens,
+                      redis_reply_fn fn)
+{
+    r->pending++;
+    if (redis_pool_command(r->gw->redis, argc, argv, lens, fn, r) != 0) sync_part_done(r, true);
+}
+
+/* Loop thread: loads the records other instances made while we were away (a
+ * new round: the answers of an older one still in flight are ignored). */
 static void sync_records(struct gateway *gw)
 {
+    struct sync_round *r = malloc(sizeof *r);
+    if (r == NULL) return;
+    struct inval_sync *is = gw->inval_sync;
+    is->sync_started = true;
+    /* pending starts at 1 for the sending itself, so that an answer that
+     * comes at once (or a send that fails) cannot finish the round early. */
+    *r = (struct sync_round){.gw = gw, .id = ++is->round, .pending = 1};
     char name[512];
-    const char *argv[2] = {"HGETALL", name};
-    size_t lens[2] = {7, 0};
     redis_name(gw, INV_SEQ, name, sizeof name);
     const char *hm[4] = {"HMGET", name, "epoch", "seq"};
     size_t hm_lens[4] = {5, strlen(name), 5, 3};
-    redis_pool_command(gw->redis, 4, hm, hm_lens, on_seq_state, gw);
+    sync_send(r, 4, hm, hm_lens, on_seq_state);
+    const char *argv[2] = {"HGETALL", name};
+    size_t lens[2] = {7, 0};
     redis_name(gw, INV_PREFIXES, name, sizeof name);
     lens[1] = strlen(name);
-    redis_pool_command(gw->redis, 2, argv, lens, on_prefix_records, gw);
+    sync_send(r, 2, argv, lens, on_prefix_records);
     redis_name(gw, INV_TAGS, name, sizeof name);
     lens[1] = strlen(name);
-    redis_pool_command(gw->redis, 2, argv, lens, on_tag_records, gw);
+    sync_send(r, 2, argv, lens, on_tag_records);
     const char *get[2] = {"GET", name};
     size_t get_lens[2] = {3, 0};
     redis_name(gw, INV_FLOOR, name, sizeof name);
     get_lens[1] = strlen(name);
-    redis_pool_command(gw->redis, 2, get, get_lens, on_floor, gw);
+    sync_send(r, 2, get, get_lens, on_floor);
+    sync_part_done(r, false);
 }
 
-/* Loop thread: syncs once Redis first answers (then '*' keeps it in sync). */
+/* Loop thread, every 20 ms until the first sync is sent: Redis answers and
+ * the channel is subscribed (INVAL_SUBSCRIBED starts the sync then), or
+ * Redis has answered for the connect timeout without the channel coming up
+ * (SUBSCRIBE refused or its node away): then the records are read anyway,
+ * as a best effort; the subscription's first confirmation syncs again. */
+#define FIRST_SYNC_POLL_MS 20
+
 static void first_sync(void *arg)
 {
     struct gateway *gw = arg;
+    struct inval_sync *is = gw->inval_sync;
+    if (is == NULL || is->sync_started) return;
     if (redis_pool_available(gw->redis)) {
-        sync_records(gw);
-        replay_pending(gw);
-        return;
+        int64_t now = clock_mono_ms();
+        if (is->available_since_ms == 0) is->available_since_ms = now;
+        int wait_ms = gw->cfg && gw->cfg->redis_connect_timeout_ms > 0
+                          ? gw->cfg->redis_connect_timeout_ms
+                          : 2000;
+        if (now - is->available_since_ms >= wait_ms) {
+            LOG_W("redis: the invalidation channel is not subscribed %d ms after Redis "
+                  "answered: reading the invalidation records without it",
+                  wait_ms);
+            sync_records(gw);
+            replay_pending(gw);
+            return;
+        }
     }
-    io_timer_start(gw->loop, 200, first_sync, gw);
+    io_timer_start(gw->loop, FIRST_SYNC_POLL_MS, first_sync, gw);
 }
-
 
 /* ---- invalidation ---- */
 
@@ -672,6 +792,12 @@ int inval_sync_after(struct gateway *gw, inval_sync_done_fn fn, void *arg)
         return -ENOMEM;
     }
     return 0;
+}
+
+bool inval_sync_ready(const struct gateway *gw)
+{
+    if (gw->l2 == NULL) return true;
+    return gw->inval_sync != NULL && atomic_load(&gw->inval_sync->ready);
 }
 
 int inval_sync_start(struct gateway *gw)

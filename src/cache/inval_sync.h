@@ -27,6 +27,7 @@ enum inval_kind {
     INVAL_PREFIX = 'P',     /* a sequenced prefix record: "<epoch>:<seq>:<prefix>" */
     INVAL_TAG = 'T',        /* a sequenced tag record: "<epoch>:<seq>:<tag>" */
     INVAL_RESYNC = '*',     /* the channel was re-established: messages may be lost */
+    INVAL_SUBSCRIBED = '+', /* the channel is subscribed for the first time */
 };
 
 /* Start-up (before the loop runs): creates gw->inval_sync and, with a Redis
@@ -41,6 +42,15 @@ void inval_sync_stop(struct gateway *gw);
 void inval_sync_invalidate_key(struct gateway *gw, const char *key);
 void inval_sync_invalidate_prefix(struct gateway *gw, const char *prefix);
 void inval_sync_invalidate_tag(struct gateway *gw, const char *tag);
+
+/* Whether the Redis tier may be used: this instance knows every invalidation
+ * record, i.e. a records sync that began once the channel was subscribed has
+ * been answered (and, after a re-subscription, the sync it caused).  Until
+ * then an entry read from Redis could be one a record covers, and a fill
+ * would carry a generation below the records, which every synced instance
+ * refuses (docs/design.md, "Invalidation protocol").  True without a Redis
+ * tier.  Any thread. */
+bool inval_sync_ready(const struct gateway *gw);
 
 /* Read-your-writes across instances (issue 10; docs/design.md, "Redis Cluster
  * and Sentinel"): fn(arg) runs once, on the I/O loop thread, when every

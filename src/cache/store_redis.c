@@ -27,6 +27,7 @@ struct store_redis {
     struct redis_sub *sub;
     store_redis_invalidation_fn on_invalidation;
     void *invalidation_arg;
+    bool subscribed_once; /* loop thread: the '+' was delivered */
 
     atomic_uint_fast64_t hits, misses, errors, decode_failures, stores, too_big;
     atomic_uint_fast64_t invalidations_sent, invalidations_received;
@@ -697,9 +698,16 @@ static void on_message(void *arg, const char *payload, size_t len)
 static void on_sub_state(void *arg, bool subscribed, bool after_gap)
 {
     struct store_redis *s = arg;
-    if (subscribed && after_gap) {
+    if (!subscribed) return;
+    bool first = !s->subscribed_once;
+    s->subscribed_once = true;
+    if (after_gap) {
         LOG_D("redis: invalidation channel re-subscribed after a gap: telling the owner");
         if (s->on_invalidation) s->on_invalidation(s->invalidation_arg, '*', NULL, 0);
+    } else if (first) {
+        /* Every message reaches us from now on: the owner reads what was
+         * recorded before (inval_sync.c). */
+        if (s->on_invalidation) s->on_invalidation(s->invalidation_arg, '+', NULL, 0);
     }
 }
 

@@ -29,6 +29,9 @@
  * only OTHER instances act on them.  When the subscription is re-established
  * after a gap (a failed attempt or a dropped session), messages may have been
  * missed: the callback gets kind '*' (no key), meaning "drop your memory tier".
+ * The first confirmation of the subscription (without a gap) gives kind '+'
+ * (no key): every message reaches this instance from then on, so records read
+ * after it miss nothing (inval_sync.c syncs them then).
  *
  * All operations fail at once (< 0, no callback) when Redis is unavailable, so
  * callers fall back to the memory tier without waiting.
@@ -138,9 +141,9 @@ int store_redis_purge_all(struct store_redis *s, store_redis_count_fn fn, void *
 
 /* kind: 'k' (exact key), 'p' (key prefix; the empty prefix, sent by purge-all, is every
  * key), 'P' / 'T' (sequenced prefix / tag
- * invalidation, key = "<seq>:<prefix or tag>", published by cache_tiers), or
+ * invalidation, key = "<seq>:<prefix or tag>", published by cache_tiers),
  * '*' (key NULL, len 0: messages may have been missed; drop the whole memory
- * tier). */
+ * tier), or '+' (key NULL, len 0: subscribed for the first time). */
 typedef void (*store_redis_invalidation_fn)(void *arg, char kind, const char *key, size_t key_len);
 
 /* Publishes an invalidation ('k' or 'p') for other instances.  Fire and
