@@ -59,8 +59,10 @@ struct inval_sync {
      * the channel was subscribed, and again after each re-subscription's sync.
      * Any thread reads it; the loop thread writes it. */
     atomic_bool ready;
-    bool sync_started; /* a records sync was sent since start (first_sync stops polling) */
-    int64_t available_since_ms; /* first_sync: Redis answered, the channel not yet */
+    bool sync_started; /* a records sync was sent since start */
+    bool watching; /* sync_watch is armed (while not ready) */
+    int64_t waiting_since_ms; /* sync_watch: Redis answers, the records are not read yet */
+    int retry_ms; /* the next failed sync is sent again after this (backs off) */
     uint64_t round; /* the current records sync; older answers are ignored */
     uint64_t folds_persisted; /* folds already written to Redis */
     uint64_t issued; /* ids handed out (the last one) */
@@ -79,6 +81,7 @@ static void sync_records(struct gateway *gw);
 static void persist_fold(struct gateway *gw);
 static void replay_pending(struct gateway *gw);
 static void first_sync_task(void *arg);
+static void watch_start(struct gateway *gw);
 
 #define INV_SEQ "{inv}:seq"
 #define INV_PREFIXES "{inv}:p"
@@ -181,6 +184,7 @@ static void on_remote_invalidation(void *arg, char kind, const char *key, size_t
          * so the Redis tier is not used (memory and upstream answer). */
         LOG_I("invalidation channel re-established: clearing the memory tier");
         atomic_store(&gw->inval_sync->ready, false);
+        watch_start(gw);
         store_l1_clear(gw->l1);
         sync_records(gw);
         replay_pending(gw);
@@ -215,7 +219,8 @@ struct sync_round {
     bool failed;
 };
 
-#define SYNC_RETRY_MS 200
+#define SYNC_RETRY_MIN_MS 200
+#define SYNC_RETRY_MAX_MS 5000
 
 static int64_t sync_refused_logged_ms;
 
@@ -239,14 +244,17 @@ static void sync_part_done(struct sync_round *r, bool failed)
         return;
     }
     if (r->failed) {
+        if (is->retry_ms < SYNC_RETRY_MIN_MS) is->retry_ms = SYNC_RETRY_MIN_MS;
         LOG_D("redis: the invalidation records sync was not answered: again in %d ms",
-              SYNC_RETRY_MS);
-        if (io_timer_start(r->gw->loop, SYNC_RETRY_MS, sync_retry, r) == NULL) free(r);
+              is->retry_ms);
+        if (io_timer_start(r->gw->loop, (uint64_t)is->retry_ms, sync_retry, r) == NULL) free(r);
+        is->retry_ms = is->retry_ms * 2 > SYNC_RETRY_MAX_MS ? SYNC_RETRY_MAX_MS : is->retry_ms * 2;
         return;
     }
     if (!atomic_load(&is->ready))
         LOG_D("redis: invalidation records synced (%zu held): the Redis tier is in use",
               inval_index_records(r->gw->inval));
+    is->retry_ms = SYNC_RETRY_MIN_MS;
     atomic_store(&is->ready, true);
     free(r);
 }
@@ -397,34 +405,63 @@ static void sync_records(struct gateway *gw)
     sync_part_done(r, false);
 }
 
-/* Loop thread, every 20 ms until the first sync is sent: Redis answers and
- * the channel is subscribed (INVAL_SUBSCRIBED starts the sync then), or
- * Redis has answered for the connect timeout without the channel coming up
- * (SUBSCRIBE refused or its node away): then the records are read anyway,
- * as a best effort; the subscription's first confirmation syncs again. */
-#define FIRST_SYNC_POLL_MS 20
+/* Loop thread, every 20 ms while the Redis tier is not offered.  The sync
+ * normally starts when the channel is first subscribed (INVAL_SUBSCRIBED)
+ * and is answered a round trip later.  Two bounds keep a Redis that cannot
+ * do either from keeping the tier away for good (as before the sync gated
+ * it): when Redis has answered for the connect timeout without the channel
+ * coming up (SUBSCRIBE refused, its node away), the records are read without
+ * it; when it has answered for the connect timeout plus the command timeout
+ * without the records being read (every sync failed: its node is down, or a
+ * broken server's replies), the tier is offered anyway, with a warning, and
+ * the sync keeps being retried in the background. */
+#define SYNC_WATCH_MS 20
 
-static void first_sync(void *arg)
+static void sync_watch(void *arg)
 {
     struct gateway *gw = arg;
     struct inval_sync *is = gw->inval_sync;
-    if (is == NULL || is->sync_started) return;
-    if (redis_pool_available(gw->redis)) {
-        int64_t now = clock_mono_ms();
-        if (is->available_since_ms == 0) is->available_since_ms = now;
-        int wait_ms = gw->cfg && gw->cfg->redis_connect_timeout_ms > 0
-                          ? gw->cfg->redis_connect_timeout_ms
-                          : 2000;
-        if (now - is->available_since_ms >= wait_ms) {
+    if (is == NULL) return;
+    if (atomic_load(&is->ready)) {
+        is->watching = false;
+        return;
+    }
+    int64_t now = clock_mono_ms();
+    if (!redis_pool_available(gw->redis)) {
+        is->waiting_since_ms = 0;
+    } else {
+        if (is->waiting_since_ms == 0) is->waiting_since_ms = now;
+        int64_t waited = now - is->waiting_since_ms;
+        const struct config *cfg = gw->cfg;
+        int connect_ms = cfg && cfg->redis_connect_timeout_ms > 0 ? cfg->redis_connect_timeout_ms
+                                                                  : 2000;
+        int op_ms = cfg && cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 2000;
+        if (!is->sync_started && waited >= connect_ms) {
             LOG_W("redis: the invalidation channel is not subscribed %d ms after Redis "
                   "answered: reading the invalidation records without it",
-                  wait_ms);
+                  connect_ms);
             sync_records(gw);
             replay_pending(gw);
+        } else if (waited >= connect_ms + op_ms) {
+            LOG_W("redis: the invalidation records could not be read in %d ms: using the Redis "
+                  "tier without them (entries another instance invalidated may be served; this "
+                  "instance's fills may be refused by the others) until they are",
+                  connect_ms + op_ms);
+            atomic_store(&is->ready, true);
+            is->watching = false;
             return;
         }
     }
-    io_timer_start(gw->loop, FIRST_SYNC_POLL_MS, first_sync, gw);
+    if (io_timer_start(gw->loop, SYNC_WATCH_MS, sync_watch, gw) == NULL) is->watching = false;
+}
+
+static void watch_start(struct gateway *gw)
+{
+    struct inval_sync *is = gw->inval_sync;
+    is->waiting_since_ms = 0;
+    if (is->watching) return;
+    is->watching = true;
+    sync_watch(gw);
 }
 
 /* ---- invalidation ---- */
@@ -744,7 +781,7 @@ void inval_sync_invalidate_tag(struct gateway *gw, const char *tag)
 }
 
 
-static void first_sync_task(void *arg) { first_sync(arg); }
+static void first_sync_task(void *arg) { watch_start(arg); }
 
 /* ---- read-your-writes barrier ---- */
 
