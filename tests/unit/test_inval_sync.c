@@ -123,8 +123,7 @@ TEST(redis_tier_waits_for_the_records)
     CHECK(cli(port, args));
     snprintf(args, sizeof args, "HSET 'cachegw:{inv}:p' users: %llu", (unsigned long long)seq);
     CHECK(cli(port, args));
-    snprintf(args, sizeof args, "HSET 'cachegw:{inv}:t' user-8 %llu",
-             (unsigned long long)seq + 1);
+    snprintf(args, sizeof args, "HSET 'cachegw:{inv}:t' user-8 %llu", (unsigned long long)seq + 1);
     CHECK(cli(port, args));
 
     struct gw_env g;
@@ -145,9 +144,9 @@ TEST(redis_tier_waits_for_the_records)
     }
     CHECK(offered);
     CHECK(gen_then >= seq + 1);
-    fprintf(stderr, "  tier offered %.1f ms after start, generation then %llu (records up to %llu)\n",
-            (now_us() - t0) / 1000.0, (unsigned long long)gen_then,
-            (unsigned long long)seq + 1);
+    fprintf(stderr,
+            "  tier offered %.1f ms after start, generation then %llu (records up to %llu)\n",
+            (now_us() - t0) / 1000.0, (unsigned long long)gen_then, (unsigned long long)seq + 1);
     struct cache_object *old = user_obj("users:5", seq - 1);
     struct cache_object *cur = user_obj("users:6", gen_then);
     CHECK(!inval_index_valid(g.gw.inval, old)); /* the prefix record is applied */
@@ -170,7 +169,10 @@ TEST(redis_tier_waits_for_the_records)
     server_kill(&srv);
 }
 
-static bool tier_offered(void *arg) { return cache_tiers_l2_available(arg); }
+static bool tier_offered(void *arg)
+{
+    return cache_tiers_l2_available(arg);
+}
 
 struct gen_at_least {
     struct gateway *gw;
