@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdalign.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -187,6 +188,9 @@ static struct cache_object *object_alloc(const struct layout *l, int status, siz
     obj->body = base + l->body_off;
     obj->body_len = body_len;
     obj->charge = l->total;
+    atomic_flag_clear(&obj->attach_busy);
+    obj->attach = NULL;
+    obj->attach_free = NULL;
     return obj;
 }
 
@@ -270,7 +274,21 @@ void cache_object_unref(struct cache_object *obj)
     /* acq_rel: the release half orders this thread's reads of the object before
      * the decrement; the acquire half makes every other thread's reads happen
      * before the free performed by whoever drops the last reference. */
-    if (atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel) == 1) free(obj);
+    if (atomic_fetch_sub_explicit(&obj->refs, 1, memory_order_acq_rel) == 1) {
+        if (obj->attach != NULL && obj->attach_free != NULL) obj->attach_free(obj->attach);
+        free(obj);
+    }
+}
+
+void cache_object_attach_lock(struct cache_object *obj)
+{
+    while (atomic_flag_test_and_set_explicit(&obj->attach_busy, memory_order_acquire))
+        sched_yield();
+}
+
+void cache_object_attach_unlock(struct cache_object *obj)
+{
+    atomic_flag_clear_explicit(&obj->attach_busy, memory_order_release);
 }
 
 static int ascii_lower(int c) { return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c; }

@@ -67,6 +67,12 @@ struct cache_object {
     int64_t keep_ms;             /* extra retention past the windows (derived, not stored):
                                     an entry with validators is kept so it can be
                                     revalidated with a conditional request */
+    /* Derived data a front end keeps with the object, e.g. the HTTP writer's last
+     * built answer (docs/design.md, "Hit path"): never stored, freed with the object
+     * by attach_free.  Read and replaced only under cache_object_attach_lock. */
+    atomic_flag attach_busy;
+    void *attach;
+    void (*attach_free)(void *);
 };
 
 /* Most headers an object may carry; decode rejects more. */
@@ -85,6 +91,10 @@ struct cache_object *cache_object_build(const char *key, size_t key_len, int sta
                                         const struct cache_meta *meta);
 
 struct cache_object *cache_object_ref(struct cache_object *obj);
+/* The attachment's lock: a spin lock held for a few instructions by whoever
+ * reads or replaces obj->attach (any thread). */
+void cache_object_attach_lock(struct cache_object *obj);
+void cache_object_attach_unlock(struct cache_object *obj);
 void cache_object_unref(struct cache_object *obj);
 
 /* Returns the value of the first header named name (case-insensitive), or NULL.

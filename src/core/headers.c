@@ -17,13 +17,10 @@ int header_list_addn(struct header_list *l, const char *name, size_t name_len,
         l->items = items;
         l->cap = cap;
     }
-    char *n = malloc(name_len + 1);
-    char *v = malloc(value_len + 1);
-    if (n == NULL || v == NULL) {
-        free(n);
-        free(v);
-        return -ENOMEM;
-    }
+    /* One block per field: the name, then the value (freed through the name). */
+    char *n = malloc(name_len + 1 + value_len + 1);
+    if (n == NULL) return -ENOMEM;
+    char *v = n + name_len + 1;
     for (size_t i = 0; i < name_len; i++) n[i] = (char)tolower((unsigned char)name[i]);
     n[name_len] = '\0';
     memcpy(v, value, value_len);
@@ -41,8 +38,10 @@ int header_list_add(struct header_list *l, const char *name, const char *value)
 
 const char *header_list_get(const struct header_list *l, const char *name)
 {
+    const int first = name[0] | 0x20; /* a cheap look at the first letter saves most calls */
     for (size_t i = 0; i < l->n; i++)
-        if (strcasecmp(l->items[i].name, name) == 0) return l->items[i].value;
+        if ((l->items[i].name[0] | 0x20) == first && strcasecmp(l->items[i].name, name) == 0)
+            return l->items[i].value;
     return NULL;
 }
 
@@ -53,8 +52,9 @@ int headers_get_all(const struct http_header *items, size_t n, const char *name,
     size_t off = 0, seplen = strlen(sep);
     int lines = 0;
     out[0] = '\0';
+    const int first = name[0] | 0x20;
     for (size_t i = 0; i < n; i++) {
-        if (strcasecmp(items[i].name, name) != 0) continue;
+        if ((items[i].name[0] | 0x20) != first || strcasecmp(items[i].name, name) != 0) continue;
         lines++;
         const char *v = items[i].value;
         size_t vlen = strlen(v);
@@ -85,8 +85,7 @@ size_t header_list_remove(struct header_list *l, const char *name)
     size_t kept = 0, removed = 0;
     for (size_t i = 0; i < l->n; i++) {
         if (strcasecmp(l->items[i].name, name) == 0) {
-            free((char *)l->items[i].name);
-            free((char *)l->items[i].value);
+            free((char *)l->items[i].name); /* the value lives in the same block */
             removed++;
         } else {
             l->items[kept++] = l->items[i];
@@ -99,8 +98,7 @@ size_t header_list_remove(struct header_list *l, const char *name)
 void header_list_free(struct header_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
-        free((char *)l->items[i].name);
-        free((char *)l->items[i].value);
+        free((char *)l->items[i].name); /* the value lives in the same block */
     }
     free(l->items);
     l->items = NULL;

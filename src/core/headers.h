@@ -29,7 +29,8 @@ struct http_header {
 };
 
 struct header_list {
-    struct http_header *items; /* name and value are owned (malloc'd) */
+    struct http_header *items; /* owned: one malloc block per field, the name then the
+                                  value (free the name only) */
     size_t n;
     size_t cap;
 };

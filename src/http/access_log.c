@@ -294,7 +294,12 @@ void access_log_request_id_new(char out[33])
         rid_seeded_ = true;
     }
     uint64_t a = rid_next(), b = rid_next();
-    snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[i] = hex[(a >> (60 - 4 * i)) & 0xf];
+        out[16 + i] = hex[(b >> (60 - 4 * i)) & 0xf];
+    }
+    out[32] = '\0';
 }
 
 bool access_log_request_id_ok(const char *v)

@@ -30,8 +30,10 @@ static const char *const DROPPED[] = {
 
 bool forward_headers_is_dropped(const char *lower_name)
 {
+    /* Every dropped name starts with one of these letters: most fields stop here. */
+    if (strchr("ctefxv", lower_name[0]) == NULL || lower_name[0] == '\0') return false;
     for (size_t i = 0; i < sizeof DROPPED / sizeof DROPPED[0]; i++)
-        if (strcmp(lower_name, DROPPED[i]) == 0) return true;
+        if (DROPPED[i][0] == lower_name[0] && strcmp(lower_name, DROPPED[i]) == 0) return true;
     return false;
 }
 
@@ -101,12 +103,15 @@ int forward_headers_build(const struct http_header *raw, size_t n, const char *c
         xff = joined_value(raw, n, "x-forwarded-for", ", ");
         if (xff == NULL) goto done;
     }
-    size_t ll = (xff ? strlen(xff) : 0) + strlen(ip) + 3;
-    line = malloc(ll);
-    if (line == NULL) goto done;
-    if (xff && xff[0]) snprintf(line, ll, "%s, %s", xff, ip);
-    else snprintf(line, ll, "%s", ip);
-    if (header_list_add(out, "x-forwarded-for", line) != 0 ||
+    if (xff && xff[0]) {
+        size_t xl = strlen(xff), il = strlen(ip);
+        line = malloc(xl + il + 3);
+        if (line == NULL) goto done;
+        memcpy(line, xff, xl);
+        memcpy(line + xl, ", ", 2);
+        memcpy(line + xl + 2, ip, il + 1);
+    }
+    if (header_list_add(out, "x-forwarded-for", line ? line : ip) != 0 ||
         header_list_add(out, "x-forwarded-proto", "http") != 0)
         goto done;
     if (opt && opt->forwarded_host && opt->forwarded_host[0] &&
@@ -114,12 +119,17 @@ int forward_headers_build(const struct http_header *raw, size_t n, const char *c
         goto done;
     via = joined_value(raw, n, "via", ", ");
     if (via == NULL) goto done;
-    free(line);
-    ll = strlen(via) + 16;
-    line = malloc(ll);
-    if (line == NULL) goto done;
-    snprintf(line, ll, "%s%s1.1 cachegw", via, via[0] ? ", " : "");
-    if (header_list_add(out, "via", line) != 0) goto done;
+    if (via[0] == '\0') {
+        if (header_list_add(out, "via", "1.1 cachegw") != 0) goto done;
+    } else {
+        free(line);
+        size_t vl = strlen(via);
+        line = malloc(vl + sizeof ", 1.1 cachegw");
+        if (line == NULL) goto done;
+        memcpy(line, via, vl);
+        memcpy(line + vl, ", 1.1 cachegw", sizeof ", 1.1 cachegw");
+        if (header_list_add(out, "via", line) != 0) goto done;
+    }
     rc = 0;
 done:
     free(connection);

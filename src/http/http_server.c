@@ -403,6 +403,7 @@ void request_release(struct request *r)
     cache_tiers_lookup_release(&r->lk);
     free(r->path);
     cache_object_unref(r->woken_obj);
+    cache_object_unref(r->served);
     cache_object_unref(r->stale);
     header_list_free(&r->headers);
     buf_free(&r->body);

@@ -117,6 +117,9 @@ struct request {
     struct flight *flight;         /* led, until the fetch takes it over */
     enum flight_outcome outcome;   /* waiter: written by the leader before resuming */
     struct cache_object *woken_obj;
+    /* The object whose shared answer this request queued (response_writer.c, "hits"):
+     * its body is sent from the object, so the request holds it until it is over. */
+    struct cache_object *served;
     int woken_status;
 
     /* Fetches: the leader's fetch-and-fill, or a pass's plain forward. */

@@ -186,22 +186,42 @@ static int plan_object(const struct request *r, const struct cache_object *obj,
     return 0;
 }
 
-/* Answers from a stored object without copying its body. */
-enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
-                                     const char *x_cache, const char *cache_status)
+/* Appends the decimal digits of v to out (at least 24 bytes free); returns the end. */
+static char *put_int(char *out, long long v)
 {
-    bool not_modified = cache_rules_not_modified(&r->headers, obj);
-    struct object_plan plan;
-    if (plan_object(r, obj, not_modified, &plan) != 0)
-        return answer_error(r, 500, "unreadable stored entry", NULL);
-    struct cache_object *ref = cache_object_ref(obj);
-    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
-        plan.len, (void *)plan.body, unref_object_cb, ref);
-    if (resp == NULL) {
-        cache_object_unref(ref);
-        return MHD_NO;
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0) *out++ = '-';
+    while (n > 0) *out++ = tmp[--n];
+    *out = '\0';
+    return out;
+}
+
+/* The response for a stored object: its fields (the internal and consumed ones stay
+ * here), the representation's fields, Age, X-Cache and Cache-Status.  shared: the
+ * body is referenced without an object reference (whoever queues it holds one until
+ * the request is over, request.h "served"); else the response holds one. */
+static struct MHD_Response *build_object_response(struct request *r, struct cache_object *obj,
+                                                  const struct object_plan *plan, int64_t age_s,
+                                                  const char *x_cache, const char *cache_status,
+                                                  bool shared)
+{
+    struct MHD_Response *resp;
+    if (shared) {
+        resp = MHD_create_response_from_buffer(plan->len, (void *)plan->body,
+                                               MHD_RESPMEM_PERSISTENT);
+    } else {
+        struct cache_object *ref = cache_object_ref(obj);
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(
+            plan->len, (void *)plan->body, unref_object_cb, ref);
+        if (resp == NULL) cache_object_unref(ref);
     }
-    note_bytes(r, (long long)plan.len);
+    if (resp == NULL) return NULL;
     const char *targeted = r->gw->cfg->targeted_cache_control;
     bool vary_has_ae = false;
     for (size_t i = 0; i < obj->n_headers; i++) {
@@ -211,22 +231,79 @@ enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
         if (strcmp(name, "vary") == 0 && headers_has_token(value, "accept-encoding"))
             vary_has_ae = true;
         char tag[512];
-        if (plan.coding && strcmp(name, "etag") == 0 &&
-            compress_etag(value, plan.coding, tag, sizeof tag) == 0)
+        if (plan->coding && strcmp(name, "etag") == 0 &&
+            compress_etag(value, plan->coding, tag, sizeof tag) == 0)
             value = tag; /* the coded bytes are another representation */
         writer_add_header(resp, name, value);
     }
-    if (plan.coding) writer_add_header(resp, "Content-Encoding", plan.coding);
-    if (plan.vary && !vary_has_ae) writer_add_header(resp, "Vary", "Accept-Encoding");
-    if (plan.content_range[0]) writer_add_header(resp, "Content-Range", plan.content_range);
+    if (plan->coding) writer_add_header(resp, "Content-Encoding", plan->coding);
+    if (plan->vary && !vary_has_ae) writer_add_header(resp, "Vary", "Accept-Encoding");
+    if (plan->content_range[0]) writer_add_header(resp, "Content-Range", plan->content_range);
     if (obj->status == 200) writer_add_header(resp, "Accept-Ranges", "bytes");
-    int64_t now = clock_wall_ms();
     char num[32];
-    snprintf(num, sizeof num, "%lld", (long long)cache_object_age_s(obj, now));
+    put_int(num, (long long)age_s);
     writer_add_header(resp, "Age", num);
     writer_add_header(resp, "X-Cache", x_cache);
     add_cache_status(r, resp, cache_status);
+    return resp;
+}
+
+/* Answers from a stored object without copying its body. */
+enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
+                                     const char *x_cache, const char *cache_status)
+{
+    bool not_modified = cache_rules_not_modified(&r->headers, obj);
+    struct object_plan plan;
+    if (plan_object(r, obj, not_modified, &plan) != 0)
+        return answer_error(r, 500, "unreadable stored entry", NULL);
+    struct MHD_Response *resp = build_object_response(
+        r, obj, &plan, cache_object_age_s(obj, clock_wall_ms()), x_cache, cache_status, false);
+    if (resp == NULL) return MHD_NO;
+    note_bytes(r, (long long)plan.len);
     return queue(r, plan.status, resp, x_cache);
+}
+
+/* ---- hits: one built answer per object, reused ----
+ * A hit's answer depends on the object, the representation chosen, the tier and two
+ * numbers that change once a second (Age, Cache-Status ttl).  The last one built is
+ * kept with the object (cache_object.h "attach") and queued again, as it is, for the
+ * next hit that needs the same answer: libmicrohttpd counts the connections a response
+ * is queued on, and copies nothing of it.  The body is the object's own bytes, so every
+ * request that queued it holds the object until it is over (request.h "served"). */
+struct built_answer {
+    struct MHD_Response *resp;
+    int status;
+    size_t len;
+    int64_t age_s, ttl_s;
+    const char *coding; /* compress.h's static names, NULL for identity */
+    bool vary;
+    const char *detail; /* the tier detail (a static string) or NULL */
+};
+
+static void built_answer_free(void *p)
+{
+    struct built_answer *b = p;
+    MHD_destroy_response(b->resp);
+    free(b);
+}
+
+static bool same_answer(const struct built_answer *b, const struct object_plan *plan,
+                        int64_t age_s, int64_t ttl_s, const char *detail)
+{
+    return b != NULL && b->status == plan->status && b->len == plan->len &&
+           b->age_s == age_s && b->ttl_s == ttl_s && b->coding == plan->coding &&
+           b->vary == plan->vary && b->detail == detail;
+}
+
+static enum MHD_Result queued_shared(struct request *r, struct cache_object *obj, int status,
+                                     enum MHD_Result ret, size_t len)
+{
+    r->served = cache_object_ref(obj);
+    r->status = status;
+    r->x_cache = "HIT";
+    r->phase = PH_ANSWERED;
+    note_bytes(r, (long long)len);
+    return ret;
 }
 
 static void free_buffer_cb(void *cls) { free(cls); }
@@ -334,18 +411,65 @@ enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch *f,
 
 /* ---- cached answers ---- */
 
-/* Answers a fresh hit; detail (may be NULL) names the tier it came from. */
+/* Answers a fresh hit; detail (may be NULL, else a static string) names the tier it
+ * came from. */
 enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t now,
                            const char *detail)
 {
-    char cache_status[96];
-    int64_t ttl_left =
-        (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 - obj->meta.initial_age_s;
-    snprintf(cache_status, sizeof cache_status, "cachegw; hit; ttl=%lld%s%s",
-             (long long)ttl_left, detail ? "; detail=" : "", detail ? detail : "");
     STATS_INC(hits);
     r->hit_redis = detail != NULL && strcmp(detail, "redis") == 0;
-    return answer_object(r, obj, "HIT", cache_status);
+    bool not_modified = cache_rules_not_modified(&r->headers, obj);
+    struct object_plan plan;
+    if (plan_object(r, obj, not_modified, &plan) != 0)
+        return answer_error(r, 500, "unreadable stored entry", NULL);
+    int64_t age_s = cache_object_age_s(obj, now);
+    int64_t ttl_s =
+        (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 - obj->meta.initial_age_s;
+    /* 304s, ranges and debug answers (the key in Cache-Status) are built each time. */
+    bool reusable = !r->debug && !not_modified && plan.content_range[0] == '\0';
+    if (reusable) {
+        cache_object_attach_lock(obj);
+        struct built_answer *b = obj->attach;
+        if (obj->attach_free == built_answer_free && same_answer(b, &plan, age_s, ttl_s, detail)) {
+            enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)b->status, b->resp);
+            cache_object_attach_unlock(obj);
+            return queued_shared(r, obj, b->status, ret, b->len);
+        }
+        cache_object_attach_unlock(obj);
+    }
+    char cache_status[96];
+    char *p = cache_status + sizeof "cachegw; hit; ttl=" - 1;
+    memcpy(cache_status, "cachegw; hit; ttl=", sizeof "cachegw; hit; ttl=" - 1);
+    p = put_int(p, (long long)ttl_s);
+    if (detail != NULL && strlen(detail) < 40) {
+        memcpy(p, "; detail=", 9);
+        memcpy(p + 9, detail, strlen(detail) + 1);
+    }
+    struct MHD_Response *resp =
+        build_object_response(r, obj, &plan, age_s, "HIT", cache_status, reusable);
+    if (resp == NULL) return MHD_NO;
+    struct built_answer *b = reusable ? malloc(sizeof *b) : NULL;
+    if (b == NULL) {
+        if (reusable) { /* out of memory for the record: answer once, unshared */
+            MHD_destroy_response(resp);
+            resp = build_object_response(r, obj, &plan, age_s, "HIT", cache_status, false);
+            if (resp == NULL) return MHD_NO;
+        }
+        note_bytes(r, (long long)plan.len);
+        return queue(r, plan.status, resp, "HIT");
+    }
+    *b = (struct built_answer){.resp = resp, .status = plan.status, .len = plan.len,
+                               .age_s = age_s, .ttl_s = ttl_s, .coding = plan.coding,
+                               .vary = plan.vary, .detail = detail};
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)plan.status, resp);
+    cache_object_attach_lock(obj);
+    void *old = obj->attach;
+    void (*old_free)(void *) = obj->attach_free;
+    obj->attach = b;
+    obj->attach_free = built_answer_free;
+    cache_object_attach_unlock(obj);
+    if (old != NULL && old_free != NULL) old_free(old);
+    return queued_shared(r, obj, plan.status, ret, plan.len);
 }
 
 /* Answers with the stale entry; detail says why (stale-if-error, ...). */

@@ -4,6 +4,7 @@ Each test starts the real example API and the real cachegw binary on free
 loopback ports; the example API's request counter proves what reached it.
 """
 
+import gzip
 import http.client
 import signal
 import socket
@@ -343,6 +344,99 @@ class ConfigErrorTest(unittest.TestCase):
         v = self.run_gw("--version")
         self.assertEqual(v.returncode, 0)
         self.assertIn("cachegw", v.stdout)
+
+
+class SharedHitAnswerTest(GatewayTestCase):
+    """A hit's answer is built once per object, representation and second, and queued
+    again for the next hits (response_writer.c, "hits"): what a client gets must still
+    be exactly its own answer."""
+
+    start = CoreTest.start
+
+    def test_age_and_ttl_move_on_with_the_clock(self):
+        gw = self.start()
+        gw.get("/users/1")
+        first = [gw.get("/users/1") for _ in range(3)]
+        ages = {r.header("age") for r in first}
+        time.sleep(1.2)
+        later = gw.get("/users/1")
+        self.assertEqual(later.header("x-cache"), "HIT")
+        self.assertGreater(int(later.header("age")), min(int(a) for a in ages), later.headers)
+        ttl = lambda r: int(r.header("cache-status").split("ttl=")[1].split(";")[0])
+        self.assertLess(ttl(later), max(ttl(r) for r in first))
+
+    def test_representations_tiers_and_head_do_not_mix(self):
+        gw = self.start(env={"COMPRESS": "gzip", "COMPRESS_MIN_SIZE": "64"})
+        path = "/users"  # JSON, about 7 KiB
+        size = len(gw.get(path).body)
+        self.assertGreater(size, 1024)
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        try:
+            for i in range(40):
+                gz = i % 3 == 1
+                head = i % 3 == 2
+                r = request(gw.port, "HEAD" if head else "GET", path, conn=conn,
+                            headers={"Accept-Encoding": "gzip"} if gz else {})
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.header("x-cache"), "HIT", r.headers)
+                if gz:
+                    self.assertEqual(r.header("content-encoding"), "gzip", i)
+                    self.assertEqual(len(gzip.decompress(r.body)), size)
+                else:
+                    self.assertIsNone(r.header("content-encoding"), i)
+                    self.assertEqual(r.header("content-length"), str(size), i)
+                    self.assertEqual(len(r.body), 0 if head else size, i)
+        finally:
+            conn.close()
+
+    def test_a_write_ends_the_shared_answer(self):
+        gw = self.start()
+        for _ in range(3):
+            gw.get("/users/3")
+        self.assertEqual(gw.get("/users/3").header("x-cache"), "HIT")
+        r = gw.req("PUT", "/users/3", headers={"Content-Type": "application/json"},
+                   body=b'{"name": "Shared Answer"}')
+        self.assertEqual(r.status, 200)
+        after = gw.get("/users/3")
+        self.assertNotEqual(after.header("x-cache"), "HIT")
+        self.assertIn(b"Shared Answer", after.body)
+        self.assertIn(b"Shared Answer", gw.get("/users/3").body)
+
+    def test_many_clients_on_one_entry_while_it_is_replaced(self):
+        # Connections share the built answer while writes replace the entry under them:
+        # every answer is whole and names the user it was asked for.
+        gw = self.start(env={"WORKERS": "4"})
+        gw.get("/users/4")
+        stop = threading.Event()
+
+        def writer():
+            n = 0
+            while not stop.is_set():
+                gw.req("PUT", "/users/4", headers={"Content-Type": "application/json"},
+                       body=b'{"name": "Writer %d"}' % n)
+                n += 1
+                time.sleep(0.01)
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            def client(i):
+                conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+                bad = 0
+                try:
+                    for _ in range(150):
+                        r = request(gw.port, "GET", "/users/4", conn=conn)
+                        if r.status != 200 or b'"id":4' not in r.body or \
+                                int(r.header("content-length")) != len(r.body):
+                            bad += 1
+                finally:
+                    conn.close()
+                return bad
+            bad = run_concurrently(8, client)
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(sum(bad), 0, bad)
+        self.assertTrue(gw.alive())
 
 
 if __name__ == "__main__":
