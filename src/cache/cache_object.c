@@ -191,6 +191,8 @@ static struct cache_object *object_alloc(const struct layout *l, int status, siz
     atomic_flag_clear(&obj->attach_busy);
     obj->attach = NULL;
     obj->attach_free = NULL;
+    obj->attach_sec = -1;
+    obj->attach_hits = 0;
     return obj;
 }
 

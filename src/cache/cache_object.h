@@ -73,6 +73,8 @@ struct cache_object {
     atomic_flag attach_busy;
     void *attach;
     void (*attach_free)(void *);
+    int64_t attach_sec;   /* the front end's own counters, under the same lock (e.g. */
+    uint32_t attach_hits; /* hits in one second, to keep answers only for hot objects) */
 };
 
 /* Most headers an object may carry; decode rejects more. */

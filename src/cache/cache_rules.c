@@ -322,6 +322,11 @@ bool cache_rules_request_store_only(const char *method, const struct header_list
 
 bool cache_rules_header_consumed(const char *name, const char *targeted_field)
 {
+    /* Runs for every field of every hit: most names start with none of x, c, s. */
+    int c0 = name[0] | 0x20;
+    bool targeted = targeted_field != NULL && targeted_field[0] != '\0';
+    if (c0 != 'x' && c0 != 'c' && c0 != 's' && (!targeted || c0 != (targeted_field[0] | 0x20)))
+        return false;
     if (strncasecmp(name, "x-cachegw-", 10) == 0) return true;
     if (strcasecmp(name, "cdn-cache-control") == 0 || strcasecmp(name, "surrogate-control") == 0 ||
         strcasecmp(name, "surrogate-key") == 0)

@@ -27,6 +27,7 @@ struct l1_node {
     struct l1_node *next;
     uint64_t hash;
     struct cache_object *obj;
+    uint64_t promoted; /* the shard's promotion count when this node last went to the head */
 };
 
 /* Bytes charged per entry besides the object: the node, plus one bucket slot
@@ -42,6 +43,7 @@ struct l1_shard {
     size_t n_buckets; /* power of two */
     struct l1_node *lru_head;
     struct l1_node *lru_tail;
+    uint64_t promotions; /* nodes moved to the LRU head so far */
     size_t budget;
     atomic_uint_least64_t entries;
     atomic_uint_least64_t bytes;
@@ -104,6 +106,7 @@ static void lru_unlink(struct l1_shard *sh, struct l1_node *n)
 
 static void lru_push_head(struct l1_shard *sh, struct l1_node *n)
 {
+    n->promoted = ++sh->promotions;
     n->prev = NULL;
     n->next = sh->lru_head;
     if (sh->lru_head != NULL) sh->lru_head->prev = n;
@@ -266,7 +269,11 @@ struct cache_object *store_l1_get(struct store_l1 *store, const char *key, size_
             l1_remove(sh, n, slot, &release);
             stat_add(&sh->expired, 1);
         } else {
-            if (sh->lru_head != n) {
+            /* Approximate LRU: a node promoted less than a quarter of the entries ago
+             * is still near the head and stays where it is.  A hit then touches no
+             * neighbour node (two cache misses each with many keys). */
+            uint64_t recent = atomic_load_explicit(&sh->entries, memory_order_relaxed) / 4;
+            if (sh->lru_head != n && sh->promotions - n->promoted > recent) {
                 lru_unlink(sh, n);
                 lru_push_head(sh, n);
             }

@@ -16,6 +16,8 @@ struct stats {
     atomic_uint_fast64_t requests;       /* every proxied or cached request */
     atomic_uint_fast64_t hits;           /* answered from cache (L1 or L2) */
     atomic_uint_fast64_t hits_l2;        /* of which from Redis */
+    atomic_uint_fast64_t hits_reused;    /* of which answered with an answer kept from an
+                                            earlier hit (response_writer.c, "hits") */
     atomic_uint_fast64_t misses;         /* cacheable, went upstream */
     atomic_uint_fast64_t bypasses;       /* not cacheable by request or policy */
     atomic_uint_fast64_t stale_served;   /* stale copies served (SWR / SIE) */

@@ -138,6 +138,8 @@ static int write_counters(FILE *out)
 #define C(name, field, help) {name, offsetof(struct stats, field), help}
         C("cachegw_cache_hits_total", hits, "Requests answered from cache (stale included)"),
         C("cachegw_cache_hits_redis_total", hits_l2, "Fresh hits served from Redis"),
+        C("cachegw_cache_hits_reused_answer_total", hits_reused,
+          "Hits answered with the answer built for an earlier hit of the same second"),
         C("cachegw_cache_misses_total", misses, "Cacheable requests sent upstream"),
         C("cachegw_cache_bypass_total", bypasses, "Requests not eligible for caching"),
         C("cachegw_cache_stale_served_total", stale_served, "Stale responses served"),

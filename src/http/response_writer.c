@@ -1,6 +1,7 @@
 /* response_writer.c - see response_writer.h. */
 #include "response_writer.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,13 +264,21 @@ enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
     return queue(r, plan.status, resp, x_cache);
 }
 
-/* ---- hits: one built answer per object, reused ----
+/* ---- hits: one built answer per hot object, reused ----
  * A hit's answer depends on the object, the representation chosen, the tier and two
- * numbers that change once a second (Age, Cache-Status ttl).  The last one built is
- * kept with the object (cache_object.h "attach") and queued again, as it is, for the
- * next hit that needs the same answer: libmicrohttpd counts the connections a response
- * is queued on, and copies nothing of it.  The body is the object's own bytes, so every
- * request that queued it holds the object until it is over (request.h "served"). */
+ * numbers that change once a second (Age, Cache-Status ttl).  For an object hit at
+ * least SHARE_AFTER_HITS times within one second, the answer built is kept with the
+ * object (cache_object.h "attach") and queued again, as it is, for the next hits that
+ * need the same answer: libmicrohttpd counts the connections a response is queued on,
+ * and copies nothing of it.  The body is the object's own bytes, so every request that
+ * queued it holds the object until it is over (request.h "served").
+ * Only hot objects: an answer kept and freed a second later costs more (its memory has
+ * gone cold) than building and freeing one at once, so with keys hit a few times a
+ * second each, keeping answers would be slower than not.  At most MAX_SHARED answers
+ * are kept at a time (each about a kilobyte, outside the memory tier's byte bound). */
+#define SHARE_AFTER_HITS 8
+#define MAX_SHARED 4096
+static atomic_int shared_live;
 struct built_answer {
     struct MHD_Response *resp;
     int status;
@@ -285,6 +294,7 @@ static void built_answer_free(void *p)
     struct built_answer *b = p;
     MHD_destroy_response(b->resp);
     free(b);
+    atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
 }
 
 static bool same_answer(const struct built_answer *b, const struct object_plan *plan,
@@ -427,15 +437,36 @@ enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t 
         (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 - obj->meta.initial_age_s;
     /* 304s, ranges and debug answers (the key in Cache-Status) are built each time. */
     bool reusable = !r->debug && !not_modified && plan.content_range[0] == '\0';
+    bool share = false;
     if (reusable) {
         cache_object_attach_lock(obj);
         struct built_answer *b = obj->attach;
         if (obj->attach_free == built_answer_free && same_answer(b, &plan, age_s, ttl_s, detail)) {
             enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)b->status, b->resp);
             cache_object_attach_unlock(obj);
+            STATS_INC(hits_reused);
             return queued_shared(r, obj, b->status, ret, b->len);
         }
+        if (obj->attach_sec != age_s) {
+            obj->attach_sec = age_s;
+            obj->attach_hits = 0;
+        }
+        share = ++obj->attach_hits >= SHARE_AFTER_HITS;
+        /* A kept answer of an object that has cooled down gives its place back. */
+        void *stale = NULL;
+        if (!share && b != NULL && obj->attach_free == built_answer_free &&
+            b->age_s < age_s - 1) {
+            stale = b;
+            obj->attach = NULL;
+            obj->attach_free = NULL;
+        }
         cache_object_attach_unlock(obj);
+        if (stale != NULL) built_answer_free(stale);
+        if (share && atomic_fetch_add_explicit(&shared_live, 1, memory_order_relaxed) >=
+                         MAX_SHARED) {
+            atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
+            share = false;
+        }
     }
     char cache_status[96];
     char *p = cache_status + sizeof "cachegw; hit; ttl=" - 1;
@@ -445,16 +476,16 @@ enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t 
         memcpy(p, "; detail=", 9);
         memcpy(p + 9, detail, strlen(detail) + 1);
     }
+    struct built_answer *b = share ? malloc(sizeof *b) : NULL;
+    if (b == NULL && share) atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
     struct MHD_Response *resp =
-        build_object_response(r, obj, &plan, age_s, "HIT", cache_status, reusable);
-    if (resp == NULL) return MHD_NO;
-    struct built_answer *b = reusable ? malloc(sizeof *b) : NULL;
+        build_object_response(r, obj, &plan, age_s, "HIT", cache_status, b != NULL);
+    if (resp == NULL) {
+        if (b != NULL) atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
+        free(b);
+        return MHD_NO;
+    }
     if (b == NULL) {
-        if (reusable) { /* out of memory for the record: answer once, unshared */
-            MHD_destroy_response(resp);
-            resp = build_object_response(r, obj, &plan, age_s, "HIT", cache_status, false);
-            if (resp == NULL) return MHD_NO;
-        }
         note_bytes(r, (long long)plan.len);
         return queue(r, plan.status, resp, "HIT");
     }

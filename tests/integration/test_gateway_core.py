@@ -347,16 +347,24 @@ class ConfigErrorTest(unittest.TestCase):
 
 
 class SharedHitAnswerTest(GatewayTestCase):
-    """A hit's answer is built once per object, representation and second, and queued
-    again for the next hits (response_writer.c, "hits"): what a client gets must still
-    be exactly its own answer."""
+    """From the 8th hit of an object within one second, its answer is built once per
+    representation and second and queued again for the next hits (response_writer.c,
+    "hits"): what a client gets must still be exactly its own answer."""
 
     start = CoreTest.start
+
+    def reused(self, gw):
+        text = gw.get("/metrics").body.decode()
+        for line in text.splitlines():
+            if line.startswith("cachegw_cache_hits_reused_answer_total "):
+                return int(float(line.split()[1]))
+        self.fail("no cachegw_cache_hits_reused_answer_total in /metrics")
 
     def test_age_and_ttl_move_on_with_the_clock(self):
         gw = self.start()
         gw.get("/users/1")
-        first = [gw.get("/users/1") for _ in range(3)]
+        # Enough hits within one second that the answer is kept and queued again.
+        first = [gw.get("/users/1") for _ in range(20)]
         ages = {r.header("age") for r in first}
         time.sleep(1.2)
         later = gw.get("/users/1")
@@ -364,6 +372,7 @@ class SharedHitAnswerTest(GatewayTestCase):
         self.assertGreater(int(later.header("age")), min(int(a) for a in ages), later.headers)
         ttl = lambda r: int(r.header("cache-status").split("ttl=")[1].split(";")[0])
         self.assertLess(ttl(later), max(ttl(r) for r in first))
+        self.assertGreater(self.reused(gw), 0, "no hit was answered with a kept answer")
 
     def test_representations_tiers_and_head_do_not_mix(self):
         gw = self.start(env={"COMPRESS": "gzip", "COMPRESS_MIN_SIZE": "64"})
@@ -388,11 +397,13 @@ class SharedHitAnswerTest(GatewayTestCase):
                     self.assertEqual(len(r.body), 0 if head else size, i)
         finally:
             conn.close()
+        self.assertGreater(self.reused(gw), 0, "no hit was answered with a kept answer")
 
     def test_a_write_ends_the_shared_answer(self):
         gw = self.start()
-        for _ in range(3):
+        for _ in range(20):
             gw.get("/users/3")
+        self.assertGreater(self.reused(gw), 0)
         self.assertEqual(gw.get("/users/3").header("x-cache"), "HIT")
         r = gw.req("PUT", "/users/3", headers={"Content-Type": "application/json"},
                    body=b'{"name": "Shared Answer"}')

@@ -59,6 +59,37 @@ static size_t overhead(void)
     return ov;
 }
 
+/* Approximate LRU (store_l1.c): a hit moves an entry to the head only when it was
+ * promoted a quarter of the entries ago or longer.  An entry hit at the tail still
+ * survives the next eviction; one near the head is left where it is. */
+TEST(lru_promotion_is_approximate_near_the_head)
+{
+    enum { N = 16 };
+    struct cache_object *o[N + 2];
+    char name[8];
+    for (int i = 0; i < N + 2; i++) {
+        snprintf(name, sizeof name, "k%02d", i);
+        o[i] = mk_plain(name, 100);
+    }
+    size_t per = o[0]->charge + overhead();
+    struct store_l1 *s = NULL;
+    CHECK_EQ_INT(store_l1_create(N * per, 1, &s), 0); /* room for exactly N */
+    for (int i = 0; i < N; i++) CHECK_EQ_INT(store_l1_put(s, o[i], T0), 0);
+    /* k00 is the tail: hit, it goes to the head, and k01 is evicted instead. */
+    CHECK(has(s, "k00"));
+    CHECK_EQ_INT(store_l1_put(s, o[N], T0), 0);
+    CHECK(!has(s, "k01"));
+    CHECK(has(s, "k00"));
+    /* k15 went to the head 2 promotions ago (< N / 4): its hit is a hit, and the next
+     * put still evicts the tail (k02), not anything near the head. */
+    CHECK(has(s, "k15"));
+    CHECK_EQ_INT(store_l1_put(s, o[N + 1], T0), 0);
+    CHECK(!has(s, "k02"));
+    CHECK(has(s, "k15"));
+    for (int i = 0; i < N + 2; i++) cache_object_unref(o[i]);
+    store_l1_destroy(s);
+}
+
 TEST(overhead_is_counted)
 {
     /* If node overhead were not charged the byte bound would be a lie for small
@@ -580,6 +611,7 @@ int main(void)
 {
     RUN(overhead_is_counted);
     RUN(lru_evicts_least_recently_used);
+    RUN(lru_promotion_is_approximate_near_the_head);
     RUN(byte_bound_holds);
     RUN(object_filling_a_shard_exactly_fits);
     RUN(shard_count_rounds_up_to_power_of_two);
