@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 import http.client
-from benchlib import http_get, load_average, log, machine, parse_wrk
+from benchlib import free_port, http_get, load_average, log, machine, parse_wrk, wait_http
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
@@ -47,27 +47,8 @@ BUILD = os.environ.get("BENCH_BUILD_DIR", os.path.join(ROOT, "build-bench"))
 CACHEGW = os.path.join(BUILD, "cachegw")
 EXAMPLE_API = os.path.join(BUILD, "example-api")
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Free ports, so a stray server on a fixed port can never be measured instead.
-API_PORT, GW_PORT, NGINX_PORT = _free_port(), _free_port(), _free_port()
-
-
-def wait_http(port, path, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if http_get(port, path, timeout=1)[0] < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing answered on port {port}")
+API_PORT, GW_PORT, NGINX_PORT = free_port(), free_port(), free_port()
 
 
 def upstream_requests():
@@ -484,7 +465,7 @@ def shm_dir(name):
 def run_keys_scenario(servers, label, rounds, seconds, n, prefix_of_round, gw_env, nginx_opts,
                       warm_each_round, profile):
     """A fresh gateway and a fresh nginx, warmed, measured, stopped."""
-    gw_port, ngx_port = _free_port(), _free_port()
+    gw_port, ngx_port = free_port(), free_port()
     cache = shm_dir(label)
     res = {"load_before": load_average(), "urls": n, "gateway_env": gw_env,
            "nginx": {k: v for k, v in nginx_opts.items()}, "nginx_cache_dir": cache}
@@ -673,7 +654,7 @@ def scenario_policy(servers, rounds, seconds):
     with open(os.path.join(fifty, "zz_generated.lua"), "w") as f:
         for i in range(50 - 25):
             f.write(f'route "GET /gen{i}/:id" {{ key = "gen{i}:{{id}}", ttl = 60 }}\n')
-    ports = {"with policies": _free_port(), "policies disabled": _free_port()}
+    ports = {"with policies": free_port(), "policies disabled": free_port()}
     for name, port in ports.items():
         env = {"PORT": str(port), "HOST": "127.0.0.1", "UPSTREAM_URL": f"http://127.0.0.1:{API_PORT}",
                "WORKERS": "1", "LOG_LEVEL": "info",

@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
-from benchlib import http_get, parse_wrk  # noqa: E402
+from benchlib import http_get, parse_wrk, wait_http  # noqa: E402
 from redis_servers import free_port  # noqa: E402
 
 NKEYS = 10000
@@ -47,25 +47,13 @@ end
 """
 
 
-def wait_http(port, path, timeout=15):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if http_get(port, path)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing answers {path} on {port}")
-
-
 def gateway(build, api_port, redis_url, mode, log):
     port = free_port()
     env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", WORKERS="1", CACHE_MAX_BYTES="0",
                DEFAULT_TTL="3600", REDIS_URL=redis_url, REDIS_MODE=mode, LOG_LEVEL="warn",
                UPSTREAM_URL=f"http://127.0.0.1:{api_port}")
     p = subprocess.Popen([os.path.join(build, "cachegw")], env=env, stdout=log, stderr=log)
-    wait_http(port, "/health")
+    wait_http(port, "/health", timeout=15, ok=lambda status: status == 200)
     return p, port
 
 

@@ -22,7 +22,6 @@ import re
 import statistics
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,27 +29,10 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import http_get, load_average, log, machine, parse_wrk  # noqa: E402
+from benchlib import (free_port, http_get, load_average, log, machine, parse_wrk,  # noqa: E402
+                      wait_http)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(port, path, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if http_get(port, path, timeout=1)[0] < 500:
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not answer {path}")
 
 
 class Procs:

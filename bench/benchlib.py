@@ -1,11 +1,33 @@
-"""Helpers shared by the benchmark scripts (bench.py, bench_redis.py)."""
+"""Helpers shared by the benchmark scripts (bench.py, bench_redis.py, bench_upstreams.py,
+bench_cluster.py)."""
 
 import http.client
 import os
 import platform
 import re
+import socket
 import sys
 import time
+
+
+def free_port():
+    """A free loopback port, so a stray server on a fixed port is never measured instead."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port, path, timeout=10, ok=lambda status: status < 500):
+    """Waits until port answers path with a status ok() accepts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ok(http_get(port, path, timeout=1)[0]):
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not answer {path}")
 
 
 def log(msg):

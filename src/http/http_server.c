@@ -315,8 +315,8 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     if (r == NULL) return NULL;
     r->gw = gw;
     r->uri = strdup(uri ? uri : "");
-    r->start_ms = clock_mono_ms();
-    r->start_us = metrics_now_us();
+    r->start_us = metrics_now_us(); /* CLOCK_MONOTONIC, as clock_mono_ms */
+    r->start_ms = r->start_us / 1000;
     r->phase = PH_HEADERS;
     r->step = STEP_PLAN;
     if (r->uri == NULL) {

@@ -60,13 +60,20 @@ static enum step_result go(struct request *r, enum req_step next)
     return STEP_NEXT;
 }
 
-/* The gateway answers itself: status, error text, detail (may be NULL). */
-static enum step_result synth(struct request *r, int status, const char *error,
-                              const char *detail)
+/* What STEP_SYNTH answers: status, error text, detail (may be NULL).  For the places
+ * that enter STEP_SYNTH other than by go() (a resume, an entry point). */
+static void set_synth(struct request *r, int status, const char *error, const char *detail)
 {
     r->synth.status = status;
     r->synth.error = error;
     r->synth.detail = detail;
+}
+
+/* The gateway answers itself: status, error text, detail (may be NULL). */
+static enum step_result synth(struct request *r, int status, const char *error,
+                              const char *detail)
+{
+    set_synth(r, status, error, detail);
     return go(r, STEP_SYNTH);
 }
 
@@ -568,9 +575,7 @@ static enum step_result step_fetch(struct request *r)
     r->upstream_start_us = metrics_now_us();
     r->cf = cache_fetch_start(r->gw, &in);
     if (r->cf == NULL) {
-        r->synth.status = 503;
-        r->synth.error = "out of memory";
-        r->synth.detail = NULL;
+        set_synth(r, 503, "out of memory", NULL);
         return resume_into(r, STEP_SYNTH);
     }
     return wait_for(r, STEP_FETCH_DONE);
@@ -1010,9 +1015,7 @@ enum MHD_Result request_steps_start_streamed(struct request *r)
     }
     if (rc != 0) {
         r->step = STEP_SYNTH;
-        r->synth.status = 503;
-        r->synth.error = "out of memory";
-        r->synth.detail = NULL;
+        set_synth(r, 503, "out of memory", NULL);
         return request_steps_run(r);
     }
     if (pass_streamed(r) == STEP_WAIT) return MHD_YES;
@@ -1024,9 +1027,7 @@ enum MHD_Result request_steps_answer_streamed(struct request *r)
     if (r->body_too_big) {
         STATS_INC(rejected);
         r->step = STEP_SYNTH;
-        r->synth.status = 413;
-        r->synth.error = "request body too large";
-        r->synth.detail = NULL;
+        set_synth(r, 413, "request body too large", NULL);
     }
     return request_steps_run(r);
 }
