@@ -92,8 +92,31 @@ static void set_result(struct cache_lookup *lk, struct cache_object *obj, enum c
     lk->tier = obj ? tier : CACHE_TIER_NONE;
 }
 
+/* ---- read-your-writes: the pending-invalidation check (issue 10) ----
+ *
+ * Another instance answers a write only once Redis has published its
+ * invalidation, so by the time the client's next read reaches us the message
+ * is normally in our subscriber socket already, or being applied by the I/O
+ * loop.  Before the memory tier is read, a worker waits for that (bounded by
+ * SETTLE_MAX_MS and REDIS_TIMEOUT_MS), so it does not serve the entry the
+ * message is about to drop.  With nothing pending this is one poll() with a
+ * zero timeout and a few atomic loads (docs/design.md, "Read-your-writes").
+ * Checked before the lookup rather than after a hit: the same effect, and a
+ * hit never has to be looked up twice (a Vary lookup has replaced lk->key). */
+#define SETTLE_MAX_MS 5
+
+static void settle_invalidations(struct gateway *gw)
+{
+    if (gw->l2 == NULL || gw->l1 == NULL) return;
+    int ms = SETTLE_MAX_MS;
+    if (gw->cfg && gw->cfg->redis_timeout_ms > 0 && gw->cfg->redis_timeout_ms < ms)
+        ms = gw->cfg->redis_timeout_ms;
+    (void)store_redis_settle_invalidations(gw->l2, ms);
+}
+
 int cache_tiers_lookup(struct gateway *gw, struct cache_lookup *lk)
 {
+    settle_invalidations(gw);
     int64_t now = clock_wall_ms();
     lk->gw = gw;
     set_result(lk, NULL, CACHE_TIER_NONE, CACHE_MISS);

@@ -76,6 +76,9 @@ struct cache_lookup {
 };
 
 /* The memory tier, on the caller's thread: sets verdict, obj and tier.
+ * With a Redis tier, first waits (at most 5 ms, or REDIS_TIMEOUT_MS if less)
+ * for invalidations other instances published that this one has received
+ * but not applied yet (read-your-writes, store_redis_settle_invalidations).
  * Returns 0, or -ENOMEM (verdict MISS). */
 int cache_tiers_lookup(struct gateway *gw, struct cache_lookup *lk);
 

@@ -471,6 +471,7 @@ struct inval_task {
     struct inval_task *next; /* in the pending list */
     uint64_t id;             /* for inval_sync_after; 0: not tracked */
     char kind;               /* enum inval_kind */
+    bool drop_l1_after;      /* a raced fill's: the memory tier again once the DEL is done */
     size_t len;
     char key[];
 };
@@ -574,6 +575,48 @@ static const char SEQUENCED_SCRIPT[] =
 
 static int64_t refused_logged_ms;
 
+/* ---- the delivery fence (read-your-writes) ----
+ *
+ * Redis answers PUBLISH (or the script that publishes) before it has written
+ * the message to the subscribers: the publisher's reply and the subscribers'
+ * messages are all queued, then written one client after the other before
+ * Redis next waits for input (beforeSleep), the publisher's first.  On a busy
+ * machine Redis can be preempted between those writes (often by the very
+ * thread its reply woke) for milliseconds, long enough for our client to read
+ * through another instance whose socket does not have the message yet.  A
+ * command sent after the reply is read only once that round of writes is
+ * over, so its answer means every subscriber's socket has the message.  Only
+ * while a write's answer waits (a barrier is armed): one more round trip, to
+ * the node of the {inv} slot, where the channel lives on a cluster
+ * (docs/design.md, "Read-your-writes"). */
+static void fence_done(void *arg, const redisReply *reply, const char *err)
+{
+    (void)reply;
+    (void)err; /* failed or refused: the message was published all the same */
+    struct inval_task *t = arg;
+    track_finish(t);
+    free(t);
+}
+
+/* Sends the fence for t (tracked); fence_done finishes it.  Returns 0 or < 0. */
+static int fence_send(struct gateway *gw, struct inval_task *t)
+{
+    char seq_key[512];
+    redis_name(gw, INV_SEQ, seq_key, sizeof seq_key);
+    const char *argv[] = {"EXISTS", seq_key};
+    size_t lens[] = {6, strlen(seq_key)};
+    return redis_pool_command(gw->redis, 2, argv, lens, fence_done, t);
+}
+
+/* t's invalidation is published: finish it now, or once the fence answered. */
+static void finish_published(struct inval_task *t)
+{
+    struct gateway *gw = t->gw;
+    if (t->id != 0 && gw->inval_sync->barriers != NULL && fence_send(gw, t) == 0) return;
+    track_finish(t);
+    free(t);
+}
+
 static void on_sequenced(void *arg, const redisReply *reply, const char *err)
 {
     struct inval_task *t = arg;
@@ -613,8 +656,7 @@ static void on_sequenced(void *arg, const redisReply *reply, const char *err)
         }
         persist_fold(gw);
     }
-    track_finish(t);
-    free(t);
+    finish_published(t);
 }
 
 /* The PUBLISH of a key invalidation was answered (or failed: the DEL is done,
@@ -622,9 +664,13 @@ static void on_sequenced(void *arg, const redisReply *reply, const char *err)
 static void on_key_published(void *arg, int err)
 {
     struct inval_task *t = arg;
-    if (err != 0) LOG_D("redis: publishing a key invalidation failed: %s", strerror(-err));
-    track_finish(t);
-    free(t);
+    if (err != 0) {
+        LOG_D("redis: publishing a key invalidation failed: %s", strerror(-err));
+        track_finish(t);
+        free(t);
+        return;
+    }
+    finish_published(t);
 }
 
 /* The DEL of a key invalidation: once Redis took it, the other instances are
@@ -646,6 +692,8 @@ static void on_key_deleted(void *arg, int err)
         defer(t);
         return;
     }
+    /* What a read took from Redis before this DEL (the raced fill's value). */
+    if (t->drop_l1_after && gw->l1) store_l1_delete(gw->l1, t->key, t->len);
     if (store_redis_publish_invalidation_then(gw->l2, INVAL_KEY, t->key, t->len, on_key_published,
                                               t) != 0) {
         track_finish(t);
@@ -750,9 +798,32 @@ static void post_invalidation(struct gateway *gw, char kind, const char *key)
     t->gw = gw;
     t->id = 0;
     t->kind = kind;
+    t->drop_l1_after = false;
     t->len = len;
     memcpy(t->key, key, len + 1);
     if (io_loop_post(gw->loop, inval_task_run, t) != 0) free(t);
+}
+
+/* Loop thread: one of our fills may have reached Redis after an invalidation
+ * of its key (store_redis_on_raced_fill): the key is invalidated again, the
+ * memory tier once more after the DEL (a read may have brought the value
+ * back meanwhile), and the other instances told (docs/design.md,
+ * "Read-your-writes"). */
+static void on_raced_fill(void *arg, const char *key, size_t len)
+{
+    struct gateway *gw = arg;
+    struct inval_task *t = malloc(sizeof *t + len + 1);
+    if (t == NULL) return;
+    t->gw = gw;
+    t->next = NULL;
+    t->id = 0;
+    t->kind = INVAL_KEY;
+    t->drop_l1_after = true;
+    t->len = len;
+    memcpy(t->key, key, len);
+    t->key[len] = '\0';
+    if (gw->l1) store_l1_delete(gw->l1, key, len);
+    inval_task_run(t);
 }
 
 void inval_sync_invalidate_key(struct gateway *gw, const char *key)
@@ -806,9 +877,28 @@ static void barrier_arm(void *arg)
 {
     struct inval_barrier *b = arg;
     struct inval_sync *is = b->gw->inval_sync;
-    if (is == NULL || b->gw->l2 == NULL || is->low > is->issued) {
+    if (is == NULL || b->gw->l2 == NULL) {
         barrier_fire(b);
         return;
+    }
+    if (is->low > is->issued) {
+        /* Every invalidation is answered already (the writer was held off
+         * between issuing them and asking for this barrier): Redis may still
+         * be writing the messages to the subscribers.  A fence of its own,
+         * tracked like an invalidation, so the usual bound applies. */
+        struct inval_task *t = calloc(1, sizeof *t + 1);
+        if (t == NULL) {
+            barrier_fire(b);
+            return;
+        }
+        t->gw = b->gw;
+        track_start(t);
+        if (t->id == 0 || fence_send(b->gw, t) != 0) {
+            track_finish(t);
+            free(t);
+            barrier_fire(b);
+            return;
+        }
     }
     b->target = is->issued;
     int ms = b->gw->cfg && b->gw->cfg->redis_timeout_ms > 0 ? b->gw->cfg->redis_timeout_ms : 2000;
@@ -842,6 +932,7 @@ int inval_sync_start(struct gateway *gw)
     gw->inval_sync = calloc(1, sizeof *gw->inval_sync);
     if (gw->inval_sync == NULL) return -ENOMEM;
     if (gw->l2 == NULL) return 0;
+    store_redis_on_raced_fill(gw->l2, on_raced_fill, gw);
     int rc = store_redis_on_invalidation(gw->l2, on_remote_invalidation, gw);
     if (rc == 0) rc = io_loop_post(gw->loop, first_sync_task, gw);
     return rc;

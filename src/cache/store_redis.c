@@ -11,9 +11,21 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "redis_sub_watch.h"
 
 #define INSTANCE_ID_LEN 16
 #define SCAN_BATCH "1000"
+
+/* Recent fills, for the fill/invalidation race (see "fills that raced" below). */
+#define FILL_SLOTS 256
+#define FILL_RACE_MS 1000
+
+struct fill_rec {
+    uint64_t hash; /* of the cache key; 0: free */
+    int64_t sent_ms; /* monotonic */
+    bool in_flight; /* SET sent, not answered */
+    bool raced; /* an invalidation of the key came while it was in flight */
+};
 
 struct store_redis {
     struct redis_pool *pool;
@@ -28,6 +40,13 @@ struct store_redis {
     store_redis_invalidation_fn on_invalidation;
     void *invalidation_arg;
     bool subscribed_once; /* loop thread: the '+' was delivered */
+    /* The subscriber connection's unapplied input, for readers on other
+     * threads (store_redis_settle_invalidations). */
+    struct redis_sub_watch watch;
+    bool watch_ok;
+    struct fill_rec fills[FILL_SLOTS];
+    store_redis_raced_fn on_raced;
+    void *raced_arg;
 
     atomic_uint_fast64_t hits, misses, errors, decode_failures, stores, too_big;
     atomic_uint_fast64_t invalidations_sent, invalidations_received;
@@ -70,15 +89,80 @@ static void counted_reply(void *arg, const redisReply *r, const char *err)
     }
 }
 
+/* ---- fills that raced an invalidation ----
+ *
+ * A fill's SET is fire and forget on one pooled connection; a key
+ * invalidation's DEL (ours, on another connection, or another instance's) can
+ * reach Redis first when this loop was held off the CPU between the fill and
+ * its SET: the invalidated value is then back in Redis for its whole TTL, and
+ * every instance reads it back.  So each SET is remembered for FILL_RACE_MS
+ * (by key hash, FILL_SLOTS slots, the newest wins a slot); an invalidation of
+ * the key that meets one (a 'k' message from another instance, or our own
+ * store_redis_delete_then) hands the key to on_raced (inval_sync invalidates
+ * it again: DEL, memory tier, publish), once the SET was answered, and once
+ * per SET.  A false match (two keys, one hash) costs one more invalidation;
+ * docs/design.md, "Read-your-writes". */
+
+static uint64_t key_hash(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+    return h ? h : 1;
+}
+
+struct set_op {
+    struct store_redis *s;
+    uint64_t hash;
+    size_t key_len;
+    char key[];
+};
+
+static void raced(struct store_redis *s, const char *key, size_t len)
+{
+    LOG_D("redis: a fill of %.*s may have landed after its invalidation: invalidated again",
+          (int)len, key);
+    if (s->on_raced) s->on_raced(s->raced_arg, key, len);
+}
+
+/* An invalidation of key: a SET of it in flight is undone once answered.  One
+ * answered less than FILL_RACE_MS ago is undone at once when the invalidation
+ * is another instance's (its DEL ran before its message left: our answered
+ * SET may still have come after it); our own DEL is sent after that answer,
+ * so it cannot be overtaken. */
+static void fill_invalidated(struct store_redis *s, const char *key, size_t len, bool remote)
+{
+    uint64_t h = key_hash(key, len);
+    struct fill_rec *f = &s->fills[h % FILL_SLOTS];
+    if (f->hash != h) return;
+    if (f->in_flight) {
+        f->raced = true;
+        return;
+    }
+    bool recent = remote && clock_mono_ms() - f->sent_ms < FILL_RACE_MS;
+    f->hash = 0;
+    if (recent) raced(s, key, len);
+}
+
 static void store_reply(void *arg, const redisReply *r, const char *err)
 {
-    struct store_redis *s = arg;
+    struct set_op *op = arg;
+    struct store_redis *s = op->s;
+    struct fill_rec *f = &s->fills[op->hash % FILL_SLOTS];
+    bool was_raced = false;
+    if (f->hash == op->hash && f->in_flight) {
+        f->in_flight = false;
+        was_raced = f->raced;
+        if (was_raced) f->hash = 0;
+    }
     if (err != NULL || r->type == REDIS_REPLY_ERROR) {
         COUNT(s, errors);
         LOG_D("redis: SET failed: %s", err ? err : r->str);
-        return;
+    } else {
+        COUNT(s, stores);
     }
-    COUNT(s, stores);
+    /* Even a SET that failed may have been applied (a timeout). */
+    if (was_raced) raced(s, op->key, op->key_len);
+    free(op);
 }
 
 static int simple_key_command(struct store_redis *s, const char *cmd, const char *key,
@@ -197,14 +281,30 @@ int store_redis_put(struct store_redis *s, struct cache_object *obj)
         free(val);
         return -ENOMEM;
     }
+    struct set_op *op = malloc(sizeof *op + obj->key_len);
+    if (op == NULL) {
+        free(fk);
+        free(val);
+        return -ENOMEM;
+    }
+    op->s = s;
+    op->hash = key_hash(obj->key, obj->key_len);
+    op->key_len = obj->key_len;
+    memcpy(op->key, obj->key, obj->key_len);
     char px[24];
     snprintf(px, sizeof px, "%lld", (long long)ttl);
     const char *argv[5] = {"SET", fk, val, "PX", px};
     size_t lens[5] = {3, fk_len, val_len, 2, strlen(px)};
-    rc = redis_pool_command(s->pool, 5, argv, lens, store_reply, s);
+    rc = redis_pool_command(s->pool, 5, argv, lens, store_reply, op);
     free(fk);
     free(val);
-    return rc;
+    if (rc != 0) {
+        free(op);
+        return rc;
+    }
+    s->fills[op->hash % FILL_SLOTS] =
+        (struct fill_rec){.hash = op->hash, .sent_ms = clock_mono_ms(), .in_flight = true};
+    return 0;
 }
 
 int store_redis_delete(struct store_redis *s, const char *key, size_t key_len)
@@ -260,7 +360,14 @@ int store_redis_delete_then(struct store_redis *s, const char *key, size_t key_l
     struct done_op *op = malloc(sizeof *op);
     if (op == NULL) return -ENOMEM;
     *op = (struct done_op){.s = s, .fn = fn, .arg = arg};
-    return send_del(s, key, key_len, done_reply, op);
+    int rc = send_del(s, key, key_len, done_reply, op);
+    if (rc != 0) {
+        free(op);
+        return rc;
+    }
+    /* Our own invalidation (inval_sync's key DEL) may overtake our own fill. */
+    fill_invalidated(s, key, key_len, false);
+    return 0;
 }
 
 /* ---- delete by prefix: SCAN + UNLINK ---- */
@@ -690,9 +797,10 @@ static void on_message(void *arg, const char *payload, size_t len)
      * sequenced invalidation script. */
     if (kind != 'k' && kind != 'p' && kind != 'P' && kind != 'T') return;
     COUNT(s, invalidations_received);
-    if (s->on_invalidation)
-        s->on_invalidation(s->invalidation_arg, kind, payload + INSTANCE_ID_LEN + 2,
-                           len - INSTANCE_ID_LEN - 2);
+    const char *key = payload + INSTANCE_ID_LEN + 2;
+    size_t key_len = len - INSTANCE_ID_LEN - 2;
+    if (s->on_invalidation) s->on_invalidation(s->invalidation_arg, kind, key, key_len);
+    if (kind == 'k') fill_invalidated(s, key, key_len, true);
 }
 
 static void on_sub_state(void *arg, bool subscribed, bool after_gap)
@@ -716,8 +824,22 @@ int store_redis_on_invalidation(struct store_redis *s, store_redis_invalidation_
     s->on_invalidation = fn;
     s->invalidation_arg = arg;
     if (s->sub != NULL) return 0;
-    return redis_pool_subscribe(s->pool, s->channel, s->channel_len, on_message, on_sub_state, s,
-                                &s->sub);
+    int rc = redis_pool_subscribe(s->pool, s->channel, s->channel_len, on_message, on_sub_state, s,
+                                  &s->sub);
+    if (rc == 0 && s->watch_ok) redis_pool_sub_set_watch(s->sub, &s->watch);
+    return rc;
+}
+
+void store_redis_on_raced_fill(struct store_redis *s, store_redis_raced_fn fn, void *arg)
+{
+    s->on_raced = fn;
+    s->raced_arg = arg;
+}
+
+int store_redis_settle_invalidations(struct store_redis *s, int timeout_ms)
+{
+    if (!s->watch_ok || timeout_ms <= 0) return 0;
+    return redis_sub_watch_settle(&s->watch, timeout_ms);
 }
 
 /* ---- life cycle ---- */
@@ -733,6 +855,8 @@ int store_redis_create(struct redis_pool *pool, struct io_loop *loop, const char
     s->prefix = strdup(prefix);
     s->prefix_len = strlen(prefix);
     s->max_value_bytes = max_value_bytes;
+    /* Without it reads are merely as before (no read-your-writes wait). */
+    s->watch_ok = redis_sub_watch_init(&s->watch) == 0;
     s->channel_len = s->prefix_len + strlen("invalidate");
     s->channel = malloc(s->channel_len + 1);
     if (s->prefix == NULL || s->channel == NULL) {
@@ -758,6 +882,7 @@ void store_redis_destroy(struct store_redis *s)
 {
     if (s == NULL) return;
     if (s->sub) redis_pool_unsubscribe(s->pool, s->sub);
+    if (s->watch_ok) redis_sub_watch_destroy(&s->watch);
     free(s->prefix);
     free(s->channel);
     free(s);

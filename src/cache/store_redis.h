@@ -42,7 +42,7 @@
  * pending operations, whose callbacks still run) -> store_redis_destroy (loop
  * thread, or after the loop stopped) -> redis_pool_destroy.
  * Thread-safety: confined to the loop thread, except store_redis_get_stats
- * (atomic counters, any thread).
+ * (atomic counters) and store_redis_settle_invalidations (any thread).
  */
 #ifndef CACHEGW_STORE_REDIS_H
 #define CACHEGW_STORE_REDIS_H
@@ -158,6 +158,25 @@ int store_redis_publish_invalidation_then(struct store_redis *s, char kind, cons
  * invalidations to fn on the loop thread.  Loop thread, or before the pool is
  * started.  Returns 0 or -ENOMEM / -ENOTCONN (pool stopped). */
 int store_redis_on_invalidation(struct store_redis *s, store_redis_invalidation_fn fn, void *arg);
+
+/* A fill's SET that may have reached Redis after an invalidation of its key
+ * (another instance's 'k' message, or our own store_redis_delete_then, met a
+ * SET of that key still in flight or sent less than a second ago): fn gets
+ * the key once that SET is answered, on the loop thread, so that the owner
+ * invalidates it again (docs/design.md, "Read-your-writes").  Loop thread, or
+ * before the pool is started. */
+typedef void (*store_redis_raced_fn)(void *arg, const char *key, size_t key_len);
+void store_redis_on_raced_fill(struct store_redis *s, store_redis_raced_fn fn, void *arg);
+
+/* Read-your-writes across instances (issue 10; docs/design.md,
+ * "Read-your-writes"): when invalidations from other instances may have
+ * arrived that the loop has not applied yet (bytes unread in the subscriber
+ * socket, or the loop in the middle of reading and applying them), waits for
+ * the loop to apply them, at most timeout_ms (redis_sub_watch_settle).
+ * Returns 0 (nothing pending: one poll() and a few atomic loads), 1 (waited,
+ * applied) or 2 (gave up at the bound, or called on the loop thread).  Any
+ * thread: the one exception to the loop confinement, with the stats. */
+int store_redis_settle_invalidations(struct store_redis *s, int timeout_ms);
 
 void store_redis_get_stats(const struct store_redis *s, struct store_redis_stats *out);
 /* This instance's id as it appears in published messages (16 hex digits). */

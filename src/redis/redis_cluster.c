@@ -58,6 +58,7 @@ struct redis_csub {
     bool next_failed;
     bool subscribed;
     bool moved_gap; /* moved to another node: the next SUBSCRIBE reports a gap */
+    struct redis_sub_watch *watch; /* given to every node subscription (redis_sub_watch.h) */
     int64_t down_since_ms;
     struct redis_csub *next;
 };
@@ -582,7 +583,10 @@ static int csub_place(struct redis_csub *s, int i)
     if (i < 0) return -ENOTCONN;
     int rc = redis_pool_subscribe(c->nodes[i]->pool, s->channel, s->channel_len, csub_on_message,
                                   csub_on_state, s, &s->inner);
-    if (rc == 0) s->node = i;
+    if (rc == 0) {
+        s->node = i;
+        if (s->watch) redis_pool_sub_set_watch(s->inner, s->watch);
+    }
     return rc;
 }
 
@@ -629,6 +633,8 @@ static void csub_maintain(struct redis_cluster *c)
                                      csub_on_message, csub_next_state, s, &s->next_inner) < 0) {
                 s->next_inner = NULL;
                 s->next_node = -1;
+            } else if (s->watch) {
+                redis_pool_sub_set_watch(s->next_inner, s->watch);
             }
             continue;
         }
@@ -679,6 +685,13 @@ int redis_cluster_subscribe(struct redis_cluster *c, const char *channel, size_t
     c->subs = s;
     *out = s;
     return 0;
+}
+
+void redis_cluster_sub_set_watch(struct redis_csub *s, struct redis_sub_watch *w)
+{
+    s->watch = w;
+    if (s->inner) redis_pool_sub_set_watch(s->inner, w);
+    if (s->next_inner) redis_pool_sub_set_watch(s->next_inner, w);
 }
 
 void redis_cluster_unsubscribe(struct redis_cluster *c, struct redis_csub *s)

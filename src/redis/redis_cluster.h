@@ -83,6 +83,10 @@ int redis_cluster_subscribe(struct redis_cluster *c, const char *channel, size_t
                             redis_sub_message_fn on_message, redis_sub_state_fn on_state,
                             void *arg, struct redis_csub **out);
 void redis_cluster_unsubscribe(struct redis_cluster *c, struct redis_csub *s);
+/* redis_pool_sub_set_watch for a router's subscription: applied to the node
+ * subscription of now and to every later one (a move, make-before-break). */
+struct redis_sub_watch;
+void redis_cluster_sub_set_watch(struct redis_csub *s, struct redis_sub_watch *w);
 void redis_cluster_set_pubsub_key(struct redis_cluster *c, const char *key, size_t len);
 
 #endif

@@ -26,6 +26,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "redis_sub_watch.h"
 #include "tls.h"
 
 struct pending {
@@ -40,6 +41,9 @@ struct redis_conn {
     void *state_arg;
     redis_message_fn on_message;
     void *message_arg;
+    struct redis_sub_watch *sub_watch; /* subscriber input watch (redis_sub_watch.h), or NULL */
+    bool sub_watch_fd; /* fd is published in watch */
+    bool sub_watch_open; /* a read pass is open in watch */
 
     enum redis_conn_state state;
     uint64_t gen; /* bumped by every close: handlers compare it across callbacks */
@@ -158,6 +162,14 @@ static void teardown(struct redis_conn *c)
     if (c->op_timer) io_timer_cancel(c->cfg->loop, c->op_timer);
     if (c->read_timer) io_timer_cancel(c->cfg->loop, c->read_timer);
     c->connect_timer = c->op_timer = c->read_timer = NULL;
+    if (c->sub_watch) {
+        /* Withdrawn before close() can hand the number to another socket; a
+         * pass left open by a read that yielded is over (nothing more will be
+         * read from this session). */
+        if (c->sub_watch_fd) redis_sub_watch_remove_fd(c->sub_watch, c->fd);
+        if (c->sub_watch_open) redis_sub_watch_end(c->sub_watch);
+        c->sub_watch_fd = c->sub_watch_open = false;
+    }
     if (c->fd >= 0) {
         if (c->watching) io_loop_unwatch(c->cfg->loop, c->fd);
         if (c->ssl) SSL_free(c->ssl);
@@ -482,6 +494,10 @@ static void hs_ping_cb(void *arg, const redisReply *r, const char *err)
     if (c->connect_timer) io_timer_cancel(c->cfg->loop, c->connect_timer);
     c->connect_timer = NULL;
     c->state = REDIS_CONN_READY;
+    if (c->sub_watch && !c->sub_watch_fd) {
+        redis_sub_watch_add_fd(c->sub_watch, c->fd);
+        c->sub_watch_fd = true;
+    }
     c->reason[0] = '\0';
     c->err_kind = REDIS_CONN_ERR_NONE;
     if (c->on_state) c->on_state(c->state_arg, c, true, NULL);
@@ -726,7 +742,7 @@ static void resume_read(void *arg)
 
 /* Reads and dispatches until the socket would block or the read budget for
  * this wake-up is spent.  May close. */
-static void read_in(struct redis_conn *c)
+static void read_in_pass(struct redis_conn *c)
 {
     uint64_t gen = c->gen;
     char buf[16384];
@@ -804,6 +820,28 @@ static void read_in(struct redis_conn *c)
             conn_fail(c, NULL);
             return;
         }
+    }
+}
+
+/* read_in_pass, bracketed for the subscriber input watch: a pass is open from
+ * before the first read until what was read has been dispatched (applied by
+ * the message handler) and the socket would block; a pass that yielded to the
+ * read budget stays open until resume_read finishes it (bytes may wait in
+ * OpenSSL's buffer meanwhile, where a poll() on the socket cannot see them). */
+static void read_in(struct redis_conn *c)
+{
+    struct redis_sub_watch *w = c->sub_watch;
+    if (w == NULL) {
+        read_in_pass(c);
+        return;
+    }
+    if (!c->sub_watch_open) redis_sub_watch_begin(w);
+    c->sub_watch_open = true;
+    read_in_pass(c);
+    /* Closed meanwhile: teardown ended the pass already. */
+    if (c->sub_watch_open && c->read_timer == NULL) {
+        c->sub_watch_open = false;
+        redis_sub_watch_end(w);
     }
 }
 
@@ -996,6 +1034,21 @@ void redis_conn_set_message_handler(struct redis_conn *c, redis_message_fn fn, v
 {
     c->on_message = fn;
     c->message_arg = arg;
+}
+
+void redis_conn_set_sub_watch(struct redis_conn *c, struct redis_sub_watch *w)
+{
+    if (c->sub_watch == w) return;
+    if (c->sub_watch) {
+        if (c->sub_watch_fd) redis_sub_watch_remove_fd(c->sub_watch, c->fd);
+        if (c->sub_watch_open) redis_sub_watch_end(c->sub_watch);
+    }
+    c->sub_watch = w;
+    c->sub_watch_fd = c->sub_watch_open = false;
+    if (w && c->state == REDIS_CONN_READY) {
+        redis_sub_watch_add_fd(w, c->fd);
+        c->sub_watch_fd = true;
+    }
 }
 
 enum redis_conn_state redis_conn_get_state(const struct redis_conn *c) { return c->state; }

@@ -158,6 +158,13 @@ int redis_conn_command_raw(struct redis_conn *c, const char *cmd, size_t len, re
 /* Puts the connection in subscriber mode: pub/sub pushes go to fn. */
 void redis_conn_set_message_handler(struct redis_conn *c, redis_message_fn fn, void *arg);
 
+struct redis_sub_watch;
+/* Reports this connection's input to w (redis_sub_watch.h; NULL: none): its
+ * socket while READY, and each read-and-dispatch pass, so that other threads
+ * can tell whether pushes have arrived that the loop has not handed to the
+ * message handler yet.  w must outlive the connection or be replaced first. */
+void redis_conn_set_sub_watch(struct redis_conn *c, struct redis_sub_watch *w);
+
 enum redis_conn_state redis_conn_get_state(const struct redis_conn *c);
 /* Commands queued and not yet answered. */
 size_t redis_conn_pending(const struct redis_conn *c);

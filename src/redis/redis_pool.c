@@ -1098,6 +1098,15 @@ bool redis_pool_tls(const struct redis_pool *p) { return p->tls; }
 
 void redis_pool_sub_set_state_fn(struct redis_sub *s, redis_sub_state_fn fn) { s->on_state = fn; }
 
+void redis_pool_sub_set_watch(struct redis_sub *s, struct redis_sub_watch *w)
+{
+    if (s->csub) {
+        redis_cluster_sub_set_watch(s->csub, w);
+        return;
+    }
+    redis_conn_set_sub_watch(s->slot.conn, w);
+}
+
 void redis_pool_set_pubsub_key(struct redis_pool *p, const char *key, size_t len)
 {
     if (p->cluster) redis_cluster_set_pubsub_key(p->cluster, key, len);

@@ -201,6 +201,12 @@ int redis_pool_subscribe(struct redis_pool *p, const char *channel, size_t chann
  * inside that callback). */
 void redis_pool_sub_set_state_fn(struct redis_sub *s, redis_sub_state_fn fn);
 
+/* Reports the subscription's input to w (redis_sub_watch.h; NULL: none), on
+ * whichever connection (and, on a cluster, node) carries it now or later.
+ * w must outlive the subscription.  Loop thread, or before start. */
+struct redis_sub_watch;
+void redis_pool_sub_set_watch(struct redis_sub *s, struct redis_sub_watch *w);
+
 /* Cluster mode: PUBLISH goes to the master of key's slot and subscriptions
  * live there (see redis_cluster.h); a no-op for one node.  Loop thread, or
  * before start. */

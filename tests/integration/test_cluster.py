@@ -466,9 +466,17 @@ def request_path_waits():
 
 @unittest.skipUnless(request_path_waits(), "the request path does not call inval_sync_after yet")
 class ReadYourWritesTest(ClusterTestCase):
-    """PUT through A, and once A answered, GET through B at once, 200 times."""
+    """PUT through A, and once A answered, GET through B at once, 200 times.
 
-    def stale_fraction(self, url):
+    Two mechanisms make the issue's bound hold (docs/design.md,
+    "Read-your-writes"): A's answer waits until Redis has written the
+    invalidation to every subscriber's socket (the publish, then a fence
+    command on the same node), and B, before it reads its memory tier, waits
+    (at most 5 ms) for its I/O loop to apply what its subscriber socket has
+    received.  Measured: 0-0.5 % stale on a quiet 2-core machine and 0 % with
+    two CPU hogs (before them: 0-3.5 % quiet; without either: 25-50 %)."""
+
+    def stale_fraction(self, url, label):
         a = self.gateway(url)
         b = self.gateway(url)
         self.wait_redis(a, b)
@@ -487,24 +495,20 @@ class ReadYourWritesTest(ClusterTestCase):
                 time.sleep(0.005)
                 if name.encode() not in b.get(path).body:
                     late += 1
-                    # The issue's 5 ms holds on a quiet machine (0 late there); a loaded
-                    # CI machine can delay B's loop longer, so the hard check is 100 ms.
+                    # B's wait is bounded by 5 ms: a loop held off the CPU longer
+                    # than that can still be late; the hard check is 100 ms.
                     time.sleep(0.095)
                     self.assertIn(name.encode(), b.get(path).body,
                                   "B still served the old entry 100 ms after the write")
-        print(f"\n[read-your-writes] still stale 5 ms after the write: {late} of {n}")
+        print(f"\n[read-your-writes] {label}: stale right after the write {stale} of {n} "
+              f"({stale * 100 / n:.1f} %), still stale 5 ms later {late} of {n}")
         return stale / n
 
     def test_read_your_writes(self):
         redis = RedisServer("plain")
         self.addCleanup(redis.stop)
-        standalone = self.stale_fraction(redis.url())
-        cluster = self.stale_fraction("redis://127.0.0.1:%d" % cs.PLAIN_PORTS[0])
-        print(f"\n[read-your-writes] stale right after the write: standalone "
-              f"{standalone * 100:.1f} %, cluster {cluster * 100:.1f} %")
-        # The issue asks 1 %.  What remains after A's answer waited for the
-        # publish is B's own delay in applying a message it already has (its
-        # loop thread against its HTTP worker): 0-1 % on a quiet machine, up to
-        # 5.5 % on a 2-core machine at load 7 (without the wait: 7-32 %).
-        self.assertLessEqual(standalone, 0.06)
-        self.assertLessEqual(cluster, 0.06)
+        standalone = self.stale_fraction(redis.url(), "standalone")
+        cluster = self.stale_fraction("redis://127.0.0.1:%d" % cs.PLAIN_PORTS[0], "cluster")
+        # The issue's bound: at most 1 % (2 of 200) on each.
+        self.assertLessEqual(standalone, 0.01)
+        self.assertLessEqual(cluster, 0.01)

@@ -14,6 +14,8 @@ import cluster_servers as cs
 from harness import ExampleAPI, Gateway, GatewayTestCase, free_port, wait_until
 
 POLICY = 'route "GET /users/:id" { key = "users:{id}", ttl = 300 }\n'
+PROBE = "/users/77"
+PROBE_KEY = "cachegw:c:users:77"
 
 
 def current_master():
@@ -41,7 +43,14 @@ class SentinelTest(GatewayTestCase):
         e.update(env)
         return self.track(Gateway(self.api.url, env=e))
 
+    def drop_probe(self):
+        """The probe entry must be new to Redis: a run within its 300 s TTL
+        left it there (on whichever node is master now; replicas follow)."""
+        cs.cmd(current_master(), "DEL", PROBE_KEY)
+
     def test_failover_under_load(self):
+        self.drop_probe()
+        self.addCleanup(self.drop_probe)
         old = current_master()
         new = [p for p in cs.SENTINEL_DATA if p != old][0]
         gw = self.gateway(CACHE_MAX_BYTES="0", REDIS_TIMEOUT_MS="500")
@@ -78,9 +87,9 @@ class SentinelTest(GatewayTestCase):
         self.assertGreaterEqual(gw.health_cache()["redis"]["topology"]["failovers"], 1)
 
         # Writes go to the new master: a fresh entry lands there.
-        probe = "/users/77"
+        probe = PROBE
         self.assertEqual(gw.get(probe).header("x-cache"), "MISS")
-        wait_until(lambda: cs.cmd(new, "EXISTS", "cachegw:c:users:77") == 1,
+        wait_until(lambda: cs.cmd(new, "EXISTS", PROBE_KEY) == 1,
                    what="the entry on the new master")
         self.assertEqual(cs._s(cs.cmd(new, "ROLE")[0]), "master")
         self.assertEqual(gw.get(probe).header("x-cache"), "HIT")
