@@ -7,6 +7,9 @@
  *   - the watch wired through redis_conn / redis_pool / store_redis to a real
  *     subscription (a private redis-server): store_redis_settle_invalidations
  *     returns after the invalidation handler ran, not before;
+ *   - store_redis's raced fills: a SET of a key that an invalidation met in
+ *     flight (or, for another instance's, sent less than a second before) is
+ *     handed back once, so that it is invalidated again;
  *   - inval_sync's delivery fence: a write's barrier fires only once every
  *     subscriber's socket has the message (Redis writes the publisher's reply
  *     first and the subscribers' messages after it; 300 subscribers make that
@@ -287,6 +290,130 @@ TEST(settle_returns_after_the_handler_applied_the_message)
     server_kill(&srv);
 }
 
+/* ---- fills that raced an invalidation ---- */
+
+struct raced_probe {
+    atomic_int calls;
+    char key[64];
+};
+
+static void raced_cb(void *arg, const char *key, size_t len)
+{
+    struct raced_probe *r = arg;
+    snprintf(r->key, sizeof r->key, "%.*s", (int)len, key);
+    atomic_fetch_add(&r->calls, 1);
+}
+
+struct raced_env {
+    struct env e;
+    struct store_redis *s;
+    struct slow_handler h;
+    struct raced_probe r;
+    struct cache_object *obj;
+};
+
+static void raced_setup_task(void *arg)
+{
+    struct raced_env *re = arg;
+    store_redis_on_raced_fill(re->s, raced_cb, &re->r);
+    CHECK_EQ_INT(store_redis_on_invalidation(re->s, slow_invalidation, &re->h), 0);
+}
+
+static void ignore_done(void *arg, int err)
+{
+    (void)arg;
+    (void)err;
+}
+
+/* Our own fill and our own invalidation in one loop turn: the SET is still in
+ * flight when the DEL leaves, on another connection. */
+static void put_then_delete_task(void *arg)
+{
+    struct raced_env *re = arg;
+    CHECK_EQ_INT(store_redis_put(re->s, re->obj), 0);
+    CHECK_EQ_INT(store_redis_delete_then(re->s, "users:1", 7, ignore_done, NULL), 0);
+}
+
+static void put_task(void *arg)
+{
+    struct raced_env *re = arg;
+    CHECK_EQ_INT(store_redis_put(re->s, re->obj), 0);
+}
+
+static void delete_task(void *arg)
+{
+    struct raced_env *re = arg;
+    CHECK_EQ_INT(store_redis_delete_then(re->s, "users:1", 7, ignore_done, NULL), 0);
+}
+
+static bool pred_raced(void *arg)
+{
+    return atomic_load(&((struct raced_probe *)arg)->calls) > 0;
+}
+
+TEST(a_fill_that_raced_an_invalidation_is_handed_back)
+{
+    int port = free_tcp_port();
+    struct server srv = {0};
+    CHECK(server_start(&srv, port));
+    char url[64], err[200];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    struct raced_env re = {0};
+    atomic_init(&re.h.applied, 0);
+    atomic_init(&re.h.subscribed, false);
+    atomic_init(&re.r.calls, 0);
+    struct http_header hd[1] = {{"content-type", "application/json"}};
+    struct cache_meta m = {.stored_at_ms = clock_wall_ms(), .ttl_ms = 60000};
+    re.obj = cache_object_build("users:1", 7, 200, hd, 1, "{}", 2, &m);
+    env_loop(&re.e);
+    CHECK_EQ_INT(env_pool(&re.e, url, pool_options(&re.e.url), err, sizeof err), 0);
+    CHECK_EQ_INT(store_redis_create(re.e.pool, re.e.loop, "cachegw:", 1 << 20, &re.s), 0);
+    run_on_loop(re.e.loop, raced_setup_task, &re);
+    CHECK(wait_until(pred_subscribed, &re.h, 5000) >= 0);
+
+    /* 1. Our DEL while our SET is in flight: handed back once, after the SET. */
+    run_on_loop(re.e.loop, put_then_delete_task, &re);
+    CHECK(wait_until(pred_raced, &re.r, 2000) >= 0);
+    CHECK_EQ_STR(re.r.key, "users:1");
+    sleep_ms(50);
+    CHECK_EQ_INT(atomic_load(&re.r.calls), 1);
+
+    /* 2. Our DEL after our SET was answered: ordered, nothing handed back. */
+    atomic_store(&re.r.calls, 0);
+    run_on_loop(re.e.loop, put_task, &re);
+    sleep_ms(50);
+    run_on_loop(re.e.loop, delete_task, &re);
+    sleep_ms(50);
+    CHECK_EQ_INT(atomic_load(&re.r.calls), 0);
+
+    /* 3. Another instance's invalidation of a key we filled 50 ms ago: its DEL
+     * may have run before our SET; handed back once. */
+    run_on_loop(re.e.loop, put_task, &re);
+    sleep_ms(50);
+    CHECK(cli(port, "PUBLISH cachegw:invalidate 0123456789abcdef:kusers:1"));
+    CHECK(wait_until(pred_raced, &re.r, 2000) >= 0);
+    CHECK(cli(port, "PUBLISH cachegw:invalidate 0123456789abcdef:kusers:1"));
+    sleep_ms(50);
+    CHECK_EQ_INT(atomic_load(&re.r.calls), 1);
+
+    /* 4. ... or filled more than a second before: nothing. */
+    atomic_store(&re.r.calls, 0);
+    run_on_loop(re.e.loop, put_task, &re);
+    sleep_ms(1100);
+    CHECK(cli(port, "PUBLISH cachegw:invalidate 0123456789abcdef:kusers:1"));
+    sleep_ms(50);
+    CHECK_EQ_INT(atomic_load(&re.r.calls), 0);
+
+    run_on_loop(re.e.loop, pool_stop_task, re.e.pool);
+    io_loop_stop(re.e.loop);
+    store_redis_destroy(re.s);
+    redis_pool_destroy(re.e.pool);
+    io_loop_destroy(re.e.loop);
+    redis_url_free(&re.e.url);
+    cache_object_unref(re.obj);
+    server_kill(&srv);
+}
+
 /* ---- inval_sync's delivery fence ---- */
 
 /* A gateway with only what the Redis tier needs (as test_inval_sync.c). */
@@ -440,6 +567,7 @@ int main(void)
     RUN(the_wait_is_bounded);
     RUN(the_loop_thread_never_waits);
     RUN(settle_returns_after_the_handler_applied_the_message);
+    RUN(a_fill_that_raced_an_invalidation_is_handed_back);
     RUN(a_write_answer_waits_until_every_subscriber_has_the_message);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
