@@ -10,6 +10,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "log.h"
 #include "redis_sub_watch.h"
 
@@ -105,9 +106,8 @@ static void counted_reply(void *arg, const redisReply *r, const char *err)
 
 static uint64_t key_hash(const char *key, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
-    return h ? h : 1;
+    uint64_t h = hash_bytes(key, len); /* keyed: clients choose the keys */
+    return h ? h : 1;                  /* 0 marks a free slot */
 }
 
 struct set_op {

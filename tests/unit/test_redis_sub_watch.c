@@ -216,7 +216,7 @@ struct slow_handler {
     atomic_bool subscribed;
 };
 
-/* Loop thread: an invalidation that takes 30 ms to apply. */
+/* Loop thread: an invalidation that takes 150 ms (longer than two redis-cli runs) to apply. */
 static void slow_invalidation(void *arg, char kind, const char *key, size_t len)
 {
     struct slow_handler *h = arg;
@@ -226,7 +226,7 @@ static void slow_invalidation(void *arg, char kind, const char *key, size_t len)
         atomic_store(&h->subscribed, true);
         return;
     }
-    sleep_ms(30);
+    sleep_ms(150);
     atomic_fetch_add(&h->applied, 1);
 }
 
@@ -266,12 +266,14 @@ TEST(settle_returns_after_the_handler_applied_the_message)
     CHECK(wait_until(pred_subscribed, &h, 5000) >= 0);
     int waited = 0;
     for (int i = 1; i <= 5; i++) {
-        /* Another instance's key invalidation, published by another client:
-         * redis-cli returns once Redis answered, i.e. the message is on its
-         * way to us or read and being applied (30 ms). */
+        /* Another instance's key invalidation, published by another client,
+         * then a PING (what inval_sync's fence does: Redis reads it only
+         * after it wrote the message to every subscriber): the message is in
+         * our socket, or read and being applied (150 ms). */
         char args[200];
         snprintf(args, sizeof args, "PUBLISH cachegw:invalidate 0123456789abcdef:kusers:%d", i);
         CHECK(cli(port, args));
+        CHECK(cli(port, "PING"));
         int rc = store_redis_settle_invalidations(se.s, 2000);
         CHECK(rc != 2);
         if (rc == 1) waited++;
@@ -346,6 +348,17 @@ static void delete_task(void *arg)
     CHECK_EQ_INT(store_redis_delete_then(re->s, "users:1", 7, ignore_done, NULL), 0);
 }
 
+struct applied_at_least {
+    struct slow_handler *h;
+    int n;
+};
+
+static bool pred_applied(void *arg)
+{
+    struct applied_at_least *a = arg;
+    return atomic_load(&a->h->applied) >= a->n;
+}
+
 static bool pred_raced(void *arg)
 {
     return atomic_load(&((struct raced_probe *)arg)->calls) > 0;
@@ -390,9 +403,12 @@ TEST(a_fill_that_raced_an_invalidation_is_handed_back)
      * may have run before our SET; handed back once. */
     run_on_loop(re.e.loop, put_task, &re);
     sleep_ms(50);
+    struct applied_at_least a = {&re.h, atomic_load(&re.h.applied)};
     CHECK(cli(port, "PUBLISH cachegw:invalidate 0123456789abcdef:kusers:1"));
     CHECK(wait_until(pred_raced, &re.r, 2000) >= 0);
     CHECK(cli(port, "PUBLISH cachegw:invalidate 0123456789abcdef:kusers:1"));
+    a.n += 2; /* both messages handled (the second met no SET) */
+    CHECK(wait_until(pred_applied, &a, 2000) >= 0);
     sleep_ms(50);
     CHECK_EQ_INT(atomic_load(&re.r.calls), 1);
 
@@ -401,6 +417,8 @@ TEST(a_fill_that_raced_an_invalidation_is_handed_back)
     run_on_loop(re.e.loop, put_task, &re);
     sleep_ms(1100);
     CHECK(cli(port, "PUBLISH cachegw:invalidate 0123456789abcdef:kusers:1"));
+    a.n += 1;
+    CHECK(wait_until(pred_applied, &a, 2000) >= 0);
     sleep_ms(50);
     CHECK_EQ_INT(atomic_load(&re.r.calls), 0);
 
