@@ -28,6 +28,11 @@ struct fill_rec {
     bool raced; /* an invalidation of the key came while it was in flight */
 };
 
+struct inval_rec {
+    uint64_t hash; /* of the cache key; 0: free */
+    int64_t at_ms; /* wall clock, as cache_meta.stored_at_ms */
+};
+
 struct store_redis {
     struct redis_pool *pool;
     struct io_loop *loop;
@@ -46,6 +51,7 @@ struct store_redis {
     struct redis_sub_watch watch;
     bool watch_ok;
     struct fill_rec fills[FILL_SLOTS];
+    struct inval_rec invals[FILL_SLOTS]; /* recent key invalidations, same slots */
     store_redis_raced_fn on_raced;
     void *raced_arg;
 
@@ -124,6 +130,14 @@ static void raced(struct store_redis *s, const char *key, size_t len)
     if (s->on_raced) s->on_raced(s->raced_arg, key, len);
 }
 
+/* A key invalidation seen here (another instance's message, or our DEL): a
+ * fill of the key stored before it is not written any more (store_redis_put),
+ * whatever held it up on its way to the loop. */
+static void note_invalidation(struct store_redis *s, uint64_t h)
+{
+    s->invals[h % FILL_SLOTS] = (struct inval_rec){.hash = h, .at_ms = clock_wall_ms()};
+}
+
 /* An invalidation of key: a SET of it in flight is undone once answered.  One
  * answered less than FILL_RACE_MS ago is undone at once when the invalidation
  * is another instance's (its DEL ran before its message left: our answered
@@ -132,6 +146,7 @@ static void raced(struct store_redis *s, const char *key, size_t len)
 static void fill_invalidated(struct store_redis *s, const char *key, size_t len, bool remote)
 {
     uint64_t h = key_hash(key, len);
+    note_invalidation(s, h);
     struct fill_rec *f = &s->fills[h % FILL_SLOTS];
     if (f->hash != h) return;
     if (f->in_flight) {
@@ -275,6 +290,14 @@ int store_redis_put(struct store_redis *s, struct cache_object *obj)
         free(val);
         return -E2BIG;
     }
+    uint64_t h = key_hash(obj->key, obj->key_len);
+    const struct inval_rec *iv = &s->invals[h % FILL_SLOTS];
+    if (iv->hash == h && obj->meta.stored_at_ms <= iv->at_ms) {
+        /* Invalidated after it was stored: writing it now would bring the old
+         * value back after the invalidation's DEL. */
+        free(val);
+        return -ECANCELED;
+    }
     size_t fk_len;
     char *fk = full_key(s, obj->key, obj->key_len, &fk_len);
     if (fk == NULL) {
@@ -288,7 +311,7 @@ int store_redis_put(struct store_redis *s, struct cache_object *obj)
         return -ENOMEM;
     }
     op->s = s;
-    op->hash = key_hash(obj->key, obj->key_len);
+    op->hash = h;
     op->key_len = obj->key_len;
     memcpy(op->key, obj->key, obj->key_len);
     char px[24];

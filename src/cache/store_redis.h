@@ -85,8 +85,10 @@ int store_redis_get(struct store_redis *s, const char *key, size_t key_len, stor
 
 /* SET <prefix>c:obj->key with a PX of the object's remaining useful life.
  * Fire and forget (the outcome is counted).  Returns 0, -E2BIG (encoded value
- * over max_value_bytes), -ESTALE (already expired), -ENOTCONN, -ENOBUFS,
- * -ENOMEM. */
+ * over max_value_bytes), -ESTALE (already expired), -ECANCELED (a key
+ * invalidation seen here since obj was stored: the SET would put the old
+ * value back after its DEL; see store_redis_on_raced_fill), -ENOTCONN,
+ * -ENOBUFS, -ENOMEM. */
 int store_redis_put(struct store_redis *s, struct cache_object *obj);
 
 /* DEL <prefix>c:key.  Fire and forget.  Returns 0 or as above. */

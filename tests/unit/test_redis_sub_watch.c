@@ -9,7 +9,8 @@
  *     returns after the invalidation handler ran, not before;
  *   - store_redis's raced fills: a SET of a key that an invalidation met in
  *     flight (or, for another instance's, sent less than a second before) is
- *     handed back once, so that it is invalidated again;
+ *     handed back once, so that it is invalidated again; a fill stored before
+ *     an invalidation seen here is not written at all;
  *   - inval_sync's delivery fence: a write's barrier fires only once every
  *     subscriber's socket has the message (Redis writes the publisher's reply
  *     first and the subscribers' messages after it; 300 subscribers make that
@@ -311,7 +312,8 @@ struct raced_env {
     struct store_redis *s;
     struct slow_handler h;
     struct raced_probe r;
-    struct cache_object *obj;
+    int64_t stored_at_ms; /* of the next object put; 0: now */
+    int put_rc;
 };
 
 static void raced_setup_task(void *arg)
@@ -327,19 +329,32 @@ static void ignore_done(void *arg, int err)
     (void)err;
 }
 
+/* A fill of users:1 stored at re->stored_at_ms (0: now), written to Redis. */
+static int put_fill(struct raced_env *re)
+{
+    struct http_header hd[1] = {{"content-type", "application/json"}};
+    struct cache_meta m = {.stored_at_ms = re->stored_at_ms ? re->stored_at_ms : clock_wall_ms(),
+                           .ttl_ms = 60000};
+    struct cache_object *obj = cache_object_build("users:1", 7, 200, hd, 1, "{}", 2, &m);
+    if (obj == NULL) return -ENOMEM;
+    int rc = store_redis_put(re->s, obj);
+    cache_object_unref(obj);
+    return rc;
+}
+
 /* Our own fill and our own invalidation in one loop turn: the SET is still in
  * flight when the DEL leaves, on another connection. */
 static void put_then_delete_task(void *arg)
 {
     struct raced_env *re = arg;
-    CHECK_EQ_INT(store_redis_put(re->s, re->obj), 0);
+    CHECK_EQ_INT(put_fill(re), 0);
     CHECK_EQ_INT(store_redis_delete_then(re->s, "users:1", 7, ignore_done, NULL), 0);
 }
 
 static void put_task(void *arg)
 {
     struct raced_env *re = arg;
-    CHECK_EQ_INT(store_redis_put(re->s, re->obj), 0);
+    re->put_rc = put_fill(re);
 }
 
 static void delete_task(void *arg)
@@ -375,9 +390,6 @@ TEST(a_fill_that_raced_an_invalidation_is_handed_back)
     atomic_init(&re.h.applied, 0);
     atomic_init(&re.h.subscribed, false);
     atomic_init(&re.r.calls, 0);
-    struct http_header hd[1] = {{"content-type", "application/json"}};
-    struct cache_meta m = {.stored_at_ms = clock_wall_ms(), .ttl_ms = 60000};
-    re.obj = cache_object_build("users:1", 7, 200, hd, 1, "{}", 2, &m);
     env_loop(&re.e);
     CHECK_EQ_INT(env_pool(&re.e, url, pool_options(&re.e.url), err, sizeof err), 0);
     CHECK_EQ_INT(store_redis_create(re.e.pool, re.e.loop, "cachegw:", 1 << 20, &re.s), 0);
@@ -422,13 +434,27 @@ TEST(a_fill_that_raced_an_invalidation_is_handed_back)
     sleep_ms(50);
     CHECK_EQ_INT(atomic_load(&re.r.calls), 0);
 
+    /* 5. A fill stored before an invalidation seen here, reaching the loop
+     * only after it (its worker was held off the CPU): not written at all;
+     * one stored after it is. */
+    re.stored_at_ms = clock_wall_ms() - 1;
+    sleep_ms(5);
+    CHECK(cli(port, "PUBLISH cachegw:invalidate 0123456789abcdef:kusers:1"));
+    a.n += 1;
+    CHECK(wait_until(pred_applied, &a, 2000) >= 0);
+    sleep_ms(20);
+    run_on_loop(re.e.loop, put_task, &re);
+    CHECK_EQ_INT(re.put_rc, -ECANCELED);
+    re.stored_at_ms = 0;
+    run_on_loop(re.e.loop, put_task, &re);
+    CHECK_EQ_INT(re.put_rc, 0);
+
     run_on_loop(re.e.loop, pool_stop_task, re.e.pool);
     io_loop_stop(re.e.loop);
     store_redis_destroy(re.s);
     redis_pool_destroy(re.e.pool);
     io_loop_destroy(re.e.loop);
     redis_url_free(&re.e.url);
-    cache_object_unref(re.obj);
     server_kill(&srv);
 }
 
