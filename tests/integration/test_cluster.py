@@ -468,13 +468,14 @@ def request_path_waits():
 class ReadYourWritesTest(ClusterTestCase):
     """PUT through A, and once A answered, GET through B at once, 200 times.
 
-    Two mechanisms make the issue's bound hold (docs/design.md,
+    Three mechanisms make the issue's bound hold (docs/design.md,
     "Read-your-writes"): A's answer waits until Redis has written the
     invalidation to every subscriber's socket (the publish, then a fence
     command on the same node), and B, before it reads its memory tier, waits
     (at most 5 ms) for its I/O loop to apply what its subscriber socket has
-    received.  Measured: 0-0.5 % stale on a quiet 2-core machine and 0 % with
-    two CPU hogs (before them: 0-3.5 % quiet; without either: 25-50 %)."""
+    received, and a fill whose SET could land after the write's DEL is not
+    written, or undone.  Measured on a shared 2-core machine: 0 % stale in 10
+    runs, 0-1 % with two CPU hogs (before: up to 5.5 % loaded)."""
 
     def stale_fraction(self, url, label):
         a = self.gateway(url)
