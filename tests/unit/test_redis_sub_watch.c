@@ -91,7 +91,7 @@ TEST(nothing_published_is_not_pending)
 }
 
 /* Bytes written and at once looked for: unread, or read and being applied
- * (20 ms): either way the reader returns with them applied. */
+ * (100 ms): either way the reader returns with them applied. */
 TEST(a_reader_returns_once_the_input_is_applied)
 {
     int sv[2];
@@ -100,7 +100,7 @@ TEST(a_reader_returns_once_the_input_is_applied)
     CHECK_EQ_INT(redis_sub_watch_init(&w), 0);
     redis_sub_watch_add_fd(&w, sv[0]);
     struct fake_loop l;
-    fake_loop_start(&l, &w, sv[0], 20);
+    fake_loop_start(&l, &w, sv[0], 100);
     int waited = 0;
     for (int i = 1; i <= 10; i++) {
         CHECK_EQ_INT(send(sv[1], "m", 1, 0), 1);
@@ -282,7 +282,11 @@ TEST(settle_returns_after_the_handler_applied_the_message)
     }
     fprintf(stderr, "  waited for the loop in %d of 5 reads\n", waited);
     CHECK(waited > 0);
-    CHECK_EQ_INT(store_redis_settle_invalidations(se.s, 2000), 0);
+    /* Quiet: no wait worth the name (a health-check PING's answer may be
+     * being read at that moment: a pass is a pass). */
+    int64_t t0 = now_us();
+    CHECK(store_redis_settle_invalidations(se.s, 2000) != 2);
+    CHECK(now_us() - t0 < 100000);
     run_on_loop(se.e.loop, pool_stop_task, se.e.pool);
     io_loop_stop(se.e.loop);
     store_redis_destroy(se.s);
