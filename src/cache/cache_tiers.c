@@ -111,7 +111,9 @@ static void settle_invalidations(struct gateway *gw)
     int ms = SETTLE_MAX_MS;
     if (gw->cfg && gw->cfg->redis_timeout_ms > 0 && gw->cfg->redis_timeout_ms < ms)
         ms = gw->cfg->redis_timeout_ms;
-    (void)store_redis_settle_invalidations(gw->l2, ms);
+    if (store_redis_settle_invalidations(gw->l2, ms) == 2)
+        LOG_D("read-your-writes: the I/O loop did not apply the invalidations it received "
+              "within %d ms; reading the memory tier anyway", ms);
 }
 
 int cache_tiers_lookup(struct gateway *gw, struct cache_lookup *lk)
