@@ -625,7 +625,7 @@ bool cache_rules_not_modified(const struct header_list *req, const struct cache_
         return false; /* If-Modified-Since is ignored when If-None-Match is present */
     }
     const char *ims = header_list_get(req, "if-modified-since");
-    const char *lm = cache_object_header(obj, "last-modified");
+    const char *lm = ims ? cache_object_header(obj, "last-modified") : NULL;
     if (ims && lm) {
         time_t since = curl_getdate(ims, NULL), modified = curl_getdate(lm, NULL);
         return since > 0 && modified > 0 && modified <= since;
