@@ -512,7 +512,11 @@ TEST(redis_paused_times_out_then_recovers)
             c.err);
     CHECK_EQ_INT(c.rc, 0);
     CHECK_EQ_STR(c.err, REDIS_ERR_TIMEOUT);
-    CHECK(elapsed >= 295 && elapsed <= 400);
+    /* At its own timeout, or earlier when a health-check PING sent on the same connection
+     * after the pause (at most 50 ms before the GET) timed out first and failed the
+     * connection with everything pending on it: 250 ms after the GET at the earliest
+     * (249 ms was measured once, with millisecond rounding). */
+    CHECK(elapsed >= 240 && elapsed <= 400);
     /* The other connection is found dead too (by its own timeout or by its
      * health check), and reconnection attempts time out while paused. */
     CMD(&c, &e, 2000, "GET", "x");
