@@ -586,3 +586,9 @@ int cache_tiers_purge_all(struct gateway *gw, size_t *memory, cache_tiers_count_
     t->count_done = done;
     return admin_task_post(t, purge_all_run);
 }
+
+void cache_tiers_read_your_writes_stats(struct gateway *gw, uint64_t *waits, uint64_t *timeouts)
+{
+    *waits = *timeouts = 0;
+    if (gw->l2 != NULL) store_redis_settle_stats(gw->l2, waits, timeouts);
+}

@@ -155,6 +155,9 @@ void cache_tiers_invalidate_tag(struct gateway *gw, const char *tag);
  * not take them), at the latest after REDIS_TIMEOUT_MS; see inval_sync_after.
  * A write's answer waits for it.  Any thread.  Returns 0 or -ENOMEM. */
 int cache_tiers_after_invalidations(struct gateway *gw, void (*fn)(void *arg), void *arg);
+/* Any thread: memory-tier reads that waited for invalidations already received (waits),
+ * and of those the ones that ran to their bound (timeouts); 0 without a Redis tier. */
+void cache_tiers_read_your_writes_stats(struct gateway *gw, uint64_t *waits, uint64_t *timeouts);
 /* Deletes one key from Redis only (an invalidated entry met on a read). */
 void cache_tiers_l2_delete(struct gateway *gw, const char *key);
 

@@ -865,6 +865,12 @@ int store_redis_settle_invalidations(struct store_redis *s, int timeout_ms)
     return redis_sub_watch_settle(&s->watch, timeout_ms);
 }
 
+void store_redis_settle_stats(struct store_redis *s, uint64_t *waits, uint64_t *timeouts)
+{
+    *waits = s->watch_ok ? (uint64_t)atomic_load(&s->watch.waits) : 0;
+    *timeouts = s->watch_ok ? (uint64_t)atomic_load(&s->watch.timeouts) : 0;
+}
+
 /* ---- life cycle ---- */
 
 int store_redis_create(struct redis_pool *pool, struct io_loop *loop, const char *prefix,

@@ -179,6 +179,9 @@ void store_redis_on_raced_fill(struct store_redis *s, store_redis_raced_fn fn, v
  * applied) or 2 (gave up at the bound, or called on the loop thread).  Any
  * thread: the one exception to the loop confinement, with the stats. */
 int store_redis_settle_invalidations(struct store_redis *s, int timeout_ms);
+/* Any thread: settles that found invalidations pending (waits), and of those the ones
+ * that ran to their bound (timeouts), since start. */
+void store_redis_settle_stats(struct store_redis *s, uint64_t *waits, uint64_t *timeouts);
 
 void store_redis_get_stats(const struct store_redis *s, struct store_redis_stats *out);
 /* This instance's id as it appears in published messages (16 hex digits). */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "cache_tiers.h"
 #include "metrics.h"
 #include "policy_engine.h"
 #include "redis_pool.h"
@@ -211,6 +212,19 @@ static int write_gauges(FILE *out, const struct gateway *gw, const struct health
                     (unsigned long long)rs.err_timeout, (unsigned long long)rs.err_protocol,
                     (unsigned long long)rs.err_refused, (unsigned long long)rs.err_closed,
                     (unsigned long long)rs.breaker_opens, rs.breaker != REDIS_BREAKER_CLOSED) < 0)
+            return -1;
+        uint64_t ryw_waits, ryw_timeouts;
+        cache_tiers_read_your_writes_stats((struct gateway *)gw, &ryw_waits, &ryw_timeouts);
+        if (fprintf(out,
+                    "# HELP cachegw_read_your_writes_waits_total Memory-tier reads that waited "
+                    "for invalidations already received from Redis\n"
+                    "# TYPE cachegw_read_your_writes_waits_total counter\n"
+                    "cachegw_read_your_writes_waits_total %llu\n"
+                    "# HELP cachegw_read_your_writes_timeouts_total Of those, waits that ran to "
+                    "their 5 ms bound\n"
+                    "# TYPE cachegw_read_your_writes_timeouts_total counter\n"
+                    "cachegw_read_your_writes_timeouts_total %llu\n",
+                    (unsigned long long)ryw_waits, (unsigned long long)ryw_timeouts) < 0)
             return -1;
         struct redis_topology t;
         redis_pool_get_topology(gw->redis, &t);

@@ -501,8 +501,19 @@ class ReadYourWritesTest(ClusterTestCase):
                     time.sleep(0.095)
                     self.assertIn(name.encode(), b.get(path).body,
                                   "B still served the old entry 100 ms after the write")
+        metrics = b.get("/metrics").body.decode()
+        counts = {}
+        for name in ("cachegw_read_your_writes_waits_total",
+                     "cachegw_read_your_writes_timeouts_total"):
+            m = re.search(r"^%s (\d+)$" % name, metrics, re.M)
+            self.assertIsNotNone(m, name + " is not in B's /metrics")
+            counts[name] = int(m.group(1))
+        waits = counts["cachegw_read_your_writes_waits_total"]
+        timeouts = counts["cachegw_read_your_writes_timeouts_total"]
+        self.assertLessEqual(timeouts, waits)
         print(f"\n[read-your-writes] {label}: stale right after the write {stale} of {n} "
-              f"({stale * 100 / n:.1f} %), still stale 5 ms later {late} of {n}")
+              f"({stale * 100 / n:.1f} %), still stale 5 ms later {late} of {n}; B's reads "
+              f"that waited for invalidations it had received: {waits} ({timeouts} to the bound)")
         return stale / n
 
     def test_read_your_writes(self):
