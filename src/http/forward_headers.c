@@ -6,7 +6,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -64,12 +63,29 @@ static char *joined_value(const struct http_header *raw, size_t n, const char *n
     return out;
 }
 
+/* Adds name: "prior, own" (a list the gateway appends its own member to), or own alone
+ * when prior is NULL or empty.  Returns 0 or -ENOMEM. */
+static int add_appended(struct header_list *out, const char *name, const char *prior,
+                        const char *own)
+{
+    if (prior == NULL || prior[0] == '\0') return header_list_add(out, name, own);
+    size_t pl = strlen(prior), ol = strlen(own);
+    char *v = malloc(pl + 2 + ol + 1);
+    if (v == NULL) return -ENOMEM;
+    memcpy(v, prior, pl);
+    memcpy(v + pl, ", ", 2);
+    memcpy(v + pl + 2, own, ol + 1);
+    int rc = header_list_add(out, name, v);
+    free(v);
+    return rc;
+}
+
 int forward_headers_build(const struct http_header *raw, size_t n, const char *client_ip,
                           const struct forward_options *opt, struct header_list *out)
 {
     int rc = -ENOMEM;
     char *connection = joined_value(raw, n, "connection", ", ");
-    char *xff = NULL, *via = NULL, *line = NULL;
+    char *xff = NULL, *via = NULL;
     if (connection == NULL) goto done;
     for (size_t i = 0; i < n; i++) {
         const char *name = raw[i].name;
@@ -103,38 +119,18 @@ int forward_headers_build(const struct http_header *raw, size_t n, const char *c
         xff = joined_value(raw, n, "x-forwarded-for", ", ");
         if (xff == NULL) goto done;
     }
-    if (xff && xff[0]) {
-        size_t xl = strlen(xff), il = strlen(ip);
-        line = malloc(xl + il + 3);
-        if (line == NULL) goto done;
-        memcpy(line, xff, xl);
-        memcpy(line + xl, ", ", 2);
-        memcpy(line + xl + 2, ip, il + 1);
-    }
-    if (header_list_add(out, "x-forwarded-for", line ? line : ip) != 0 ||
+    if (add_appended(out, "x-forwarded-for", xff, ip) != 0 ||
         header_list_add(out, "x-forwarded-proto", "http") != 0)
         goto done;
     if (opt && opt->forwarded_host && opt->forwarded_host[0] &&
         header_list_add(out, "x-forwarded-host", opt->forwarded_host) != 0)
         goto done;
     via = joined_value(raw, n, "via", ", ");
-    if (via == NULL) goto done;
-    if (via[0] == '\0') {
-        if (header_list_add(out, "via", "1.1 cachegw") != 0) goto done;
-    } else {
-        free(line);
-        size_t vl = strlen(via);
-        line = malloc(vl + sizeof ", 1.1 cachegw");
-        if (line == NULL) goto done;
-        memcpy(line, via, vl);
-        memcpy(line + vl, ", 1.1 cachegw", sizeof ", 1.1 cachegw");
-        if (header_list_add(out, "via", line) != 0) goto done;
-    }
+    if (via == NULL || add_appended(out, "via", via, "1.1 cachegw") != 0) goto done;
     rc = 0;
 done:
     free(connection);
     free(xff);
     free(via);
-    free(line);
     return rc;
 }

@@ -48,12 +48,18 @@ static void note_bytes(struct request *r, long long len)
     r->bytes = r->method != NULL && strcmp(r->method, "HEAD") == 0 ? 0 : len;
 }
 
-static enum MHD_Result queue(struct request *r, int status, struct MHD_Response *resp,
-                             const char *x_cache)
+/* What the access log and the metrics read of an answered request. */
+static void mark_answered(struct request *r, int status, const char *x_cache)
 {
     r->status = status;
     r->x_cache = x_cache;
     r->phase = PH_ANSWERED;
+}
+
+static enum MHD_Result queue(struct request *r, int status, struct MHD_Response *resp,
+                             const char *x_cache)
+{
+    mark_answered(r, status, x_cache);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -289,12 +295,24 @@ struct built_answer {
     const char *detail; /* the tier detail (a static string) or NULL */
 };
 
+/* A place among the MAX_SHARED kept answers: taken before one is built, given back when
+ * it is freed (or was not built after all). */
+static bool share_slot_take(void)
+{
+    if (atomic_fetch_add_explicit(&shared_live, 1, memory_order_relaxed) < MAX_SHARED)
+        return true;
+    atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
+    return false;
+}
+
+static void share_slot_give(void) { atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed); }
+
 static void built_answer_free(void *p)
 {
     struct built_answer *b = p;
     MHD_destroy_response(b->resp);
     free(b);
-    atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
+    share_slot_give();
 }
 
 static bool same_answer(const struct built_answer *b, const struct object_plan *plan,
@@ -305,15 +323,73 @@ static bool same_answer(const struct built_answer *b, const struct object_plan *
            b->vary == plan->vary && b->detail == detail;
 }
 
+/* r queued an answer whose body is obj's own bytes: it holds obj until it is over. */
 static enum MHD_Result queued_shared(struct request *r, struct cache_object *obj, int status,
                                      enum MHD_Result ret, size_t len)
 {
     r->served = cache_object_ref(obj);
-    r->status = status;
-    r->x_cache = "HIT";
-    r->phase = PH_ANSWERED;
+    mark_answered(r, status, "HIT");
     note_bytes(r, (long long)len);
     return ret;
+}
+
+/* The kept answer when it is the one this hit needs: queued (true, *ret set).  Otherwise
+ * counts the hit in its second, drops a kept answer the object has cooled down from,
+ * and sets *keep when this hit's answer is to be kept (a place among MAX_SHARED taken). */
+static bool queue_kept_answer(struct request *r, struct cache_object *obj,
+                              const struct object_plan *plan, int64_t age_s, int64_t ttl_s,
+                              const char *detail, enum MHD_Result *ret, bool *keep)
+{
+    cache_object_attach_lock(obj);
+    struct built_answer *b = obj->attach_free == built_answer_free ? obj->attach : NULL;
+    if (same_answer(b, plan, age_s, ttl_s, detail)) {
+        /* Queued under the lock: another hit may replace and free b once it is released
+         * (libmicrohttpd's own count keeps the response alive from here on). */
+        *ret = MHD_queue_response(r->conn, (unsigned)plan->status, b->resp);
+        cache_object_attach_unlock(obj);
+        STATS_INC(hits_reused);
+        *ret = queued_shared(r, obj, plan->status, *ret, plan->len);
+        return true;
+    }
+    if (obj->attach_sec != age_s) {
+        obj->attach_sec = age_s;
+        obj->attach_hits = 0;
+    }
+    *keep = ++obj->attach_hits >= SHARE_AFTER_HITS;
+    struct built_answer *cooled = NULL;
+    if (!*keep && b != NULL && b->age_s < age_s - 1) {
+        cooled = b;
+        obj->attach = NULL;
+        obj->attach_free = NULL;
+    }
+    cache_object_attach_unlock(obj);
+    if (cooled != NULL) built_answer_free(cooled);
+    if (*keep) *keep = share_slot_take();
+    return false;
+}
+
+/* Keeps b with obj in place of the answer kept before (freed). */
+static void keep_answer(struct cache_object *obj, struct built_answer *b)
+{
+    cache_object_attach_lock(obj);
+    void *old = obj->attach;
+    void (*old_free)(void *) = obj->attach_free;
+    obj->attach = b;
+    obj->attach_free = built_answer_free;
+    cache_object_attach_unlock(obj);
+    if (old != NULL && old_free != NULL) old_free(old);
+}
+
+/* Cache-Status of a fresh hit: "cachegw; hit; ttl=N[; detail=D]" (out: 96 bytes). */
+static void hit_cache_status(char out[96], int64_t ttl_s, const char *detail)
+{
+    static const char head[] = "cachegw; hit; ttl=";
+    memcpy(out, head, sizeof head - 1);
+    char *p = put_int(out + sizeof head - 1, (long long)ttl_s);
+    if (detail != NULL && strlen(detail) < 40) {
+        memcpy(p, "; detail=", 9);
+        memcpy(p + 9, detail, strlen(detail) + 1);
+    }
 }
 
 static void free_buffer_cb(void *cls) { free(cls); }
@@ -436,52 +512,19 @@ enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t 
     int64_t ttl_s =
         (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 - obj->meta.initial_age_s;
     /* 304s, ranges and debug answers (the key in Cache-Status) are built each time. */
-    bool reusable = !r->debug && !not_modified && plan.content_range[0] == '\0';
-    bool share = false;
-    if (reusable) {
-        cache_object_attach_lock(obj);
-        struct built_answer *b = obj->attach;
-        if (obj->attach_free == built_answer_free && same_answer(b, &plan, age_s, ttl_s, detail)) {
-            enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)b->status, b->resp);
-            cache_object_attach_unlock(obj);
-            STATS_INC(hits_reused);
-            return queued_shared(r, obj, b->status, ret, b->len);
-        }
-        if (obj->attach_sec != age_s) {
-            obj->attach_sec = age_s;
-            obj->attach_hits = 0;
-        }
-        share = ++obj->attach_hits >= SHARE_AFTER_HITS;
-        /* A kept answer of an object that has cooled down gives its place back. */
-        void *stale = NULL;
-        if (!share && b != NULL && obj->attach_free == built_answer_free &&
-            b->age_s < age_s - 1) {
-            stale = b;
-            obj->attach = NULL;
-            obj->attach_free = NULL;
-        }
-        cache_object_attach_unlock(obj);
-        if (stale != NULL) built_answer_free(stale);
-        if (share && atomic_fetch_add_explicit(&shared_live, 1, memory_order_relaxed) >=
-                         MAX_SHARED) {
-            atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
-            share = false;
-        }
-    }
+    bool keep = false;
+    enum MHD_Result ret;
+    if (!r->debug && !not_modified && plan.content_range[0] == '\0' &&
+        queue_kept_answer(r, obj, &plan, age_s, ttl_s, detail, &ret, &keep))
+        return ret;
     char cache_status[96];
-    char *p = cache_status + sizeof "cachegw; hit; ttl=" - 1;
-    memcpy(cache_status, "cachegw; hit; ttl=", sizeof "cachegw; hit; ttl=" - 1);
-    p = put_int(p, (long long)ttl_s);
-    if (detail != NULL && strlen(detail) < 40) {
-        memcpy(p, "; detail=", 9);
-        memcpy(p + 9, detail, strlen(detail) + 1);
-    }
-    struct built_answer *b = share ? malloc(sizeof *b) : NULL;
-    if (b == NULL && share) atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
+    hit_cache_status(cache_status, ttl_s, detail);
+    struct built_answer *b = keep ? malloc(sizeof *b) : NULL;
+    if (keep && b == NULL) share_slot_give();
     struct MHD_Response *resp =
         build_object_response(r, obj, &plan, age_s, "HIT", cache_status, b != NULL);
     if (resp == NULL) {
-        if (b != NULL) atomic_fetch_sub_explicit(&shared_live, 1, memory_order_relaxed);
+        if (b != NULL) share_slot_give();
         free(b);
         return MHD_NO;
     }
@@ -492,14 +535,8 @@ enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t 
     *b = (struct built_answer){.resp = resp, .status = plan.status, .len = plan.len,
                                .age_s = age_s, .ttl_s = ttl_s, .coding = plan.coding,
                                .vary = plan.vary, .detail = detail};
-    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)plan.status, resp);
-    cache_object_attach_lock(obj);
-    void *old = obj->attach;
-    void (*old_free)(void *) = obj->attach_free;
-    obj->attach = b;
-    obj->attach_free = built_answer_free;
-    cache_object_attach_unlock(obj);
-    if (old != NULL && old_free != NULL) old_free(old);
+    ret = MHD_queue_response(r->conn, (unsigned)plan.status, resp);
+    keep_answer(obj, b);
     return queued_shared(r, obj, plan.status, ret, plan.len);
 }
 
