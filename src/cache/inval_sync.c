@@ -64,6 +64,8 @@ struct inval_sync {
     int64_t waiting_since_ms; /* sync_watch: Redis answers, the records are not read yet */
     int retry_ms; /* the next failed sync is sent again after this (backs off) */
     uint64_t round; /* the current records sync; older answers are ignored */
+    struct sync_round *retry;      /* the failed round waiting on retry_timer, or NULL */
+    struct io_timer *retry_timer;
     uint64_t folds_persisted; /* folds already written to Redis */
     uint64_t issued; /* ids handed out (the last one) */
     uint64_t low; /* the lowest id not finished yet (issued + 1: none) */
@@ -229,6 +231,7 @@ static void sync_retry(void *arg)
     struct sync_round *r = arg;
     struct gateway *gw = r->gw;
     uint64_t id = r->id;
+    if (gw->inval_sync != NULL && gw->inval_sync->retry == r) gw->inval_sync->retry = NULL;
     free(r);
     if (gw->inval_sync != NULL && gw->inval_sync->round == id) sync_records(gw);
 }
@@ -247,7 +250,16 @@ static void sync_part_done(struct sync_round *r, bool failed)
         if (is->retry_ms < SYNC_RETRY_MIN_MS) is->retry_ms = SYNC_RETRY_MIN_MS;
         LOG_D("redis: the invalidation records sync was not answered: again in %d ms",
               is->retry_ms);
-        if (io_timer_start(r->gw->loop, (uint64_t)is->retry_ms, sync_retry, r) == NULL) free(r);
+        /* One round waits for its retry at a time; inval_sync_stop frees it when the loop
+         * stopped first. */
+        if (is->retry != NULL) {
+            io_timer_cancel(r->gw->loop, is->retry_timer);
+            free(is->retry);
+            is->retry = NULL;
+        }
+        is->retry_timer = io_timer_start(r->gw->loop, (uint64_t)is->retry_ms, sync_retry, r);
+        if (is->retry_timer == NULL) free(r);
+        else is->retry = r;
         is->retry_ms = is->retry_ms * 2 > SYNC_RETRY_MAX_MS ? SYNC_RETRY_MAX_MS : is->retry_ms * 2;
         return;
     }
@@ -782,6 +794,7 @@ void inval_sync_stop(struct gateway *gw)
         gw->inval_sync->barriers = b->next;
         free(b); /* the loop has stopped: its timers with it */
     }
+    free(gw->inval_sync->retry); /* a failed records sync waiting for its retry */
     free(gw->inval_sync);
     gw->inval_sync = NULL;
 }

@@ -364,7 +364,11 @@ class RedisTierTest(RedisTestCase):
         self.assertEqual(w.status, 200, w)
         wait_until(lambda: json.loads(b.get("/users/12").body)["name"] == new_name, timeout=2,
                    what="B serving the new value after re-subscribing")
+        # Back on Redis once each has read the records again after re-subscribing (the
+        # tier waits for them: docs/design.md, "Invalidation protocol").
         for g in (a, b):
+            wait_until(lambda: g.health_cache()["backend"] == "redis", timeout=5,
+                       what="the Redis tier in use again")
             self.assertEqual(g.health_cache()["backend"], "redis")
 
     def test_large_value_through_redis(self):
