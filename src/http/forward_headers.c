@@ -94,23 +94,28 @@ int forward_headers_build(const struct http_header *raw, size_t n, const char *c
         for (size_t j = 0; j < i && first; j++)
             if (strcasecmp(raw[j].name, name) == 0) first = false;
         if (!first) continue;
-        char lower[128];
+        /* A name too long for the stack buffer (the validator bounds only the
+         * header block) is lowered into a heap copy: it is forwarded and keyed
+         * like any other, and a Connection line may name it. */
+        char small[128], *lower = small;
         size_t nl = strlen(name);
-        if (nl >= sizeof lower) continue; /* no field we act on is this long: forward it */
+        if (nl >= sizeof small && (lower = malloc(nl + 1)) == NULL) goto done;
         for (size_t k = 0; k <= nl; k++) lower[k] = (char)tolower((unsigned char)name[k]);
-        if (headers_is_hop_by_hop(lower, connection[0] ? connection : NULL)) continue;
-        if (forward_headers_is_dropped(lower)) continue;
-        bool repeated = false;
-        for (size_t j = i + 1; j < n && !repeated; j++)
-            repeated = strcasecmp(raw[j].name, name) == 0;
-        if (!repeated) { /* the common case: no joining, no copy */
-            if (header_list_add(out, lower, raw[i].value ? raw[i].value : "") != 0) goto done;
-            continue;
+        int arc = 0;
+        if (!headers_is_hop_by_hop(lower, connection[0] ? connection : NULL) &&
+            !forward_headers_is_dropped(lower)) {
+            bool repeated = false;
+            for (size_t j = i + 1; j < n && !repeated; j++)
+                repeated = strcasecmp(raw[j].name, name) == 0;
+            if (!repeated) { /* the common case: no joining, no copy */
+                arc = header_list_add(out, lower, raw[i].value ? raw[i].value : "");
+            } else {
+                char *v = joined_value(raw, n, name, strcmp(lower, "cookie") == 0 ? "; " : ", ");
+                arc = v == NULL ? -ENOMEM : header_list_add(out, lower, v);
+                free(v);
+            }
         }
-        char *v = joined_value(raw, n, name, strcmp(lower, "cookie") == 0 ? "; " : ", ");
-        if (v == NULL) goto done;
-        int arc = header_list_add(out, lower, v);
-        free(v);
+        if (lower != small) free(lower);
         if (arc != 0) goto done;
     }
     /* The gateway's own forwarding fields. */

@@ -142,6 +142,35 @@ class ConnectionNamedHeaderTest(SecTestCase):
                 self.check_not_poisoned(gw, f"/feed?case={i}", conn, user=str(10 + i))
                 self.check_not_poisoned(gw, f"/vfeed?case={i}", conn, user=str(10 + i))
 
+    def test_long_field_names_are_forwarded_keyed_and_can_be_named_in_connection(self):
+        # Names of 128 bytes and more were dropped silently (a stack buffer's size),
+        # and a Connection line naming one had nothing to act on.
+        long_name = "X-" + "u" * 198
+        policy = {"lfeed.lua": 'route "GET /lfeed" { key = "lfeed:{header.%s}", ttl = 60 }\n'
+                  % long_name.lower()}
+        self.refl.on("/lfeed", lambda rec: echo(rec, extra={"user": rec.header(long_name)
+                                                            or "none"}))
+        gw = self.start(policy)
+        for user in ("1", "2"):
+            with self.subTest(user=user):
+                r = self.get(gw, "/lfeed", [(long_name, user)])
+                self.assertEqual(body_of(r)["user"], user, r)
+                self.assertEqual(self.refl.last(path="/lfeed").values(long_name), [user])
+        # The key used the field: each user's answer is a hit of its own.
+        for user in ("1", "2"):
+            r = self.get(gw, "/lfeed", [(long_name, user)])
+            self.assertEqual(r.header("x-cache"), "HIT", r)
+            self.assertEqual(body_of(r)["user"], user, r)
+        self.assertEqual(self.refl.count(path="/lfeed"), 2)
+        # Named in Connection, it is neither forwarded nor keyed, however long.
+        before = self.refl.count()
+        r = self.get(gw, "/lfeed?c=1", [(long_name, "5"), ("Connection", long_name.lower())])
+        self.assertEqual(body_of(r)["user"], "none", r)
+        for rec in self.refl.requests()[before:]:
+            self.assertNotIn(long_name.lower(), rec.names(), rec)
+        victim = self.get(gw, "/lfeed?c=1", [(long_name, "5")])
+        self.assertEqual(body_of(victim)["user"], "5", victim)
+
     def test_hop_by_hop_headers_are_not_forwarded_and_do_not_key(self):
         gw = self.start(self.POLICY)
         hop = {"Keep-Alive": "timeout=5", "TE": "trailers", "Trailer": "X-T",
