@@ -16,6 +16,44 @@ def head(lines):
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+class RefusalShapeTest(SecTestCase):
+    """What the validator refuses gets a short JSON body, one 'refused' log line, and the
+    connection closed (README, 'Request validation and limits')."""
+
+    CASES = [
+        (400, "invalid byte in header field value",
+         head([b"GET /shape HTTP/1.1", b"Host: gw.test", b"X-A: a\rb"])),
+        (400, "fragment in request target", head([b"GET /shape#x HTTP/1.1", b"Host: gw.test"])),
+        (400, "missing Host", head([b"GET /shape HTTP/1.1", b"X-A: 1"])),
+        (414, "request target too long", get_request("/shape?" + "q" * 17000)),
+        (431, "too many header fields",
+         get_request("/shape", [(f"X-F{i}", "1") for i in range(130)])),
+        (501, "unsupported transfer coding",
+         head([b"POST /shape HTTP/1.1", b"Host: gw.test", b"Transfer-Encoding: gzip"]) + b"abc"),
+    ]
+
+    def test_json_body_one_log_line_and_close(self):
+        gw = self.start()
+        for status, reason, data in self.CASES:
+            with self.subTest(reason):
+                r, closed = self.raw(gw, data, check_close=2.0)
+                self.assertIsNotNone(r, "no answer")
+                self.assertEqual(r.status, status, r)
+                self.assertEqual(r.header("content-type"), "application/json", r)
+                doc = r.json()
+                self.assertEqual(set(doc), {"error", "status", "detail"}, doc)
+                self.assertEqual(doc["status"], status, doc)
+                self.assertEqual(doc["detail"], reason, doc)
+                self.assertTrue(closed, "the connection stayed open after a refusal")
+        time.sleep(0.3)
+        self.assertNothingForwarded(0, "refusals")
+        lines = [ln for ln in gw.stderr().decode("latin-1").splitlines() if " refused " in ln]
+        self.assertEqual(len(lines), len(self.CASES), "\n".join(lines))
+        for (_, reason, _), line in zip(self.CASES, lines):
+            self.assertIn(reason, line)
+            self.assertIn("from 127.0.0.1", line)
+
+
 class InvalidBytesTest(SecTestCase):
     """Item 5: bare CR in names, values and the method; whitespace before the colon."""
 
