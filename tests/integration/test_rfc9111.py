@@ -26,7 +26,17 @@ class Rfc9111Case(GatewayTestCase):
         e = {"POLICIES_DIR": EMPTY_POLICIES, "DEFAULT_TTL": "0"}
         e.update(env or {})
         self.gw = self.track(Gateway(self.up.url, env=e))
+        if "REDIS_URL" in e:
+            wait_redis_tier(self.gw)
         return self.gw
+
+    def other_instance(self, env):
+        """A second instance on the same Redis, with an empty memory tier, once its Redis
+        tier is usable."""
+        gw = self.track(Gateway(self.up.url, env=dict(env, POLICIES_DIR=EMPTY_POLICIES,
+                                                       DEFAULT_TTL="0")))
+        wait_redis_tier(gw)
+        return gw
 
     def get(self, path, headers=None, gw=None):
         return (gw or self.gw).get(path, headers=headers)
@@ -39,6 +49,15 @@ class Rfc9111Case(GatewayTestCase):
         self.assertEqual(b.header("x-cache"), "HIT", f"{path}: {b}")
         self.assertEqual(b.body, a.body)
         self.assertEqual(self.up.count(path), 1)
+
+
+def wait_redis_tier(gw):
+    """An instance offers its Redis tier only once it has read the invalidation records
+    (docs/design.md, Invalidation protocol), some milliseconds after it listens: a request
+    before that is answered from memory and the upstream, as a miss.  Wait for it."""
+    from harness import wait_until
+    wait_until(lambda: gw.health_cache()["backend"] == "redis", timeout=10,
+               what="the Redis tier")
 
 
 def wait_stored_in_redis(redis, key, holding=b""):
@@ -365,8 +384,7 @@ class Merge304Test(Rfc9111Case):
         self.check_merged(self.get("/mr"))
         wait_stored_in_redis(redis, "GET:/mr", b"max-age=60")  # the merged entry
         # A second instance with an empty memory tier reads the merged entry from Redis.
-        other = self.track(Gateway(self.up.url, env=dict(env, POLICIES_DIR=EMPTY_POLICIES,
-                                                          DEFAULT_TTL="0")))
+        other = self.other_instance(env)
         r = other.get("/mr")
         self.assertEqual(r.header("x-cache"), "HIT", r)
         self.assertIn("redis", r.header("cache-status"))
@@ -685,8 +703,7 @@ class CompressionTest(Rfc9111Case):
         self.script_doc("/c/redis")
         self.get("/c/redis")
         wait_stored_in_redis(redis, "GET:/c/redis")
-        other = self.track(Gateway(self.up.url, env=dict(env, POLICIES_DIR=EMPTY_POLICIES,
-                                                          DEFAULT_TTL="0")))
+        other = self.other_instance(env)
         gz = other.get("/c/redis", headers={"Accept-Encoding": "gzip"})
         self.assertIn("redis", gz.header("cache-status"))
         self.assertEqual(gzip.decompress(gz.body), DOC)
