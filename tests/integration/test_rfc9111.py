@@ -141,6 +141,76 @@ class FreshnessTest(Rfc9111Case):
         self.assertEqual(self.up.count("/ns"), 2)
 
 
+class ExpiresAgeTest(Rfc9111Case):
+    """Items 1 and 3: an Expires that is not an HTTP-date, or several Expires lines, mean
+    "already expired" (RFC 9111 §5.3); an Age that is not delta-seconds is ignored (§5.1).
+    A lenient date parser (curl_getdate, used before) reads every bad form below as the
+    same future time and reuses the response."""
+
+    def expires_forms(self):
+        import calendar
+        # Two days ahead at 08:00:00 UTC: a one-digit hour is meaningful, and every form
+        # names the same instant, well in the future.
+        t = time.gmtime(time.time() + 2 * 86400)
+        when = calendar.timegm((t.tm_year, t.tm_mon, t.tm_mday, 8, 0, 0))
+        g = time.gmtime(when)
+
+        def f(fmt):
+            return time.strftime(fmt, g)
+        good = f("%a, %d %b %Y 08:00:00 GMT")
+        bad = {
+            "zone": f("%a, %d %b %Y 08:00:00 UTC"),
+            "two-digit-year": f("%a, %d %b %y 08:00:00 GMT"),
+            "no-comma": f("%a %d %b %Y 08:00:00 GMT"),
+            "double-space": f("%a,  %d %b %Y 08:00:00 GMT"),
+            "dashes": f("%a, %d-%b-%Y 08:00:00 GMT"),
+            "one-digit-hour": f("%a, %d %b %Y 8:00:00 GMT"),
+        }
+        return good, bad
+
+    def test_an_expires_that_is_not_an_http_date_is_already_expired(self):
+        import email.utils
+        good, bad = self.expires_forms()
+        # Also with a product default TTL: "already expired" is freshness, not its absence.
+        for default_ttl in ("0", "300"):
+            self.start(env={"DEFAULT_TTL": default_ttl})
+            date = [("Date", email.utils.formatdate(time.time(), usegmt=True))]
+            self.up.script("/e/good", response(200, date + [("Expires", good)], b"x"))
+            self.assertServedTwiceWithOneFetch("/e/good")  # the control: a valid Expires
+            scripts = {f"/e/{name}": [("Expires", v)] for name, v in bad.items()}
+            scripts["/e/two-lines"] = [("Expires", good), ("Expires", good)]
+            for path, headers in scripts.items():
+                self.up.script(path, response(200, date + headers, b"x"))
+                with self.subTest(path=path, default_ttl=default_ttl):
+                    self.get(path)
+                    r = self.get(path)
+                    self.assertEqual(r.status, 200)
+                    self.assertEqual(r.header("x-cache"), "MISS", headers)
+                    self.assertEqual(self.up.count(path), 2)
+            self.up.stop()
+            self.gw.stop()
+
+    def test_an_age_that_is_not_an_integer_is_ignored(self):
+        self.start()
+        cc = [("Cache-Control", "max-age=60")]
+        self.up.script("/a/valid", response(200, cc + [("Age", "30")], b"x"))
+        self.up.script("/a/old", response(200, cc + [("Age", "100")], b"x"))
+        self.up.script("/a/decimal", response(200, cc + [("Age", "100.5")], b"x"))
+        self.up.script("/a/negative", response(200, cc + [("Age", "-100")], b"x"))
+        # A valid Age counts: 30 s old on arrival, and 100 s old is stale on arrival.
+        self.assertServedTwiceWithOneFetch("/a/valid")
+        self.assertGreaterEqual(int(self.get("/a/valid").header("age")), 30)
+        self.get("/a/old")
+        self.assertEqual(self.get("/a/old").header("x-cache"), "MISS")
+        self.assertEqual(self.up.count("/a/old"), 2)
+        # "100.5" and "-100" are not Ages: ignored, the response is fresh and young
+        # (read as 100 it would be stale on arrival).
+        for path in ("/a/decimal", "/a/negative"):
+            with self.subTest(path=path):
+                self.assertServedTwiceWithOneFetch(path)
+                self.assertLess(int(self.get(path).header("age")), 10)
+
+
 class DateTest(Rfc9111Case):
     def test_the_stored_date_is_served_unchanged(self):
         import email.utils
