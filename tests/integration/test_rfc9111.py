@@ -572,6 +572,31 @@ class TargetedTest(Rfc9111Case):
         self.assertEqual(r.header("x-cache"), "MISS")  # not served stale
         self.assertEqual(self.up.count("/t/mr"), 2)
 
+    def test_targeted_private_no_cache_and_invalid(self):
+        self.start()
+        past = "Thu, 01 Jan 1970 00:00:00 GMT"
+        self.up.script("/t/priv", response(200, [("Cache-Control", "max-age=60"),
+                                                 ("CDN-Cache-Control", "private")], b"x"))
+        self.up.script("/t/nc", conditional(
+            response(200, [("Cache-Control", "max-age=60"), ("CDN-Cache-Control", "no-cache"),
+                           ("ETag", '"t1"')], b"x"),
+            response(304, [("ETag", '"t1"')], content_length=False)))
+        # It overrides Expires too.
+        self.up.script("/t/exp", response(200, [("Expires", past),
+                                                ("CDN-Cache-Control", "max-age=60")], b"x"))
+        # Not a Structured Fields Dictionary (upper case): ignored, Cache-Control decides.
+        self.up.script("/t/bad", response(200, [("Cache-Control", "no-store"),
+                                                ("CDN-Cache-Control", "Max-Age=60")], b"x"))
+        for p in ("/t/priv", "/t/nc", "/t/exp", "/t/bad"):
+            self.get(p)
+            self.get(p)
+        self.assertEqual(self.up.count("/t/priv"), 2)
+        seen = self.up.requests("/t/nc")  # stored, and revalidated on its next use
+        self.assertEqual(len(seen), 2)
+        self.assertEqual(seen[1].header("if-none-match"), '"t1"')
+        self.assertEqual(self.up.count("/t/exp"), 1)
+        self.assertEqual(self.up.count("/t/bad"), 2)
+
     def test_own_targeted_field_comes_first(self):
         self.start(env={"TARGETED_CACHE_CONTROL": "Cachegw-Cache-Control"})
         self.up.script("/t/own", response(200, [("CDN-Cache-Control", "no-store"),
@@ -582,6 +607,62 @@ class TargetedTest(Rfc9111Case):
         for r in (a, b):
             self.assertIsNone(r.header("cachegw-cache-control"))
             self.assertIsNone(r.header("cdn-cache-control"))
+
+
+class StoredHeadersOverRedisTest(Rfc9111Case):
+    """Behaviours that live in stored header fields (Date, the targeted field's directives,
+    fields never passed to clients, Vary), read back from Redis by a second instance whose
+    memory tier is empty."""
+
+    def test_a_second_instance_serves_what_the_first_stored(self):
+        import email.utils
+        from redis_servers import RedisServer
+        redis = RedisServer("plain")
+        self.addCleanup(redis.stop)
+        env = {"REDIS_URL": f"redis://127.0.0.1:{redis.port}"}
+        self.start(env=env)
+        date = email.utils.formatdate(time.time() - 1, usegmt=True)
+        self.up.script("/sr/v", response(200, [
+            ("Cache-Control", "no-store"), ("CDN-Cache-Control", "max-age=60"),
+            ("Surrogate-Key", "k1"), ("Surrogate-Control", "max-age=60"), ("Date", date),
+            ("Vary", "X-Lang"), ("X-Kept", "yes")], b"bonjour"))
+        self.up.script("/sr/mr", response(200, [
+            ("Cache-Control", "max-age=60"), ("CDN-Cache-Control", "max-age=1, must-revalidate")],
+            b"mr"))
+        self.get("/sr/v", headers={"X-Lang": "fr"})
+        self.get("/sr/mr")
+        wait_stored_in_redis(redis, "GET:/sr/mr")
+        # The Vary'd entry: its marker under the plain key and the variant elsewhere.
+        wait_stored_in_redis(redis, "GET:/sr/v")
+        from harness import wait_until
+        from redis_servers import RedisClient
+
+        def variant_there():
+            with RedisClient(redis.port) as c:
+                keys = c.command("KEYS", "cachegw:c:*")
+                return any(b"bonjour" in (c.command("GET", k) or b"") for k in keys)
+        wait_until(variant_there, timeout=5, what="the variant in Redis")
+
+        other = self.other_instance(env)
+        r = other.get("/sr/v", headers={"X-Lang": "fr"})
+        self.assertEqual(r.header("x-cache"), "HIT", r)
+        self.assertIn("redis", r.header("cache-status"))
+        self.assertEqual(r.body, b"bonjour")
+        self.assertEqual([v for k, v in r.header_list if k == "date"], [date])  # unchanged
+        self.assertEqual(r.header("cache-control"), "no-store")
+        self.assertEqual(r.header("x-kept"), "yes")
+        for k, _ in r.header_list:
+            self.assertNotIn(k, ("cdn-cache-control", "surrogate-key", "surrogate-control"))
+            self.assertFalse(k.startswith("x-cachegw"), k)
+        self.assertEqual(other.get("/sr/v", headers={"X-Lang": "de"}).header("x-cache"), "MISS")
+        self.assertEqual(self.up.count("/sr/v"), 2)
+        # The targeted must-revalidate came through Redis: once stale (1 s), max-stale
+        # does not let the second instance serve it.
+        self.assertEqual(other.get("/sr/mr").header("x-cache"), "HIT")
+        time.sleep(1.4)
+        r = other.get("/sr/mr", headers={"Cache-Control": "max-stale=60"})
+        self.assertEqual(r.header("x-cache"), "MISS", r)
+        self.assertEqual(self.up.count("/sr/mr"), 2)
 
 
 BODY = bytes(range(256)) * 4  # 1024 bytes
