@@ -1188,6 +1188,9 @@ static int validate_redis_topology(const struct config *cfg, char *err, size_t e
     return 0;
 }
 
+/* RFC 9110 §5.6.2 tchar without '*' (a star is only a whole subtype here). */
+#define MEDIA_TCHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'+-.^_`|~"
+
 /* Issue 12 options whose values are checked beyond their type. */
 static int validate_rfc_options(const struct config *cfg, char *err, size_t err_len)
 {
@@ -1211,6 +1214,25 @@ static int validate_rfc_options(const struct config *cfg, char *err, size_t err_
         }
         p += n;
         if (*p == ',') p++;
+    }
+    /* A media type is "type/subtype" or "type/" followed by a star (compress.c): anything
+     * else would never match a Content-Type, silently compressing nothing. */
+    for (const char *p = cfg->compress_types ? cfg->compress_types : ""; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t n = strcspn(p, ",");
+        while (n > 0 && p[n - 1] == ' ') n--;
+        if (n == 0) continue;
+        size_t major = strspn(p, MEDIA_TCHARS);
+        size_t minor = major < n && p[major] == '/' ? strspn(p + major + 1, MEDIA_TCHARS) : 0;
+        bool star = major < n && p[major] == '/' && major + 2 == n && p[major + 1] == '*';
+        if (major == 0 || !(star || (minor > 0 && major + 1 + minor == n))) {
+            snprintf(err, err_len,
+                     "invalid value for --compress-types (COMPRESS_TYPES): '%.*s' (media types "
+                     "such as application/json or text/*, comma-separated)",
+                     (int)(n > 64 ? 64 : n), p);
+            return -1;
+        }
+        p += n;
     }
     return 0;
 }

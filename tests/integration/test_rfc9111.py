@@ -497,7 +497,8 @@ class HeuristicTest(Rfc9111Case):
         import subprocess
         from harness import CACHEGW_BIN
         for env in ({"HEURISTIC_FRACTION": "101"}, {"COMPRESS": "zstd"},
-                    {"TARGETED_CACHE_CONTROL": "cache-control"}):
+                    {"TARGETED_CACHE_CONTROL": "cache-control"}, {"COMPRESS_TYPES": "json"},
+                    {"COMPRESS_TYPES": "text/html;q=1"}, {"COMPRESS_MIN_SIZE": "1 parsec"}):
             p = subprocess.run([CACHEGW_BIN, "--check"], env=dict(os.environ, **env,
                                POLICIES_DIR=EMPTY_POLICIES), capture_output=True, text=True)
             self.assertEqual(p.returncode, 2, (env, p.stderr))
