@@ -140,6 +140,16 @@ static enum MHD_Result stream_body_done(struct request *r)
     return MHD_YES;
 }
 
+/* s cut to fit buf (size > 0); NULL stays NULL.  Returns buf or NULL. */
+static const char *copy_short(char *buf, size_t size, const char *s)
+{
+    if (s == NULL) return NULL;
+    size_t n = strnlen(s, size - 1);
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 /* Headers are in: validate the message (request_validator.h), then build the
  * forwarded field set every key is derived from.  Anything refused is answered
  * here, in the first call, so libmicrohttpd closes the connection after the
@@ -148,8 +158,8 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
 {
     struct gateway *gw = r->gw;
     const struct config *cfg = gw->cfg;
-    r->method = method;
-    r->version = version;
+    r->method = copy_short(r->method_buf, sizeof r->method_buf, method);
+    r->version = copy_short(r->version_buf, sizeof r->version_buf, version);
     conn_guard_mhd_client_ip(r->conn, r->client_ip, sizeof r->client_ip);
 
     struct raw_fields rf = {0};

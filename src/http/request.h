@@ -76,7 +76,7 @@ struct request {
     enum phase phase;
     enum req_step step;
     enum MHD_Result mhd_ret;  /* what the step that answered returned */
-    const char *method;       /* libmicrohttpd's string, valid for the request */
+    const char *method;       /* method_buf once the headers are in (NULL before) */
     char *uri;                /* raw path[?query] */
     const char *uri_end;      /* where libmicrohttpd's copy of the target ended (NUL check) */
     struct conn_slot *slot;   /* the connection's guard slot (may be NULL) */
@@ -139,7 +139,13 @@ struct request {
     /* For the access log. */
     int status;
     const char *x_cache;
-    const char *version;      /* libmicrohttpd's string, valid for the request */
+    const char *version;      /* version_buf once the headers are in (NULL before) */
+    /* Our copies of libmicrohttpd's strings: they live in the connection's pool,
+     * which it reuses for its own error answers (a bad chunk) and frees with the
+     * connection, while a request whose body streams upstream is released later,
+     * by the I/O loop.  Longer ones (refused by the validator) are cut. */
+    char method_buf[33];
+    char version_buf[16];
     char request_id[ACCESS_LOG_REQUEST_ID_MAX + 1]; /* the client's X-Request-Id, or ours */
     long long bytes;          /* body bytes of the answer, when bytes_known */
     bool bytes_known;

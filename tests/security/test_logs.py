@@ -5,15 +5,17 @@
 - 25: configuration errors exit 2 and never echo a secret.
 """
 
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
-from secharness import CACHEGW_BIN, DEFAULT_POLICY, LUA_DIR, SecTestCase
+from secharness import CACHEGW_BIN, DEFAULT_POLICY, LUA_DIR, SecTestCase, wait_until
 
 RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -56,6 +58,45 @@ class LogInjectionTest(SecTestCase):
                 self.assertNotIn(value, log, f"{name} value logged")
         # Harmless parameters stay readable.
         self.assertRegex(log, r"/acc-token\?x=1&")
+
+
+class AbortedUploadLogTest(SecTestCase):
+    """Items 13 and 15: a request whose body streams upstream is released after its
+    connection is gone (or after libmicrohttpd answered a bad chunk itself); its log
+    line must still name its own method and protocol.  They were read from the
+    connection's memory pool, freed or reused by then: the access log showed bytes
+    like "\\u0090" (a use after free)."""
+
+    def test_access_log_of_aborted_streamed_uploads(self):
+        # The uploads end inside their bodies: the upstream sees a truncated body.
+        self.allowed_anomalies = ("connection closed inside the body",)
+        gw = self.start(env={"ACCESS_LOG": "stdout", "ACCESS_LOG_FORMAT": "json"})
+        sent = []
+        for i, method in enumerate(("PUT", "POST", "PATCH")):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+                # Over 64 KiB: streamed upstream while it arrives; the client leaves.
+                s.sendall(f"{method} /up{i} HTTP/1.1\r\nHost: gw.test\r\n"
+                          "Content-Length: 1000000\r\n\r\n".encode() + b"a" * 200000)
+                time.sleep(0.3)
+            sent.append((method, f"/up{i}"))
+        # A chunked body libmicrohttpd refuses itself (bad chunk size) after it started.
+        r, _ = self.raw(gw, b"DELETE /bc HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: "
+                        b"chunked\r\n\r\n5\r\nhello\r\nzz\r\n\r\n", check_close=1.0)
+        self.assertEqual(r.status if r else None, 400, r)
+        sent.append(("DELETE", "/bc"))
+        self.sent(len(sent) - 1)
+
+        def logged():
+            lines = [json.loads(ln) for ln in gw.stdout().decode().splitlines()
+                     if ln.startswith("{")]
+            return {d["path"]: d for d in lines}
+        wait_until(lambda: all(p in logged() for _, p in sent), timeout=10,
+                   what="an access log line for every aborted upload")
+        by_path = logged()
+        for method, path in sent:
+            with self.subTest(path=path):
+                self.assertEqual(by_path[path]["method"], method, by_path[path])
+                self.assertEqual(by_path[path]["protocol"], "HTTP/1.1", by_path[path])
 
 
 class ConfigSecretsTest(SecTestCase):
