@@ -819,6 +819,33 @@ class CompressionTest(Rfc9111Case):
         self.assertIsNone(r.header("content-encoding"))
         self.assertEqual(r.body, DOC)
 
+    def test_copies_stay_within_max_value_size(self):
+        # The copies' sizes, from an instance without a tight bound.
+        self.start()
+        self.script_doc("/c/max")
+        self.get("/c/max")
+        gz = len(self.get("/c/max", headers={"Accept-Encoding": "gzip"}).body)
+        br = len(self.get("/c/max", headers={"Accept-Encoding": "br"}).body)
+        self.assertTrue(0 < br < gz < len(DOC), (br, gz))
+        self.gw.stop()
+        # Room for the body and the gzip copy (made first), not the br one: a br client
+        # gets gzip.  Room for the body alone: everyone gets identity.  Still stored.
+        for room, coding in ((gz + br - 1, "gzip"), (br - 1, None)):
+            gw = self.track(Gateway(self.up.url, env={
+                "POLICIES_DIR": EMPTY_POLICIES, "DEFAULT_TTL": "0",
+                "MAX_VALUE_SIZE": str(len(DOC) + room)}))
+            gw.get("/c/max")
+            r = gw.get("/c/max", headers={"Accept-Encoding": "gzip, br"})
+            with self.subTest(room=room):
+                self.assertEqual(r.header("x-cache"), "HIT")
+                self.assertEqual(r.header("content-encoding"), coding)
+                if coding is None:
+                    self.assertEqual(r.body, DOC)
+                else:
+                    self.assertEqual(gzip.decompress(r.body), DOC)
+            gw.stop()
+        self.assertEqual(self.up.count("/c/max"), 3)
+
     def test_no_transform_and_other_types_are_left_alone(self):
         self.start()
         self.script_doc("/c/nt", [("Cache-Control", "no-transform")])
