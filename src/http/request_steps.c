@@ -378,12 +378,16 @@ static void log_decision(const struct request *r)
     char uri[256], key[256];
     log_escape_uri(r->uri, uri, sizeof uri);
     log_escape(r->lk.key ? r->lk.key : "-", key, sizeof key);
-    long long ttl = r->has_dec && r->dec.ttl_ms >= 0 ? (long long)(r->dec.ttl_ms / 1000) : -1;
-    LOG_D("decision %s %s: route=%s %s key=%s reason=%s ttl=%s%lld", r->method, uri,
+    /* No TTL from the policy: the upstream's headers decide ("ttl=upstream"). */
+    char ttl[24] = "upstream";
+    if (r->has_dec && r->dec.ttl_ms >= 0)
+        snprintf(ttl, sizeof ttl, "%lld", (long long)(r->dec.ttl_ms / 1000));
+    /* A write without a route has no bypass reason of its own: its method is it. */
+    const char *bypass = r->bypass_reason ? r->bypass_reason : is_read(r) ? "-" : "method";
+    LOG_D("decision %s %s: route=%s %s key=%s reason=%s ttl=%s", r->method, uri,
           r->has_dec && r->dec.route ? r->dec.route : "-", r->cacheable ? "cacheable" : "bypass",
-          key, r->cacheable ? (r->has_dec && r->dec.reason ? r->dec.reason : "default")
-                            : (r->bypass_reason ? r->bypass_reason : "-"),
-          ttl < 0 ? "upstream" : "", ttl < 0 ? 0LL : ttl);
+          key, r->cacheable ? (r->has_dec && r->dec.reason ? r->dec.reason : "default") : bypass,
+          ttl);
 }
 
 static enum step_result step_route(struct request *r)

@@ -27,9 +27,14 @@ class DebuggingTest(GatewayTestCase):
         hit = gw.get("/users/1", headers={"Cachegw-Debug": TOKEN})
         self.assertEqual(hit.header("x-cache"), "HIT")
         self.assertIn('key="users:1"', hit.header("cache-status"))
-        # The token never reaches the upstream, and does not change the key.
-        echo = gw.get("/headers", headers={"Cachegw-Debug": TOKEN}).json()
-        self.assertNotIn("cachegw-debug", {k.lower() for k in echo.get("headers", echo)})
+        # The token never reaches the upstream (the hit above: it does not change the key).
+        # /echo answers the header names it received; a miss and a bypass both forward.
+        for r in (gw.get("/echo?debug=1", headers={"Cachegw-Debug": TOKEN}),
+                  gw.req("POST", "/echo", headers={"Cachegw-Debug": TOKEN}, body=b"x")):
+            self.assertIn(r.header("x-cache"), ("MISS", "BYPASS"), r)
+            forwarded = {k.lower() for k in r.json()["headers"]}
+            self.assertIn("x-request-id", forwarded)  # the echo lists what was forwarded
+            self.assertNotIn("cachegw-debug", forwarded)
 
     def test_debug_headers_on_puts_the_key_everywhere(self):
         gw = self.start({"DEBUG_HEADERS": "true"})
@@ -41,13 +46,35 @@ class DebuggingTest(GatewayTestCase):
     def test_decisions_are_logged_at_debug(self):
         gw = self.start({"LOG_LEVEL": "debug"})
         gw.get("/users/7")
+        gw.get("/users/8", headers={"Cookie": "sid=1"})
         gw.req("POST", "/posts", body=b"{}")
-        wait_until(lambda: "decision GET /users/7" in gw.output(), what="decision log line")
-        line = [l for l in gw.output().splitlines() if "decision GET /users/7" in l][0]
-        self.assertIn("route=GET /users/:id", line)
-        self.assertIn("key=users:7", line)
-        self.assertIn("cacheable", line)
-        self.assertIn("decision POST /posts", gw.output())
+        gw.req("POST", "/echo", body=b"x")  # no route
+        gw.get("/echo?a=1")  # no route, the upstream's headers decide
+        wait_until(lambda: "decision GET /echo?a=1" in gw.output(), what="decision log lines")
+
+        def line(start):
+            found = [l for l in gw.output().splitlines() if "decision " + start + ":" in l]
+            self.assertEqual(len(found), 1, (start, gw.output()[-3000:]))
+            return found[0].split("decision ", 1)[1]
+        # Route, cacheable or bypass, key, reason and TTL (users.lua: ttl = 300).
+        self.assertEqual(line("GET /users/7"),
+                         "GET /users/7: route=GET /users/:id cacheable key=users:7 reason=route "
+                         "ttl=300")
+        self.assertEqual(line("GET /users/8"),
+                         "GET /users/8: route=GET /users/:id bypass key=- reason=credentials "
+                         "ttl=upstream")
+        self.assertEqual(line("POST /posts"),
+                         "POST /posts: route=POST /posts bypass key=- reason=invalidate "
+                         "ttl=upstream")
+        self.assertEqual(line("POST /echo"),
+                         "POST /echo: route=- bypass key=- reason=method ttl=upstream")
+        self.assertEqual(line("GET /echo?a=1"),
+                         "GET /echo?a=1: route=- cacheable key=GET:/echo?a=1 reason=no_route "
+                         "ttl=upstream")
+        # Not at the default level.
+        quiet = self.start()
+        quiet.get("/users/7")
+        self.assertNotIn("decision ", quiet.output())
 
     def test_own_endpoints_move_and_free_the_upstream_paths(self):
         gw = self.start({"HEALTH_PATH": "/_gw/health", "HEALTH_CACHE_PATH": "/_gw/cache",
