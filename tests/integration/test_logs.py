@@ -17,8 +17,8 @@ import tempfile
 import time
 import unittest
 
-from harness import (CACHEGW_BIN, SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCase,
-                     run_concurrently, wait_until)
+from harness import (CACHEGW_BIN, SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCase, free_port,
+                     request, run_concurrently, wait_until)
 from redis_servers import RedisServer
 
 # $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
@@ -196,6 +196,39 @@ class JsonFormatTest(LogsTestCase):
             return None
         wait_until(lambda: rec() is not None, what="a JSON line on stdout")
         self.assertEqual(rec()["status"], 200)
+
+    def test_stdout_and_stderr_are_the_streams_named(self):
+        # The harness merges the two streams; here each goes to its own file, so a line on
+        # the wrong one is seen.
+        for target, other in (("stdout", "stderr"), ("stderr", "stdout"), ("true", "stdout")):
+            with self.subTest(ACCESS_LOG=target):
+                files = {n: open(os.path.join(self.dir, f"{target}.{n}"), "w+b")
+                         for n in ("stdout", "stderr")}
+                for f in files.values():
+                    self.addCleanup(f.close)
+                port = free_port()
+                env = dict(os.environ, ACCESS_LOG=target, LOG_LEVEL="info",
+                           POLICIES_DIR=os.path.join(SOURCE_DIR, "policies"),
+                           LUA_DIR=os.path.join(SOURCE_DIR, "lua"))
+                env.pop("REDIS_URL", None)
+                proc = subprocess.Popen([CACHEGW_BIN, "--host", "127.0.0.1", "--port", str(port),
+                                         "--upstream", self.api.url], env=env,
+                                        stdout=files["stdout"], stderr=files["stderr"])
+                self.addCleanup(lambda p=proc: p.poll() is None and (p.kill(), p.wait()))
+
+                def read(name):
+                    with open(files[name].name, "rb") as f:
+                        return f.read()
+                wait_until(lambda: request(port, "GET", "/health", timeout=1).status == 200,
+                           what="cachegw /health")
+                request(port, "GET", "/users/6?stream=" + target)
+                line = b'"GET /users/6?stream=' + target.encode() + b' HTTP/1.1" 200 '
+                name = "stderr" if target == "true" else target
+                wait_until(lambda: line in read(name), what=f"the access line on {name}")
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(timeout=15), 0)
+                self.assertNotIn(b"/users/6", read(other))
+                self.assertIn(b"stopped cleanly", read("stderr"))  # the application log
 
     def test_lines_from_many_threads_never_interleave(self):
         gw = self.gateway(ACCESS_LOG_FORMAT="json", WORKERS="4")
