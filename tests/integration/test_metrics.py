@@ -47,7 +47,9 @@ FAMILIES = {
     "cachegw_build_info": "gauge",
     "process_cpu_seconds": "counter",
     "process_resident_memory_bytes": "gauge",
+    "process_virtual_memory_bytes": "gauge",
     "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
     "process_start_time_seconds": "gauge",
     "cachegw_active_requests": "gauge",
     "cachegw_cache_hits": "counter",
@@ -202,6 +204,11 @@ class MetricsTest(GatewayTestCase):
         self.assertLess(abs(start - t_start), 30, (start, t_start))
         self.assertGreater(value(fams, "process_resident_memory_bytes"), 1 << 20)
         self.assertGreater(value(fams, "process_open_fds"), 3)
+        self.assertGreaterEqual(value(fams, "process_virtual_memory_bytes"),
+                                value(fams, "process_resident_memory_bytes"))
+        with open(f"/proc/{gw.proc.pid}/limits") as f:
+            soft = [l.split()[3] for l in f if l.startswith("Max open files")][0]
+        self.assertEqual(value(fams, "process_max_fds"), float(soft))
         self.assertGreater(value(fams, "process_cpu_seconds"), 0)
         # The scrape itself is not an active request (the last request's completion may
         # trail its answer by a moment; a scrape that counted itself would never read 0).
