@@ -4,8 +4,9 @@
   the checkout tests its own policies with the checkout's helper, from its own directory or
   by absolute path, and an empty or missing policies directory is an error; the reference
   spec counts policies/ instead of hard-coding it.
-- scripts/run.sh: SIGTERM to the script stops cachegw and the example API; a taken
-  EXAMPLE_API_PORT stops the script with a message instead of fronting the port's owner.
+- scripts/run.sh: SIGTERM to the script stops cachegw and the example API, SIGHUP reloads
+  the policies, the script exits with cachegw's status; a taken EXAMPLE_API_PORT stops the
+  script with a message instead of fronting the port's owner.
 - .env: a key that looks like a typo of an option is warned about with a did-you-mean.
 - --check and start-up exit 2 with one line for an invalid value (--host 999.1.1.1,
   --host localhost).
@@ -174,14 +175,14 @@ def gone(pid):
 
 
 class RunScriptTest(GatewayTestCase):
-    def start_script(self, api_port, port):
+    def start_script(self, api_port, port, args=()):
         env = dict(os.environ, PORT=str(port), HOST="127.0.0.1", EXAMPLE_API_PORT=str(api_port),
                    BUILD_DIR=BUILD_DIR)
         for k in ("REDIS_URL", "ADMIN_TOKEN", "UPSTREAM_URL", "POLICIES_DIR", "LUA_DIR"):
             env.pop(k, None)
         log = tempfile.NamedTemporaryFile(prefix="run-sh-", suffix=".log", delete=False)
         self.addCleanup(os.unlink, log.name)
-        p = subprocess.Popen([RUN_SH], env=env, stdout=log, stderr=subprocess.STDOUT,
+        p = subprocess.Popen([RUN_SH] + list(args), env=env, stdout=log, stderr=subprocess.STDOUT,
                              cwd=tempfile.gettempdir())
         log.close()
 
@@ -211,6 +212,13 @@ class RunScriptTest(GatewayTestCase):
         self.assertIn("cachegw", kids, kids)
         self.assertIn("example-api", kids, kids)
 
+        # SIGHUP to the script reloads cachegw's policies (and stops nothing).
+        p.send_signal(signal.SIGHUP)
+        wait_until(lambda: "policies reloaded: generation" in output(), timeout=10,
+                   what="the reload SIGHUP asked for")
+        self.assertIsNone(p.poll(), output())
+        self.assertEqual(request(port, "GET", "/users/1").header("x-cache"), "HIT")
+
         p.send_signal(signal.SIGTERM)
         self.assertEqual(p.wait(timeout=30), 0, output())
         for name, pid in kids.items():
@@ -219,6 +227,15 @@ class RunScriptTest(GatewayTestCase):
         self.assertIn("stopped cleanly", output())
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+    def test_the_script_exits_with_cachegw_s_status(self):
+        # An invalid setting: cachegw exits 2, the script stops the example API and says 2.
+        api_port, port = free_port(), free_port()
+        p, output = self.start_script(api_port, port, ["--host", "localhost"])
+        self.assertEqual(p.wait(timeout=240), 2, output())
+        self.assertIn("invalid value for --host (HOST): 'localhost'", output())
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", api_port), timeout=1).close()
 
     def test_taken_api_port_stops_the_script(self):
         squatter = socket.socket()
