@@ -562,6 +562,32 @@ class TargetedTest(Rfc9111Case):
         self.get("/t/ns")
         self.assertEqual(self.up.count("/t/ns"), 2)
 
+    def test_consumed_fields_never_reach_a_client_on_any_path(self):
+        # Not only from a stored entry: uncacheable, bypassed, written and streamed
+        # (larger than MAX_VALUE_SIZE) answers go through other steps.
+        self.start(env={"MAX_VALUE_SIZE": "4096"})
+        fields = [("CDN-Cache-Control", "no-store"), ("Surrogate-Control", "no-store"),
+                  ("Surrogate-Key", "k1")]
+        self.up.script("/t/any", response(200, fields, b"small"))
+        self.up.script("/t/big", response(200, [("Cache-Control", "max-age=60")] + fields,
+                                          b"b" * 100000))
+        answers = {
+            "uncacheable": self.get("/t/any"),
+            "cookie bypass": self.get("/t/any", headers={"Cookie": "s=1"}),
+            "authorization": self.get("/t/any", headers={"Authorization": "Bearer a"}),
+            "post": self.gw.req("POST", "/t/any", body=b"x"),
+            "head": self.gw.req("HEAD", "/t/any"),
+            "streamed": self.get("/t/big"),
+        }
+        for what, r in answers.items():
+            with self.subTest(what=what):
+                self.assertEqual(r.status, 200, r)
+                names = [k for k, _ in r.header_list]
+                for f, _ in fields:
+                    self.assertNotIn(f.lower(), names)
+        self.assertEqual(len(answers["streamed"].body), 100000)
+        self.assertEqual(self.up.count("/t/any"), 5)  # every answer came from the upstream
+
     def test_targeted_must_revalidate_rules_stale_use(self):
         self.start()
         self.up.script("/t/mr", response(200, [("Cache-Control", "max-age=60"),
