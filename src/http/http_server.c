@@ -26,6 +26,7 @@
 #include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,6 +451,26 @@ static void notify_connection_cb(void *cls, struct MHD_Connection *conn, void **
     else LOG_W("connection closed without completing a request in phase %d", orphan->phase);
 }
 
+/* libmicrohttpd's own messages (MHD_USE_ERROR_LOG).  Most are requests it refuses
+ * itself before the validator runs (a request or header line it cannot parse, a
+ * bad chunk, headers past its pool): one "refused" line in the gateway's log
+ * format (LOG_FORMAT=json too), not its raw text with the HTML answer on stderr. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    int code = 0;
+    const char *title = strstr(msg, "<title>"), *end = title ? strstr(title, "</title>") : NULL;
+    if (sscanf(msg, "Error processing request (HTTP response code is %d", &code) == 1 && end) {
+        LOG_I("refused by libmicrohttpd: %d %.*s", code, (int)(end - title - 7), title + 7);
+        return;
+    }
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    LOG_W("http listener: %s", msg);
+}
+
 int http_server_start(struct gateway *gw, char *err, size_t err_len)
 {
     const struct config *cfg = gw->cfg;
@@ -515,7 +536,8 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, gw, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection_cb, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->client_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_END);
     if (gw->daemon == NULL) {
         snprintf(err, err_len, "cannot listen on %s:%d (address in use or not permitted)",
                  cfg->host, cfg->port);

@@ -6,6 +6,7 @@ upstream; the reflector counts what arrives.  A request the gateway refuses
 must not reach the upstream at all, and never as two requests.
 """
 
+import json
 import time
 import unittest
 
@@ -52,6 +53,37 @@ class RefusalShapeTest(SecTestCase):
         for (_, reason, _), line in zip(self.CASES, lines):
             self.assertIn(reason, line)
             self.assertIn("from 127.0.0.1", line)
+
+    def test_libmicrohttpd_refusals_are_one_log_line_in_the_log_format(self):
+        """What libmicrohttpd refuses before the validator runs gets its own (HTML) answer;
+        its message is one line of the gateway's log, never raw text beside the JSON."""
+        # The chunked request was forwarded with its head before its body turned out bad
+        # (bodies stream): the upstream saw it end inside the body, never a second request.
+        self.allowed_anomalies = ("connection closed inside the body",)
+        gw = self.start(env={"LOG_FORMAT": "json"})
+        cases = [
+            (400, head([b"GET /m HTTP/1.1", b"Host: gw.test", b"NoColon\x1b[2J"])),
+            (505, head([b"GET /m HTTP/9.9", b"Host: gw.test"])),
+            (431, get_request("/m", [(f"X-P{i}", "p" * 4000) for i in range(12)])),
+            (400, head([b"POST /m HTTP/1.1", b"Host: gw.test", b"Transfer-Encoding: chunked"])
+             + b"zz\r\n\r\n"),
+        ]
+        for status, data in cases:
+            with self.subTest(status=status, data=data[:40]):
+                r, closed = self.raw(gw, data, check_close=2.0)
+                self.assertIsNotNone(r, "no answer")
+                self.assertEqual(r.status, status, r)
+                self.assertTrue(closed, "the connection stayed open after a refusal")
+        time.sleep(0.3)
+        lines = gw.stderr().decode("latin-1").splitlines()
+        docs = []
+        for ln in lines:
+            try:
+                docs.append(json.loads(ln))
+            except ValueError:
+                self.fail(f"a log line that is not JSON: {ln!r}")
+        refused = [d["msg"] for d in docs if d["msg"].startswith("refused by libmicrohttpd")]
+        self.assertEqual([int(m.split()[3]) for m in refused], [s for s, _ in cases], refused)
 
 
 class InvalidBytesTest(SecTestCase):
