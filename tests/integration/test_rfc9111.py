@@ -492,6 +492,25 @@ class HeuristicTest(Rfc9111Case):
         self.get("/h0")
         self.get("/h0")
         self.assertEqual(self.up.count("/h0"), 2)
+        self.gw.stop()
+        # The product default: after the heuristic, for 200/203 only, also without
+        # Last-Modified.
+        self.start(env={"DEFAULT_TTL": "60", "HEURISTIC_MAX": "7"}, upstream=self.up)
+        self.up.script("/d/lm", response(200, [("Last-Modified", self.LM)], b"h"))
+        self.up.script("/d/none", response(200, [], b"h"))
+        self.up.script("/d/203", response(203, [], b"h"))
+        self.up.script("/d/404", response(404, [], b"h"))
+        for path, ttl in (("/d/lm", 7), ("/d/none", 60), ("/d/203", 60)):
+            with self.subTest(path=path):
+                self.get(path)
+                r = self.get(path)
+                self.assertEqual(r.header("x-cache"), "HIT")
+                left = int(r.header("cache-status").rsplit("ttl=", 1)[1].split(";")[0])
+                self.assertTrue(ttl - 2 <= left <= ttl, r.header("cache-status"))
+                self.assertEqual(self.up.count(path), 1)
+        self.get("/d/404")
+        self.get("/d/404")
+        self.assertEqual(self.up.count("/d/404"), 2)
 
     def test_bad_values_stop_start_up(self):
         import subprocess
