@@ -63,6 +63,21 @@ struct raw_fields {
     bool oom;
 };
 
+/* libmicrohttpd 0.9.75 parses a field in place in its read buffer ("name" NUL, then
+ * optional SP/HTAB, then "value"), but it joins an obs-fold continuation line onto
+ * the field's *name*, in a new copy elsewhere in its pool: "X-A: 1" CRLF " b"
+ * arrives as "X-Ab: 1", a name the client never sent.  True when name and value
+ * lie as parsed in place, i.e. the field had no continuation line. */
+static bool field_in_place(const char *key, size_t key_size, const char *value)
+{
+    const char *p = key + key_size;
+    if (value == NULL) return true;
+    if (value <= p || value - p > 4096) return false;
+    for (p++; p < value; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\0') return false;
+    return true;
+}
+
 static enum MHD_Result collect_raw(void *cls, enum MHD_ValueKind kind, const char *key,
                                    size_t key_size, const char *value, size_t value_size)
 {
@@ -80,6 +95,8 @@ static enum MHD_Result collect_raw(void *cls, enum MHD_ValueKind kind, const cha
     /* A NUL inside a name or value would hide the rest of it from every check
      * below: make it visible as an invalid byte instead. */
     if (strlen(key) != key_size || (value && strlen(value) != value_size)) key = "<NUL>";
+    /* An obs-fold line (RFC 9112 §5.2) glued onto the name: refused as an invalid name. */
+    else if (!field_in_place(key, key_size, value)) key = "<obs-fold>";
     rf->items[rf->n].name = key;
     rf->items[rf->n].value = value ? value : "";
     rf->n++;

@@ -146,22 +146,36 @@ class FramingTest(SecTestCase):
         self.assertNothingForwarded(0, "TE + CL")
 
     def test_obs_fold_is_refused_or_unfolded(self):
+        # libmicrohttpd 0.9.75 glues a continuation line onto the field's *name*: a
+        # continuation that is itself a token made a new, valid name ("X-A: one" + " b"
+        # reached the upstream as "x-ab: one"; "Authorizatio" + " n" as Authorization).
         gw = self.start()
-        data = head([b"GET /fold HTTP/1.1", b"Host: gw.test", b"X-A: one",
-                     b" X-Injected: two", b"\tX-Other: three"])
-        r, _ = self.raw(gw, data)
-        self.assertIsNotNone(r, "no answer")
-        if r.status == 400:
-            self.assertNothingForwarded(0, "obs-fold")
-            return
-        # Unfolded to SP: then the upstream never sees a header name it was not sent.
-        self.assertEqual(r.status, 200, r)
-        rec = self.refl.last("/fold")
-        self.assertIsNotNone(rec)
-        sent = {"host", "x-a"}
-        added = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "via"}
-        self.assertFalse(set(rec.names()) - sent - added, rec)
-        self.assertNotIn("x-injected", rec.names())
+        cases = {
+            "continuation with a colon": [b"X-A: one", b" X-Injected: two", b"\tX-Other: three"],
+            "token continuation": [b"X-A: one", b" b"],
+            "tab token continuation": [b"X-A: one", b"\tb"],
+            "Authorization built by a fold": [b"Authorizatio: Bearer x", b" n"],
+            "two continuations": [b"X-A: one", b" b", b" c"],
+        }
+        for i, (name, lines) in enumerate(cases.items()):
+            with self.subTest(name):
+                path = f"/fold{i}"
+                r, _ = self.raw(gw, head([f"GET {path} HTTP/1.1".encode(), b"Host: gw.test"]
+                                         + lines))
+                self.assertIsNotNone(r, "no answer")
+                time.sleep(0.1)
+                if r.status == 400:
+                    self.assertEqual(self.refl.count(path=path), 0, "refused but forwarded")
+                    continue
+                # Unfolded to SP: then the upstream never sees a header name it was not sent.
+                self.assertEqual(r.status, 200, r)
+                rec = self.refl.last(path)
+                self.assertIsNotNone(rec)
+                sent = {ln.split(b":")[0].strip().lower().decode() for ln in lines
+                        if ln[:1] not in (b" ", b"\t")} | {"host"}
+                added = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "via",
+                         "x-request-id"}
+                self.assertFalse(set(rec.names()) - sent - added, rec)
 
     def test_missing_or_double_host_is_400(self):
         gw = self.start()
