@@ -164,6 +164,18 @@ static void put_json_string(struct out *o, const char *s, size_t max)
 
 static const char *dash(const char *s) { return s != NULL && *s != '\0' ? s : "-"; }
 
+/* $status is three digits in every combined line (log parsers match \d{3}).  A
+ * request the gateway sent no answer to (status 0) gets nginx's codes: 499 when
+ * the client left after its head was read (nginx's "client closed request"),
+ * 400 when the head never reached the gateway (libmicrohttpd refused it, and
+ * answers 400/413/414/431 itself, or the connection ended first), as nginx logs
+ * a request it could not read.  The JSON line keeps 0: it says what happened. */
+static int combined_status(const struct access_log_entry *e)
+{
+    if (e->status != 0) return e->status;
+    return e->method != NULL ? 499 : 400;
+}
+
 static void format_combined(struct out *o, const struct access_log_entry *e, const char *target)
 {
     static const char *const MONTHS[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -183,7 +195,7 @@ static void format_combined(struct out *o, const struct access_log_entry *e, con
     put_nginx_escaped(o, target, URI_MAX);
     puts_(o, " ");
     put_nginx_escaped(o, dash(e->protocol), 16);
-    putf(o, "\" %d %lld \"", e->status, e->bytes > 0 ? e->bytes : 0);
+    putf(o, "\" %d %lld \"", combined_status(e), e->bytes > 0 ? e->bytes : 0);
     put_nginx_escaped(o, dash(e->referer), HEADER_MAX);
     puts_(o, "\" \"");
     put_nginx_escaped(o, dash(e->user_agent), HEADER_MAX);

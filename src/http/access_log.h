@@ -51,7 +51,7 @@ struct access_log_entry {
     const char *method;
     const char *uri;         /* the target as received: path[?query], not yet redacted */
     const char *protocol;    /* "HTTP/1.1" */
-    int status;              /* 0 when no answer was sent */
+    int status;              /* 0 when no answer was sent (combined: 499 or 400) */
     long long bytes;         /* body bytes of the answer; < 0 unknown (logged as 0 / null) */
     double duration_s;       /* from the request line to the end */
     const char *cache;       /* X-Cache: HIT, MISS, BYPASS */

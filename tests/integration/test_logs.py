@@ -129,6 +129,24 @@ class CombinedFormatTest(LogsTestCase):
         self.assertEqual(parsed[3]["status"], str(r4.status))
         self.assertEqual(parsed[3]["referer"], "-")
 
+    def test_a_head_refused_by_libmicrohttpd_still_has_a_status(self):
+        # libmicrohttpd refuses a header line without a colon itself (400), before the
+        # gateway sees the request: the combined line still has three digits there, as
+        # nginx writes for a request it could not read (the JSON line says 0).
+        gw = self.gateway()
+        status = raw_request(gw.port, b"GET /users/1?n=refused HTTP/1.1\r\nHost: t\r\n"
+                                      b"no colon here\r\n\r\n")
+        self.assertEqual(status, 400)
+        gw.get("/users/1?n=after")
+        lines = self.lines(count=2)
+        self.assertEqual(len(lines), 2, lines)
+        parsed = {}
+        for line in lines:
+            m = COMBINED.match(line.decode("ascii"))
+            self.assertIsNotNone(m, f"not the combined format: {line!r}")
+            parsed[m.group("request").split()[1]] = m.group("status")
+        self.assertEqual(parsed, {"/users/1?n=refused": "400", "/users/1?n=after": "200"})
+
     def test_old_boolean_value_still_logs_to_stderr(self):
         gw = self.gateway(ACCESS_LOG="true")
         gw.get("/users/3?x=1")

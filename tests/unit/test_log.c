@@ -103,11 +103,20 @@ TEST(combined_line)
     setenv("TZ", "UTC", 1);
     tzset();
 
-    /* An unanswered request: status 0, unknown size, no request line parts. */
+    /* An unanswered request: status 0, unknown size, no request line parts.  The
+     * combined line still has a three-digit status: 400 for a head never read. */
     struct access_log_entry empty = {.status = 0, .bytes = -1, .upstream_s = -1};
     access_log_format_line(&empty, ACCESS_LOG_COMBINED, line, sizeof line);
     CHECK(strstr(line, "- - - [") == line);
-    CHECK(strstr(line, "] \"- - -\" 0 0 \"-\" \"-\"\n") != NULL);
+    CHECK(strstr(line, "] \"- - -\" 400 0 \"-\" \"-\"\n") != NULL);
+    /* A client that left before its answer: nginx's 499; the JSON line keeps 0. */
+    struct access_log_entry left = sample();
+    left.status = 0;
+    left.bytes = -1;
+    access_log_format_line(&left, ACCESS_LOG_COMBINED, line, sizeof line);
+    CHECK(strstr(line, " HTTP/1.1\" 499 0 \"") != NULL);
+    access_log_format_line(&left, ACCESS_LOG_JSON, line, sizeof line);
+    CHECK(strstr(line, "\"status\":0,\"bytes\":null") != NULL);
 }
 
 TEST(json_line)
