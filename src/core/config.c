@@ -1237,9 +1237,51 @@ static int validate_rfc_options(const struct config *cfg, char *err, size_t err_
     return 0;
 }
 
+/* The gateway's own endpoint paths: each empty (not served) or a path a request
+ * can match (request_steps compares the path without its query, under 256 bytes),
+ * and no two alike (the second would never answer). */
+static int validate_endpoint_paths(const struct config *cfg, char *err, size_t err_len)
+{
+    static const struct {
+        size_t offset;
+        const char *flag, *env;
+    } PATHS[] = {
+        {FIELD(health_path), "health-path", "HEALTH_PATH"},
+        {FIELD(health_cache_path), "health-cache-path", "HEALTH_CACHE_PATH"},
+        {FIELD(metrics_path), "metrics-path", "METRICS_PATH"},
+    };
+    char shown[SHOWN_VALUE_MAX + 8];
+    for (size_t i = 0; i < sizeof PATHS / sizeof PATHS[0]; i++) {
+        const char *p = *(char *const *)((const char *)cfg + PATHS[i].offset);
+        if (p == NULL || p[0] == '\0') continue;
+        const char *why = NULL;
+        if (p[0] != '/') why = "it must start with '/', or be empty to not serve it";
+        else if (strlen(p) >= 256) why = "at most 255 bytes";
+        for (const char *c = p; why == NULL && *c != '\0'; c++)
+            if (*c == '?' || *c == '#' || (unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
+                why = "a path alone: no query, fragment, space or control bytes";
+        for (size_t k = 0; why == NULL && k < i; k++) {
+            const char *q = *(char *const *)((const char *)cfg + PATHS[k].offset);
+            if (q != NULL && strcmp(p, q) == 0) {
+                sanitize(p, shown, sizeof shown);
+                snprintf(err, err_len, "invalid value for --%s (%s): '%s' (--%s serves that path)",
+                         PATHS[i].flag, PATHS[i].env, shown, PATHS[k].flag);
+                return -1;
+            }
+        }
+        if (why == NULL) continue;
+        sanitize(p, shown, sizeof shown);
+        snprintf(err, err_len, "invalid value for --%s (%s): '%s' (%s)", PATHS[i].flag,
+                 PATHS[i].env, shown, why);
+        return -1;
+    }
+    return 0;
+}
+
 static int validate_combined(const struct config *cfg, char *err, size_t err_len)
 {
     if (validate_rfc_options(cfg, err, err_len) != 0) return -1;
+    if (validate_endpoint_paths(cfg, err, err_len) != 0) return -1;
     char shown[SHOWN_VALUE_MAX + 8];
     if (cfg->dump && !cfg->check_only) {
         snprintf(err, err_len, "--dump only works with --check (cachegw --check --dump)");

@@ -2,9 +2,12 @@
 presents the admin token (or with DEBUG_HEADERS), the decision in the debug log, and the
 gateway's own endpoints at configurable paths with a configurable degraded status."""
 import os
+import subprocess
+import tempfile
 import unittest
 
-from harness import ExampleAPI, Gateway, GatewayTestCase, free_port, wait_until
+from harness import (CACHEGW_BIN, SOURCE_DIR, ExampleAPI, Gateway, GatewayTestCase, free_port,
+                     wait_until)
 
 TOKEN = "debug-token-0123456789"
 
@@ -86,6 +89,35 @@ class DebuggingTest(GatewayTestCase):
         self.assertIsNotNone(r.header("x-cache"))
         self.assertNotEqual(r.body, b'{"status":"ok"}\n')
         self.assertIsNotNone(gw.get("/metrics").header("x-cache"))
+
+    def test_endpoint_paths_that_could_never_answer_are_refused(self):
+        # Each is a path a request can match, or empty; two alike would hide one.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ADMIN_"))}
+        env.update(POLICIES_DIR=os.path.join(SOURCE_DIR, "policies"),
+                   LUA_DIR=os.path.join(SOURCE_DIR, "lua"))
+        cases = [(["--metrics-path", "metrics"], "--metrics-path (METRICS_PATH): 'metrics'"),
+                 (["--health-path", "/x?y"], "--health-path (HEALTH_PATH): '/x?y'"),
+                 (["--health-cache-path", "/a b"], "--health-cache-path (HEALTH_CACHE_PATH)"),
+                 (["--health-cache-path", "/" + "a" * 300], "at most 255 bytes"),
+                 (["--metrics-path", "/health"], "'/health' (--health-path serves that path)"),
+                 (["--metrics-path", "/_gw", "--health-cache-path", "/_gw"],
+                  "--metrics-path (METRICS_PATH): '/_gw' (--health-cache-path serves")]
+        for args, want in cases:
+            for check in (["--check"], ["--host", "127.0.0.1", "--port", str(free_port())]):
+                with self.subTest(args=args, check=check):
+                    p = subprocess.run([CACHEGW_BIN] + check + args, env=env,
+                                       capture_output=True, text=True, timeout=20,
+                                       cwd=tempfile.gettempdir())
+                    self.assertEqual(p.returncode, 2, p.stderr)
+                    self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+                    self.assertIn("invalid value for --", p.stderr)
+                    self.assertIn(want, p.stderr)
+        for args in (["--metrics-path", ""], ["--health-path", "", "--health-cache-path", "",
+                                              "--metrics-path", ""],
+                     ["--metrics-path", "/_gw/metrics", "--health-path", "/_gw/health"]):
+            p = subprocess.run([CACHEGW_BIN, "--check"] + args, env=env, capture_output=True,
+                               text=True, timeout=20, cwd=tempfile.gettempdir())
+            self.assertEqual(p.returncode, 0, (args, p.stderr))
 
     def test_degraded_status_is_configurable(self):
         dead = free_port()
