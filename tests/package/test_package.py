@@ -225,6 +225,29 @@ class PackageTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stdout)
         self.assertIn("LUA_DIR (--lua-dir)", p.stdout)
 
+    def test_environment_file_names_only_real_options(self):
+        # Every KEY= in the shipped file, commented examples included, is an option of
+        # --help (an administrator uncommenting one must not get a key the gateway ignores),
+        # and with the examples uncommented the settings pass --check.
+        with open(os.path.join(self.root, "etc/default/cachegw")) as f:
+            text = f.read()
+        keys = re.findall(r"^#?([A-Z][A-Z0-9_]*)=", text, re.M)
+        self.assertGreater(len(keys), 8, text)
+        helptext = run([self.binary, "--help"], cwd=self.workdir(), env={})
+        options = set(re.findall(r"\b[A-Z][A-Z0-9_]+\b", helptext))
+        self.assertEqual([k for k in keys if k not in options], [])
+        logs = self.workdir()
+        example = text.replace("/var/log/cachegw", logs)
+        example = re.sub(r"^#([A-Z][A-Z0-9_]*=)", r"\1", example, flags=re.M)
+        path = os.path.join(self.workdir(), "cachegw.env")
+        with open(path, "w") as f:
+            f.write(example)
+        env = env_file(path, self.root)
+        env = {k: v for k, v in env.items() if v != ""}  # ADMIN_TOKEN= is "unset"
+        p = subprocess.run([self.binary, "--check"], env=env, cwd=self.workdir(), text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+        self.assertEqual(p.returncode, 0, p.stdout)
+
     # -- man page -------------------------------------------------------------
 
     def test_man_page_matches_help(self):
