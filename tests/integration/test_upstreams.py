@@ -225,6 +225,8 @@ route "GET /users/:id" { upstream = "users", bypass = true }
         wait_until(lambda: self.up_value(gw, victim.url) == 1, timeout=10,
                    what="the restarted instance back up")
         self.assertIn("is UP again (active check)", gw.output())
+        inst = [u for u in gw.health_cache()["upstreams"] if u["url"] == victim.url]
+        self.assertEqual((inst[0]["up"], inst[0]["downs"], inst[0]["ups"]), (True, 1, 1), inst)
         time.sleep(max(0.0, 20.0 - (time.monotonic() - began)))
         statuses = load.stop()
         self.assertGreaterEqual(time.monotonic() - began, 20.0)
@@ -232,6 +234,10 @@ route "GET /users/:id" { upstream = "users", bypass = true }
         self.assertEqual([s for s in statuses if not 200 <= s < 300], [],
                          "failed GETs while an instance died and came back")
         self.assertGreater(back.requests(), 0)  # the load found it again
+        # Each transition is logged once, however many requests and probes saw it.
+        log = gw.output()
+        self.assertEqual(log.count("instance %s is DOWN" % victim.url), 1, log)
+        self.assertEqual(log.count("instance %s is UP again" % victim.url), 1, log)
         m = self.metrics(gw)
         self.assertRegex(m, r'cachegw_upstream_down_transitions_total\{upstream="users",'
                             r'instance="%s"\} 1' % re.escape(victim.url))
@@ -266,22 +272,88 @@ route "GET /users/:id" { upstream = "users", bypass = true }
         self.assertEqual([s for s in statuses if not 200 <= s < 300], [],
                          "failed GETs during the deploy")
 
-    def test_passive_health_only_and_a_total_outage_shows_the_real_error(self):
-        live = self.api()
-        dead = "http://127.0.0.1:%d" % free_port()
+    def test_passive_threshold_takes_a_killed_instance_out_under_load(self):
+        """No active checks: three instances under GET load, one kill -9'd.  After max_fails
+        (3) failed attempts it is down and gets no attempt at all; every GET is a 2xx.
+        Restarted, it comes back through a request after the cool-down (probation)."""
+        apis = [self.api() for _ in range(3)]
+        victim = apis[2]
         d = self.policies('''
-upstream "u" { servers = { "%s", "%s" }, max_fails = 1, fail_timeout = 60, retries = 1 }
-route "GET /users/:id" { upstream = "u", bypass = true }
-upstream "gone" { servers = { "%s" }, retries = 0 }
-route "GET /gone/:id" { upstream = "gone", bypass = true }
-''' % (live.url, dead, dead))
+upstream "users" { servers = { "%s", "%s", "%s" }, max_fails = 3, fail_timeout = 4,
+                   retries = 2 }
+route "GET /users/:id" { upstream = "users", bypass = true }
+''' % tuple(a.url for a in apis))
         gw = self.gateway(d)
-        for i in range(20):
-            self.assertEqual(gw.get("/users/%d" % (i % 7 + 1)).status, 200)
-        self.assertEqual(self.up_value(gw, dead), 0)
-        # Every instance down: the request still goes out, and fails as it really does.
+        load = Load(gw)
+        time.sleep(1.0)
+        self.assertGreater(victim.requests(), 0)
+        victim.proc.kill()
+        victim.proc.wait()
+        wait_until(lambda: self.up_value(gw, victim.url) == 0, what="the passive threshold")
+        sent = self.counter(gw, "requests_total", victim.url)
+        failed = self.counter(gw, "failures_total", victim.url)
+        # At least the threshold; more only by attempts already started when it was reached
+        # (at most one per load thread).
+        self.assertTrue(3 <= failed <= 3 + 4, failed)
+        self.assertIn("instance %s is DOWN (3 consecutive failures: Couldn't connect"
+                      % victim.url, gw.output())
+        time.sleep(2.0)  # within the 4 s cool-down
+        self.assertEqual(self.counter(gw, "requests_total", victim.url), sent)
+        self.assertEqual(self.up_value(gw, victim.url), 0)
+        back = self.track(ExampleAPI(port=victim.port))
+        wait_until(lambda: self.up_value(gw, victim.url) == 1, timeout=10,
+                   what="back after the cool-down")
+        self.assertIn("instance %s is UP again (a request succeeded after the cool-down)"
+                      % victim.url, gw.output())
+        time.sleep(0.5)
+        statuses = load.stop()
+        self.assertGreater(len(statuses), 100)
+        self.assertEqual([s for s in statuses if not 200 <= s < 300], [],
+                         "failed GETs while an instance died and came back")
+        self.assertGreater(back.requests(), 0)
+
+    def test_a_total_outage_still_sends_and_shows_the_real_error(self):
+        """Every instance down: requests still go out (one instance always stays eligible),
+        and the client gets the upstream's real error, not a made-up one."""
+        dead = ["http://127.0.0.1:%d" % free_port() for _ in range(2)]
+        d = self.policies('''
+upstream "gone" { servers = { "%s", "%s" }, max_fails = 1, fail_timeout = 60, retries = 1 }
+route "GET /gone/:id" { upstream = "gone", bypass = true }
+''' % tuple(dead))
+        gw = self.gateway(d)
         r = gw.get("/gone/1")
         self.assertEqual(r.status, 502, r)
+        self.assertEqual([self.up_value(gw, u) for u in dead], [0, 0])
+        sent = sum(self.counter(gw, "requests_total", u) for u in dead)
+        self.assertEqual(sent, 2)  # the first attempt and its retry
+        for i in range(3):
+            r = gw.get("/gone/%d" % (i + 2))
+            self.assertEqual(r.status, 502, r)
+            self.assertIn(b"Couldn't connect to server", r.body)
+            self.assertIn("detail=upstream-unavailable", r.header("cache-status") or "")
+        # Each of the three went out, to both instances (a retry too), though both are down.
+        self.assertEqual(sum(self.counter(gw, "requests_total", u) for u in dead), sent + 6)
+
+    def test_timeouts_count_as_failures(self):
+        silent = Silent()
+        self.addCleanup(silent.close)
+        live = self.api()
+        d = self.policies('''
+upstream "u" { servers = { "%s", "%s" }, max_fails = 2, fail_timeout = 60, timeout = 0.3 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % (silent.url, live.url))
+        gw = self.gateway(d)
+        # Round robin: the first and third go to the silent instance and time out (an answer
+        # that is late is not retried); the second timeout takes it down.
+        statuses = [gw.get("/users/%d" % (i + 1)).status for i in range(4)]
+        self.assertEqual(statuses, [504, 200, 504, 200])
+        self.assertEqual(self.up_value(gw, silent.url), 0)
+        self.assertIn("is DOWN (2 consecutive failures: Timeout was reached)", gw.output())
+        sent = self.counter(gw, "requests_total", silent.url)
+        for i in range(6):
+            self.assertEqual(gw.get("/users/%d" % (i + 1)).status, 200)
+        self.assertEqual(self.counter(gw, "requests_total", silent.url), sent)
+        self.assertEqual(live.requests(), 2 + 6)
 
     def test_health_path_answering_500_takes_the_instance_down(self):
         bad = FiveHundred()
@@ -517,16 +589,22 @@ route "GET /users/:id" { upstream = "u", bypass = true }
         self.assertIn("stopped cleanly", gw.output())
 
 
-class PostDropper:
-    """Accepts connections, reads part of the request, then resets the connection."""
+class Dropper:
+    """Accepts connections, reads a request's header block and then up to body_bytes of its
+    body, waits delay seconds, and resets the connection (SO_LINGER 0): an instance that dies
+    mid-request.  Records each request line and how many body bytes it got."""
 
-    def __init__(self):
+    def __init__(self, body_bytes=0, delay=0.0):
+        self.body_bytes, self.delay = body_bytes, delay
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
+        self.url = "http://127.0.0.1:%d" % self.port
         self.accepted = 0
+        self.request_lines = []
+        self.body_received = []
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -537,27 +615,55 @@ class PostDropper:
             except OSError:
                 return
             self.accepted += 1
-            try:
-                c.recv(64)
-                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-            finally:
-                c.close()
+            threading.Thread(target=self.drop, args=(c,), daemon=True).start()
+
+    def drop(self, c):
+        try:
+            c.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(1024)
+                if not chunk:
+                    return
+                data += chunk
+            head, body = data.split(b"\r\n\r\n", 1)
+            self.request_lines.append(head.split(b"\r\n", 1)[0].decode())
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            want = min(self.body_bytes, int(m.group(1)) if m else 0)
+            while len(body) < want:
+                chunk = c.recv(want - len(body))
+                if not chunk:
+                    break
+                body += chunk
+            self.body_received.append(len(body))
+            time.sleep(self.delay)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        except OSError:
+            pass
+        finally:
+            c.close()
 
     def close(self):
         self.sock.close()
 
 
 class RetryTest(UpstreamTestCase):
+    def dropper(self, **kw):
+        d = Dropper(**kw)
+        self.addCleanup(d.close)
+        return d
+
     def test_post_is_not_retried_but_get_and_idempotent_put_are(self):
-        dropper = PostDropper()
-        self.addCleanup(dropper.close)
+        # The dropper reads the headers and 10,000 of the 200,000 body bytes, then resets:
+        # the instance dies mid-body.
+        dropper = self.dropper(body_bytes=10000)
         live = self.api()
         d = self.policies('''
-upstream "u" { servers = { "http://127.0.0.1:%d", "%s" }, retries = 1, max_fails = 100 }
+upstream "u" { servers = { "%s", "%s" }, retries = 1, max_fails = 100 }
 route "POST /echo" { upstream = "u" }
 route "PUT /echo" { upstream = "u", idempotent = true }
 route "GET /echo" { upstream = "u", bypass = true }
-''' % (dropper.port, live.url))
+''' % (dropper.url, live.url))
         gw = self.gateway(d)
         body = b"x" * 200000
         statuses = []
@@ -565,13 +671,81 @@ route "GET /echo" { upstream = "u", bypass = true }
             statuses.append(gw.req("POST", "/echo", body=body,
                                    headers={"Content-Type": "text/plain"}).status)
         self.assertEqual(sorted(statuses), [200, 200, 502, 502], statuses)
-        self.assertEqual(dropper.accepted, 2)  # each failed POST reached it once, no retry
+        # Each failed POST reached the dropper once, mid-body, and no other instance.
+        self.assertEqual(dropper.request_lines, ["POST /echo HTTP/1.1"] * 2)
+        self.assertEqual(dropper.accepted, 2)
+        for got in dropper.body_received:
+            self.assertTrue(10000 <= got < len(body), dropper.body_received)
         self.assertEqual(by_path(live).get("/echo"), 2)
+        # A small POST (buffered, not streamed) is not retried either.
+        small = [gw.req("POST", "/echo", body=b"z" * 1000).status for _ in range(2)]
+        self.assertEqual(sorted(small), [200, 502], small)
+        self.assertEqual(dropper.accepted, 3)
+        self.assertEqual(by_path(live).get("/echo"), 3)
         for _ in range(4):
             self.assertEqual(gw.req("PUT", "/echo", body=b"y" * 1000).status, 200)
             self.assertEqual(gw.get("/echo").status, 200)
-        self.assertEqual(by_path(live).get("/echo"), 2 + 8)
+        self.assertEqual(by_path(live).get("/echo"), 3 + 8)
+        self.assertGreater(dropper.accepted, 3)  # the PUTs and GETs did try it first
         self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total [1-9]")
+
+    def test_retries_are_bounded_per_request(self):
+        dead = ["http://127.0.0.1:%d" % free_port() for _ in range(3)]
+        live = self.api()
+        servers = ", ".join('"%s"' % u for u in dead + [live.url])
+        d = self.policies('''
+upstream "one" { servers = { %s }, retries = 1, max_fails = 100 }
+upstream "three" { servers = { %s }, retries = 3, max_fails = 100 }
+route "GET /users/:id" { upstream = "one", bypass = true }
+route "GET /jobs/:id" { upstream = "three", bypass = true }
+''' % (servers, servers))
+        gw = self.gateway(d)
+        # Round robin starts at the first instance: two dead ones are tried, then it gives up
+        # with the real error.
+        r = gw.get("/users/1")
+        self.assertEqual(r.status, 502, r)
+        tried = [self.counter(gw, "requests_total", u) for u in dead]
+        self.assertEqual(sum(tried), 2, tried)
+        self.assertEqual(live.requests(), 0)
+        # Three retries reach the live instance after the three dead ones.
+        self.assertEqual(gw.get("/jobs/1").status, 200)
+        self.assertEqual(live.requests(), 1)
+        self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total 4\b")
+
+    def test_a_retry_only_gets_what_is_left_of_the_timeout(self):
+        # Each instance resets 0.3 s after the request.  With timeout = 0.5 the retry has
+        # 0.2 s left: it times out on the second instance, and the third is never tried.
+        drops = [self.dropper(delay=0.3) for _ in range(3)]
+        d = self.policies('''
+upstream "u" { servers = { "%s", "%s", "%s" }, retries = 2, max_fails = 100, timeout = 0.5 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % tuple(x.url for x in drops))
+        gw = self.gateway(d)
+        r = gw.get("/users/1")
+        self.assertEqual(r.status, 504, r)
+        self.assertEqual([x.accepted for x in drops], [1, 1, 0])
+        self.assertLess(r.elapsed, 0.85, r)  # not 3 x 0.3 s
+
+    def test_a_collapsed_miss_gets_its_leaders_retried_answer(self):
+        """Several requests for one cold key collapse onto one fetch; its first attempt goes
+        to an instance that resets after 0.5 s, the retry to a live one (0.3 s): every
+        waiter gets the retried 200, and each instance saw the key once."""
+        dropper = self.dropper(delay=0.5)
+        live = self.api(latency_ms=300)
+        d = self.policies('''
+upstream "u" { servers = { "%s", "%s" }, retries = 1, max_fails = 100 }
+route "GET /users/:id" { upstream = "u", key = "u:users:{id}", ttl = 60 }
+''' % (dropper.url, live.url))
+        gw = self.gateway(d)
+        results = run_concurrently(6, lambda i: gw.get("/users/7", timeout=10))
+        self.assertEqual([r.status for r in results], [200] * 6, results)
+        self.assertEqual(len({r.body for r in results}), 1)
+        self.assertEqual(dropper.request_lines, ["GET /users/7 HTTP/1.1"])
+        self.assertEqual(by_path(live), {"/users/7": 1})
+        collapsed = [r for r in results
+                     if "detail=collapsed" in (r.header("cache-status") or "")]
+        self.assertGreater(len(collapsed), 0, results)
+        self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total 1\b")
 
 
 class ReloadTest(UpstreamTestCase):
