@@ -748,6 +748,120 @@ route "GET /users/:id" { upstream = "u", key = "u:users:{id}", ttl = 60 }
         self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total 1\b")
 
 
+class Named:
+    """An instance that answers every GET with {"name": name} and counts the connections it
+    accepted and the requests it answered.  close: answer with Connection: close, so every
+    request needs a new connection (and a name lookup, for a gateway that has none cached)."""
+
+    def __init__(self, name, host="127.0.0.1", port=0, close=False):
+        lock = threading.Lock()
+        st = self.state = {"conns": 0, "requests": 0}
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                with lock:
+                    st["conns"] += 1
+                super().setup()
+
+            def do_GET(self):
+                with lock:
+                    st["requests"] += 1
+                body = b'{"name": "%s"}' % name.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if close:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://%s:%d" % (host, self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class PoolTest(UpstreamTestCase):
+    def named(self, *args, **kw):
+        n = Named(*args, **kw)
+        self.addCleanup(n.close)
+        return n
+
+    def test_connections_to_an_instance_are_kept_alive(self):
+        a, b = self.named("a"), self.named("b")
+        d = self.policies('''
+upstream "u" { servers = { "%s", "%s" } }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % (a.url, b.url))
+        gw = self.gateway(d)
+        for i in range(20):
+            self.assertEqual(gw.get("/users/%d" % (i + 1)).status, 200)
+        self.assertEqual((a.state["requests"], b.state["requests"]), (10, 10))
+        # One connection each, reused (at most one more, should the first have been closed).
+        self.assertLessEqual(a.state["conns"], 2, a.state)
+        self.assertLessEqual(b.state["conns"], 2, b.state)
+
+    def test_a_host_name_is_resolved_again_after_dns_ttl(self):
+        """An instance named by a host name moves to another address (a DNS change, made
+        with an LD_PRELOAD getaddrinfo reading a hosts file the test rewrites).  With
+        dns_ttl = 1 the gateway follows within a few seconds; with the default (60 s) it
+        keeps the address it resolved, which shows the TTL is what decides."""
+        cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("cc")
+        if cc is None:
+            self.skipTest("no C compiler to build the getaddrinfo shim")
+        tmp = tempfile.mkdtemp(prefix="cachegw-dns-")
+        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
+        shim = os.path.join(tmp, "dns_shim.so")
+        subprocess.run([cc, "-shared", "-fPIC", "-o", shim,
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "dns_shim.c"),
+                        "-ldl"], check=True)
+        hosts = os.path.join(tmp, "hosts")
+
+        def point(addr):
+            with open(hosts + ".new", "w") as f:
+                f.write("svc.cachegw.test %s\n" % addr)
+            os.rename(hosts + ".new", hosts)
+
+        port = free_port()
+        old, new = (self.named("old", "127.0.0.1", port, close=True),
+                    self.named("new", "127.0.0.2", port, close=True))
+        point("127.0.0.1")
+        env = {"LD_PRELOAD": shim, "CACHEGW_TEST_HOSTS": hosts,
+               # An ASan build wants its runtime first; the shim does not care.
+               "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
+                                ":verify_asan_link_order=0").lstrip(":")}
+        text = '''
+upstream "svc" { servers = { "http://svc.cachegw.test:%d" }%s }
+route "GET /users/:id" { upstream = "svc", bypass = true }
+'''
+        short = self.gateway(self.policies(text % (port, ", dns_ttl = 1")), env=env)
+        default = self.gateway(self.policies(text % (port, "")), env=env)
+
+        def name(gw):
+            r = gw.get("/users/1")
+            self.assertEqual(r.status, 200, r)
+            return r.json()["name"]
+
+        self.assertEqual((name(short), name(default)), ("old", "old"))
+        point("127.0.0.2")
+        wait_until(lambda: name(short) == "new", timeout=10, what="the new address")
+        for _ in range(5):
+            self.assertEqual(name(short), "new")
+            self.assertEqual(name(default), "old")
+        with open(hosts + ".lookups") as f:
+            self.assertIn("svc.cachegw.test 127.0.0.2", f.read())
+
+
 class ReloadTest(UpstreamTestCase):
     def test_sighup_swaps_instances_with_requests_in_flight(self):
         old, new = self.api(latency_ms=600), self.api()
