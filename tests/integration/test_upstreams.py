@@ -686,7 +686,11 @@ route "GET /echo" { upstream = "u", bypass = true }
             self.assertEqual(gw.req("PUT", "/echo", body=b"y" * 1000).status, 200)
             self.assertEqual(gw.get("/echo").status, 200)
         self.assertEqual(by_path(live).get("/echo"), 3 + 8)
-        self.assertGreater(dropper.accepted, 3)  # the PUTs and GETs did try it first
+        for _ in range(2):  # HEAD is retried like GET
+            self.assertEqual(gw.req("HEAD", "/echo").status, 200)
+        self.assertEqual(by_path(live).get("/echo"), 3 + 8 + 2)
+        self.assertIn("HEAD /echo HTTP/1.1", dropper.request_lines)
+        self.assertGreater(dropper.accepted, 4)  # the PUTs, GETs and a HEAD did try it first
         self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total [1-9]")
 
     def test_retries_are_bounded_per_request(self):
