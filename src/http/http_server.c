@@ -548,13 +548,14 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
      * clients (split between the worker threads). */
     unsigned limit = (unsigned)cfg->max_connections + 64u * workers;
     gw->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, &ss,
+        /* The logger first: libmicrohttpd prints what comes before it itself. */
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, workers, MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, gw,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, gw, MHD_OPTION_NOTIFY_CONNECTION,
         notify_connection_cb, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->client_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (gw->daemon == NULL) {
         snprintf(err, err_len, "cannot listen on %s:%d (address in use or not permitted)",
                  cfg->host, cfg->port);

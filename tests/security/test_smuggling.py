@@ -83,6 +83,8 @@ class RefusalShapeTest(SecTestCase):
             except ValueError:
                 self.fail(f"a log line that is not JSON: {ln!r}")
         refused = [d["msg"] for d in docs if d["msg"].startswith("refused by libmicrohttpd")]
+        # Nothing else from libmicrohttpd (it warns when its logger is not its first option).
+        self.assertEqual([d["msg"] for d in docs if d["msg"].startswith("http listener")], [])
         self.assertEqual([int(m.split()[3]) for m in refused], [s for s, _ in cases], refused)
 
 
