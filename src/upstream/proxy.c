@@ -682,11 +682,13 @@ static void start_attempt(struct proxy *p, struct upstream_fetch *f, const char 
     fetch_timeouts(p, f, &connect_ms, &total_ms);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
     curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, total_ms);
-    if (f->group != NULL) {
-        /* Names are resolved again after dns_ttl, so an instance replaced behind a name is
-         * found (curl keeps its default otherwise). */
-        curl_easy_setopt(easy, CURLOPT_DNS_CACHE_TIMEOUT,
-                         (long)upstream_group_config(f->group)->dns_ttl_s);
+    /* Names are resolved again after dns_ttl, so an instance replaced behind a name is found
+     * (curl keeps its default otherwise).  A probe has no group but must follow the name as
+     * the requests do: the DNS cache is the multi handle's, and while the instance is down no
+     * request refreshes it (docs/design.md, Upstreams). */
+    if (f->group != NULL || f->instance != NULL) {
+        int ttl = f->group != NULL ? upstream_group_config(f->group)->dns_ttl_s : f->dns_ttl_s;
+        curl_easy_setopt(easy, CURLOPT_DNS_CACHE_TIMEOUT, (long)ttl); /* 0: never reused */
     }
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, f->curl_headers);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);

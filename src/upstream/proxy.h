@@ -88,15 +88,17 @@ struct upstream_fetch {
      * on_ready has been called, at most the group's retries times, within the time budget
      * (timeout_ms from the first attempt).  When every instance is at the group's
      * max_connections the attempt waits, first in first out, for one to finish: at most
-     * PROXY_WAITERS_PER_SLOT x max_connections x instances waiters per group, each for at most the connect timeout
-     * (and what is left of its budget); otherwise it ends with UPSTREAM_BUSY.  With only
-     * instance set (health checks) it goes there, once, uncounted.  With neither, to the
+     * PROXY_WAITERS_PER_SLOT x max_connections x instances waiters per group, each for at
+     * most the connect timeout (and what is left of its budget); otherwise it ends with
+     * UPSTREAM_BUSY.  With only instance set (health checks) it goes there, once, uncounted,
+     * resolving its name on dns_ttl_s like the group's requests.  With neither, to the
      * proxy's base URL (bounded by max_connections of the proxy, over all upstreams). */
     struct upstream_group *group;       /* owned reference; upstream_fetch_clear drops it */
     const char *balance_key;            /* hash balancing's key; borrowed until on_ready */
     bool retry_unsafe;                  /* the route allows retrying other methods */
     struct upstream_instance *instance; /* the current attempt's; owned reference */
     int connect_timeout_ms, timeout_ms; /* 0: the group's, else the proxy's */
+    int dns_ttl_s; /* probes (instance, no group): seconds a resolved name is reused */
 
     /* Response: valid in on_ready. */
     enum upstream_error error;

@@ -27,6 +27,7 @@ struct upstream_instance {
     struct upstream_health_params hp;
     char *probe_path; /* NULL: no active checks */
     int probe_interval_ms, probe_timeout_ms;
+    int dns_ttl_s; /* the probes resolve the name as the group's requests do */
     atomic_bool retired; /* no live group holds it: stop probing */
     /* Loop thread only. */
     bool probing; /* a timer or a probe is pending (it holds a reference) */
@@ -121,6 +122,7 @@ static int upstream_instance_configure(struct upstream_instance *i, const struct
     i->probe_path = path;
     i->probe_interval_ms = c->health.interval_ms > 0 ? c->health.interval_ms : 5000;
     i->probe_timeout_ms = c->health.timeout_ms > 0 ? c->health.timeout_ms : 1000;
+    i->dns_ttl_s = c->dns_ttl_s;
     pthread_mutex_unlock(&i->cfg_lock);
     return 0;
 }
@@ -197,6 +199,7 @@ static void upstream_probe_timer(void *arg)
     char *path = i->probe_path ? strdup(i->probe_path) : NULL;
     int timeout = i->probe_timeout_ms;
     int interval = i->probe_interval_ms;
+    int dns_ttl_s = i->dns_ttl_s;
     pthread_mutex_unlock(&i->cfg_lock);
     if (atomic_load(&i->retired) || path == NULL) {
         free(path);
@@ -214,6 +217,7 @@ static void upstream_probe_timer(void *arg)
     f->instance = upstream_instance_ref(i);
     f->connect_timeout_ms = timeout;
     f->timeout_ms = timeout;
+    f->dns_ttl_s = dns_ttl_s;
     f->on_ready = upstream_probe_ready;
     f->on_abandon = upstream_probe_abandon;
     f->arg = i;

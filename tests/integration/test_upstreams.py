@@ -815,11 +815,9 @@ route "GET /users/:id" { upstream = "u", bypass = true }
         self.assertLessEqual(a.state["conns"], 2, a.state)
         self.assertLessEqual(b.state["conns"], 2, b.state)
 
-    def test_a_host_name_is_resolved_again_after_dns_ttl(self):
-        """An instance named by a host name moves to another address (a DNS change, made
-        with an LD_PRELOAD getaddrinfo reading a hosts file the test rewrites).  With
-        dns_ttl = 1 the gateway follows within a few seconds; with the default (60 s) it
-        keeps the address it resolved, which shows the TTL is what decides."""
+    def dns_shim(self):
+        """Builds dns_shim.c; returns (gateway env, point(addr)) for the name
+        svc.cachegw.test, which starts on 127.0.0.1."""
         cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("cc")
         if cc is None:
             self.skipTest("no C compiler to build the getaddrinfo shim")
@@ -836,34 +834,66 @@ route "GET /users/:id" { upstream = "u", bypass = true }
                 f.write("svc.cachegw.test %s\n" % addr)
             os.rename(hosts + ".new", hosts)
 
-        port = free_port()
-        old, new = (self.named("old", "127.0.0.1", port, close=True),
-                    self.named("new", "127.0.0.2", port, close=True))
         point("127.0.0.1")
         env = {"LD_PRELOAD": shim, "CACHEGW_TEST_HOSTS": hosts,
                # An ASan build wants its runtime first; the shim does not care.
                "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") +
                                 ":verify_asan_link_order=0").lstrip(":")}
+        self.lookups = hosts + ".lookups"
+        return env, point
+
+    def name(self, gw):
+        r = gw.get("/users/1")
+        self.assertEqual(r.status, 200, r)
+        return r.json()["name"]
+
+    def test_a_host_name_is_resolved_again_after_dns_ttl(self):
+        """An instance named by a host name moves to another address (a DNS change, made
+        with an LD_PRELOAD getaddrinfo reading a hosts file the test rewrites).  With
+        dns_ttl = 1 the gateway follows within a few seconds; with the default (60 s) it
+        keeps the address it resolved, which shows the TTL is what decides."""
+        env, point = self.dns_shim()
+        port = free_port()
+        self.named("old", "127.0.0.1", port, close=True)
+        self.named("new", "127.0.0.2", port, close=True)
         text = '''
 upstream "svc" { servers = { "http://svc.cachegw.test:%d" }%s }
 route "GET /users/:id" { upstream = "svc", bypass = true }
 '''
         short = self.gateway(self.policies(text % (port, ", dns_ttl = 1")), env=env)
         default = self.gateway(self.policies(text % (port, "")), env=env)
-
-        def name(gw):
-            r = gw.get("/users/1")
-            self.assertEqual(r.status, 200, r)
-            return r.json()["name"]
-
-        self.assertEqual((name(short), name(default)), ("old", "old"))
+        self.assertEqual((self.name(short), self.name(default)), ("old", "old"))
         point("127.0.0.2")
-        wait_until(lambda: name(short) == "new", timeout=10, what="the new address")
+        wait_until(lambda: self.name(short) == "new", timeout=10, what="the new address")
         for _ in range(5):
-            self.assertEqual(name(short), "new")
-            self.assertEqual(name(default), "old")
-        with open(hosts + ".lookups") as f:
+            self.assertEqual(self.name(short), "new")
+            self.assertEqual(self.name(default), "old")
+        with open(self.lookups) as f:
             self.assertIn("svc.cachegw.test 127.0.0.2", f.read())
+
+    def test_health_checks_resolve_the_name_on_dns_ttl_too(self):
+        """The instance behind the name dies and comes back at another address while no
+        request is sent: its probes must follow the name on dns_ttl (not libcurl's default
+        60 s), or it would stay down for a minute."""
+        env, point = self.dns_shim()
+        port = free_port()
+        old = Named("old", "127.0.0.1", port, close=True)
+        self.addCleanup(old.close)
+        d = self.policies('''
+upstream "svc" { servers = { "http://svc.cachegw.test:%d" }, dns_ttl = 1,
+  health = { path = "/healthz", interval = 0.2, timeout = 0.2, healthy = 1, unhealthy = 1 } }
+route "GET /users/:id" { upstream = "svc", bypass = true }
+''' % port)
+        gw = self.gateway(d, env=env)
+        url = "http://svc.cachegw.test:%d" % port
+        self.assertEqual(self.name(gw), "old")
+        old.close()
+        wait_until(lambda: self.up_value(gw, url) == 0, what="down once the old one died")
+        self.named("new", "127.0.0.2", port, close=True)
+        point("127.0.0.2")
+        wait_until(lambda: self.up_value(gw, url) == 1, timeout=10,
+                   what="the probes to find the new address")
+        self.assertEqual(self.name(gw), "new")
 
 
 class ReloadTest(UpstreamTestCase):
