@@ -140,9 +140,26 @@ route "GET /users/:id" { host = "jobs.example.com", upstream = "jobs", key = "jo
         self.assertEqual(gw.get("/users/2", headers={"Host": "jobs.example.com"}).status, 200)
         r = gw.get("/users/3", headers={"Host": "evil.example.com"})
         self.assertEqual(r.status, 404, r)
+        self.assertEqual(r.json()["error"], "unknown host")
+        self.assertIn("detail=unknown-host", r.header("cache-status"))
         self.assertEqual(api.requests(), 1)
         self.assertEqual(jobs.requests(), 1)
         self.assertEqual(default.requests(), 0)
+
+    def test_cached_answers_stay_with_their_host(self):
+        """The same path on two hosts, cached: each entry holds its own upstream's answer,
+        and a hit for one host never serves the other's."""
+        api, jobs = Named("api"), Named("jobs")
+        self.addCleanup(api.close)
+        self.addCleanup(jobs.close)
+        d = self.policies((self.POLICY % (api.url, jobs.url, "")).replace("ttl = 0", "ttl = 60"))
+        gw = self.gateway(d)
+        for _ in range(3):
+            for host in ("api", "jobs"):
+                r = gw.get("/users/1", headers={"Host": "%s.example.com" % host})
+                self.assertEqual((r.status, r.json()["name"]), (200, host), r)
+        self.assertEqual(r.header("x-cache"), "HIT")
+        self.assertEqual((api.state["requests"], jobs.state["requests"]), (1, 1))
 
     def test_unknown_host_goes_to_the_default_upstream(self):
         api, jobs, default = self.api(), self.api(), self.api()
