@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """cachegw benchmarks, side by side with nginx proxy_cache and the bare upstream.
 
-Run through bench/run.sh (it installs wrk and nginx, builds a release binary).
+Run through bench/run.sh (it installs wrk, nginx and varnish, builds a release binary).
 Every scenario runs ROUNDS times; the report gives medians, and ratios are
 computed from numbers measured in the same run.  The server under test is
 pinned to CPU 0 and the load generator to CPU 1 (taskset), as the issue asks.
@@ -17,7 +17,8 @@ Scenarios (--only takes a comma-separated list; "issue9" = hot,keys10k,keys1m,us
   slow       hits on one route while another route's upstream takes 500 ms
   stampede   200 concurrent requests on a cold URL (upstream 200 ms)
   policy     policy evaluation cost on a hot hit, and reload time
-  compress   a 16 KiB JSON hit as identity, gzip and br (bench_compress.py)
+  compress   a 16 KiB JSON hit as identity, gzip and br, beside nginx proxy_cache + gzip,
+             nginx gzip_static and Varnish http_gzip_support (bench_compress.py)
 
 keys10k, keys1m and users100k each start a fresh gateway and a fresh nginx (cache on tmpfs
 when /dev/shm exists), warm both, and count what reached the upstream while each measured
@@ -759,7 +760,7 @@ def main():
             results["stampede"] = scenario_stampede(args.rounds)
         if "compress" in only:
             import bench_compress
-            log("compress: 16 KiB JSON hits as identity, gzip, br")
+            log("compress: 16 KiB JSON hits as identity, gzip, br (cachegw, nginx, Varnish)")
             results["compress"] = bench_compress.scenario(CACHEGW, args.rounds, args.seconds,
                                                           log=log)
     finally:
