@@ -987,6 +987,29 @@ route "GET /users/:id" { upstream = "u", bypass = true }
         self.assertEqual(self.counter(gw, "failures_total", dead), failures)
         self.assertGreater(extra.requests(), 0)
 
+    def test_removed_instances_stop_being_probed(self):
+        a, b = Named("a"), Named("b")
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        text = '''
+upstream "u" { servers = { %s },
+  health = { path = "/healthz", interval = 0.1, timeout = 0.1 } }
+route "GET /users/:id" { upstream = "u", bypass = true }
+'''
+        d = self.policies(text % ('"%s", "%s"' % (a.url, b.url)))
+        gw = self.gateway(d)
+        wait_until(lambda: a.state["requests"] >= 3 and b.state["requests"] >= 3,
+                   what="both probed")
+        self.write(d, text % ('"%s"' % b.url))
+        gw.send_signal(signal.SIGHUP)
+        wait_until(lambda: "policies reloaded" in gw.output(), what="the reload")
+        time.sleep(0.3)  # a probe already in flight at the reload may still land
+        a_seen, b_seen = a.state["requests"], b.state["requests"]
+        time.sleep(1.0)
+        self.assertEqual(a.state["requests"], a_seen)
+        self.assertGreaterEqual(b.state["requests"], b_seen + 3)  # the one kept still is
+        self.assertIsNone(self.up_value(gw, a.url))
+
     def test_reload_refuses_an_unknown_upstream_and_keeps_the_old_one(self):
         a = self.api()
         d = self.policies('''
