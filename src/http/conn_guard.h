@@ -1,8 +1,8 @@
 /*
  * conn_guard - keeps a libmicrohttpd listener reachable under slow-client
  * attacks (slowloris): a whole-time deadline for a request's line and headers,
- * and eviction of the oldest connections that have not sent a complete header
- * block when the listener is at capacity.
+ * and eviction of the oldest connections that have not sent a complete request
+ * (line, headers and body) when the listener is at capacity.
  *
  * libmicrohttpd's own timeout is idle time that every byte resets, so a client
  * sending one header line every few seconds holds its connection forever.  The
@@ -18,8 +18,8 @@
  *   BUSY      the request is complete; no deadline here (the response has its
  *             own bounds).
  *
- * A connection past its deadline, or the oldest WAITING/HEADERS one when the
- * open count exceeds max_conns, is closed by shutdown(2) of its socket:
+ * A connection past its deadline, or the oldest WAITING/HEADERS/BODY one when
+ * the open count exceeds max_conns, is closed by shutdown(2) of its socket:
  * libmicrohttpd then sees the peer gone and releases it through its normal
  * path (completion and close notifications).  The fd stays valid while its
  * slot is in the guard: libmicrohttpd notifies the close before it closes the

@@ -105,6 +105,34 @@ class SlowlorisTest(SecTestCase):
         gw = self.start(env={"MAX_CONNECTIONS": "64", "CLIENT_HEADER_TIMEOUT": "2"})
         self.run_slowloris(gw.port, get_request("/health"))
 
+    def test_slow_bodies_at_capacity(self):
+        """A client that completes its headers and then drips its body has no deadline
+        (an upload may be slow), but at capacity it is evicted like a slow header
+        block, oldest first: new clients are still served."""
+        gw = self.start(env={"MAX_CONNECTIONS": "64", "CLIENT_HEADER_TIMEOUT": "2"})
+        socks = open_slow(gw.port, 80, first=b"POST /slowbody HTTP/1.1\r\nHost: gw.test\r\n"
+                                              b"Content-Length: 4000\r\n\r\nb")
+        self.assertGreaterEqual(len(socks), 64, "could not open the slow connections")
+        self.sent(len(socks))
+        probes = []
+
+        def probe(at):
+            t = time.monotonic()
+            r, _ = exchange(gw.port, get_request("/health"), timeout=3)
+            probes.append((at, r.status if r else None, time.monotonic() - t))
+        try:
+            closed = self.drip(socks, 4.0, probe)
+        finally:
+            for s in socks:
+                s.close()
+        for at, status, took in probes:
+            self.assertEqual(status, 200, f"probe at {at:.1f}s: {probes}")
+            self.assertLess(took, 1.0, f"probe at {at:.1f}s took {took:.2f}s: {probes}")
+        still_open = len(socks) - len(closed)
+        self.assertLessEqual(still_open, 64, f"{still_open} slow bodies kept past capacity")
+        self.assertGreaterEqual(len(closed), len(socks) - 64)
+        self.assertEqual(self.refl.count(path="/slowbody"), 0)
+
     def test_admin_listener(self):
         admin_port = free_port()
         self.start(env={"ADMIN_TOKEN": "sec-token-8", "ADMIN_PORT": admin_port,
