@@ -448,6 +448,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct request *r = *con_cls;
     if (r == NULL) return;
     *con_cls = NULL;
+    /* A request libmicrohttpd refused itself never reached on_headers: its access-log
+     * line still names the client (log tools reject a line with "-" there). */
+    if (r->client_ip[0] == '\0') conn_guard_mhd_client_ip(conn, r->client_ip, sizeof r->client_ip);
     conn_guard_request_done(r->gw->guard, r->slot);
     /* A client that leaves while its streamed body's fetch is still running: the
      * transfer is aborted and the loop frees the request when it reports. */

@@ -145,6 +145,8 @@ class CombinedFormatTest(LogsTestCase):
             m = COMBINED.match(line.decode("ascii"))
             self.assertIsNotNone(m, f"not the combined format: {line!r}")
             parsed[m.group("request").split()[1]] = m.group("status")
+            # The client is named on both lines, the refused one too.
+            self.assertEqual(m.group("addr"), "127.0.0.1", line)
         self.assertEqual(parsed, {"/users/1?n=refused": "400", "/users/1?n=after": "200"})
 
     def test_old_boolean_value_still_logs_to_stderr(self):
