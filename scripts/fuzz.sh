@@ -8,8 +8,8 @@
 #                                           the build dir, crashes to its
 #                                           crashes/ directory
 #   scripts/fuzz.sh --ci <harness> [secs]   what ctest runs: a bounded run
-#                                           (default 10 s) over a throw-away
-#                                           copy of the committed seeds
+#                                           (default 10 s) over a copy of the
+#                                           seeds, replaying crashes/<name>/
 #
 # Environment: FUZZ_BUILD_DIR (default build-fuzz-clang in the repository),
 # FUZZ_JOBS (build parallelism, default 2), CC (default clang-14).
@@ -62,9 +62,15 @@ run_ci() {
     trap 'rm -rf "$work"' EXIT
     mkdir -p "$work/corpus" "$work/artifacts"
     cp -r "$ROOT/tests/fuzz/corpus/$name/." "$work/corpus/"
+    # What an earlier run in this build tree found (crashes/<name>/) is replayed
+    # with the seeds: a random run that does not meet the input again (ctest's
+    # retry in scripts/test.sh) must not turn a finding into a pass.  Commit the
+    # input to tests/fuzz/corpus/<name>/ with the fix; then delete it here.
+    local found=()
+    if compgen -G "$BUILD/crashes/$name/*" >/dev/null; then found=("$BUILD/crashes/$name"); fi
     # The seeds (regression inputs included) run first; any crash fails.
     if ! (cd "$work" && "$bin" "${OPTS[@]}" -max_total_time="$secs" \
-            -artifact_prefix="$work/artifacts/" "$work/corpus"); then
+            -artifact_prefix="$work/artifacts/" "$work/corpus" "${found[@]}"); then
         echo "fuzz: fuzz_$name failed; reproducer(s):" >&2
         for f in "$work"/artifacts/*; do
             [[ -e "$f" ]] || continue
