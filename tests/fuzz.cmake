@@ -3,8 +3,9 @@
 # configures and builds it in <build>/fuzz-clang (it fails loudly when clang-14
 # or libFuzzer is missing: scripts/install-deps.sh installs them); then each
 # harness runs FUZZ_SECONDS (default 10) over a copy of its committed seed
-# corpus, tests/fuzz/corpus/<name>/.  scripts/fuzz.sh <name|all> [seconds] is
-# the long run.
+# corpus, tests/fuzz/corpus/<name>/, replaying what an earlier run in this tree
+# found (<build>/fuzz-clang/crashes/<name>/, so ctest's retry cannot pass a
+# finding).  scripts/fuzz.sh <name|all> [seconds] is the long run.
 set(FUZZ_BUILD_DIR ${CMAKE_BINARY_DIR}/fuzz-clang)
 if(NOT DEFINED FUZZ_SECONDS)
   set(FUZZ_SECONDS 10)
