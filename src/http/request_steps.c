@@ -377,7 +377,12 @@ static void log_decision(const struct request *r)
     if (log_get_level() > LOG_DEBUG) return;
     char uri[256], key[256];
     log_escape_uri(r->uri, uri, sizeof uri);
-    log_escape(r->lk.key ? r->lk.key : "-", key, sizeof key);
+    /* A key holds query values ({query}, the default "METHOD:/path?query"): they are
+     * redacted as the target's are, the key read as one query string ("?" + key). */
+    char qkey[sizeof key + 2];
+    snprintf(qkey, sizeof qkey, "?%s", r->lk.key ? r->lk.key : "-");
+    log_escape_uri(qkey, key, sizeof key);
+    memmove(key, key + 1, strlen(key));
     /* No TTL from the policy: the upstream's headers decide ("ttl=upstream"). */
     char ttl[24] = "upstream";
     if (r->has_dec && r->dec.ttl_ms >= 0)

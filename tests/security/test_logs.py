@@ -59,6 +59,21 @@ class LogInjectionTest(SecTestCase):
         # Harmless parameters stay readable.
         self.assertRegex(log, r"/acc-token\?x=1&")
 
+    def test_query_secrets_are_redacted_in_debug_decisions(self):
+        """LOG_LEVEL=debug logs each decision with its key, and keys hold query values."""
+        gw = self.start({"q.lua": 'route "GET /dq" { key = "dq:{query}", ttl = 60 }\n'},
+                        env={"LOG_LEVEL": "debug"})
+        for target in ("/dq?access_token=SECRETEEE555&x=1", "/dnr?x=2&password=SECRETFFF666"):
+            with self.subTest(target=target):
+                self.assertEqual(self.get(gw, target).status, 200)
+        time.sleep(0.3)
+        log = (gw.stdout() + gw.stderr()).decode("latin-1")
+        decisions = [ln for ln in log.splitlines() if "decision GET" in ln]
+        self.assertEqual(len(decisions), 2, log[-1500:])
+        self.assertNotIn("SECRET", log, decisions)
+        self.assertIn("key=dq:access_token=***&x=1 ", decisions[0])
+        self.assertIn("key=GET:/dnr?password=***&x=2 ", decisions[1])  # sorted
+
 
 class AbortedUploadLogTest(SecTestCase):
     """Items 13 and 15: a request whose body streams upstream is released after its
