@@ -40,7 +40,8 @@ import tempfile
 import threading
 import time
 import http.client
-from benchlib import free_port, http_get, load_average, log, machine, parse_wrk, wait_http
+from benchlib import (free_port, http_get, load_average, log, machine, parse_wrk,
+                      process_tree, wait_http)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
@@ -292,20 +293,6 @@ def wrk_until_marker(port, script, args, what, tmp, timeout=900):
     p.communicate(timeout=60)
     os.unlink(marker)
     return took, [int(x) for x in fields]
-
-
-def process_tree(pid):
-    """pid and its descendants (nginx's master and its worker)."""
-    out = [pid]
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                children = f.read().split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a thread that just ended
-        for child in children:
-            out += process_tree(int(child))
-    return out
 
 
 def set_cpus(pids, cpus):

@@ -48,6 +48,8 @@ import tempfile
 import threading
 import time
 
+from benchlib import process_tree
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, ".."))
 PATH = "/doc.json"
@@ -319,22 +321,6 @@ ANCHOR_CASES = [
 ]
 
 
-def process_tree(pid):
-    """pid and its descendants (nginx's master and worker, varnishd's manager and child)."""
-    out = [pid]
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                children = f.read().split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a thread that just ended
-        for child in children:
-            out += process_tree(int(child))
-    return out
 
 
 def cpu_ns(pid):

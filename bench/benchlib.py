@@ -87,3 +87,21 @@ def machine():
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def process_tree(pid):
+    """pid and its descendants (nginx's master and worker, varnishd's manager and child)."""
+    out = [pid]
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                children = f.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that just ended
+        for child in children:
+            out += process_tree(int(child))
+    return out
