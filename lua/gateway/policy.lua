@@ -231,12 +231,26 @@ local function check_server_url(u)
     end
     local hostport, path = match(rest, "^([^/]*)(.*)$")
     local host, port
-    if byte(hostport, 1) == 91 then
-        host, port = match(hostport, "^(%[[%x:%.]+%])(.*)$")
+    -- The host is split off whole (up to the port's ':') and then checked, so a bad
+    -- character is reported as a bad host, not as the start of a bad port.
+    if byte(hostport, 1) == 91 then -- "[v6]" or "[v6]:port"
+        host, port = match(hostport, "^(%[[^%]]*%])(.*)$")
+        if host == nil or not match(host, "^%[[%x:%.]+%]$") then
+            return nil, "invalid host '" .. (host or hostport) .. "': an IPv6 address " ..
+                "is hex digits, ':' and '.' in brackets"
+        end
     else
-        host, port = match(hostport, "^([%w%-%._]+)(.*)$")
+        host, port = match(hostport, "^([^:]*)(.*)$")
+        if host == "" then return nil, "missing host" end
+        local at = find(host, "[^%w%-%._]")
+        if at then
+            local c = sub(host, at, at)
+            local what = c == " " and "a space" or (match(c, "%c") or byte(c) > 126) and
+                format("byte 0x%02X", byte(c)) or "'" .. c .. "'"
+            return nil, format("invalid host '%s': %s is not allowed in a host name " ..
+                "(letters, digits, '-', '.' and '_' only)", host, what)
+        end
     end
-    if host == nil or host == "" then return nil, "missing or bad host" end
     if port ~= "" then
         local p = match(port, "^:(%d+)$")
         if p == nil or tonumber(p) < 1 or tonumber(p) > 65535 then

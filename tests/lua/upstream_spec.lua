@@ -53,6 +53,16 @@ describe("upstreams", function()
             assert.is_nil(u.timeout)
         end)
 
+        it("accepts IPv6 literals, '_' in names and a prefix; only the host is checked",
+            function()
+                local set = load_source('upstream "a" { servers = { "http://[::1]:8080", ' ..
+                    '"http://[fe80::1]", "HTTPS://svc_a.internal-2:443/api/v1/" } }')
+                assert.are.same({ { url = "http://[::1]:8080", weight = 1 },
+                                  { url = "http://[fe80::1]", weight = 1 },
+                                  { url = "https://svc_a.internal-2:443/api/v1", weight = 1 } },
+                    set:describe_upstreams()[1].servers)
+            end)
+
         it("lets a route name an upstream declared in a later file", function()
             local routes = load_two_files()
             assert.are.equal("late", decide(routes, "GET /x").upstream)
@@ -100,6 +110,24 @@ route "* /any" { upstream = "users", bypass = function() return false end }
               "upstream 'a': server 1: bad URL '10.0.0.1:80': expected http://host[:port]" },
             { 'upstream "a" { servers = { "http://x:99999" } }',
               "upstream 'a': server 1: bad URL 'http://x:99999': bad port ':99999'" },
+            -- A bad character in the host is named as such, not as the start of a bad port.
+            { 'upstream "a" { servers = { "http://a b:1" } }',
+              "policies/test.lua:1: upstream 'a': server 1: bad URL 'http://a b:1': invalid " ..
+              "host 'a b': a space is not allowed in a host name (letters, digits, '-', '.' " ..
+              "and '_' only)" },
+            { 'upstream "a" { servers = { "http://a b/p" } }',
+              "bad URL 'http://a b/p': invalid host 'a b': a space is not allowed" },
+            { 'upstream "a" { servers = { "http://user@x:80" } }',
+              "bad URL 'http://user@x:80': invalid host 'user@x': '@' is not allowed" },
+            { 'upstream "a" { servers = { "http://x\ty" } }',
+              "invalid host 'x\ty': byte 0x09 is not allowed" },
+            { 'upstream "a" { servers = { "http://:80" } }',
+              "bad URL 'http://:80': missing host" },
+            { 'upstream "a" { servers = { "http://[::1:80" } }',
+              "bad URL 'http://[::1:80': invalid host '[::1:80': an IPv6 address is hex " ..
+              "digits, ':' and '.' in brackets" },
+            { 'upstream "a" { servers = { "http://x:1 " } }',
+              "bad URL 'http://x:1 ': bad port ':1 '" },
             { 'upstream "a" { servers = { "http://x/p?q=1" } }',
               "server 1: bad URL 'http://x/p?q=1': a server URL has no query" },
             { 'upstream "a" { servers = { { url = "http://x", weight = 0 } } }',
