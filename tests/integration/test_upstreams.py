@@ -1,7 +1,8 @@
 """Named upstreams (issue 13): balancing, Host routing, health, retries, reload, --check.
 
 Real processes: the cachegw binary, several example-API instances on free ports (and, for
-the write-safety test, a small socket server that drops a POST mid-body).  Instances are
+the write-safety test, a small socket server that drops a POST mid-body; for connect
+timeouts, a loopback listener whose full accept queue drops SYNs).  Instances are
 told apart by their own request counters (/__stats, which the example API does not count
 itself, and which the active health checks use as their path for the same reason).
 """
@@ -664,6 +665,35 @@ class Dropper:
         self.sock.close()
 
 
+class Blackhole:
+    """A loopback address that never answers a SYN, like a host that is down or behind a
+    firewall that drops: a socket listening with backlog 0 whose accept queue one connection
+    (never accepted) fills; Linux then drops further SYNs, so a connect to it is neither
+    accepted nor refused.  (192.0.2.1, TEST-NET, is refused at once in some sandboxes.)"""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        addr = self.sock.getsockname()
+        self.url = "http://127.0.0.1:%d" % addr[1]
+        self.filler = socket.create_connection(addr, timeout=2)
+        # The premise of every test using it: a connect neither succeeds nor is refused.
+        probe = socket.socket()
+        probe.settimeout(0.2)
+        try:
+            probe.connect(addr)
+            raise AssertionError("the blackhole accepted a connection")
+        except socket.timeout:
+            pass
+        finally:
+            probe.close()
+
+    def close(self):
+        self.filler.close()
+        self.sock.close()
+
+
 class RetryTest(UpstreamTestCase):
     def dropper(self, **kw):
         d = Dropper(**kw)
@@ -766,6 +796,80 @@ route "GET /users/:id" { upstream = "u", key = "u:users:{id}", ttl = 60 }
         collapsed = [r for r in results
                      if "detail=collapsed" in (r.header("cache-status") or "")]
         self.assertGreater(len(collapsed), 0, results)
+        self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total 1\b")
+
+    def blackhole(self):
+        b = Blackhole()
+        self.addCleanup(b.close)
+        return b
+
+    def test_a_connect_timeout_is_retried_on_another_instance(self):
+        """An instance that never answers the SYN: each GET sent to it is retried on the
+        live one once connect_timeout (0.3 s) runs out, so it answers 200 within about
+        connect_timeout; each timeout counts as a failure, and after max_fails it is down and
+        the following GETs are fast."""
+        hole, live = self.blackhole(), self.api()
+        d = self.policies('''
+upstream "u" { servers = { "%s", "%s" }, connect_timeout = 0.3, timeout = 5, retries = 1,
+               max_fails = 2, fail_timeout = 60 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+''' % (hole.url, live.url))
+        gw = self.gateway(d)
+        slow = []
+        for i in range(10):
+            r = gw.get("/users/%d" % (i + 1))
+            self.assertEqual(r.status, 200, r)
+            # Never the 5 s timeout: connect_timeout plus a fast answer (a loaded machine
+            # gets 0.5 s of slack).
+            self.assertLess(r.elapsed, 0.3 + 0.5, r)
+            if r.elapsed >= 0.25:
+                slow.append(i)
+        # Round robin sends the first and third to the silent instance; the second timeout
+        # takes it down, and no later request waits for it.
+        self.assertEqual(slow, [0, 2])
+        self.assertEqual(self.up_value(gw, hole.url), 0)
+        self.assertEqual(self.counter(gw, "requests_total", hole.url), 2)
+        self.assertEqual(self.counter(gw, "failures_total", hole.url), 2)
+        self.assertIn("is DOWN (2 consecutive failures: Timeout was reached)", gw.output())
+        self.assertEqual(live.requests(), 10)
+        self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total 2\b")
+
+    def test_connect_timeout_retries_stay_within_the_request_timeout(self):
+        """Two silent instances before a live one, connect_timeout = 0.4, timeout = 0.6: the
+        retry only has the 0.2 s left, times out too, and the request ends with 504 at about
+        0.6 s (not 0.8); the live instance is never reached.  With timeout = connect_timeout
+        nothing is left for a retry at all."""
+        holes = [self.blackhole() for _ in range(2)]
+        live = self.api()
+        servers = tuple(h.url for h in holes) + (live.url,)
+        d = self.policies('''
+upstream "u" { servers = { "%s", "%s", "%s" }, connect_timeout = 0.4, timeout = 0.6,
+               retries = 2, max_fails = 100 }
+upstream "v" { servers = { "%s", "%s", "%s" }, connect_timeout = 0.4, timeout = 0.4,
+               retries = 2, max_fails = 100 }
+route "GET /users/:id" { upstream = "u", bypass = true }
+route "GET /jobs/:id" { upstream = "v", bypass = true }
+''' % (servers + servers))
+        gw = self.gateway(d)
+        r = gw.get("/users/1")
+        self.assertEqual(r.status, 504, r)
+        self.assertGreaterEqual(r.elapsed, 0.55, r)
+        self.assertLess(r.elapsed, 0.75, r)  # not 2 x 0.4 s, nor a third attempt
+
+        def sent(upstream):
+            return [int(re.search(r'cachegw_upstream_requests_total\{upstream="%s",'
+                                  r'instance="%s"\} (\d+)' % (upstream, re.escape(u)),
+                                  self.metrics(gw)).group(1)) for u in servers]
+
+        self.assertEqual(sent("u"), [1, 1, 0])
+        self.assertEqual(live.requests(), 0)
+        self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total 1\b")
+        r = gw.get("/jobs/1")
+        self.assertEqual(r.status, 504, r)
+        self.assertGreaterEqual(r.elapsed, 0.35, r)
+        self.assertLess(r.elapsed, 0.7, r)  # not 2 x 0.4 s
+        self.assertEqual(sent("v"), [1, 0, 0])
+        self.assertEqual(live.requests(), 0)
         self.assertRegex(self.metrics(gw), r"cachegw_upstream_retries_total 1\b")
 
 
@@ -1042,6 +1146,10 @@ class CheckTest(unittest.TestCase):
             ('upstream "u" { servers = { "http://ok", "htp://bad" } }\n',
              "up.lua:1: upstream 'u': server 2: bad URL 'htp://bad'"),
             ('upstream "u" { servers = {} }\n', "up.lua:1: upstream 'u': the server list is empty"),
+            # The space is in the host, so the message says so (it used to say "bad port").
+            ('\n\nupstream "u" { servers = { "http://a b:1" } }\n',
+             "up.lua:3: upstream 'u': server 1: bad URL 'http://a b:1': invalid host 'a b': "
+             "a space is not allowed in a host name"),
             ('upstream "u" { servers = { { url = "http://a", weight = 0 } } }\n',
              "weight must be a whole number from 1 to 100, got 0"),
         ]
