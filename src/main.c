@@ -251,6 +251,12 @@ static int run(struct config *cfg)
         policy_engine_status(gw.policies, &st);
         LOG_I("policies loaded: %zu routes in %zu files from %s", st.routes, st.files,
               cfg->policies_dir);
+        /* Each worker's Lua state, built before the listener opens (issue 8 item 22), and
+         * the admin thread's (purge by URL asks the policies), so it takes no worker's.
+         * WORKERS resolves as in http_server_start. */
+        long workers = cfg->workers > 0 ? cfg->workers : sysconf(_SC_NPROCESSORS_ONLN);
+        bool admin = cfg->admin_token != NULL && cfg->admin_token[0] != '\0';
+        policy_engine_set_workers(gw.policies, (workers > 0 ? (unsigned)workers : 1u) + admin);
     } else {
         LOG_W("policies directory %s not found: default HTTP caching rules only",
               cfg->policies_dir);

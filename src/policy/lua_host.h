@@ -50,7 +50,8 @@
  * and headers passed in are borrowed for the call only.
  *
  * Thread-safety: a policy_set is immutable after load and may be shared by any threads.
- * A lua_host is confined to one thread.  The counters are global atomics.
+ * A lua_host is confined to one thread (policy_engine may build one on another thread and
+ * hand it over under a mutex before its first call).  The counters are global atomics.
  */
 #ifndef CACHEGW_LUA_HOST_H
 #define CACHEGW_LUA_HOST_H

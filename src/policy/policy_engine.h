@@ -6,17 +6,28 @@
  * does the set become active, atomically.  A failed reload changes nothing and
  * reports file:line.
  *
- * Workers call policy_engine_acquire() at the start of a request.  It returns
- * the calling thread's Lua host, rebuilt first if a newer generation is active.
- * The request keeps its reference until policy_engine_release(), so a request
- * runs wholly under one generation (docs/design.md, invariant 4) even if a reload
- * lands while it waits on the network; the old host is destroyed, on its own
- * thread, when its last request ends (Lua states never leave their thread:
- * invariant 3).
+ * Each generation's Lua states are built ahead, off the request path (issue 8 item 22;
+ * docs/design.md, Threads): once policy_engine_set_workers() has said how many threads ask
+ * for hosts, loading a generation (that call at start-up, and every reload before its swap)
+ * builds one lua_host per such thread, each running the set's top-level code, on the
+ * loading thread and one helper thread per further core.  They wait in a pool owned by the
+ * generation; hosts no thread took are freed with it.
  *
- * Ownership: acquire returns a reference; release it on the same thread.
- * Thread-safety: reload and the status getters from any thread (internally
- * locked); acquire/release are per worker thread.
+ * Workers call policy_engine_acquire() at the start of a request.  It returns the calling
+ * thread's Lua host; when a newer generation is active it first takes a host from that
+ * generation's pool, or builds one itself if the pool is empty (more threads than
+ * set_workers said; a state that failed to build ahead).  The request keeps its reference
+ * until policy_engine_release(), so a request runs wholly under one generation
+ * (docs/design.md, invariant 4) even if a reload lands while it waits on the network; the
+ * old host is destroyed, on its own thread, when its last request ends.  A host built ahead
+ * changes threads once, handed over under the engine's mutex before any call into it; after
+ * that it stays on the thread that took it (invariant 3).
+ *
+ * Ownership: acquire returns a reference; release it on the same thread.  The
+ * engine owns the pool.
+ * Thread-safety: set_workers, reload and the status getters from any thread
+ * (internally locked; set_workers and reload from one thread at a time, the main
+ * thread does both); acquire/release are per worker thread.
  */
 #ifndef CACHEGW_POLICY_ENGINE_H
 #define CACHEGW_POLICY_ENGINE_H
@@ -41,8 +52,16 @@ int policy_engine_create(const char *policies_dir, const char *lua_dir,
                          size_t err_len);
 void policy_engine_destroy(struct policy_engine *e);
 
-/* Compiles and validates everything anew; swaps only on success.  Returns 0,
- * or a negative errno with err = "file:line: message". */
+/* How many threads ask for hosts (the HTTP workers, WORKERS resolved, plus the admin
+ * thread when it runs): builds that many states for the active generation now, and as
+ * many for every reload.  0 (the default) builds none ahead.  Logs "policy generation N:
+ * K of M Lua states built ahead in T ms"; a state that cannot be built is left to the
+ * thread that needs it, with a warning. */
+void policy_engine_set_workers(struct policy_engine *e, unsigned workers);
+
+/* Compiles and validates everything anew, then builds the workers' states; swaps only on
+ * success (a failed validation builds nothing).  Returns 0, or a negative errno with
+ * err = "file:line: message".  Logs how long validating and building took. */
 int policy_engine_reload(struct policy_engine *e, char *err, size_t err_len);
 
 /* Worker thread: the host to decide this request with, or NULL when a host

@@ -1,5 +1,7 @@
 """Issue 8, the Lua parts, against the real binary: pattern work is bounded (item 10), Lua
-calls and top-level code have a wall-clock bound (item 22), a Cookie of spaces costs
+calls and top-level code have a wall-clock bound, and slow top-level code costs no request
+(item 22: the workers' Lua states are built before the listener opens or a reload swaps), a
+Cookie of spaces costs
 nothing (item 19), and one policy file cannot change another's decisions (item 21).
 
 Each test runs the gateway with a hostile policy directory in a temporary folder and the
@@ -7,6 +9,7 @@ example API as upstream; most use WORKERS=1, so a stuck worker would stall every
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -55,6 +58,16 @@ route "GET /jobs" { ttl = 60, key = function(req)
 SLOW_TOP_LEVEL = """\
 route "GET /users/:id" { key = "users:{id}" }
 local found = string.find(string.rep("a", 30000), string.rep("a*", 30) .. "b")
+"""
+
+# Valid, but its top-level code takes SPIN_S of wall time each time a Lua state runs it
+# (gw.now() is the sandbox's clock), well under the 1 s / 2 s top-level bounds that
+# LUA_TIME_LIMIT_MS=100 gives.
+SPIN_S = 0.15
+SPIN_TOP_LEVEL = f"""\
+route "GET /users/:id" {{ key = "users:{{id}}", ttl = 60 }}
+local t0 = gw.now()
+while gw.now() - t0 < {SPIN_S} do end
 """
 
 
@@ -199,9 +212,58 @@ class LuaLimitsTest(GatewayTestCase):
         took = time.monotonic() - t0
         self.assertLess(took, 3.0)
         self.assertIn("slow.lua:2: time limit exceeded", gw.output())
+        # Validation failed first: no worker state was built for the refused generation.
+        self.assertEqual(gw.output().count("Lua states built ahead"), 1, gw.output())
         r = gw.get("/users/1", timeout=5)
         self.assertEqual(r.header("x-cache"), "HIT")
         self.assertLess(r.elapsed, 0.5)
+
+    def first_requests(self, base):
+        """8 concurrent first requests (so both workers take some); their latencies."""
+        def one(i):
+            return self.gw.get(f"/users/{base + i}", timeout=30)
+
+        results = run_concurrently(8, one)
+        for r in results:
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.header("x-cache"), "MISS", r)
+        return sorted(r.elapsed for r in results)
+
+    def test_slow_top_level_code_costs_no_request_after_start_or_reload(self):
+        files = {"spin.lua": SPIN_TOP_LEVEL}
+        # The instruction budget is not what this is about: the spin is bounded by time.
+        extra = {"LUA_INSTRUCTION_LIMIT": "100000000"}
+        # Control: the spin is real (--check runs the top-level code once).
+        env = dict(os.environ, POLICIES_DIR=policy_dir(self, files), LUA_DIR=LUA_DIR,
+                   LUA_TIME_LIMIT_MS="100", **extra)
+        t0 = time.monotonic()
+        p = subprocess.run([CACHEGW_BIN, "--check"], env=env, capture_output=True, text=True,
+                           timeout=60)
+        check_s = time.monotonic() - t0
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertGreaterEqual(check_s, SPIN_S)
+
+        t0 = time.monotonic()
+        gw = self.start(files, workers=2, extra=extra)
+        start_s = time.monotonic() - t0
+        after_start = self.first_requests(1)
+        gw.send_signal(signal.SIGHUP)
+        wait_until(lambda: "policies reloaded" in gw.output(), timeout=20,
+                   what="the reload")
+        line = next(x for x in gw.output().splitlines() if "policies reloaded" in x)
+        reload_ms = int(re.search(r"\((\d+) ms", line).group(1))
+        self.assertGreaterEqual(reload_ms, SPIN_S * 1000, line)
+        after_reload = self.first_requests(11)
+        print(f"\n--check {check_s * 1000:.0f} ms, start-up {start_s * 1000:.0f} ms, "
+              f"first requests after start {[round(x * 1000) for x in after_start]} ms; "
+              f"{line.strip()}; first requests after it "
+              f"{[round(x * 1000) for x in after_reload]} ms")
+        # Without states built ahead, each worker's first request ran the top-level code.
+        self.assertLess(after_start[-1], 0.06, after_start)
+        self.assertLess(after_reload[-1], 0.06, after_reload)
+        self.assertIn("policy generation 1: 2 of 2 Lua states built ahead", gw.output())
+        self.assertIn("2 of 2 Lua states built ahead", line)
+        self.assertNotIn("cannot build a Lua state", gw.output())
 
 
 if __name__ == "__main__":
