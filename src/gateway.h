@@ -45,7 +45,8 @@ struct gateway {
     struct ip_set *trusted_proxies; /* TRUSTED_PROXIES, parsed; NULL = none */
     atomic_size_t buffered_body_bytes;       /* request bodies held now (MAX_BUFFERED_BODIES) */
     atomic_int active_requests;
-    atomic_bool draining;
+    atomic_bool draining;                    /* SIGTERM: new connections turned away */
+    atomic_bool stopping;                    /* drained: requests not begun yet turned away */
     int64_t started_ms;
 };
 

@@ -335,11 +335,7 @@ static int run(struct config *cfg)
               cfg->shutdown_timeout_ms);
         break;
     }
-    atomic_store(&gw.draining, true);
-    http_server_quiesce(&gw);
-    int64_t deadline = clock_mono_ms() + cfg->shutdown_timeout_ms;
-    while (http_server_active(&gw) > 0 && clock_mono_ms() < deadline) usleep(10 * 1000);
-    int left = http_server_active(&gw);
+    int left = http_server_drain(&gw, clock_mono_ms() + cfg->shutdown_timeout_ms);
     if (left > 0) {
         /* libmicrohttpd must not be stopped with suspended connections, and
          * they are past the drain bound: leave without tearing down. */

@@ -339,8 +339,19 @@ static void neutralise_query(struct gateway *gw, const char *uri)
 static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct gateway *gw = cls;
+    /* Counted before anything else, then the stop checked (http_server_drain): either the
+     * drain sees this request and waits for it, or the request sees the stop and is turned
+     * away before it can suspend (libmicrohttpd aborts when stopped with a suspended one). */
+    atomic_fetch_add(&gw->active_requests, 1);
+    if (atomic_load(&gw->stopping)) {
+        atomic_fetch_sub(&gw->active_requests, 1);
+        return NULL;
+    }
     struct request *r = calloc(1, sizeof *r);
-    if (r == NULL) return NULL;
+    if (r == NULL) {
+        atomic_fetch_sub(&gw->active_requests, 1);
+        return NULL;
+    }
     r->gw = gw;
     r->uri = strdup(uri ? uri : "");
     r->start_us = metrics_now_us(); /* CLOCK_MONOTONIC, as clock_mono_ms */
@@ -349,6 +360,7 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     r->step = STEP_PLAN;
     if (r->uri == NULL) {
         free(r);
+        atomic_fetch_sub(&gw->active_requests, 1);
         return NULL;
     }
     r->uri_end = uri ? uri + strlen(uri) : NULL;
@@ -359,7 +371,6 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
     r->slot = conn_guard_mhd_slot(conn);
     conn_guard_request_line(gw->guard, r->slot);
     conn_guard_set_owner(gw->guard, r->slot, r);
-    atomic_fetch_add(&gw->active_requests, 1);
     return r;
 }
 
@@ -491,6 +502,20 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     LOG_W("http listener: %s", msg);
 }
 
+/* Draining (SIGTERM) without MHD_quiesce_daemon: libmicrohttpd 0.9.75 races its own worker
+ * threads when it takes the listen socket out of their epoll sets (both sides delete it;
+ * the loser's epoll_ctl fails and libmicrohttpd aborts the process: "Failed to remove listen
+ * FD from epoll set", seen at SIGTERM in CI even with the socket kept open).  Instead the
+ * accept policy turns every new connection away once the gateway drains: libmicrohttpd
+ * closes it as soon as it is accepted, and the connections already open finish. */
+static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    const struct gateway *gw = cls;
+    return atomic_load(&gw->draining) ? MHD_NO : MHD_YES;
+}
+
 int http_server_start(struct gateway *gw, char *err, size_t err_len)
 {
     const struct config *cfg = gw->cfg;
@@ -552,7 +577,7 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
     unsigned limit = (unsigned)cfg->max_connections + 64u * workers;
     gw->daemon = MHD_start_daemon(
         /* The logger first: libmicrohttpd prints what comes before it itself. */
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
+        flags, (uint16_t)cfg->port, accept_cb, gw, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
         mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, workers, MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, gw,
         MHD_OPTION_NOTIFY_COMPLETED, completed_cb, gw, MHD_OPTION_NOTIFY_CONNECTION,
@@ -569,17 +594,17 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
     return 0;
 }
 
-/* The listen socket handed back by MHD_quiesce_daemon.  It is shut down at once (new
- * connections are refused) but closed only after MHD_stop_daemon: libmicrohttpd's worker
- * threads remove it from their epoll sets lazily, and a descriptor closed before that makes
- * epoll_ctl fail, which libmicrohttpd 0.9.75 treats as fatal (abort at SIGTERM, seen in CI). */
-static MHD_socket quiesced_fd = MHD_INVALID_SOCKET;
-
-void http_server_quiesce(struct gateway *gw)
+int http_server_drain(struct gateway *gw, int64_t deadline_ms)
 {
-    if (gw->daemon == NULL || quiesced_fd != MHD_INVALID_SOCKET) return;
-    quiesced_fd = MHD_quiesce_daemon(gw->daemon);
-    if (quiesced_fd != MHD_INVALID_SOCKET) shutdown(quiesced_fd, SHUT_RDWR);
+    /* New connections are turned away (accept_cb); requests on the open ones are still
+     * served while any is in flight, so a keep-alive client racing the signal is answered. */
+    atomic_store(&gw->draining, true);
+    while (http_server_active(gw) > 0 && clock_mono_ms() < deadline_ms) usleep(10 * 1000);
+    /* Idle now: from here a request not begun yet is turned away (uri_log_cb), and the ones
+     * that began before it saw the stop are waited for. */
+    atomic_store(&gw->stopping, true);
+    while (http_server_active(gw) > 0 && clock_mono_ms() < deadline_ms) usleep(10 * 1000);
+    return http_server_active(gw);
 }
 
 int http_server_active(const struct gateway *gw)
@@ -591,8 +616,6 @@ void http_server_stop(struct gateway *gw)
 {
     if (gw->daemon) MHD_stop_daemon(gw->daemon);
     gw->daemon = NULL;
-    if (quiesced_fd != MHD_INVALID_SOCKET) close(quiesced_fd);
-    quiesced_fd = MHD_INVALID_SOCKET;
     conn_guard_destroy(gw->guard);
     gw->guard = NULL;
     ip_set_free(gw->trusted_proxies);

@@ -14,13 +14,17 @@
 #define CACHEGW_HTTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "gateway.h"
 
 /* Starts listening.  Returns 0, or -1 with err filled. */
 int http_server_start(struct gateway *gw, char *err, size_t err_len);
-/* Stops accepting new connections; in-flight requests continue. */
-void http_server_quiesce(struct gateway *gw);
+/* Drains for a stop (SIGTERM): new connections are closed as soon as they are accepted;
+ * requests in flight finish, and the open connections' requests are served while any
+ * request is in flight; once none is, requests not begun yet are turned away.  Returns
+ * the requests still in flight at deadline_ms (clock_mono_ms), 0 when drained. */
+int http_server_drain(struct gateway *gw, int64_t deadline_ms);
 /* Requests in progress (including suspended ones). */
 int http_server_active(const struct gateway *gw);
 /* Stops the daemon.  Only call when http_server_active() is 0. */
