@@ -8,7 +8,7 @@
  * ready, and the worker then answers (docs/design.md, invariant 1).
  *
  * Ownership: the server borrows the gateway context for its lifetime.
- * Thread-safety: start/quiesce/stop from the main thread only.
+ * Thread-safety: start/drain/stop from the main thread only.
  */
 #ifndef CACHEGW_HTTP_SERVER_H
 #define CACHEGW_HTTP_SERVER_H
