@@ -80,9 +80,9 @@ class LogsTestCase(GatewayTestCase):
             if not os.path.exists(path):
                 return []
             with open(path, "rb") as f:
-                # The harness's readiness probes (GET /health) are logged too.
-                return [line for line in f.read().splitlines() if b" /health " not in line
-                        and b'"path":"/health"' not in line]
+                # The harness's readiness probes (GET /health, /health/cache) are logged too.
+                return [line for line in f.read().splitlines()
+                        if not any(p in line for p in PROBE_MARKS)]
         if count is not None:
             wait_until(lambda: len(read()) >= count, timeout=timeout,
                        what=f"{count} lines in {path}")
@@ -90,6 +90,9 @@ class LogsTestCase(GatewayTestCase):
 
     def json_lines(self, count=None, path=None):
         return [json.loads(line) for line in self.lines(path, count)]
+
+
+PROBE_MARKS = (b" /health ", b'"path":"/health"', b" /health/cache ", b'"path":"/health/cache"')
 
 
 class CombinedFormatTest(LogsTestCase):
@@ -271,11 +274,16 @@ class RedisTierTest(LogsTestCase):
         self.addCleanup(redis.cleanup)
         env = {"REDIS_URL": redis.url(), "ACCESS_LOG_FORMAT": "json"}
         first = self.gateway(**env)
+        # The Redis tier is offered once the gateway has read the invalidation records.
+        wait_until(lambda: first.health_cache()["backend"] == "redis", timeout=10,
+                   what="the first gateway on Redis")
         self.assertEqual(first.get("/users/7").header("x-cache"), "MISS")
         wait_until(lambda: redis.cmd("DBSIZE") > 0,
                    what="the entry in Redis")
         second_path = os.path.join(self.dir, "second.log")
         second = self.gateway(ACCESS_LOG=second_path, **env)
+        wait_until(lambda: second.health_cache()["backend"] == "redis", timeout=10,
+                   what="the second gateway on Redis")
         r = second.get("/users/7")
         self.assertEqual(r.header("x-cache"), "HIT")
         self.assertIn("detail=redis", r.header("cache-status"))
