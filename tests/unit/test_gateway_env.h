@@ -39,19 +39,6 @@ static __attribute__((unused)) bool cli(int port, const char *args)
     return system(cmd) == 0;
 }
 
-/* The pool options these tests use: small, quick to notice a dead server. */
-static __attribute__((unused)) struct redis_pool_options pool_options(struct redis_url *url)
-{
-    return (struct redis_pool_options){.url = url,
-                                       .pool_size = 2,
-                                       .connect_timeout_ms = 1000,
-                                       .op_timeout_ms = 1000,
-                                       .retries = 1,
-                                       .health_interval_s = 1,
-                                       .reconnect_min_ms = 50,
-                                       .reconnect_max_ms = 300};
-}
-
 struct gw_env {
     struct env e;
     struct config cfg;
@@ -65,7 +52,8 @@ static __attribute__((unused)) bool gw_open(struct gw_env *g, int port)
     char url[64], err[200];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     CHECK_EQ_INT(redis_url_parse(url, &g->e.url, err, sizeof err), 0);
-    struct redis_pool_options o = pool_options(&g->e.url);
+    struct redis_pool_options o = test_pool_options();
+    o.url = &g->e.url;
     if (redis_pool_create(g->e.loop, &o, &g->e.pool, err, sizeof err) != 0) return false;
     g->cfg.redis_prefix = (char *)"cachegw:";
     g->cfg.redis_timeout_ms = 1000;

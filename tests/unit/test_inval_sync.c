@@ -139,15 +139,9 @@ TEST(a_resubscription_syncs_the_records_again)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    if (mkdtemp(tmp_dir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    setenv("REDIS_TEST_DIR", tmp_dir, 1); /* server_start's data directories */
+    if (!private_redis_dir_make(tmp_dir)) return 1;
     RUN(redis_tier_waits_for_the_records);
     RUN(a_resubscription_syncs_the_records_again);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
+    private_redis_dir_remove(tmp_dir);
     return TEST_SUMMARY();
 }

@@ -139,6 +139,39 @@ static __attribute__((unused)) void env_loop(struct env *e)
     CHECK_EQ_INT(io_loop_start(e->loop), 0);
 }
 
+/* The pool options the tests use: small, quick to notice a dead server.  env_pool fills in
+ * the URL; a caller that creates the pool itself sets .url. */
+static __attribute__((unused)) struct redis_pool_options test_pool_options(void)
+{
+    return (struct redis_pool_options){.pool_size = 2,
+                                       .connect_timeout_ms = 1000,
+                                       .op_timeout_ms = 1000,
+                                       .retries = 1,
+                                       .health_interval_s = 1,
+                                       .reconnect_min_ms = 50,
+                                       .reconnect_max_ms = 300};
+}
+
+/* A test program that starts its own redis-servers (server_start) gives them data
+ * directories under a fresh temporary directory: make it (template ends in XXXXXX) and
+ * point REDIS_TEST_DIR at it; private_redis_dir_remove deletes it at the end. */
+static __attribute__((unused)) bool private_redis_dir_make(char *tmpl)
+{
+    if (mkdtemp(tmpl) == NULL) {
+        perror("mkdtemp");
+        return false;
+    }
+    setenv("REDIS_TEST_DIR", tmpl, 1);
+    return true;
+}
+
+static __attribute__((unused)) void private_redis_dir_remove(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 /* Parses url, creates and starts a pool with o (url filled in).  Returns the
  * create result; err receives its message. */
 static __attribute__((unused)) int env_pool(struct env *e, const char *url,

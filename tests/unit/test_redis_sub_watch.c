@@ -230,7 +230,7 @@ TEST(settle_returns_after_the_handler_applied_the_message)
     atomic_init(&h.subscribed, false);
     se.h = &h;
     env_loop(&se.e);
-    CHECK_EQ_INT(env_pool(&se.e, url, pool_options(&se.e.url), err, sizeof err), 0);
+    CHECK_EQ_INT(env_pool(&se.e, url, test_pool_options(), err, sizeof err), 0);
     CHECK_EQ_INT(store_redis_create(se.e.pool, se.e.loop, "cachegw:", 1 << 20, &se.s), 0);
     run_on_loop(se.e.loop, subscribe_task, &se);
     CHECK(wait_until(pred_subscribed, &h, 5000) >= 0);
@@ -364,7 +364,7 @@ TEST(a_fill_that_raced_an_invalidation_is_handed_back)
     atomic_init(&re.h.subscribed, false);
     atomic_init(&re.r.calls, 0);
     env_loop(&re.e);
-    CHECK_EQ_INT(env_pool(&re.e, url, pool_options(&re.e.url), err, sizeof err), 0);
+    CHECK_EQ_INT(env_pool(&re.e, url, test_pool_options(), err, sizeof err), 0);
     CHECK_EQ_INT(store_redis_create(re.e.pool, re.e.loop, "cachegw:", 1 << 20, &re.s), 0);
     run_on_loop(re.e.loop, raced_setup_task, &re);
     CHECK(wait_until(pred_subscribed, &re.h, 5000) >= 0);
@@ -530,11 +530,7 @@ TEST(a_write_answer_waits_until_every_subscriber_has_the_message)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    if (mkdtemp(tmp_dir) == NULL) {
-        perror("mkdtemp");
-        return 1;
-    }
-    setenv("REDIS_TEST_DIR", tmp_dir, 1); /* server_start's data directories */
+    if (!private_redis_dir_make(tmp_dir)) return 1;
     RUN(nothing_published_is_not_pending);
     RUN(a_reader_returns_once_the_input_is_applied);
     RUN(the_wait_is_bounded);
@@ -542,8 +538,6 @@ int main(void)
     RUN(settle_returns_after_the_handler_applied_the_message);
     RUN(a_fill_that_raced_an_invalidation_is_handed_back);
     RUN(a_write_answer_waits_until_every_subscriber_has_the_message);
-    char cmd[200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
+    private_redis_dir_remove(tmp_dir);
     return TEST_SUMMARY();
 }

@@ -9,17 +9,6 @@
 
 #define PORT_SUB_RESTART 16395
 
-static struct redis_pool_options opts(void)
-{
-    return (struct redis_pool_options){.pool_size = 2,
-                                       .connect_timeout_ms = 1000,
-                                       .op_timeout_ms = 1000,
-                                       .retries = 1,
-                                       .health_interval_s = 1,
-                                       .reconnect_min_ms = 50,
-                                       .reconnect_max_ms = 300};
-}
-
 static struct cache_object *make_obj(const char *key, int64_t ttl_ms, size_t body_len)
 {
     struct http_header h[2] = {{"content-type", "application/json"}, {"etag", "\"v1\""}};
@@ -191,10 +180,10 @@ static void round_trip(const char *url, struct redis_pool_options o)
 
 TEST(round_trip_on_every_kind_of_server)
 {
-    round_trip("redis://127.0.0.1:16379", opts());
-    round_trip("redis://:" TEST_PASSWORD "@127.0.0.1:16381/2", opts());
-    round_trip("redis://app:app-pass@127.0.0.1:16381", opts());
-    struct redis_pool_options o = opts();
+    round_trip("redis://127.0.0.1:16379", test_pool_options());
+    round_trip("redis://:" TEST_PASSWORD "@127.0.0.1:16381/2", test_pool_options());
+    round_trip("redis://app:app-pass@127.0.0.1:16381", test_pool_options());
+    struct redis_pool_options o = test_pool_options();
     o.tls_ca_file = cert_path("ca.crt");
     round_trip("rediss://:" TEST_PASSWORD "@localhost:16380", o);
 }
@@ -202,7 +191,7 @@ TEST(round_trip_on_every_kind_of_server)
 TEST(ttl_is_the_objects_remaining_life)
 {
     struct store_env se;
-    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", opts()));
+    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", test_pool_options()));
     /* ttl 5 s plus stale windows: useful for ttl + max(swr, sie). */
     struct http_header h[1] = {{"content-type", "text/plain"}};
     struct cache_meta m = {
@@ -243,7 +232,7 @@ TEST(ttl_is_the_objects_remaining_life)
 TEST(oversized_values_are_refused)
 {
     struct store_env se;
-    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", opts()));
+    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", test_pool_options()));
     struct cache_object *obj = make_obj("big:1", 60000, 70 * 1024); /* bound: 64 KiB */
     CHECK_EQ_INT(store_put(&se, obj), -E2BIG);
     struct store_redis_stats st;
@@ -260,7 +249,7 @@ TEST(oversized_values_are_refused)
 TEST(corrupt_value_is_a_miss_and_is_deleted)
 {
     struct store_env se;
-    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", opts()));
+    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", test_pool_options()));
     struct cmd c;
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
               (const char *const[]){"SET", "cgwtest:c:corrupt:1", "garbage, not CGWO", NULL});
@@ -316,7 +305,7 @@ TEST(corrupt_value_is_a_miss_and_is_deleted)
 TEST(delete_prefix_removes_only_the_prefix)
 {
     struct store_env se;
-    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", opts()));
+    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", test_pool_options()));
     const char *keys[] = {"posts:1", "posts:2", "posts:*x", "posts[a]", "postsX", "feed:1"};
     for (size_t i = 0; i < 6; i++) {
         struct cache_object *o = make_obj(keys[i], 60000, 10);
@@ -359,7 +348,7 @@ TEST(no_key_or_purge_prefix_reaches_the_bookkeeping)
      * <prefix>{inv}:, so deleting the keys or prefixes that once named it
      * ("i", "in", "inv", "inv:seq", even "") leaves it alone. */
     struct store_env se;
-    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", opts()));
+    CHECK(store_env_open(&se, "redis://127.0.0.1:16379", test_pool_options()));
     struct cmd c;
     cmd_run_v(&c, se.e.loop, se.e.pool, 2000,
               (const char *const[]){"HSET", "cgwtest:{inv}:seq", "seq", "7", NULL});
@@ -399,7 +388,7 @@ TEST(operations_fail_at_once_when_redis_is_down)
     memset(&se, 0, sizeof se);
     char err[256];
     env_loop(&se.e);
-    CHECK_EQ_INT(env_pool(&se.e, "redis://127.0.0.1:16396", opts(), err, sizeof err), 0);
+    CHECK_EQ_INT(env_pool(&se.e, "redis://127.0.0.1:16396", test_pool_options(), err, sizeof err), 0);
     run_on_loop(se.e.loop, store_create_task, &se);
     sleep_ms(100);
     struct op g;
@@ -483,8 +472,8 @@ static bool wait_subscribed(struct store_env *from, struct inval_log *to)
 TEST(invalidations_reach_the_other_instance_only)
 {
     struct store_env a, b;
-    CHECK(store_env_open(&a, "redis://127.0.0.1:16379", opts()));
-    CHECK(store_env_open(&b, "redis://127.0.0.1:16379", opts()));
+    CHECK(store_env_open(&a, "redis://127.0.0.1:16379", test_pool_options()));
+    CHECK(store_env_open(&b, "redis://127.0.0.1:16379", test_pool_options()));
     CHECK(strcmp(store_redis_instance_id(a.s), store_redis_instance_id(b.s)) != 0);
     struct inval_log la = {0}, lb = {0};
     sem_init(&la.got, 0, 0);
@@ -540,8 +529,8 @@ TEST(resubscription_after_a_gap_asks_to_drop_the_memory_tier)
     port_free(PORT_SUB_RESTART);
     CHECK(server_start(&srv, PORT_SUB_RESTART));
     struct store_env a, b;
-    CHECK(store_env_open(&a, "redis://127.0.0.1:16395", opts()));
-    CHECK(store_env_open(&b, "redis://127.0.0.1:16395", opts()));
+    CHECK(store_env_open(&a, "redis://127.0.0.1:16395", test_pool_options()));
+    CHECK(store_env_open(&b, "redis://127.0.0.1:16395", test_pool_options()));
     struct inval_log lb = {0};
     sem_init(&lb.got, 0, 0);
     struct sub_setup sb = {b.s, &lb};
