@@ -23,8 +23,8 @@ struct inval_sync;
 struct store_redis;
 struct redis_pool;
 struct policy_engine;
-struct MHD_Daemon;
-struct MHD_Response;
+struct h1_server;
+struct h1_response;
 struct conn_guard;
 struct ip_set;
 
@@ -39,8 +39,8 @@ struct gateway {
     struct redis_pool *redis;        /* NULL when memory only */
     struct store_redis *l2;          /* Redis tier; NULL when memory only */
     struct policy_engine *policies;  /* NULL when no policy engine */
-    struct MHD_Daemon *daemon;
-    struct MHD_Response *health_response;
+    struct h1_server *server;     /* the HTTP listener (h1_server.h) */
+    struct h1_response *health_response;
     struct conn_guard *guard;                /* slow-client deadlines of the listener */
     struct ip_set *trusted_proxies; /* TRUSTED_PROXIES, parsed; NULL = none */
     atomic_size_t buffered_body_bytes;       /* request bodies held now (MAX_BUFFERED_BODIES) */

@@ -1,21 +1,21 @@
-/* http_server.c - see http_server.h: the libmicrohttpd adapter.
+/* http_server.c - see http_server.h: the adapter between the HTTP/1.1 server
+ * (h1_server.h) and the request steps.
  *
  * Life of a request (struct request, request.h), on its worker thread unless
  * noted:
  *
- *   uri_log_cb       allocates the request with the raw URI (path and query as
- *                    the client sent them).
- *   on_request #1    validates the message and builds the forwarded field set
- *                    (on_headers); refusals are answered here.  Never queues
- *                    otherwise (a response queued in the first call loses
- *                    keep-alive in libmicrohttpd 0.9.75).
- *   on_request body  accumulates the body up to MAX_BODY_SIZE, or streams it
- *                    upstream through a body_pipe (planned at header time).
- *   on_request last  runs the request steps (request_steps.c) from STEP_PLAN.
- *   resumed          runs the steps again from the step the request waited in.
- *   completed_cb     releases everything (request_release), including a
- *                    fetch whose client left: it still stores and wakes its
- *                    waiters (cache_fetch.h).
+ *   on_request_begin  the head is in: allocates the request with the raw
+ *                     target (path and query as the client sent them).
+ *   on_request #1     validates the message and builds the forwarded field set
+ *                     (on_headers); refusals, the parser's included, are
+ *                     answered here, which closes the connection after them.
+ *   on_request body   accumulates the body up to MAX_BODY_SIZE, or streams it
+ *                     upstream through a body_pipe (planned at header time).
+ *   on_request last   runs the request steps (request_steps.c) from STEP_PLAN.
+ *   resumed           runs the steps again from the step the request waited in.
+ *   on_completed      releases everything (request_release), including a
+ *                     fetch whose client left: it still stores and wakes its
+ *                     waiters (cache_fetch.h).
  *
  * The answers themselves are written by response_writer.c. */
 #include "http_server.h"
@@ -23,10 +23,8 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
-#include <microhttpd.h>
 #include <openssl/crypto.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,54 +53,6 @@
 #define BODY_STREAM_THRESHOLD (64 * 1024)
 #define BODY_PIPE_CAPACITY (64 * 1024)
 
-/* The client's fields as libmicrohttpd parsed them, names as received (the
- * validator needs them unchanged); the strings live as long as the request. */
-struct raw_fields {
-    struct http_header *items;
-    size_t n, cap;
-    bool oom;
-};
-
-/* libmicrohttpd 0.9.75 parses a field in place in its read buffer ("name" NUL, then
- * optional SP/HTAB, then "value"), but it joins an obs-fold continuation line onto
- * the field's *name*, in a new copy elsewhere in its pool: "X-A: 1" CRLF " b"
- * arrives as "X-Ab: 1", a name the client never sent.  True when name and value
- * lie as parsed in place, i.e. the field had no continuation line. */
-static bool field_in_place(const char *key, size_t key_size, const char *value)
-{
-    const char *p = key + key_size;
-    if (value == NULL) return true;
-    if (value <= p || value - p > 4096) return false;
-    for (p++; p < value; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\0') return false;
-    return true;
-}
-
-static enum MHD_Result collect_raw(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   size_t key_size, const char *value, size_t value_size)
-{
-    struct raw_fields *rf = cls;
-    if (rf->n == rf->cap) {
-        size_t cap = rf->cap ? rf->cap * 2 : 32;
-        struct http_header *items = realloc(rf->items, cap * sizeof *items);
-        if (items == NULL) {
-            rf->oom = true;
-            return MHD_NO;
-        }
-        rf->items = items;
-        rf->cap = cap;
-    }
-    /* A NUL inside a name or value would hide the rest of it from every check
-     * below: make it visible as an invalid byte instead. */
-    if (strlen(key) != key_size || (value && strlen(value) != value_size)) key = "<NUL>";
-    /* An obs-fold line (RFC 9112 §5.2) glued onto the name: refused as an invalid name. */
-    else if (!field_in_place(key, key_size, value)) key = "<obs-fold>";
-    rf->items[rf->n].name = key;
-    rf->items[rf->n].value = value ? value : "";
-    rf->n++;
-    return MHD_YES;
-}
-
 /* ---- request bodies streamed upstream (body_pipe.h) ----
  *
  * A large or chunked body is not buffered: the request is planned as soon as its
@@ -111,11 +61,11 @@ static enum MHD_Result collect_raw(void *cls, enum MHD_ValueKind kind, const cha
  * reading from a bounded pipe, and the worker writes each chunk into the pipe,
  * suspending the connection while the pipe is full. */
 
-static void conn_suspend_cb(void *arg) { MHD_suspend_connection(((struct request *)arg)->conn); }
-static void conn_resume_cb(void *arg) { MHD_resume_connection(((struct request *)arg)->conn); }
+static void conn_suspend_cb(void *arg) { h1_conn_suspend(((struct request *)arg)->conn); }
+static void conn_resume_cb(void *arg) { h1_conn_resume(((struct request *)arg)->conn); }
 
 /* Header time, for a request whose body will be streamed: plan it now. */
-static enum MHD_Result stream_start(struct request *r, long long size)
+static enum h1_result stream_start(struct request *r, long long size)
 {
     struct gateway *gw = r->gw;
     size_t before = atomic_fetch_add(&gw->buffered_body_bytes, BODY_PIPE_CAPACITY);
@@ -148,14 +98,14 @@ static void stream_body(struct request *r, const char *data, size_t *len)
 }
 
 /* The streamed body is complete: answer once the upstream has. */
-static enum MHD_Result stream_body_done(struct request *r)
+static enum h1_result stream_body_done(struct request *r)
 {
     conn_guard_headers_done(r->gw->guard, r->slot);
     if (!r->body_too_big) body_pipe_finish(r->pipe);
     r->phase = PH_STEPS;
     if (body_pipe_await_answer(r->pipe, conn_suspend_cb, conn_resume_cb, r))
         return request_steps_answer_streamed(r);
-    return MHD_YES;
+    return H1_YES;
 }
 
 /* s cut to fit buf (size > 0); NULL stays NULL.  Returns buf or NULL. */
@@ -169,23 +119,21 @@ static const char *copy_short(char *buf, size_t size, const char *s)
 }
 
 /* Headers are in: validate the message (request_validator.h), then build the
- * forwarded field set every key is derived from.  Anything refused is answered
- * here, in the first call, so libmicrohttpd closes the connection after the
- * answer and sends no "100 Continue". */
-static enum MHD_Result on_headers(struct request *r, const char *method, const char *version)
+ * forwarded field set every key is derived from.  Anything refused, by the
+ * parser (h1_parse.h) or the validator, is answered here, in the first call,
+ * so the connection closes after the answer and no "100 Continue" is sent. */
+static enum h1_result on_headers(struct request *r)
 {
     struct gateway *gw = r->gw;
     const struct config *cfg = gw->cfg;
-    r->method = copy_short(r->method_buf, sizeof r->method_buf, method);
-    r->version = copy_short(r->version_buf, sizeof r->version_buf, version);
-    conn_guard_mhd_client_ip(r->conn, r->client_ip, sizeof r->client_ip);
-
-    struct raw_fields rf = {0};
-    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, collect_raw, &rf);
-    if (rf.oom) {
-        free(rf.items);
-        return answer_error(r, 503, "out of memory", NULL);
-    }
+    const struct h1_head *head = h1_conn_head(r->conn);
+    r->method = copy_short(r->method_buf, sizeof r->method_buf, head->method);
+    r->version = copy_short(r->version_buf, sizeof r->version_buf, head->version);
+    const char *method = head->method, *version = head->version;
+    struct raw_fields {
+        const struct http_header *items;
+        size_t n;
+    } rf = {head->fields, head->n_fields};
     for (size_t i = 0; i < rf.n && access_log_enabled(); i++) {
         char **copy = strcasecmp(rf.items[i].name, "referer") == 0      ? &r->referer
                       : strcasecmp(rf.items[i].name, "user-agent") == 0 ? &r->user_agent
@@ -197,22 +145,22 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
                                           .max_header_bytes = cfg->max_header_bytes,
                                           .max_header_fields = HTTP_MAX_HEADER_FIELDS};
     struct request_verdict v;
-    /* libmicrohttpd ends the target at its first NUL byte, so the rest of it is
-     * invisible to every string check: the version must follow the target's end. */
-    if (version && r->uri_end && version != r->uri_end + 1) {
-        v.status = 400;
-        v.reason = "NUL byte in request line";
+    if (head->status != 0) {
+        v.status = head->status;
+        v.reason = head->reason;
     } else {
         request_validate(method, r->uri, version, rf.items, rf.n, &limits, &v);
     }
     if (v.status != 0) {
-        free(rf.items);
         STATS_INC(rejected);
         char safe[160];
         log_escape_uri(r->uri, safe, sizeof safe);
-        LOG_I("refused %s from %s: %s (target %s)", version ? version : "-", r->client_ip,
-              v.reason, safe);
-        return answer_error(r, v.status, v.status == 501 ? "not implemented" : "bad request",
+        LOG_I("refused %s from %s: %d %s (target %s)", r->version ? r->version : "-",
+              r->client_ip, v.status, v.reason, safe);
+        return answer_error(r, v.status,
+                            v.status == 501   ? "not implemented"
+                            : v.status == 505 ? "http version not supported"
+                                              : "bad request",
                             v.reason);
     }
     r->debug = cfg->debug_headers;
@@ -244,7 +192,6 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
         if (strcasecmp(rf.items[i].name, "content-length") == 0) cl = rf.items[i].value;
         if (strcasecmp(rf.items[i].name, "transfer-encoding") == 0) te = rf.items[i].value;
     }
-    free(rf.items);
     if (rc != 0) return answer_error(r, 503, "out of memory", NULL);
     unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
     r->has_body = te != NULL || clen > 0;
@@ -257,7 +204,7 @@ static enum MHD_Result on_headers(struct request *r, const char *method, const c
     r->phase = PH_BODY;
     if (r->has_body && (te != NULL || clen > BODY_STREAM_THRESHOLD) && r->uri[0] == '/')
         return stream_start(r, te != NULL ? -1 : (long long)clen);
-    return MHD_YES;
+    return H1_YES;
 }
 
 /* Buffers a body chunk within MAX_BODY_SIZE for this request and
@@ -281,29 +228,27 @@ static void on_body(struct request *r, const char *data, size_t len)
     }
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+static enum h1_result on_request(void *cls, struct h1_conn *conn, void *req,
+                                 const char *upload_data, size_t *upload_data_size)
 {
-    struct request *r = *con_cls;
-    if (r == NULL) return MHD_NO; /* uri_log_cb failed to allocate */
+    (void)cls;
+    (void)conn;
+    struct request *r = req;
     switch (r->phase) {
     case PH_HEADERS:
-        r->conn = conn;
-        return on_headers(r, method, version);
+        return on_headers(r);
     case PH_BODY:
         if (r->pipe) {
             if (*upload_data_size > 0) {
                 stream_body(r, upload_data, upload_data_size);
-                return MHD_YES;
+                return H1_YES;
             }
             return stream_body_done(r);
         }
         if (*upload_data_size > 0) {
             on_body(r, upload_data, *upload_data_size);
             *upload_data_size = 0;
-            return MHD_YES;
+            return H1_YES;
         }
         if (r->has_body) conn_guard_headers_done(r->gw->guard, r->slot);
         assert(r->step == STEP_PLAN && r->fetch == NULL);
@@ -314,34 +259,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return request_steps_run(r);
     case PH_ANSWERED:
     default:
-        return MHD_YES;
+        return H1_YES;
     }
 }
 
-/* libmicrohttpd 0.9.75 parses the query into its per-connection pool right after
- * this callback, and a query with thousands of parameters exhausts the pool: the
- * connection then hangs without an answer.  A request with more parameters than
- * MAX_QUERY_PARAMS is refused (414) from our own copy of the target anyway, so
- * its '&' separators are blanked in libmicrohttpd's buffer (the target's bytes
- * live in its writable read buffer) and it parses a single argument. */
-static void neutralise_query(struct gateway *gw, const char *uri)
-{
-    char *q = uri ? strchr(uri, '?') : NULL;
-    if (q == NULL) return;
-    size_t params = 1;
-    for (const char *p = q; *p; p++)
-        if (*p == '&') params++;
-    if (params <= (size_t)gw->cfg->max_query_params) return;
-    for (char *p = q; *p; p++)
-        if (*p == '&') *p = '_';
-}
-
-static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+static void *on_request_begin(void *cls, struct h1_conn *conn, const char *uri)
 {
     struct gateway *gw = cls;
     /* Counted before anything else, then the stop checked (http_server_drain): either the
      * drain sees this request and waits for it, or the request sees the stop and is turned
-     * away before it can suspend (libmicrohttpd aborts when stopped with a suspended one). */
+     * away before it can suspend. */
     atomic_fetch_add(&gw->active_requests, 1);
     if (atomic_load(&gw->stopping)) {
         atomic_fetch_sub(&gw->active_requests, 1);
@@ -353,7 +280,8 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
         return NULL;
     }
     r->gw = gw;
-    r->uri = strdup(uri ? uri : "");
+    r->conn = conn;
+    r->uri = strdup(uri);
     r->start_us = metrics_now_us(); /* CLOCK_MONOTONIC, as clock_mono_ms */
     r->start_ms = r->start_us / 1000;
     r->phase = PH_HEADERS;
@@ -363,14 +291,8 @@ static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
         atomic_fetch_sub(&gw->active_requests, 1);
         return NULL;
     }
-    r->uri_end = uri ? uri + strlen(uri) : NULL;
-    neutralise_query(gw, uri);
-    /* The guard holds the request until the completion callback takes it back:
-     * libmicrohttpd may drop a connection (e.g. its pool ran out while parsing
-     * the arguments) without ever calling that callback. */
-    r->slot = conn_guard_mhd_slot(conn);
-    conn_guard_request_line(gw->guard, r->slot);
-    conn_guard_set_owner(gw->guard, r->slot, r);
+    snprintf(r->client_ip, sizeof r->client_ip, "%s", h1_conn_client_ip(conn));
+    r->slot = h1_conn_context(conn);
     return r;
 }
 
@@ -453,15 +375,12 @@ void request_release(struct request *r)
     atomic_fetch_sub(&gw->active_requests, 1);
 }
 
-static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct h1_conn *conn, void *req, bool ok)
 {
-    struct request *r = *con_cls;
-    if (r == NULL) return;
-    *con_cls = NULL;
-    /* A request libmicrohttpd refused itself never reached on_headers: its access-log
-     * line still names the client (log tools reject a line with "-" there). */
-    if (r->client_ip[0] == '\0') conn_guard_mhd_client_ip(conn, r->client_ip, sizeof r->client_ip);
+    (void)cls;
+    (void)conn;
+    (void)ok;
+    struct request *r = req;
     conn_guard_request_done(r->gw->guard, r->slot);
     /* A client that leaves while its streamed body's fetch is still running: the
      * transfer is aborted and the loop frees the request when it reports. */
@@ -469,59 +388,58 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_release(r);
 }
 
-static void notify_connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
-                                 enum MHD_ConnectionNotificationCode code)
-{
-    struct gateway *gw = cls;
-    struct request *orphan = conn_guard_mhd_notify(gw->guard, conn, socket_context, (int)code);
-    if (orphan == NULL) return;
-    /* libmicrohttpd dropped the connection between the request line and the
-     * access handler, so no completion callback will come.  Nothing else can
-     * hold the request then: it never got past its headers. */
-    if (orphan->phase == PH_HEADERS) request_release(orphan);
-    else LOG_W("connection closed without completing a request in phase %d", orphan->phase);
-}
-
-/* libmicrohttpd's own messages (MHD_USE_ERROR_LOG).  Most are requests it refuses
- * itself before the validator runs (a request or header line it cannot parse, a
- * bad chunk, headers past its pool): one "refused" line in the gateway's log
- * format (LOG_FORMAT=json too), not its raw text with the HTML answer on stderr. */
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+/* The body turned out malformed (a bad chunk) after the head was accepted: 400, and the
+ * connection closes.  A streamed body's upstream sees it end early. */
+static void on_body_error(void *cls, struct h1_conn *conn, void *req, const char *reason)
 {
     (void)cls;
-    char msg[512];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    int code = 0;
-    const char *title = strstr(msg, "<title>"), *end = title ? strstr(title, "</title>") : NULL;
-    if (sscanf(msg, "Error processing request (HTTP response code is %d", &code) == 1 && end) {
-        LOG_I("refused by libmicrohttpd: %d %.*s", code, (int)(end - title - 7), title + 7);
-        return;
-    }
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
-    LOG_W("http listener: %s", msg);
+    (void)conn;
+    struct request *r = req;
+    if (r->phase == PH_ANSWERED) return;
+    if (r->pipe) body_pipe_cancel(r->pipe);
+    STATS_INC(rejected);
+    char safe[160];
+    log_escape_uri(r->uri, safe, sizeof safe);
+    LOG_I("refused %s from %s: 400 %s (target %s)", r->version ? r->version : "-",
+          r->client_ip, reason, safe);
+    answer_error(r, 400, "bad request", reason);
 }
 
-/* Draining (SIGTERM) without MHD_quiesce_daemon: libmicrohttpd 0.9.75 races its own worker
- * threads when it takes the listen socket out of their epoll sets (both sides delete it;
- * the loser's epoll_ctl fails and libmicrohttpd aborts the process: "Failed to remove listen
- * FD from epoll set", seen at SIGTERM in CI even with the socket kept open).  Instead the
- * accept policy turns every new connection away once the gateway drains: libmicrohttpd
- * closes it as soon as it is accepted, and the connections already open finish. */
-static enum MHD_Result accept_cb(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+/* Every connection is in the guard from accept to close (conn_guard.h); the slot is the
+ * connection's context. */
+static void on_conn_open(void *cls, struct h1_conn *conn)
 {
-    (void)addr;
-    (void)addrlen;
+    struct gateway *gw = cls;
+    h1_conn_set_context(conn, conn_guard_open(gw->guard, h1_conn_fd(conn)));
+}
+
+static void on_conn_close(void *cls, struct h1_conn *conn)
+{
+    struct gateway *gw = cls;
+    conn_guard_close(gw->guard, h1_conn_context(conn));
+    h1_conn_set_context(conn, NULL);
+}
+
+/* The first bytes of a request are in: its header deadline starts. */
+static void on_request_line(void *cls, struct h1_conn *conn)
+{
+    struct gateway *gw = cls;
+    conn_guard_request_line(gw->guard, h1_conn_context(conn));
+}
+
+/* Draining (SIGTERM): every new connection is closed as soon as it is accepted, and the
+ * connections already open finish. */
+static bool on_accept(void *cls)
+{
     const struct gateway *gw = cls;
-    return atomic_load(&gw->draining) ? MHD_NO : MHD_YES;
+    return !atomic_load(&gw->draining);
 }
 
 int http_server_start(struct gateway *gw, char *err, size_t err_len)
 {
     const struct config *cfg = gw->cfg;
     static const char health[] = "{\"status\":\"ok\"}\n";
-    gw->health_response = MHD_create_response_from_buffer(sizeof health - 1, (void *)health,
-                                                          MHD_RESPMEM_PERSISTENT);
+    gw->health_response = h1_response_from_buffer(sizeof health - 1, health, H1_BODY_PERSISTENT);
     if (gw->health_response == NULL) {
         snprintf(err, err_len, "out of memory");
         return -1;
@@ -533,15 +451,15 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
     memset(&ss, 0, sizeof ss);
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    socklen_t ss_len;
     if (inet_pton(AF_INET, cfg->host, &sin->sin_addr) == 1) {
         sin->sin_family = AF_INET;
         sin->sin_port = htons((uint16_t)cfg->port);
+        ss_len = sizeof *sin;
     } else if (inet_pton(AF_INET6, cfg->host, &sin6->sin6_addr) == 1) {
         sin6->sin6_family = AF_INET6;
         sin6->sin6_port = htons((uint16_t)cfg->port);
-        flags |= MHD_USE_IPv6;
+        ss_len = sizeof *sin6;
     } else {
         snprintf(err, err_len, "invalid value for --host (HOST): '%s' (expected an IP address)",
                  cfg->host);
@@ -565,28 +483,33 @@ int http_server_start(struct gateway *gw, char *err, size_t err_len)
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    /* The per-connection pool holds the request line, the headers and the parsed
-     * query arguments (about 64 bytes each; neutralise_query keeps their number at
-     * MAX_QUERY_PARAMS).  libmicrohttpd zeroes the pool on every request, so it is
-     * kept no larger than that needs. */
-    size_t args = (size_t)cfg->max_query_params * 64;
-    size_t pool = cfg->max_header_bytes + (args > 16 * 1024 ? args : 16 * 1024);
-    /* libmicrohttpd refuses connections past its limit; the guard evicts slow
-     * ones past max_connections, so the listener keeps some slack for new
-     * clients (split between the worker threads). */
-    unsigned limit = (unsigned)cfg->max_connections + 64u * workers;
-    gw->daemon = MHD_start_daemon(
-        /* The logger first: libmicrohttpd prints what comes before it itself. */
-        flags, (uint16_t)cfg->port, accept_cb, gw, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &ss,
-        MHD_OPTION_THREAD_POOL_SIZE, workers, MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, gw,
-        MHD_OPTION_NOTIFY_COMPLETED, completed_cb, gw, MHD_OPTION_NOTIFY_CONNECTION,
-        notify_connection_cb, gw, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->client_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
-    if (gw->daemon == NULL) {
-        snprintf(err, err_len, "cannot listen on %s:%d (address in use or not permitted)",
-                 cfg->host, cfg->port);
+    /* The guard evicts slow connections past max_connections, so the listener keeps some
+     * slack for new clients.  A head may hold a target and a header block of
+     * MAX_HEADER_SIZE each (the validator bounds both): room for both, then 414/431. */
+    const struct h1_server_config hc = {
+        .addr = (const struct sockaddr *)&ss,
+        .addr_len = ss_len,
+        .workers = workers,
+        .max_conns = (unsigned)cfg->max_connections + 64u * workers,
+        .idle_timeout_ms = cfg->client_timeout_s * 1000,
+        .max_head = 2 * cfg->max_header_bytes + 1024,
+        .backlog = 1024,
+    };
+    const struct h1_handlers handlers = {
+        .cls = gw,
+        .accept = on_accept,
+        .conn_open = on_conn_open,
+        .conn_close = on_conn_close,
+        .request_line = on_request_line,
+        .request_begin = on_request_begin,
+        .handle = on_request,
+        .body_error = on_body_error,
+        .completed = on_completed,
+    };
+    char why[128];
+    gw->server = h1_server_start(&hc, &handlers, why, sizeof why);
+    if (gw->server == NULL) {
+        snprintf(err, err_len, "cannot listen on %s:%d: %s", cfg->host, cfg->port, why);
         return -1;
     }
     LOG_I("cachegw listening on http://%s:%d (%u workers), upstream %s", cfg->host, cfg->port,
@@ -614,12 +537,12 @@ int http_server_active(const struct gateway *gw)
 
 void http_server_stop(struct gateway *gw)
 {
-    if (gw->daemon) MHD_stop_daemon(gw->daemon);
-    gw->daemon = NULL;
+    h1_server_stop(gw->server);
+    gw->server = NULL;
     conn_guard_destroy(gw->guard);
     gw->guard = NULL;
     ip_set_free(gw->trusted_proxies);
     gw->trusted_proxies = NULL;
-    if (gw->health_response) MHD_destroy_response(gw->health_response);
+    h1_response_unref(gw->health_response);
     gw->health_response = NULL;
 }

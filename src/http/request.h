@@ -17,7 +17,7 @@
 #ifndef CACHEGW_REQUEST_H
 #define CACHEGW_REQUEST_H
 
-#include <microhttpd.h>
+#include "h1_server.h"
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,10 +72,10 @@ struct policy_read;
 
 struct request {
     struct gateway *gw;
-    struct MHD_Connection *conn;
+    struct h1_conn *conn;
     enum phase phase;
     enum req_step step;
-    enum MHD_Result mhd_ret;  /* what the step that answered returned */
+    enum h1_result handler_ret;  /* what the step that answered returned */
     const char *method;       /* method_buf once the headers are in (NULL before) */
     char *uri;                /* raw path[?query] */
     const char *uri_end;      /* where libmicrohttpd's copy of the target ended (NUL check) */
@@ -166,14 +166,14 @@ struct request {
 
 /* Runs the steps from r->step until one suspends or answers.  Returns the
  * handler's result for libmicrohttpd. */
-enum MHD_Result request_steps_run(struct request *r);
+enum h1_result request_steps_run(struct request *r);
 
 /* A request whose body is streamed upstream: planned at header time, then
  * forwarded while the body arrives (http_server.c drives the pipe). */
-enum MHD_Result request_steps_start_streamed(struct request *r);
+enum h1_result request_steps_start_streamed(struct request *r);
 
 /* Hands the answer of a streamed-body request to the steps once its body is in. */
-enum MHD_Result request_steps_answer_streamed(struct request *r);
+enum h1_result request_steps_answer_streamed(struct request *r);
 
 /* Releases what the steps hold (fetches, flight, policy reads), on the
  * request's thread when it ends, answered or not. */

@@ -4,7 +4,7 @@
  * Each step does one thing and returns NEXT (r->step names the next one),
  * WAIT (the connection is suspended; whatever resumes it leaves r->step as
  * the step to run on the next handler call) or DONE (an answer was queued, or
- * queueing failed: r->mhd_ret).  One loop, request_steps_run, drives them.
+ * queueing failed: r->handler_ret).  One loop, request_steps_run, drives them.
  * Every move between steps goes through go(), which asserts that the table
  * allows it: an impossible transition is a bug, caught in debug builds.
  *
@@ -17,7 +17,7 @@
  *   and SYNTH (the gateway's own answer) from wherever a step must refuse.
  *
  * Suspension always precedes the event that resumes it (a flight or a fetch
- * is registered after MHD_suspend_connection), so a resume can never arrive
+ * is registered after h1_conn_suspend), so a resume can never arrive
  * first.  A step that fails after suspending resumes the connection itself. */
 #include <assert.h>
 #include <errno.h>
@@ -89,7 +89,7 @@ static void suspend(struct request *r)
 {
     if (suspended_req == r) return;
     suspended_req = r;
-    MHD_suspend_connection(r->conn);
+    h1_conn_suspend(r->conn);
 }
 
 /* Waits (suspended) until something resumes r into step next. */
@@ -104,7 +104,7 @@ static enum step_result wait_for(struct request *r, enum req_step next)
 static enum step_result resume_into(struct request *r, enum req_step next)
 {
     go(r, next);
-    MHD_resume_connection(r->conn);
+    h1_conn_resume(r->conn);
     return STEP_WAIT;
 }
 
@@ -310,7 +310,7 @@ static void policy_read_done(void *arg)
 {
     struct policy_read_slot *slot = arg;
     struct policy_read *pr = slot->pr;
-    if (atomic_fetch_sub(&pr->pending, 1) == 1) MHD_resume_connection(pr->r->conn);
+    if (atomic_fetch_sub(&pr->pending, 1) == 1) h1_conn_resume(pr->r->conn);
 }
 
 static enum step_result step_policy_read(struct request *r)
@@ -344,7 +344,7 @@ static enum step_result step_policy_read(struct request *r)
         if (cache_tiers_lookup_redis(r->gw, &pr->slots[i].lk, policy_read_done, &pr->slots[i]) !=
             0)
             atomic_fetch_sub(&pr->pending, 1); /* Redis went away: a miss */
-    if (atomic_fetch_sub(&pr->pending, 1) == 1) MHD_resume_connection(r->conn);
+    if (atomic_fetch_sub(&pr->pending, 1) == 1) h1_conn_resume(r->conn);
     return wait_for(r, STEP_POLICY_RESUME);
 }
 
@@ -472,14 +472,14 @@ static void flight_wake(void *waiter, enum flight_outcome outcome, struct cache_
     r->outcome = outcome;
     r->woken_obj = obj ? cache_object_ref(obj) : NULL;
     r->woken_status = status;
-    MHD_resume_connection(r->conn);
+    h1_conn_resume(r->conn);
 }
 
 /* Loop thread: the Redis verdict is in. */
 static void lookup_redis_done(void *arg)
 {
     struct request *r = arg;
-    MHD_resume_connection(r->conn);
+    h1_conn_resume(r->conn);
 }
 
 static enum step_result step_flight(struct request *r)
@@ -557,7 +557,7 @@ static void leader_ready(void *owner)
 {
     struct request *r = owner;
     r->upstream_us = metrics_now_us() - r->upstream_start_us;
-    MHD_resume_connection(r->conn);
+    h1_conn_resume(r->conn);
 }
 
 static enum step_result step_fetch(struct request *r)
@@ -616,7 +616,7 @@ static enum step_result forward_failed(struct request *r, const struct upstream_
                  f->errmsg);
 }
 
-static enum MHD_Result deliver_upstream(struct request *r, struct upstream_fetch *f,
+static enum h1_result deliver_upstream(struct request *r, struct upstream_fetch *f,
                                         const char *x_cache, const char *cache_status)
 {
     if (f->stream) return answer_streamed(r, f, x_cache, cache_status);
@@ -642,12 +642,12 @@ static enum step_result step_fetch_done(struct request *r)
                  r->store_only ? "request" : r->stale ? "stale" : "uri-miss", f->status,
                  (long long)(res.stored->meta.ttl_ms / 1000 - res.stored->meta.initial_age_s));
         /* A store-only request (issue 12 item 10) was not served by the cache. */
-        r->mhd_ret = answer_object(r, res.stored, r->store_only ? "BYPASS" : "MISS", cache_status);
+        r->handler_ret = answer_object(r, res.stored, r->store_only ? "BYPASS" : "MISS", cache_status);
         return STEP_ANSWERED;
     }
     if (f->status == 304 && r->stale) {
         /* Revalidated but not re-stored: the stale copy is still current. */
-        r->mhd_ret = answer_object(r, r->stale, "MISS",
+        r->handler_ret = answer_object(r, r->stale, "MISS",
                                    "cachegw; fwd=stale; fwd-status=304; detail=not-stored");
         return STEP_ANSWERED;
     }
@@ -655,7 +655,7 @@ static enum step_result step_fetch_done(struct request *r)
              r->store_only ? "request" : "uri-miss",
              res.not_stored ? res.not_stored : "not-stored");
     if (f->stream) cache_fetch_take_upstream(r->cf); /* the streamed answer frees it */
-    r->mhd_ret = deliver_upstream(r, f, r->store_only ? "BYPASS" : "MISS", cache_status);
+    r->handler_ret = deliver_upstream(r, f, r->store_only ? "BYPASS" : "MISS", cache_status);
     return STEP_ANSWERED;
 }
 
@@ -677,7 +677,7 @@ static enum step_result step_flight_done(struct request *r)
             return go(r, STEP_PASS);
         }
         STATS_INC(hits);
-        r->mhd_ret = answer_object(r, obj, "HIT", "cachegw; hit; detail=collapsed");
+        r->handler_ret = answer_object(r, obj, "HIT", "cachegw; hit; detail=collapsed");
         return STEP_ANSWERED;
     }
     case FLIGHT_FAILED:
@@ -807,7 +807,7 @@ static enum step_result pass_streamed(struct request *r)
 static void invalidations_done(void *arg)
 {
     struct request *r = arg;
-    MHD_resume_connection(r->conn);
+    h1_conn_resume(r->conn);
 }
 
 static enum step_result step_pass_done(struct request *r)
@@ -885,7 +885,7 @@ static enum step_result step_pass_deliver(struct request *r)
                  is_read(r) ? "request" : "method",
                  r->bypass_reason ? r->bypass_reason : "bypass");
     if (f->stream) r->fetch = NULL; /* the streamed answer frees it */
-    r->mhd_ret = deliver_upstream(r, f, r->cacheable ? "MISS" : "BYPASS", cache_status);
+    r->handler_ret = deliver_upstream(r, f, r->cacheable ? "MISS" : "BYPASS", cache_status);
     return STEP_ANSWERED;
 }
 
@@ -894,14 +894,14 @@ static enum step_result step_pass_deliver(struct request *r)
 static enum step_result step_deliver_hit(struct request *r)
 {
     const char *tier = r->lk.tier == CACHE_TIER_REDIS ? "redis" : NULL;
-    r->mhd_ret = answer_hit(r, r->lk.obj, clock_wall_ms(), tier);
+    r->handler_ret = answer_hit(r, r->lk.obj, clock_wall_ms(), tier);
     return STEP_ANSWERED;
 }
 
 static enum step_result step_deliver_stale(struct request *r)
 {
     assert(r->stale != NULL);
-    r->mhd_ret = answer_stale(r, r->stale_why);
+    r->handler_ret = answer_stale(r, r->stale_why);
     return STEP_ANSWERED;
 }
 
@@ -910,7 +910,7 @@ static void ping_done(void *arg, double latency_ms)
 {
     struct request *r = arg;
     r->ping_ms = latency_ms;
-    MHD_resume_connection(r->conn);
+    h1_conn_resume(r->conn);
 }
 
 static enum step_result step_endpoint(struct request *r)
@@ -924,7 +924,8 @@ static enum step_result step_endpoint(struct request *r)
     if (r->own_endpoint_kind == OWN_HEALTH) {
         r->status = 200;
         r->phase = PH_ANSWERED;
-        r->mhd_ret = MHD_queue_response(r->conn, 200, gw->health_response);
+        r->handler_ret =
+            h1_server_queue(r->conn, 200, gw->health_response) == 0 ? H1_YES : H1_NO;
         return STEP_ANSWERED;
     }
     if (r->own_endpoint_kind == OWN_HEALTH_CACHE && cache_tiers_l2_available(gw)) {
@@ -934,27 +935,27 @@ static enum step_result step_endpoint(struct request *r)
         if (cache_tiers_ping(gw, ping_done, r) != 0) return resume_into(r, STEP_ENDPOINT_PING);
         return wait_for(r, STEP_ENDPOINT_PING);
     }
-    r->mhd_ret = answer_status_page(r, r->own_endpoint_kind == OWN_METRICS,
+    r->handler_ret = answer_status_page(r, r->own_endpoint_kind == OWN_METRICS,
                                     gw->redis ? redis_pool_last_latency_ms(gw->redis) : -1);
     return STEP_ANSWERED;
 }
 
 static enum step_result step_endpoint_ping(struct request *r)
 {
-    r->mhd_ret = answer_status_page(r, false, r->ping_ms);
+    r->handler_ret = answer_status_page(r, false, r->ping_ms);
     return STEP_ANSWERED;
 }
 
 static enum step_result step_synth(struct request *r)
 {
-    r->mhd_ret = answer_error(r, r->synth.status, r->synth.error, r->synth.detail);
+    r->handler_ret = answer_error(r, r->synth.status, r->synth.error, r->synth.detail);
     return STEP_ANSWERED;
 }
 
 static enum step_result step_done(struct request *r)
 {
     assert(!"a request ran past its answer");
-    r->mhd_ret = MHD_YES;
+    r->handler_ret = H1_YES;
     return STEP_ANSWERED;
 }
 
@@ -991,7 +992,7 @@ static const struct step_def steps[STEP__COUNT] = {
     [STEP_DONE] = {"done", step_done, 0},
 };
 
-enum MHD_Result request_steps_run(struct request *r)
+enum h1_result request_steps_run(struct request *r)
 {
     r->phase = PH_STEPS;
     suspended_req = NULL; /* a new handler call: not suspended in it yet */
@@ -1003,17 +1004,17 @@ enum MHD_Result request_steps_run(struct request *r)
             continue;
         case STEP_WAIT:
             suspended_req = NULL;
-            return MHD_YES;
+            return H1_YES;
         case STEP_ANSWERED:
         default:
             r->step = STEP_DONE;
             suspended_req = NULL;
-            return r->mhd_ret;
+            return r->handler_ret;
         }
     }
 }
 
-enum MHD_Result request_steps_start_streamed(struct request *r)
+enum h1_result request_steps_start_streamed(struct request *r)
 {
     STATS_INC(requests);
     r->step = STEP_PLAN;
@@ -1027,11 +1028,11 @@ enum MHD_Result request_steps_start_streamed(struct request *r)
         set_synth(r, 503, "out of memory", NULL);
         return request_steps_run(r);
     }
-    if (pass_streamed(r) == STEP_WAIT) return MHD_YES;
+    if (pass_streamed(r) == STEP_WAIT) return H1_YES;
     return request_steps_run(r); /* out of memory: STEP_SYNTH */
 }
 
-enum MHD_Result request_steps_answer_streamed(struct request *r)
+enum h1_result request_steps_answer_streamed(struct request *r)
 {
     if (r->body_too_big) {
         STATS_INC(rejected);
@@ -1060,7 +1061,7 @@ void request_fetch_ready(struct upstream_fetch *f)
         request_release(r);
         return;
     }
-    MHD_resume_connection(r->conn);
+    h1_conn_resume(r->conn);
 }
 
 void request_steps_release(struct request *r)

@@ -12,16 +12,16 @@
 #include "log.h"
 #include "stats.h"
 
-void writer_add_header(struct MHD_Response *resp, const char *name, const char *value)
+void writer_add_header(struct h1_response *resp, const char *name, const char *value)
 {
-    if (MHD_add_response_header(resp, name, value) == MHD_NO)
-        LOG_D("header refused by libmicrohttpd: %s", name);
+    if (h1_response_add_header(resp, name, value) != 0)
+        LOG_D("response field refused (framing field, or bytes that end a line): %s", name);
 }
 
 /* Cache-Status, with the cache key as key="..." (RFC 9211) for a request that asked
  * for it (Cachegw-Debug: <ADMIN_TOKEN>) or when DEBUG_HEADERS is on.  The key is an
  * sf-string: printable ASCII, '"' and '\\' escaped, other bytes as %XX. */
-static void add_cache_status(struct request *r, struct MHD_Response *resp, const char *value)
+static void add_cache_status(struct request *r, struct h1_response *resp, const char *value)
 {
     if (!r->debug || r->lk.key == NULL) {
         writer_add_header(resp, "Cache-Status", value);
@@ -56,12 +56,12 @@ static void mark_answered(struct request *r, int status, const char *x_cache)
     r->phase = PH_ANSWERED;
 }
 
-static enum MHD_Result queue(struct request *r, int status, struct MHD_Response *resp,
+static enum h1_result queue(struct request *r, int status, struct h1_response *resp,
                              const char *x_cache)
 {
     mark_answered(r, status, x_cache);
-    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
+    enum h1_result ret = h1_server_queue(r->conn, status, resp) == 0 ? H1_YES : H1_NO;
+    h1_response_unref(resp);
     return ret;
 }
 
@@ -74,7 +74,7 @@ static enum MHD_Result queue(struct request *r, int status, struct MHD_Response 
  * of its to report (an upstream's own 502 passes through as fwd-status=502).
  * Other answers were given before any forward: no fwd, only detail.  detail is
  * the error as a token, e.g. upstream-timeout, upstream-unavailable. */
-enum MHD_Result answer_error(struct request *r, int status, const char *error,
+enum h1_result answer_error(struct request *r, int status, const char *error,
                                     const char *detail)
 {
     r->gateway_error = true;
@@ -125,9 +125,9 @@ enum MHD_Result answer_error(struct request *r, int status, const char *error,
                  token[0] ? token : "error");
     }
 
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL) return MHD_NO;
+    struct h1_response *resp =
+        h1_response_from_buffer(strlen(body), body, H1_BODY_COPY);
+    if (resp == NULL) return H1_NO;
     note_bytes(r, (long long)strlen(body));
     writer_add_header(resp, "Content-Type", "application/json");
     writer_add_header(resp, "Cache-Control", "no-store");
@@ -213,19 +213,17 @@ static char *put_int(char *out, long long v)
  * here), the representation's fields, Age, X-Cache and Cache-Status.  shared: the
  * body is referenced without an object reference (whoever queues it holds one until
  * the request is over, request.h "served"); else the response holds one. */
-static struct MHD_Response *build_object_response(struct request *r, struct cache_object *obj,
+static struct h1_response *build_object_response(struct request *r, struct cache_object *obj,
                                                   const struct object_plan *plan, int64_t age_s,
                                                   const char *x_cache, const char *cache_status,
                                                   bool shared)
 {
-    struct MHD_Response *resp;
+    struct h1_response *resp;
     if (shared) {
-        resp = MHD_create_response_from_buffer(plan->len, (void *)plan->body,
-                                               MHD_RESPMEM_PERSISTENT);
+        resp = h1_response_from_buffer(plan->len, plan->body, H1_BODY_PERSISTENT);
     } else {
         struct cache_object *ref = cache_object_ref(obj);
-        resp = MHD_create_response_from_buffer_with_free_callback_cls(
-            plan->len, (void *)plan->body, unref_object_cb, ref);
+        resp = h1_response_from_buffer_free(plan->len, plan->body, unref_object_cb, ref);
         if (resp == NULL) cache_object_unref(ref);
     }
     if (resp == NULL) return NULL;
@@ -256,16 +254,16 @@ static struct MHD_Response *build_object_response(struct request *r, struct cach
 }
 
 /* Answers from a stored object without copying its body. */
-enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
+enum h1_result answer_object(struct request *r, struct cache_object *obj,
                                      const char *x_cache, const char *cache_status)
 {
     bool not_modified = cache_rules_not_modified(&r->headers, obj);
     struct object_plan plan;
     if (plan_object(r, obj, not_modified, &plan) != 0)
         return answer_error(r, 500, "unreadable stored entry", NULL);
-    struct MHD_Response *resp = build_object_response(
+    struct h1_response *resp = build_object_response(
         r, obj, &plan, cache_object_age_s(obj, clock_wall_ms()), x_cache, cache_status, false);
-    if (resp == NULL) return MHD_NO;
+    if (resp == NULL) return H1_NO;
     note_bytes(r, (long long)plan.len);
     return queue(r, plan.status, resp, x_cache);
 }
@@ -286,7 +284,7 @@ enum MHD_Result answer_object(struct request *r, struct cache_object *obj,
 #define MAX_SHARED 4096
 static atomic_int shared_live;
 struct built_answer {
-    struct MHD_Response *resp;
+    struct h1_response *resp;
     int status;
     size_t len;
     int64_t age_s, ttl_s;
@@ -310,7 +308,7 @@ static void share_slot_give(void) { atomic_fetch_sub_explicit(&shared_live, 1, m
 static void built_answer_free(void *p)
 {
     struct built_answer *b = p;
-    MHD_destroy_response(b->resp);
+    h1_response_unref(b->resp);
     free(b);
     share_slot_give();
 }
@@ -324,8 +322,8 @@ static bool same_answer(const struct built_answer *b, const struct object_plan *
 }
 
 /* r queued an answer whose body is obj's own bytes: it holds obj until it is over. */
-static enum MHD_Result queued_shared(struct request *r, struct cache_object *obj, int status,
-                                     enum MHD_Result ret, size_t len)
+static enum h1_result queued_shared(struct request *r, struct cache_object *obj, int status,
+                                     enum h1_result ret, size_t len)
 {
     r->served = cache_object_ref(obj);
     mark_answered(r, status, "HIT");
@@ -338,14 +336,14 @@ static enum MHD_Result queued_shared(struct request *r, struct cache_object *obj
  * and sets *keep when this hit's answer is to be kept (a place among MAX_SHARED taken). */
 static bool queue_kept_answer(struct request *r, struct cache_object *obj,
                               const struct object_plan *plan, int64_t age_s, int64_t ttl_s,
-                              const char *detail, enum MHD_Result *ret, bool *keep)
+                              const char *detail, enum h1_result *ret, bool *keep)
 {
     cache_object_attach_lock(obj);
     struct built_answer *b = obj->attach_free == built_answer_free ? obj->attach : NULL;
     if (same_answer(b, plan, age_s, ttl_s, detail)) {
         /* Queued under the lock: another hit may replace and free b once it is released
          * (libmicrohttpd's own count keeps the response alive from here on). */
-        *ret = MHD_queue_response(r->conn, (unsigned)plan->status, b->resp);
+        *ret = h1_server_queue(r->conn, plan->status, b->resp) == 0 ? H1_YES : H1_NO;
         cache_object_attach_unlock(obj);
         STATS_INC(hits_reused);
         *ret = queued_shared(r, obj, plan->status, *ret, plan->len);
@@ -397,10 +395,10 @@ static void free_buffer_cb(void *cls) { free(cls); }
 /* A HEAD answered without a body still reports the upstream's length. */
 static ssize_t no_body_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
-    return MHD_CONTENT_READER_END_WITH_ERROR;
+    return H1_READER_ERROR;
 }
 
-static void copy_forwardable_headers(struct MHD_Response *resp, const struct header_list *h,
+static void copy_forwardable_headers(struct h1_response *resp, const struct header_list *h,
                                      const char *targeted)
 {
     const char *connection = header_list_get(h, "connection");
@@ -415,22 +413,22 @@ static void copy_forwardable_headers(struct MHD_Response *resp, const struct hea
 }
 
 /* Answers with a buffered upstream response, handing its body over. */
-enum MHD_Result answer_fetched(struct request *r, struct upstream_fetch *f,
+enum h1_result answer_fetched(struct request *r, struct upstream_fetch *f,
                                       const char *x_cache, const char *cache_status)
 {
-    struct MHD_Response *resp;
+    struct h1_response *resp;
     if (f->head_only && f->content_length > 0) {
-        resp = MHD_create_response_from_callback((uint64_t)f->content_length, 4096,
-                                                 no_body_reader, NULL, NULL);
+        resp = h1_response_from_reader((uint64_t)f->content_length, 4096, no_body_reader, NULL,
+                                       NULL);
     } else {
         char *data = f->body.data;
         size_t len = f->body.len;
-        resp = MHD_create_response_from_buffer_with_free_callback_cls(
-            len, data ? data : (char *)"", data ? free_buffer_cb : NULL, data);
+        resp = h1_response_from_buffer_free(len, data ? data : "", data ? free_buffer_cb : NULL,
+                                            data);
         if (resp != NULL) memset(&f->body, 0, sizeof f->body);
         note_bytes(r, (long long)len);
     }
-    if (resp == NULL) return MHD_NO;
+    if (resp == NULL) return H1_NO;
     copy_forwardable_headers(resp, &f->resp_headers, r->gw->cfg->targeted_cache_control);
     writer_add_header(resp, "X-Cache", x_cache);
     add_cache_status(r, resp, cache_status);
@@ -441,11 +439,11 @@ enum MHD_Result answer_fetched(struct request *r, struct upstream_fetch *f,
 
 struct stream_ctx {
     struct upstream_stream *stream;
-    struct MHD_Connection *conn;
+    struct h1_conn *conn;
 };
 
-static void stream_suspend(void *arg) { MHD_suspend_connection(((struct stream_ctx *)arg)->conn); }
-static void stream_resume(void *arg) { MHD_resume_connection(((struct stream_ctx *)arg)->conn); }
+static void stream_suspend(void *arg) { h1_conn_suspend(((struct stream_ctx *)arg)->conn); }
+static void stream_resume(void *arg) { h1_conn_resume(((struct stream_ctx *)arg)->conn); }
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -457,10 +455,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     case STREAM_WAIT:
         return 0;
     case STREAM_END:
-        return MHD_CONTENT_READER_END_OF_STREAM;
+        return H1_READER_END;
     case STREAM_FAILED:
     default:
-        return MHD_CONTENT_READER_END_WITH_ERROR;
+        return H1_READER_ERROR;
     }
 }
 
@@ -471,19 +469,19 @@ static void stream_free(void *cls)
     free(c);
 }
 
-enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch *f,
+enum h1_result answer_streamed(struct request *r, struct upstream_fetch *f,
                                        const char *x_cache, const char *cache_status)
 {
     struct stream_ctx *c = calloc(1, sizeof *c);
-    if (c == NULL) return MHD_NO;
+    if (c == NULL) return H1_NO;
     c->stream = f->stream;
     c->conn = r->conn;
-    uint64_t size = f->content_length >= 0 ? (uint64_t)f->content_length : MHD_SIZE_UNKNOWN;
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(size, 64 * 1024, stream_reader, c, stream_free);
+    uint64_t size = f->content_length >= 0 ? (uint64_t)f->content_length : H1_SIZE_UNKNOWN;
+    struct h1_response *resp =
+        h1_response_from_reader(size, 64 * 1024, stream_reader, c, stream_free);
     if (resp == NULL) {
         free(c);
-        return MHD_NO;
+        return H1_NO;
     }
     note_bytes(r, f->content_length); /* unknown (-1) when chunked */
     /* The stream owns the fetch from here on; it frees it via on_free. */
@@ -499,7 +497,7 @@ enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch *f,
 
 /* Answers a fresh hit; detail (may be NULL, else a static string) names the tier it
  * came from. */
-enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t now,
+enum h1_result answer_hit(struct request *r, struct cache_object *obj, int64_t now,
                            const char *detail)
 {
     STATS_INC(hits);
@@ -513,7 +511,7 @@ enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t 
         (obj->meta.ttl_ms - (now - obj->meta.stored_at_ms)) / 1000 - obj->meta.initial_age_s;
     /* 304s, ranges and debug answers (the key in Cache-Status) are built each time. */
     bool keep = false;
-    enum MHD_Result ret;
+    enum h1_result ret;
     if (!r->debug && !not_modified && plan.content_range[0] == '\0' &&
         queue_kept_answer(r, obj, &plan, age_s, ttl_s, detail, &ret, &keep))
         return ret;
@@ -521,12 +519,12 @@ enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t 
     hit_cache_status(cache_status, ttl_s, detail);
     struct built_answer *b = keep ? malloc(sizeof *b) : NULL;
     if (keep && b == NULL) share_slot_give();
-    struct MHD_Response *resp =
+    struct h1_response *resp =
         build_object_response(r, obj, &plan, age_s, "HIT", cache_status, b != NULL);
     if (resp == NULL) {
         if (b != NULL) share_slot_give();
         free(b);
-        return MHD_NO;
+        return H1_NO;
     }
     if (b == NULL) {
         note_bytes(r, (long long)plan.len);
@@ -535,13 +533,13 @@ enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t 
     *b = (struct built_answer){.resp = resp, .status = plan.status, .len = plan.len,
                                .age_s = age_s, .ttl_s = ttl_s, .coding = plan.coding,
                                .vary = plan.vary, .detail = detail};
-    ret = MHD_queue_response(r->conn, (unsigned)plan.status, resp);
+    ret = h1_server_queue(r->conn, plan.status, resp) == 0 ? H1_YES : H1_NO;
     keep_answer(obj, b);
     return queued_shared(r, obj, plan.status, ret, plan.len);
 }
 
 /* Answers with the stale entry; detail says why (stale-if-error, ...). */
-enum MHD_Result answer_stale(struct request *r, const char *detail)
+enum h1_result answer_stale(struct request *r, const char *detail)
 {
     char cache_status[128];
     snprintf(cache_status, sizeof cache_status, "cachegw; hit; fwd=stale; detail=%s", detail);
@@ -553,27 +551,27 @@ enum MHD_Result answer_stale(struct request *r, const char *detail)
 
 /* ---- the gateway's status pages ---- */
 
-enum MHD_Result answer_status_page(struct request *r, bool metrics, double latency_ms)
+enum h1_result answer_status_page(struct request *r, bool metrics, double latency_ms)
 {
     struct gateway *gw = r->gw;
     struct health_redis_view redis = {.configured = gw->redis != NULL,
                                       .available = cache_tiers_l2_available(gw),
                                       .latency_ms = latency_ms};
-    struct MHD_Response *resp;
+    struct h1_response *resp;
     if (metrics) {
         /* Histograms and per-route series: no small fixed bound, so a malloc'd text. */
         size_t len;
         char *text = endpoints_metrics_text(gw, &redis, &len);
         if (text == NULL) return answer_error(r, 500, "internal error", NULL);
-        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        resp = h1_response_from_buffer_free(len, text, free_buffer_cb, text);
         if (resp == NULL) free(text);
     } else {
         char body[8192];
         int n = endpoints_health_cache_json(gw, &redis, body, sizeof body);
         if (n < 0) return answer_error(r, 500, "internal error", NULL);
-        resp = MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+        resp = h1_response_from_buffer((size_t)n, body, H1_BODY_COPY);
     }
-    if (resp == NULL) return MHD_NO;
+    if (resp == NULL) return H1_NO;
     writer_add_header(resp, "Content-Type", metrics ? "text/plain; version=0.0.4" : "application/json");
     writer_add_header(resp, "Cache-Control", "no-store");
     /* Degraded (Redis configured but unavailable): HEALTH_DEGRADED_STATUS, 200 by default,

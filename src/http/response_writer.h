@@ -21,19 +21,19 @@
 
 #include "request.h"
 
-void writer_add_header(struct MHD_Response *resp, const char *name, const char *value);
+void writer_add_header(struct h1_response *resp, const char *name, const char *value);
 
-enum MHD_Result answer_error(struct request *r, int status, const char *error,
+enum h1_result answer_error(struct request *r, int status, const char *error,
                              const char *detail);
-enum MHD_Result answer_object(struct request *r, struct cache_object *obj, const char *x_cache,
+enum h1_result answer_object(struct request *r, struct cache_object *obj, const char *x_cache,
                               const char *cache_status);
-enum MHD_Result answer_hit(struct request *r, struct cache_object *obj, int64_t now,
+enum h1_result answer_hit(struct request *r, struct cache_object *obj, int64_t now,
                            const char *detail);
-enum MHD_Result answer_stale(struct request *r, const char *detail);
-enum MHD_Result answer_fetched(struct request *r, struct upstream_fetch *f, const char *x_cache,
+enum h1_result answer_stale(struct request *r, const char *detail);
+enum h1_result answer_fetched(struct request *r, struct upstream_fetch *f, const char *x_cache,
                                const char *cache_status);
-enum MHD_Result answer_streamed(struct request *r, struct upstream_fetch *f, const char *x_cache,
+enum h1_result answer_streamed(struct request *r, struct upstream_fetch *f, const char *x_cache,
                                 const char *cache_status);
-enum MHD_Result answer_status_page(struct request *r, bool metrics, double latency_ms);
+enum h1_result answer_status_page(struct request *r, bool metrics, double latency_ms);
 
 #endif

@@ -54,25 +54,31 @@ class RefusalShapeTest(SecTestCase):
             self.assertIn(reason, line)
             self.assertIn("from 127.0.0.1", line)
 
-    def test_libmicrohttpd_refusals_are_one_log_line_in_the_log_format(self):
-        """What libmicrohttpd refuses before the validator runs gets its own (HTML) answer;
-        its message is one line of the gateway's log, never raw text beside the JSON."""
+    def test_parser_refusals_have_the_same_shape_in_the_log_format(self):
+        """What the HTTP parser refuses before the validator runs (a line it cannot split,
+        a version it does not speak, a head past its bound, a bad chunk) gets the same
+        answer as a validator refusal: JSON, one 'refused' line in the log format, close."""
         # The chunked request was forwarded with its head before its body turned out bad
         # (bodies stream): the upstream saw it end inside the body, never a second request.
         self.allowed_anomalies = ("connection closed inside the body",)
         gw = self.start(env={"LOG_FORMAT": "json"})
         cases = [
-            (400, head([b"GET /m HTTP/1.1", b"Host: gw.test", b"NoColon\x1b[2J"])),
-            (505, head([b"GET /m HTTP/9.9", b"Host: gw.test"])),
-            (431, get_request("/m", [(f"X-P{i}", "p" * 4000) for i in range(12)])),
-            (400, head([b"POST /m HTTP/1.1", b"Host: gw.test", b"Transfer-Encoding: chunked"])
+            (400, "header line without a colon",
+             head([b"GET /m HTTP/1.1", b"Host: gw.test", b"NoColon\x1b[2J"])),
+            (505, "HTTP version not supported", head([b"GET /m HTTP/9.9", b"Host: gw.test"])),
+            (431, "request header fields too large",
+             get_request("/m", [(f"X-P{i}", "p" * 4000) for i in range(12)])),
+            (400, "invalid chunk size",
+             head([b"POST /m HTTP/1.1", b"Host: gw.test", b"Transfer-Encoding: chunked"])
              + b"zz\r\n\r\n"),
         ]
-        for status, data in cases:
+        for status, reason, data in cases:
             with self.subTest(status=status, data=data[:40]):
                 r, closed = self.raw(gw, data, check_close=2.0)
                 self.assertIsNotNone(r, "no answer")
                 self.assertEqual(r.status, status, r)
+                self.assertEqual(r.header("content-type"), "application/json", r)
+                self.assertEqual(r.json()["detail"], reason, r)
                 self.assertTrue(closed, "the connection stayed open after a refusal")
         time.sleep(0.3)
         lines = gw.stderr().decode("latin-1").splitlines()
@@ -82,10 +88,11 @@ class RefusalShapeTest(SecTestCase):
                 docs.append(json.loads(ln))
             except ValueError:
                 self.fail(f"a log line that is not JSON: {ln!r}")
-        refused = [d["msg"] for d in docs if d["msg"].startswith("refused by libmicrohttpd")]
-        # Nothing else from libmicrohttpd (it warns when its logger is not its first option).
-        self.assertEqual([d["msg"] for d in docs if d["msg"].startswith("http listener")], [])
-        self.assertEqual([int(m.split()[3]) for m in refused], [s for s, _ in cases], refused)
+        refused = [d["msg"] for d in docs if d["msg"].startswith("refused ")]
+        # "refused HTTP/1.1 from 127.0.0.1: 400 header line without a colon (target /m)"
+        self.assertEqual([int(m.split()[4]) for m in refused], [s for s, _, _ in cases], refused)
+        for (_, reason, _), msg in zip(cases, refused):
+            self.assertIn(reason, msg)
 
 
 class InvalidBytesTest(SecTestCase):
@@ -148,9 +155,9 @@ class FramingTest(SecTestCase):
         self.assertNothingForwarded(0, "TE + CL")
 
     def test_obs_fold_is_refused_or_unfolded(self):
-        # libmicrohttpd 0.9.75 glues a continuation line onto the field's *name*: a
-        # continuation that is itself a token made a new, valid name ("X-A: one" + " b"
-        # reached the upstream as "x-ab: one"; "Authorizatio" + " n" as Authorization).
+        # A parser that glues a continuation line onto the field's *name* (libmicrohttpd
+        # 0.9.75 did) lets a continuation that is itself a token make a new, valid name
+        # ("X-A: one" + " b" as "x-ab: one"; "Authorizatio" + " n" as Authorization).
         gw = self.start()
         cases = {
             "continuation with a colon": [b"X-A: one", b" X-Injected: two", b"\tX-Other: three"],
@@ -178,6 +185,31 @@ class FramingTest(SecTestCase):
                 added = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "via",
                          "x-request-id"}
                 self.assertFalse(set(rec.names()) - sent - added, rec)
+
+    def test_nul_bytes_in_the_head_are_refused_never_split(self):
+        # A line that begins with NUL once ended the head under libmicrohttpd 0.9.75: what
+        # followed was read as a second request (smuggling behind a NUL-passing proxy). A
+        # NUL inside a value cut the value. Either is now one refused request.
+        gw = self.start()
+        cases = {
+            "NUL line, then a request": head([b"GET /nul-a HTTP/1.1", b"Host: gw.test",
+                                              b"\x00", b"GET /nul-smuggled HTTP/1.1",
+                                              b"Host: gw.test"]),
+            "NUL starting a field line": head([b"GET /nul-b HTTP/1.1", b"Host: gw.test",
+                                               b"\x00X-A: 1"]),
+            "NUL inside a value": head([b"GET /nul-c HTTP/1.1", b"Host: gw.test",
+                                        b"Authorization: Bearer a\x00b"]),
+            "NUL inside a name": head([b"GET /nul-d HTTP/1.1", b"Host: gw.test", b"X-\x00A: 1"]),
+        }
+        for name, data in cases.items():
+            with self.subTest(name):
+                r, closed = self.raw(gw, data, check_close=2.0)
+                self.assertIsNotNone(r, "no answer")
+                self.assertEqual(r.status, 400, r)
+                self.assertEqual(r.json()["detail"], "NUL byte in request head", r)
+                self.assertTrue(closed, "the connection stayed open after a refusal")
+        time.sleep(0.1)
+        self.assertNothingForwarded(0, "NUL bytes")
 
     def test_missing_or_double_host_is_400(self):
         gw = self.start()
