@@ -130,7 +130,8 @@ int h1_content_length(const char *value, uint64_t *out)
 
 enum {
     CH_SIZE,       /* hex digits of the chunk size */
-    CH_EXT,        /* after the size: extensions up to the line end */
+    CH_SIZE_WS,    /* after the size: BWS, then ';' or the line end */
+    CH_EXT,        /* after ';': extensions up to the line end */
     CH_SIZE_LF,    /* CR seen after the size line */
     CH_DATA,       /* chunk bytes */
     CH_DATA_CR,    /* CRLF after the chunk */
@@ -140,7 +141,8 @@ enum {
     CH_DONE,
 };
 
-/* Bounds on what is not body: a size line with its extensions, and the trailers. */
+/* Bounds on what is not body: a size line (leading zeros included) with its
+ * extensions, and the trailers. */
 #define CH_MAX_LINE 4096
 #define CH_MAX_TRAILER 16384
 
@@ -168,6 +170,7 @@ int h1_chunked_decode(struct h1_chunked *st, char *in, size_t len, size_t *consu
         case CH_SIZE: {
             int v = hexval(c);
             if (v >= 0) {
+                if (++st->line > CH_MAX_LINE) return bad(reason, "chunk size line too long");
                 if (st->left > (UINT64_MAX >> 4)) return bad(reason, "chunk size too large");
                 st->left = (st->left << 4) | (uint64_t)v;
                 st->digits = true;
@@ -175,9 +178,23 @@ int h1_chunked_decode(struct h1_chunked *st, char *in, size_t len, size_t *consu
                 break;
             }
             if (!st->digits) return bad(reason, "invalid chunk size");
-            st->state = CH_EXT;
-            break; /* c is looked at again as an extension byte */
+            st->state = CH_SIZE_WS;
+            break; /* c is looked at again after the size */
         }
+        case CH_SIZE_WS:
+            /* chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" ... ): anything
+             * else after the digits ("0x5", "5,6") is refused, not skipped as an
+             * extension: a hop that reads "0x5" as 5 would otherwise send five
+             * bytes of body that are read here after a last chunk, as trailers or as
+             * the next request (docs/design.md, invariant 8). */
+            if (++st->line > CH_MAX_LINE) return bad(reason, "chunk size line too long");
+            i++;
+            if (c == ' ' || c == '\t') break;
+            if (c == ';') st->state = CH_EXT;
+            else if (c == '\r') st->state = CH_SIZE_LF;
+            else if (c == '\n') goto size_line_done;
+            else return bad(reason, "invalid chunk size");
+            break;
         case CH_EXT:
             i++;
             if (++st->line > CH_MAX_LINE) return bad(reason, "chunk size line too long");

@@ -65,7 +65,9 @@ int h1_parse_head(char *buf, size_t len, struct h1_head *out);
 int h1_oversize_status(const char *buf, size_t len, const char **reason);
 
 /* A chunked body being decoded (RFC 9112 §7.1).  Chunk extensions are
- * skipped, trailer fields are read and dropped (bounded). */
+ * skipped, trailer fields are read and dropped (bounded).  After the size's
+ * hex digits only BWS and then ';' or the line end may follow ("0x5" is
+ * refused); the size line, leading zeros included, is bounded. */
 struct h1_chunked {
     int state;
     uint64_t left;      /* bytes of the current chunk still to come */

@@ -571,6 +571,25 @@ TEST(chunked_malformed)
     static const char nul_trailer[] = "0\r\nT: a\0b\r\n\r\n";
     check_bad(nul_trailer, sizeof nul_trailer - 1, "NUL byte in chunked trailer");
 
+    /* After the size only BWS, then ';' (an extension) or the line end: a
+     * size a hop in front reads as hex with a "0x" prefix (strtol) must not
+     * be read here as a last chunk of size 0 followed by a smuggled request. */
+    check_bad_str("0x5\r\nhello\r\n0\r\n\r\n", "invalid chunk size");
+    check_bad_str("5x\r\nhello\r\n0\r\n\r\n", "invalid chunk size");
+    check_bad_str("5 x\r\nhello\r\n0\r\n\r\n", "invalid chunk size");
+    check_bad_str("5,6\r\nhello\r\n0\r\n\r\n", "invalid chunk size");
+    check_bad_str("0 0\r\n\r\n", "invalid chunk size");
+    const char *bws = "5 \t;a=b\r\nhello\r\n0 \r\n\r\n";
+    check_body(decode_str(bws), "hello", strlen(bws));
+
+    /* A size line of leading zeros is bounded like one of extensions. */
+    static char zeros[8192];
+    memset(zeros, '0', 5000);
+    int z = 5000 + snprintf(zeros + 5000, sizeof zeros - 5000, "1\r\na\r\n0\r\n\r\n");
+    check_bad(zeros, (size_t)z, "chunk size line too long");
+    z = 100 + snprintf(zeros + 100, sizeof zeros - 100, "1\r\na\r\n0\r\n\r\n");
+    check_body(decode(zeros + 4900, (size_t)z), "a", (size_t)z);
+
     /* An over-long size line (its extensions). */
     static char line[8192];
     int n = snprintf(line, sizeof line, "3;");
