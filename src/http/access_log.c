@@ -167,9 +167,8 @@ static const char *dash(const char *s) { return s != NULL && *s != '\0' ? s : "-
 /* $status is three digits in every combined line (log parsers match \d{3}).  A
  * request the gateway sent no answer to (status 0) gets nginx's codes: 499 when
  * the client left after its head was read (nginx's "client closed request"),
- * 400 when the head never reached the gateway (libmicrohttpd refused it, and
- * answers 400/413/414/431 itself, or the connection ended first), as nginx logs
- * a request it could not read.  The JSON line keeps 0: it says what happened. */
+ * 400 when not even a method was read, as nginx logs a request it could not
+ * read.  The JSON line keeps 0: it says what happened. */
 static int combined_status(const struct access_log_entry *e)
 {
     if (e->status != 0) return e->status;
