@@ -1,0 +1,1171 @@
+/* Unit tests for h1_server: a real server on a loopback port with a small
+ * handler of this file, spoken to in raw bytes over sockets.  Keep-alive,
+ * pipelining, HTTP/1.0, Connection: close, bodiless answers, request bodies
+ * (Content-Length and chunked, whole and byte by byte), Expect: 100-continue,
+ * early answers, body errors, suspend/resume from another thread, readers of
+ * unknown size, the idle timeout, max_conns, the accept hook, oversize heads,
+ * and that completed() runs exactly once per request begun.
+ *
+ * The handler (see handle()) answers by target:
+ *   /early...       in the first call: 403 (the connection closes after it)
+ *   /suspend...     suspends in the final call; a thread resumes it 150 ms later
+ *   /stream?N       a reader of unknown size producing N bytes of pattern()
+ *   /stream-suspend?N  the same, suspending once at N/2 (resumed 150 ms later)
+ *   /status/<code>  that status with a body (the server must drop it for 204/304)
+ *   anything else   200 "<method> <target> len=<body bytes> sum=<fnv1a of body>"
+ * A head the parser refused is answered with its status in the first call. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "h1_server.h"
+#include "test.h"
+
+#define RESUME_DELAY_MS 150
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint32_t fnv1a(uint32_t h, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+#define FNV_INIT 2166136261u
+
+static char pattern(uint64_t pos) { return (char)('a' + (pos * 7 + pos / 1000) % 26); }
+
+/* ---- the server side ---- */
+
+static atomic_int n_begun, n_completed, n_completed_twice, n_body_errors, n_conn_open,
+    n_conn_close, n_refused_heads;
+static atomic_bool refuse_accept;
+
+/* Resume threads, joined before the server stops. */
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t threads[64];
+static int n_threads;
+static struct req *all_reqs; /* under threads_lock */
+
+struct req {
+    struct req *next; /* all requests, freed at the end */
+    char method[16];
+    char target[256];
+    int calls;
+    uint64_t body_len;
+    uint32_t sum;
+    bool suspended_once;
+    bool completed;
+};
+
+struct resumer {
+    struct h1_conn *c;
+    int delay_ms;
+};
+
+static void *resume_main(void *arg)
+{
+    struct resumer *r = arg;
+    usleep((useconds_t)r->delay_ms * 1000);
+    h1_conn_resume(r->c);
+    free(r);
+    return NULL;
+}
+
+/* Suspends c (on its worker) and resumes it from another thread after delay_ms. */
+static void suspend_and_resume_later(struct h1_conn *c, int delay_ms)
+{
+    h1_conn_suspend(c);
+    struct resumer *r = malloc(sizeof *r);
+    r->c = c;
+    r->delay_ms = delay_ms;
+    pthread_mutex_lock(&threads_lock);
+    if (n_threads < (int)(sizeof threads / sizeof threads[0]) &&
+        pthread_create(&threads[n_threads], NULL, resume_main, r) == 0) {
+        n_threads++;
+    } else {
+        fprintf(stderr, "cannot start a resume thread\n");
+        abort();
+    }
+    pthread_mutex_unlock(&threads_lock);
+}
+
+static void join_resumers(void)
+{
+    pthread_mutex_lock(&threads_lock);
+    for (int i = 0; i < n_threads; i++) pthread_join(threads[i], NULL);
+    n_threads = 0;
+    pthread_mutex_unlock(&threads_lock);
+}
+
+static void answer(struct h1_conn *c, int status, const char *body)
+{
+    struct h1_response *r = h1_response_from_buffer(strlen(body), body, H1_BODY_COPY);
+    if (r == NULL || h1_response_add_header(r, "X-Test", "1") != 0) abort();
+    if (h1_server_queue(c, status, r) != 0) fprintf(stderr, "h1_server_queue failed\n");
+    h1_response_unref(r);
+}
+
+struct stream {
+    struct h1_conn *c;
+    uint64_t total;
+    bool suspend_half;
+    bool suspended;
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream *s = cls;
+    if (pos >= s->total) return H1_READER_END;
+    if (s->suspend_half && !s->suspended && pos >= s->total / 2) {
+        s->suspended = true;
+        suspend_and_resume_later(s->c, RESUME_DELAY_MS);
+        return 0;
+    }
+    size_t n = max;
+    if (n > 1000) n = 1000; /* blocks of varying, small sizes */
+    if (n > s->total - pos) n = (size_t)(s->total - pos);
+    for (size_t i = 0; i < n; i++) buf[i] = pattern(pos + i);
+    return (ssize_t)n;
+}
+
+static bool accept_cb(void *cls)
+{
+    (void)cls;
+    return !atomic_load(&refuse_accept);
+}
+
+static void conn_open_cb(void *cls, struct h1_conn *c)
+{
+    (void)cls;
+    (void)c;
+    atomic_fetch_add(&n_conn_open, 1);
+}
+
+static void conn_close_cb(void *cls, struct h1_conn *c)
+{
+    (void)cls;
+    (void)c;
+    atomic_fetch_add(&n_conn_close, 1);
+}
+
+static void *request_begin(void *cls, struct h1_conn *c, const char *target)
+{
+    (void)cls;
+    struct req *r = calloc(1, sizeof *r);
+    if (r == NULL) return NULL;
+    const struct h1_head *h = h1_conn_head(c);
+    snprintf(r->method, sizeof r->method, "%s", h->method ? h->method : "");
+    snprintf(r->target, sizeof r->target, "%s", target);
+    r->sum = FNV_INIT;
+    pthread_mutex_lock(&threads_lock);
+    r->next = all_reqs;
+    all_reqs = r;
+    pthread_mutex_unlock(&threads_lock);
+    atomic_fetch_add(&n_begun, 1);
+    return r;
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static enum h1_result handle(void *cls, struct h1_conn *c, void *req, const char *upload,
+                             size_t *upload_size)
+{
+    (void)cls;
+    struct req *r = req;
+    r->calls++;
+    if (r->calls == 1) {
+        const struct h1_head *h = h1_conn_head(c);
+        if (h->status != 0) {
+            atomic_fetch_add(&n_refused_heads, 1);
+            char body[128];
+            snprintf(body, sizeof body, "refused %d: %s", h->status, h->reason);
+            answer(c, h->status, body);
+        } else if (starts(r->target, "/early")) {
+            answer(c, 403, "early");
+        }
+        return H1_YES;
+    }
+    if (*upload_size > 0) {
+        r->body_len += *upload_size;
+        r->sum = fnv1a(r->sum, upload, *upload_size);
+        *upload_size = 0;
+        return H1_YES;
+    }
+    /* The final call (and the call after a resume). */
+    if (starts(r->target, "/suspend") && !r->suspended_once) {
+        r->suspended_once = true;
+        suspend_and_resume_later(c, RESUME_DELAY_MS);
+        return H1_YES;
+    }
+    if (starts(r->target, "/stream")) {
+        struct stream *s = calloc(1, sizeof *s);
+        const char *q = strchr(r->target, '?');
+        s->c = c;
+        s->total = q ? strtoull(q + 1, NULL, 10) : 10000;
+        s->suspend_half = starts(r->target, "/stream-suspend");
+        struct h1_response *resp = h1_response_from_reader(H1_SIZE_UNKNOWN, 4096, stream_read, s,
+                                                           free);
+        if (resp == NULL) abort();
+        h1_server_queue(c, 200, resp);
+        h1_response_unref(resp);
+        return H1_YES;
+    }
+    if (starts(r->target, "/status/")) {
+        answer(c, atoi(r->target + 8), "a body that must not be sent");
+        return H1_YES;
+    }
+    char body[512];
+    snprintf(body, sizeof body, "%s %s len=%llu sum=%08x", r->method, r->target,
+             (unsigned long long)r->body_len, r->sum);
+    answer(c, 200, body);
+    return H1_YES;
+}
+
+static void body_error(void *cls, struct h1_conn *c, void *req, const char *reason)
+{
+    (void)cls;
+    (void)req;
+    atomic_fetch_add(&n_body_errors, 1);
+    char body[256];
+    snprintf(body, sizeof body, "body error: %s", reason);
+    answer(c, 400, body);
+}
+
+static void completed(void *cls, struct h1_conn *c, void *req, bool ok)
+{
+    (void)cls;
+    (void)c;
+    (void)ok;
+    struct req *r = req;
+    if (r->completed) {
+        atomic_fetch_add(&n_completed_twice, 1);
+        return; /* not freed twice */
+    }
+    r->completed = true;
+    atomic_fetch_add(&n_completed, 1);
+    /* Freed at the end (a second completion must find it to be counted). */
+}
+
+static const struct h1_handlers HANDLERS = {
+    .cls = NULL,
+    .accept = accept_cb,
+    .conn_open = conn_open_cb,
+    .conn_close = conn_close_cb,
+    .request_begin = request_begin,
+    .handle = handle,
+    .body_error = body_error,
+    .completed = completed,
+};
+
+/* A port nothing listens on now: bound to port 0, read, closed. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("free_port");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+#define MAX_HEAD 8192
+#define IDLE_MS 1000
+
+static struct h1_server *start_server(int port, unsigned max_conns)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct h1_server_config cfg = {
+        .addr = (struct sockaddr *)&sa,
+        .addr_len = sizeof sa,
+        .workers = 2,
+        .max_conns = max_conns,
+        .idle_timeout_ms = IDLE_MS,
+        .max_head = MAX_HEAD,
+        .backlog = 64,
+    };
+    char err[128];
+    struct h1_server *s = h1_server_start(&cfg, &HANDLERS, err, sizeof err);
+    if (s == NULL) {
+        fprintf(stderr, "h1_server_start: %s\n", err);
+        exit(1);
+    }
+    return s;
+}
+
+/* ---- the client side ---- */
+
+static int port; /* of the main server */
+
+struct client {
+    int fd;
+    char *buf;
+    size_t len, cap;
+};
+
+static struct client *client_open_port(int p)
+{
+    struct client *cl = calloc(1, sizeof *cl);
+    cl->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)p),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(cl->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        perror("connect");
+        exit(1);
+    }
+    int one = 1;
+    setsockopt(cl->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    cl->cap = 65536;
+    cl->buf = malloc(cl->cap);
+    return cl;
+}
+
+static struct client *client_open(void) { return client_open_port(port); }
+
+static void client_close(struct client *cl)
+{
+    if (cl == NULL) return;
+    close(cl->fd);
+    free(cl->buf);
+    free(cl);
+}
+
+static void send_all(struct client *cl, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(cl->fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            perror("send");
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+static void send_str(struct client *cl, const char *s) { send_all(cl, s, strlen(s)); }
+
+/* One byte per send (TCP_NODELAY: one segment each), pausing now and then so the
+ * server's reads really see the pieces. */
+static void send_bytewise(struct client *cl, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        send_all(cl, p + i, 1);
+        if (n < 600 || i % 97 == 0) usleep(200);
+    }
+}
+
+/* Reads more into cl->buf.  Returns bytes read, 0 at EOF (or a reset), -1 on timeout. */
+static ssize_t client_fill(struct client *cl, int timeout_ms)
+{
+    if (cl->len == cl->cap) {
+        cl->cap *= 2;
+        cl->buf = realloc(cl->buf, cl->cap);
+    }
+    struct pollfd pfd = {.fd = cl->fd, .events = POLLIN};
+    int pr = poll(&pfd, 1, timeout_ms);
+    if (pr <= 0) return -1;
+    ssize_t n = recv(cl->fd, cl->buf + cl->len, cl->cap - cl->len, 0);
+    if (n < 0) return errno == ECONNRESET ? 0 : -1;
+    cl->len += (size_t)n;
+    return n;
+}
+
+static void client_consume(struct client *cl, size_t n)
+{
+    memmove(cl->buf, cl->buf + n, cl->len - n);
+    cl->len -= n;
+}
+
+struct resp {
+    int status;
+    char head[8192];
+    char *body;
+    size_t body_len;
+    bool chunked;
+    long long content_length; /* -1: none */
+    bool close_delimited;
+};
+
+static void resp_free(struct resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* The value of a field in r->head ("" and false when absent). */
+static bool resp_field(const struct resp *r, const char *name, char *out, size_t out_len)
+{
+    size_t nl = strlen(name);
+    const char *p = strstr(r->head, "\r\n");
+    while (p != NULL && p[2] != '\0') {
+        p += 2;
+        if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ') v++;
+            const char *e = strstr(v, "\r\n");
+            size_t n = e ? (size_t)(e - v) : strlen(v);
+            if (n >= out_len) n = out_len - 1;
+            memcpy(out, v, n);
+            out[n] = '\0';
+            return true;
+        }
+        p = strstr(p, "\r\n");
+    }
+    out[0] = '\0';
+    return false;
+}
+
+static bool resp_has(const struct resp *r, const char *name)
+{
+    char v[256];
+    return resp_field(r, name, v, sizeof v);
+}
+
+static bool resp_field_is(const struct resp *r, const char *name, const char *value)
+{
+    char v[256];
+    return resp_field(r, name, v, sizeof v) && strcasecmp(v, value) == 0;
+}
+
+/* Waits until buf holds n bytes.  Returns false at EOF or timeout. */
+static bool client_want(struct client *cl, size_t n, int timeout_ms)
+{
+    while (cl->len < n)
+        if (client_fill(cl, timeout_ms) <= 0) return false;
+    return true;
+}
+
+/* The offset just past the next CRLF in buf (waiting for it), or 0. */
+static size_t client_line(struct client *cl, int timeout_ms)
+{
+    for (;;) {
+        char *p = memmem(cl->buf, cl->len, "\r\n", 2);
+        if (p != NULL) return (size_t)(p - cl->buf) + 2;
+        if (client_fill(cl, timeout_ms) <= 0) return 0;
+    }
+}
+
+/* Reads one response (a 1xx included).  Returns 0, or -1 when the connection
+ * ended (or went silent for timeout_ms) before a complete one. */
+static int read_resp_t(struct client *cl, struct resp *r, bool head_request, int timeout_ms)
+{
+    memset(r, 0, sizeof *r);
+    r->content_length = -1;
+    char *end;
+    while ((end = memmem(cl->buf, cl->len, "\r\n\r\n", 4)) == NULL)
+        if (client_fill(cl, timeout_ms) <= 0) return -1;
+    size_t hl = (size_t)(end - cl->buf) + 4;
+    if (hl >= sizeof r->head) return -1;
+    memcpy(r->head, cl->buf, hl);
+    r->head[hl] = '\0';
+    client_consume(cl, hl);
+    if (sscanf(r->head, "HTTP/1.1 %d ", &r->status) != 1) return -1;
+    char v[64];
+    r->chunked = resp_field(r, "Transfer-Encoding", v, sizeof v) && strcasecmp(v, "chunked") == 0;
+    if (resp_field(r, "Content-Length", v, sizeof v)) r->content_length = atoll(v);
+    if (head_request || r->status < 200 || r->status == 204 || r->status == 304) return 0;
+    if (r->chunked) {
+        size_t cap = 4096;
+        r->body = malloc(cap);
+        for (;;) {
+            size_t ll = client_line(cl, timeout_ms);
+            if (ll == 0) return -1;
+            unsigned long n = strtoul(cl->buf, NULL, 16);
+            client_consume(cl, ll);
+            if (n == 0) {
+                if (client_line(cl, timeout_ms) != 2) return -1; /* no trailers sent */
+                client_consume(cl, 2);
+                return 0;
+            }
+            if (!client_want(cl, n + 2, timeout_ms)) return -1;
+            if (memcmp(cl->buf + n, "\r\n", 2) != 0) return -1;
+            while (r->body_len + n > cap) cap *= 2;
+            r->body = realloc(r->body, cap);
+            memcpy(r->body + r->body_len, cl->buf, n);
+            r->body_len += n;
+            client_consume(cl, n + 2);
+        }
+    }
+    if (r->content_length >= 0) {
+        size_t n = (size_t)r->content_length;
+        if (!client_want(cl, n, timeout_ms)) return -1;
+        r->body = malloc(n + 1);
+        memcpy(r->body, cl->buf, n);
+        r->body[n] = '\0';
+        r->body_len = n;
+        client_consume(cl, n);
+        return 0;
+    }
+    /* Close-delimited. */
+    r->close_delimited = true;
+    for (;;) {
+        ssize_t n = client_fill(cl, timeout_ms);
+        if (n == 0) break;
+        if (n < 0) return -1;
+    }
+    r->body = malloc(cl->len + 1);
+    memcpy(r->body, cl->buf, cl->len);
+    r->body[cl->len] = '\0';
+    r->body_len = cl->len;
+    cl->len = 0;
+    return 0;
+}
+
+static int read_resp(struct client *cl, struct resp *r, bool head_request)
+{
+    return read_resp_t(cl, r, head_request, 5000);
+}
+
+/* The body as a C string (bodies of this handler are text). */
+static const char *body_str(struct resp *r)
+{
+    if (r->body == NULL) return "";
+    r->body = realloc(r->body, r->body_len + 1);
+    r->body[r->body_len] = '\0';
+    return r->body;
+}
+
+/* True when the server closes the connection within timeout_ms, with no more
+ * bytes sent. */
+static bool closed_within(struct client *cl, int timeout_ms)
+{
+    if (cl->len > 0) {
+        fprintf(stderr, "  unexpected bytes: \"%.*s\"\n", (int)(cl->len > 80 ? 80 : cl->len),
+                cl->buf);
+        return false;
+    }
+    ssize_t n = client_fill(cl, timeout_ms);
+    if (n > 0)
+        fprintf(stderr, "  unexpected bytes: \"%.*s\"\n", (int)(cl->len > 80 ? 80 : cl->len),
+                cl->buf);
+    return n == 0;
+}
+
+/* True when nothing arrives (and the connection stays open) for ms. */
+static bool silent_for(struct client *cl, int ms)
+{
+    return cl->len == 0 && client_fill(cl, ms) == -1;
+}
+
+/* Waits until cond() holds (up to ms). */
+static bool wait_until(bool (*cond)(void), int ms)
+{
+    int64_t until = now_ms() + ms;
+    while (!cond()) {
+        if (now_ms() > until) return false;
+        usleep(5000);
+    }
+    return true;
+}
+
+static bool all_completed(void) { return atomic_load(&n_completed) == atomic_load(&n_begun); }
+
+/* The handler's default answer for a request. */
+static void expect_echo(struct resp *r, const char *method, const char *target, const char *body,
+                        size_t body_len)
+{
+    char want[512];
+    snprintf(want, sizeof want, "%s %s len=%zu sum=%08x", method, target, body_len,
+             fnv1a(FNV_INIT, body, body_len));
+    CHECK_EQ_INT(r->status, 200);
+    CHECK_EQ_STR(body_str(r), want);
+}
+
+static void get(struct client *cl, const char *target, const char *extra)
+{
+    char req[1024];
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n%s\r\n", target, extra ? extra : "");
+    send_str(cl, req);
+}
+
+/* ---- tests ---- */
+
+TEST(keep_alive)
+{
+    int opened = atomic_load(&n_conn_open);
+    struct client *cl = client_open();
+    struct resp r;
+    get(cl, "/ka/1", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/ka/1", "", 0);
+    CHECK(!resp_has(&r, "Connection")); /* 1.1 keep-alive is the default: nothing said */
+    char len[16];
+    snprintf(len, sizeof len, "%zu", strlen("GET /ka/1 len=0 sum=811c9dc5"));
+    CHECK(resp_field_is(&r, "Content-Length", len));
+    CHECK(resp_has(&r, "Date"));
+    CHECK(resp_field_is(&r, "X-Test", "1"));
+    resp_free(&r);
+    get(cl, "/ka/2", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/ka/2", "", 0);
+    resp_free(&r);
+    CHECK_EQ_INT(atomic_load(&n_conn_open) - opened, 1);
+    CHECK(silent_for(cl, 100)); /* still open, nothing more */
+    client_close(cl);
+}
+
+TEST(pipelining)
+{
+    struct client *cl = client_open();
+    send_str(cl, "GET /p/1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "POST /p/2 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+                 "GET /p/3 HTTP/1.1\r\nHost: t\r\n\r\n");
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/p/1", "", 0);
+    resp_free(&r);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "POST", "/p/2", "abc", 3);
+    resp_free(&r);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/p/3", "", 0);
+    resp_free(&r);
+    /* Chunked bodies and a head split across the boundary. */
+    send_str(cl, "POST /p/4 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n"
+                 "GET /p/5 HT");
+    usleep(20000);
+    send_str(cl, "TP/1.1\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "POST", "/p/4", "xy", 2);
+    resp_free(&r);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/p/5", "", 0);
+    resp_free(&r);
+    client_close(cl);
+}
+
+TEST(http10)
+{
+    struct client *cl = client_open();
+    send_str(cl, "GET /old HTTP/1.0\r\n\r\n");
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/old", "", 0);
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    resp_free(&r);
+    CHECK(closed_within(cl, 2000));
+    client_close(cl);
+
+    cl = client_open();
+    send_str(cl, "GET /old/ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/old/ka", "", 0);
+    CHECK(resp_field_is(&r, "Connection", "keep-alive"));
+    resp_free(&r);
+    /* Still open: a second request (this one without keep-alive) is answered, then closed. */
+    send_str(cl, "GET /old/2 HTTP/1.0\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/old/2", "", 0);
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    resp_free(&r);
+    CHECK(closed_within(cl, 2000));
+    client_close(cl);
+}
+
+TEST(connection_close)
+{
+    struct client *cl = client_open();
+    int begun = atomic_load(&n_begun);
+    /* The pipelined second request is never answered (nor begun). */
+    send_str(cl, "GET /cc HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n"
+                 "GET /cc/2 HTTP/1.1\r\n\r\n");
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/cc", "", 0);
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    resp_free(&r);
+    CHECK(closed_within(cl, 2000));
+    CHECK_EQ_INT(atomic_load(&n_begun) - begun, 1);
+    client_close(cl);
+}
+
+TEST(head_and_bodiless_statuses)
+{
+    struct client *cl = client_open();
+    struct resp r;
+    send_str(cl, "HEAD /h HTTP/1.1\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, true), 0);
+    CHECK_EQ_INT(r.status, 200);
+    /* The length of the GET answer "HEAD /h len=0 sum=811c9dc5". */
+    CHECK(resp_field_is(&r, "Content-Length", "26"));
+    resp_free(&r);
+    /* No body bytes came: the next answer starts right after the head. */
+    send_str(cl, "GET /status/204 HTTP/1.1\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 204);
+    CHECK(!resp_has(&r, "Content-Length"));
+    CHECK(!resp_has(&r, "Transfer-Encoding"));
+    resp_free(&r);
+    send_str(cl, "GET /status/304 HTTP/1.1\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 304);
+    CHECK(!resp_has(&r, "Content-Length"));
+    CHECK(!resp_has(&r, "Transfer-Encoding"));
+    resp_free(&r);
+    send_str(cl, "HEAD /stream?5000 HTTP/1.1\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, true), 0);
+    CHECK_EQ_INT(r.status, 200);
+    resp_free(&r);
+    get(cl, "/after", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/after", "", 0);
+    resp_free(&r);
+    CHECK(silent_for(cl, 100));
+    client_close(cl);
+}
+
+static char *make_body(size_t n)
+{
+    char *b = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) b[i] = (char)(i * 31 + i / 251);
+    return b;
+}
+
+/* The body framed as chunks of up to step bytes (size lines in hex, one with an
+ * extension). */
+static char *chunk(const char *body, size_t n, size_t step, size_t *out_len)
+{
+    char *o = malloc(n + (n / step + 2) * 32);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i += step) {
+        size_t k = n - i < step ? n - i : step;
+        len += (size_t)sprintf(o + len, i == 0 ? "%zX;ext=1\r\n" : "%zx\r\n", k);
+        memcpy(o + len, body + i, k);
+        len += k;
+        memcpy(o + len, "\r\n", 2);
+        len += 2;
+    }
+    len += (size_t)sprintf(o + len, "0\r\n\r\n");
+    *out_len = len;
+    return o;
+}
+
+static void post_body(size_t n, bool chunked, bool bytewise)
+{
+    struct client *cl = client_open();
+    char *body = make_body(n);
+    char target[64];
+    snprintf(target, sizeof target, "/body/%s/%zu%s", chunked ? "chunked" : "cl", n,
+             bytewise ? "/bytewise" : "");
+    char head[256];
+    size_t wire_len = n;
+    char *wire = body;
+    if (chunked) {
+        wire = chunk(body, n, n > 100000 ? 70000 : 1000, &wire_len);
+        snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 target);
+    } else {
+        snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", target, n);
+    }
+    if (bytewise) {
+        send_bytewise(cl, head, strlen(head));
+        send_bytewise(cl, wire, wire_len);
+    } else {
+        send_str(cl, head);
+        send_all(cl, wire, wire_len);
+    }
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "POST", target, body, n);
+    CHECK(!resp_has(&r, "Connection"));
+    resp_free(&r);
+    /* The connection is still usable: nothing of the body was left over. */
+    get(cl, "/next", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/next", "", 0);
+    resp_free(&r);
+    if (wire != body) free(wire);
+    free(body);
+    client_close(cl);
+}
+
+TEST(bodies_content_length)
+{
+    size_t sizes[] = {0, 1, 16 * 1024 + 1, 1 << 20};
+    for (size_t i = 0; i < 4; i++) post_body(sizes[i], false, false);
+    for (size_t i = 0; i < 3; i++) post_body(sizes[i], false, true);
+}
+
+TEST(bodies_chunked)
+{
+    size_t sizes[] = {0, 1, 16 * 1024 + 1, 1 << 20};
+    for (size_t i = 0; i < 4; i++) post_body(sizes[i], true, false);
+    for (size_t i = 0; i < 3; i++) post_body(sizes[i], true, true);
+}
+
+TEST(expect_100_continue)
+{
+    struct client *cl = client_open();
+    send_str(cl, "POST /exp HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 100);
+    CHECK(strncmp(r.head, "HTTP/1.1 100 Continue\r\n", 23) == 0);
+    resp_free(&r);
+    send_str(cl, "hello");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "POST", "/exp", "hello", 5);
+    resp_free(&r);
+    /* Chunked, on the same connection. */
+    send_str(cl, "POST /exp/2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 100);
+    resp_free(&r);
+    send_str(cl, "3\r\nabc\r\n0\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "POST", "/exp/2", "abc", 3);
+    resp_free(&r);
+    /* The body came with the head: no 100. */
+    send_str(cl, "POST /exp/3 HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "POST", "/exp/3", "hello", 5);
+    resp_free(&r);
+    /* No body: no 100 either. */
+    send_str(cl, "GET /exp/4 HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/exp/4", "", 0);
+    resp_free(&r);
+    client_close(cl);
+}
+
+TEST(early_answer_closes)
+{
+    struct client *cl = client_open();
+    /* The body is announced but not sent: the answer comes anyway, then the close. */
+    send_str(cl, "POST /early HTTP/1.1\r\nContent-Length: 100\r\n\r\n");
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 403);
+    CHECK_EQ_STR(body_str(&r), "early");
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    resp_free(&r);
+    /* What is sent now is body, never a next request. */
+    send_str(cl, "GET /smuggled HTTP/1.1\r\n\r\n");
+    CHECK(closed_within(cl, 3000));
+    client_close(cl);
+
+    /* A GET answered in the first call closes too. */
+    cl = client_open();
+    send_str(cl, "GET /early/get HTTP/1.1\r\n\r\nGET /after HTTP/1.1\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 403);
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    resp_free(&r);
+    CHECK(closed_within(cl, 3000));
+    client_close(cl);
+}
+
+TEST(body_errors)
+{
+    int errors = atomic_load(&n_body_errors);
+    struct client *cl = client_open();
+    send_str(cl, "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n\r\n"
+                 "GET /smuggled HTTP/1.1\r\n\r\n");
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 400);
+    CHECK_EQ_STR(body_str(&r), "body error: invalid chunk size");
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    resp_free(&r);
+    CHECK(closed_within(cl, 3000));
+    client_close(cl);
+    CHECK_EQ_INT(atomic_load(&n_body_errors) - errors, 1);
+
+    /* Framing that is not clear (Transfer-Encoding and Content-Length). */
+    cl = client_open();
+    send_str(cl, "POST /bad/2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+                 "0\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 400);
+    CHECK_EQ_STR(body_str(&r), "body error: ambiguous message framing");
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    resp_free(&r);
+    CHECK(closed_within(cl, 3000));
+    client_close(cl);
+    CHECK_EQ_INT(atomic_load(&n_body_errors) - errors, 2);
+
+    /* A bad Content-Length. */
+    cl = client_open();
+    send_str(cl, "POST /bad/3 HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 400);
+    CHECK_EQ_STR(body_str(&r), "body error: ambiguous message framing");
+    resp_free(&r);
+    CHECK(closed_within(cl, 3000));
+    client_close(cl);
+    CHECK_EQ_INT(atomic_load(&n_body_errors) - errors, 3);
+}
+
+TEST(suspend_resume)
+{
+    struct client *cl = client_open();
+    struct resp r;
+    int64_t t0 = now_ms();
+    get(cl, "/suspend/1", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    int64_t took = now_ms() - t0;
+    expect_echo(&r, "GET", "/suspend/1", "", 0);
+    CHECK(took >= RESUME_DELAY_MS - 10);
+    resp_free(&r);
+    /* With a body, and pipelined behind it a request that waits its turn. */
+    send_str(cl, "POST /suspend/2 HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody"
+                 "GET /p HTTP/1.1\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "POST", "/suspend/2", "body", 4);
+    resp_free(&r);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/p", "", 0);
+    resp_free(&r);
+    client_close(cl);
+}
+
+static void check_stream(struct resp *r, size_t n)
+{
+    CHECK_EQ_INT(r->status, 200);
+    CHECK_EQ_INT(r->body_len, n);
+    size_t bad = 0;
+    for (size_t i = 0; i < r->body_len && i < n; i++)
+        if (r->body[i] != pattern(i)) bad++;
+    CHECK_EQ_INT(bad, 0);
+}
+
+TEST(reader_unknown_size)
+{
+    struct client *cl = client_open();
+    struct resp r;
+    get(cl, "/stream?100000", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK(r.chunked);
+    CHECK(!resp_has(&r, "Content-Length"));
+    CHECK(!resp_has(&r, "Connection"));
+    check_stream(&r, 100000);
+    resp_free(&r);
+    get(cl, "/stream-suspend?50001", NULL);
+    int64_t t0 = now_ms();
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK(now_ms() - t0 >= RESUME_DELAY_MS - 10);
+    CHECK(r.chunked);
+    check_stream(&r, 50001);
+    resp_free(&r);
+    /* Empty. */
+    get(cl, "/stream?0", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK(r.chunked);
+    check_stream(&r, 0);
+    resp_free(&r);
+    /* The connection goes on after chunked answers. */
+    get(cl, "/after", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/after", "", 0);
+    resp_free(&r);
+    client_close(cl);
+
+    /* HTTP/1.0 (even with keep-alive asked): close-delimited. */
+    cl = client_open();
+    send_str(cl, "GET /stream-suspend?30000 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK(!r.chunked);
+    CHECK(!resp_has(&r, "Transfer-Encoding"));
+    CHECK(!resp_has(&r, "Content-Length"));
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    CHECK(r.close_delimited);
+    check_stream(&r, 30000);
+    resp_free(&r);
+    client_close(cl);
+}
+
+TEST(oversize_head)
+{
+    int refused = atomic_load(&n_refused_heads);
+    static char big[MAX_HEAD + 2048];
+    struct resp r;
+    /* A request line longer than max_head: 414. */
+    struct client *cl = client_open();
+    memcpy(big, "GET /", 5);
+    memset(big + 5, 'a', sizeof big - 5);
+    send_all(cl, big, sizeof big);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 414);
+    CHECK_EQ_STR(body_str(&r), "refused 414: request target too long");
+    CHECK(resp_field_is(&r, "Connection", "close"));
+    resp_free(&r);
+    CHECK(closed_within(cl, 3000));
+    client_close(cl);
+    /* Fields past it: 431. */
+    cl = client_open();
+    int n = snprintf(big, sizeof big, "GET / HTTP/1.1\r\nX-Big: ");
+    memset(big + n, 'b', sizeof big - (size_t)n);
+    send_all(cl, big, sizeof big);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 431);
+    CHECK_EQ_STR(body_str(&r), "refused 431: request header fields too large");
+    resp_free(&r);
+    CHECK(closed_within(cl, 3000));
+    client_close(cl);
+    /* A head the parser refused (version) goes the same way. */
+    cl = client_open();
+    send_str(cl, "GET / HTTP/2.0\r\n\r\n");
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 505);
+    resp_free(&r);
+    CHECK(closed_within(cl, 3000));
+    client_close(cl);
+    CHECK_EQ_INT(atomic_load(&n_refused_heads) - refused, 3);
+}
+
+TEST(accept_hook)
+{
+    int opened = atomic_load(&n_conn_open);
+    atomic_store(&refuse_accept, true);
+    struct client *cl = client_open();
+    get(cl, "/refused", NULL);
+    CHECK(closed_within(cl, 2000));
+    client_close(cl);
+    atomic_store(&refuse_accept, false);
+    CHECK_EQ_INT(atomic_load(&n_conn_open) - opened, 0);
+    cl = client_open();
+    get(cl, "/accepted", NULL);
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/accepted", "", 0);
+    resp_free(&r);
+    client_close(cl);
+}
+
+static struct h1_server *small;
+static bool small_has_one(void) { return h1_server_connections(small) == 1; }
+
+TEST(max_conns)
+{
+    int small_port = free_port();
+    small = start_server(small_port, 2);
+    struct client *a = client_open_port(small_port), *b = client_open_port(small_port);
+    struct resp r;
+    get(a, "/a", NULL);
+    get(b, "/b", NULL);
+    CHECK_EQ_INT(read_resp(a, &r, false), 0);
+    expect_echo(&r, "GET", "/a", "", 0);
+    resp_free(&r);
+    CHECK_EQ_INT(read_resp(b, &r, false), 0);
+    expect_echo(&r, "GET", "/b", "", 0);
+    resp_free(&r);
+    CHECK_EQ_INT(h1_server_connections(small), 2);
+    /* The third is closed at accept, with no answer. */
+    struct client *c = client_open_port(small_port);
+    get(c, "/c", NULL);
+    CHECK(closed_within(c, 2000));
+    client_close(c);
+    CHECK_EQ_INT(h1_server_connections(small), 2);
+    /* Once one goes, there is room again. */
+    client_close(a);
+    CHECK(wait_until(small_has_one, 2000));
+    c = client_open_port(small_port);
+    get(c, "/c2", NULL);
+    CHECK_EQ_INT(read_resp(c, &r, false), 0);
+    expect_echo(&r, "GET", "/c2", "", 0);
+    resp_free(&r);
+    client_close(b);
+    client_close(c);
+    h1_server_stop(small);
+}
+
+TEST(idle_timeout)
+{
+    struct client *idle = client_open();
+    struct client *partial = client_open();
+    struct client *used = client_open();
+    send_str(partial, "GET /never-fini");
+    get(used, "/used", NULL);
+    struct resp r;
+    CHECK_EQ_INT(read_resp(used, &r, false), 0);
+    resp_free(&r);
+    int64_t t0 = now_ms();
+    /* Not before the timeout (less a margin for the sweep's granularity)... */
+    CHECK(silent_for(idle, IDLE_MS - 100));
+    /* ... and within it plus the once-a-second sweep. */
+    CHECK(closed_within(idle, IDLE_MS + 2500));
+    int64_t took = now_ms() - t0;
+    CHECK(took >= IDLE_MS - 100);
+    CHECK(closed_within(partial, 1500));
+    CHECK(closed_within(used, 1500));
+    client_close(idle);
+    client_close(partial);
+    client_close(used);
+}
+
+/* Run after the server stopped. */
+TEST(completed_once_per_request)
+{
+    fprintf(stderr, "requests begun %d, completed %d, twice %d; connections %d opened, "
+            "%d closed\n", atomic_load(&n_begun), atomic_load(&n_completed),
+            atomic_load(&n_completed_twice), atomic_load(&n_conn_open),
+            atomic_load(&n_conn_close));
+    CHECK(atomic_load(&n_begun) > 50);
+    CHECK(all_completed());
+    CHECK_EQ_INT(atomic_load(&n_completed), atomic_load(&n_begun));
+    CHECK_EQ_INT(atomic_load(&n_completed_twice), 0);
+    CHECK_EQ_INT(atomic_load(&n_conn_close), atomic_load(&n_conn_open));
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    port = free_port();
+    struct h1_server *s = start_server(port, 64);
+    RUN(keep_alive);
+    RUN(pipelining);
+    RUN(http10);
+    RUN(connection_close);
+    RUN(head_and_bodiless_statuses);
+    RUN(bodies_content_length);
+    RUN(bodies_chunked);
+    RUN(expect_100_continue);
+    RUN(early_answer_closes);
+    RUN(body_errors);
+    RUN(suspend_resume);
+    RUN(reader_unknown_size);
+    RUN(oversize_head);
+    RUN(accept_hook);
+    RUN(max_conns);
+    RUN(idle_timeout);
+    /* Every request begun completes exactly once (the abandoned ones at the
+     * latest when the server stops; none is suspended now). */
+    join_resumers();
+    h1_server_stop(s);
+    RUN(completed_once_per_request);
+    while (all_reqs) {
+        struct req *r = all_reqs;
+        all_reqs = r->next;
+        free(r);
+    }
+    return TEST_SUMMARY();
+}
