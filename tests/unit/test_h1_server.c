@@ -2,15 +2,23 @@
  * handler of this file, spoken to in raw bytes over sockets.  Keep-alive,
  * pipelining, HTTP/1.0, Connection: close, bodiless answers, request bodies
  * (Content-Length and chunked, whole and byte by byte), Expect: 100-continue,
- * early answers, body errors, suspend/resume from another thread, readers of
- * unknown size, the idle timeout, max_conns, the accept hook, oversize heads,
- * and that completed() runs exactly once per request begun.
+ * early answers, body errors, suspend/resume from another thread (also with a
+ * handler that takes the body in parts), readers of unknown and known size,
+ * 1000 pipelined requests, concurrent clients on both workers, the idle
+ * timeout, max_conns, the accept hook, oversize heads, and that completed()
+ * runs exactly once per request begun (abandoned ones and those the stop
+ * ends included).  Single-threaded test harness: the CHECKs run on the main
+ * thread; the server's workers only count (atomics).
  *
  * The handler (see handle()) answers by target:
  *   /early...       in the first call: 403 (the connection closes after it)
  *   /suspend...     suspends in the final call; a thread resumes it 150 ms later
  *   /stream?N       a reader of unknown size producing N bytes of pattern()
  *   /stream-suspend?N  the same, suspending once at N/2 (resumed 150 ms later)
+ *   /sized?N        a reader of known size N; /short?N the same, ending at N/2
+ *   /nibble...      takes at most 4096 body bytes per call, suspending (resumed
+ *                   1 ms later) when it leaves some
+ *   /own-date       an answer carrying its own Date field
  *   /status/<code>  that status with a body (the server must drop it for 204/304)
  *   anything else   200 "<method> <target> len=<body bytes> sum=<fnv1a of body>"
  * A head the parser refused is answered with its status in the first call. */
@@ -60,7 +68,7 @@ static atomic_bool refuse_accept;
 
 /* Resume threads, joined before the server stops. */
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_t threads[64];
+static pthread_t threads[256];
 static int n_threads;
 static struct req *all_reqs; /* under threads_lock */
 
@@ -126,6 +134,7 @@ static void answer(struct h1_conn *c, int status, const char *body)
 struct stream {
     struct h1_conn *c;
     uint64_t total;
+    uint64_t end_at; /* where the reader says it is done (total, or less: cut short) */
     bool suspend_half;
     bool suspended;
 };
@@ -133,7 +142,7 @@ struct stream {
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct stream *s = cls;
-    if (pos >= s->total) return H1_READER_END;
+    if (pos >= s->end_at) return H1_READER_END;
     if (s->suspend_half && !s->suspended && pos >= s->total / 2) {
         s->suspended = true;
         suspend_and_resume_later(s->c, RESUME_DELAY_MS);
@@ -141,7 +150,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     }
     size_t n = max;
     if (n > 1000) n = 1000; /* blocks of varying, small sizes */
-    if (n > s->total - pos) n = (size_t)(s->total - pos);
+    if (n > s->end_at - pos) n = (size_t)(s->end_at - pos);
     for (size_t i = 0; i < n; i++) buf[i] = pattern(pos + i);
     return (ssize_t)n;
 }
@@ -207,9 +216,12 @@ static enum h1_result handle(void *cls, struct h1_conn *c, void *req, const char
         return H1_YES;
     }
     if (*upload_size > 0) {
-        r->body_len += *upload_size;
-        r->sum = fnv1a(r->sum, upload, *upload_size);
-        *upload_size = 0;
+        size_t take = *upload_size;
+        if (starts(r->target, "/nibble") && take > 4096) take = 4096;
+        r->body_len += take;
+        r->sum = fnv1a(r->sum, upload, take);
+        *upload_size -= take;
+        if (*upload_size > 0) suspend_and_resume_later(c, 1);
         return H1_YES;
     }
     /* The final call (and the call after a resume). */
@@ -218,15 +230,25 @@ static enum h1_result handle(void *cls, struct h1_conn *c, void *req, const char
         suspend_and_resume_later(c, RESUME_DELAY_MS);
         return H1_YES;
     }
-    if (starts(r->target, "/stream")) {
+    bool sized = starts(r->target, "/sized") || starts(r->target, "/short");
+    if (starts(r->target, "/stream") || sized) {
         struct stream *s = calloc(1, sizeof *s);
         const char *q = strchr(r->target, '?');
         s->c = c;
         s->total = q ? strtoull(q + 1, NULL, 10) : 10000;
+        s->end_at = starts(r->target, "/short") ? s->total / 2 : s->total;
         s->suspend_half = starts(r->target, "/stream-suspend");
-        struct h1_response *resp = h1_response_from_reader(H1_SIZE_UNKNOWN, 4096, stream_read, s,
-                                                           free);
+        struct h1_response *resp = h1_response_from_reader(sized ? s->total : H1_SIZE_UNKNOWN,
+                                                           4096, stream_read, s, free);
         if (resp == NULL) abort();
+        h1_server_queue(c, 200, resp);
+        h1_response_unref(resp);
+        return H1_YES;
+    }
+    if (strcmp(r->target, "/own-date") == 0) {
+        struct h1_response *resp = h1_response_from_buffer(2, "ok", H1_BODY_PERSISTENT);
+        if (resp == NULL || h1_response_add_header(resp, "Date", "Mon, 01 Jan 2024 00:00:00 GMT"))
+            abort();
         h1_server_queue(c, 200, resp);
         h1_response_unref(resp);
         return H1_YES;
@@ -840,7 +862,8 @@ TEST(expect_100_continue)
     expect_echo(&r, "POST", "/exp", "hello", 5);
     resp_free(&r);
     /* Chunked, on the same connection. */
-    send_str(cl, "POST /exp/2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
+    send_str(cl,
+             "POST /exp/2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
     CHECK_EQ_INT(read_resp(cl, &r, false), 0);
     CHECK_EQ_INT(r.status, 100);
     resp_free(&r);
@@ -1127,6 +1150,222 @@ TEST(abandoned_requests_complete)
     CHECK(all_completed());
 }
 
+
+TEST(handler_takes_body_in_parts)
+{
+    /* The handler leaves part of each block and suspends; after each resume it
+     * is handed what it left. */
+    size_t sizes[] = {100000, 4097};
+    for (int bytewise = 0; bytewise < 2; bytewise++) {
+        struct client *cl = client_open();
+        size_t n = sizes[bytewise];
+        char *body = make_body(n);
+        char head[128];
+        snprintf(head, sizeof head, "POST /nibble/%d HTTP/1.1\r\nContent-Length: %zu\r\n\r\n",
+                 bytewise, n);
+        send_str(cl, head);
+        if (bytewise) send_bytewise(cl, body, n);
+        else send_all(cl, body, n);
+        struct resp r;
+        char target[32];
+        snprintf(target, sizeof target, "/nibble/%d", bytewise);
+        CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+        expect_echo(&r, "POST", target, body, n);
+        resp_free(&r);
+        /* Chunked, then a request on the same connection. */
+        size_t wire_len;
+        char *wire = chunk(body, n, 30000, &wire_len);
+        send_str(cl, "POST /nibble/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        send_all(cl, wire, wire_len);
+        CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+        expect_echo(&r, "POST", "/nibble/c", body, n);
+        resp_free(&r);
+        get(cl, "/after", NULL);
+        CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+        expect_echo(&r, "GET", "/after", "", 0);
+        resp_free(&r);
+        free(wire);
+        free(body);
+        client_close(cl);
+    }
+}
+
+TEST(reader_known_size)
+{
+    struct client *cl = client_open();
+    struct resp r;
+    get(cl, "/sized?70000", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK(!r.chunked);
+    CHECK(resp_field_is(&r, "Content-Length", "70000"));
+    check_stream(&r, 70000);
+    resp_free(&r);
+    get(cl, "/sized?0", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK(resp_field_is(&r, "Content-Length", "0"));
+    check_stream(&r, 0);
+    resp_free(&r);
+    get(cl, "/after", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    expect_echo(&r, "GET", "/after", "", 0);
+    resp_free(&r);
+    client_close(cl);
+
+    /* A reader that ends before its size: the answer is cut, the connection
+     * closes (a client must not take a short body as whole), and the request
+     * completes as not ok. */
+    abandoned_before = atomic_load(&n_abandoned);
+    cl = client_open();
+    get(cl, "/short?10000", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), -1);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(resp_field_is(&r, "Content-Length", "10000"));
+    CHECK_EQ_INT(cl->len, 5000);
+    resp_free(&r);
+    client_close(cl);
+    CHECK(wait_until(one_more_abandoned, 2000));
+}
+
+TEST(date_field)
+{
+    struct client *cl = client_open();
+    struct resp r;
+    get(cl, "/own-date", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(resp_field_is(&r, "Date", "Mon, 01 Jan 2024 00:00:00 GMT"));
+    CHECK(strstr(r.head, "Date:") == strstr(r.head, "Date: Mon, 01 Jan 2024"));
+    const char *d = strstr(r.head, "Date:");
+    CHECK(d != NULL && strstr(d + 1, "Date:") == NULL); /* only its own */
+    resp_free(&r);
+    get(cl, "/status/599", NULL);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK_EQ_INT(r.status, 599);
+    CHECK(strncmp(r.head, "HTTP/1.1 599 \r\n", 15) == 0); /* an empty reason phrase */
+    char date[64];
+    CHECK(resp_field(&r, "Date", date, sizeof date));
+    CHECK(strlen(date) == 29 && strcmp(date + 25, " GMT") == 0);
+    resp_free(&r);
+    client_close(cl);
+}
+
+TEST(response_fields)
+{
+    struct h1_response *r = h1_response_from_buffer(0, "", H1_BODY_PERSISTENT);
+    CHECK(r != NULL);
+    CHECK_EQ_INT(h1_response_add_header(r, "X-Ok", "a\tb c"), 0);
+    const char *framing[] = {"Content-Length", "content-length", "Transfer-Encoding",
+                             "CONNECTION"};
+    for (size_t i = 0; i < 4; i++) CHECK_EQ_INT(h1_response_add_header(r, framing[i], "1"), -1);
+    const char *bad_names[] = {"", "X A", "X:A", "X\rA", "X\nA", "X\x7f", "X\x01"};
+    for (size_t i = 0; i < 7; i++) CHECK_EQ_INT(h1_response_add_header(r, bad_names[i], "v"), -1);
+    CHECK_EQ_INT(h1_response_add_header(r, "X-Inject", "a\r\nSet-Cookie: x"), -1);
+    CHECK_EQ_INT(h1_response_add_header(r, "X-Inject", "a\nb"), -1);
+    CHECK_EQ_INT(h1_response_add_header(r, "X-Inject", "a\rb"), -1);
+    CHECK_EQ_INT(r->fields_len, strlen("X-Ok: a\tb c\r\n"));
+    CHECK(r->fields_len == strlen("X-Ok: a\tb c\r\n") &&
+          memcmp(r->fields, "X-Ok: a\tb c\r\n", r->fields_len) == 0);
+    h1_response_unref(r);
+    CHECK_EQ_STR(h1_reason_phrase(200), "OK");
+    CHECK_EQ_STR(h1_reason_phrase(431), "Request Header Fields Too Large");
+    CHECK_EQ_STR(h1_reason_phrase(599), "");
+}
+
+struct pipe_sender {
+    struct client *cl;
+    char *data;
+    size_t len;
+};
+
+static void *pipe_send_main(void *arg)
+{
+    struct pipe_sender *p = arg;
+    send_all(p->cl, p->data, p->len);
+    return NULL;
+}
+
+TEST(pipelining_many)
+{
+    /* 1000 requests in one stream (far more than one head buffer holds), some
+     * with bodies; sent from a thread while the answers are read here. */
+    enum { N = 1000 };
+    struct client *cl = client_open();
+    size_t cap = N * 96, len = 0;
+    char *data = malloc(cap);
+    for (int i = 0; i < N; i++) {
+        if (i % 10 == 3)
+            len += (size_t)snprintf(data + len, cap - len,
+                                    "POST /m/%d HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody", i);
+        else if (i % 10 == 7)
+            len += (size_t)snprintf(data + len, cap - len,
+                                    "POST /m/%d HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                    "4\r\nbody\r\n0\r\n\r\n", i);
+        else
+            len += (size_t)snprintf(data + len, cap - len, "GET /m/%d HTTP/1.1\r\n\r\n", i);
+    }
+    struct pipe_sender ps = {cl, data, len};
+    pthread_t t;
+    pthread_create(&t, NULL, pipe_send_main, &ps);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        struct resp r;
+        if (read_resp(cl, &r, false) != 0) {
+            fprintf(stderr, "  answer %d missing\n", i);
+            break;
+        }
+        char target[32], want[128];
+        snprintf(target, sizeof target, "/m/%d", i);
+        bool post = i % 10 == 3 || i % 10 == 7;
+        snprintf(want, sizeof want, "%s %s len=%d sum=%08x", post ? "POST" : "GET", target,
+                 post ? 4 : 0, post ? fnv1a(FNV_INIT, "body", 4) : FNV_INIT);
+        if (r.status == 200 && strcmp(body_str(&r), want) == 0) ok++;
+        else fprintf(stderr, "  answer %d: %d \"%s\"\n", i, r.status, body_str(&r));
+        resp_free(&r);
+    }
+    pthread_join(t, NULL);
+    CHECK_EQ_INT(ok, N);
+    CHECK(silent_for(cl, 100));
+    free(data);
+    client_close(cl);
+}
+
+static atomic_int concurrent_bad;
+
+static void *concurrent_main(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    struct client *cl = client_open();
+    char body[3000];
+    for (int i = 0; i < 40; i++) {
+        char req[4096], target[64];
+        snprintf(target, sizeof target, "/c/%d/%d", id, i);
+        size_t n = (size_t)(id * 131 + i * 17) % sizeof body;
+        for (size_t k = 0; k < n; k++) body[k] = (char)('A' + (k + (size_t)i) % 50);
+        int hl = snprintf(req, sizeof req, "POST %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n",
+                          target, n);
+        memcpy(req + hl, body, n);
+        send_all(cl, req, (size_t)hl + n);
+        struct resp r;
+        char want[128];
+        snprintf(want, sizeof want, "POST %s len=%zu sum=%08x", target, n,
+                 fnv1a(FNV_INIT, body, n));
+        if (read_resp(cl, &r, false) != 0 || r.status != 200 || strcmp(body_str(&r), want) != 0)
+            atomic_fetch_add(&concurrent_bad, 1);
+        resp_free(&r);
+    }
+    client_close(cl);
+    return NULL;
+}
+
+TEST(concurrent_clients)
+{
+    enum { T = 8 };
+    pthread_t t[T];
+    for (int i = 0; i < T; i++) pthread_create(&t[i], NULL, concurrent_main, (void *)(intptr_t)i);
+    for (int i = 0; i < T; i++) pthread_join(t[i], NULL);
+    CHECK_EQ_INT(atomic_load(&concurrent_bad), 0);
+}
+
 static struct h1_server *small;
 static bool small_has_one(void) { return h1_server_connections(small) == 1; }
 
@@ -1188,6 +1427,9 @@ TEST(idle_timeout)
     client_close(used);
 }
 
+static int inflight_before;
+static bool one_more_begun(void) { return atomic_load(&n_begun) == inflight_before + 1; }
+
 /* Run after the server stopped. */
 TEST(completed_once_per_request)
 {
@@ -1220,15 +1462,27 @@ int main(void)
     RUN(bad_content_length_closes);
     RUN(suspend_resume);
     RUN(reader_unknown_size);
+    RUN(reader_known_size);
+    RUN(handler_takes_body_in_parts);
+    RUN(date_field);
+    RUN(response_fields);
+    RUN(pipelining_many);
+    RUN(concurrent_clients);
     RUN(oversize_head);
     RUN(accept_hook);
     RUN(abandoned_requests_complete);
     RUN(max_conns);
     RUN(idle_timeout);
     /* Every request begun completes exactly once (the abandoned ones at the
-     * latest when the server stops; none is suspended now). */
+     * latest when the server stops: one is left in the middle of its body here;
+     * none is suspended). */
+    struct client *inflight = client_open();
+    inflight_before = atomic_load(&n_begun);
+    send_str(inflight, "POST /inflight HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc");
+    if (!wait_until(one_more_begun, 2000)) fprintf(stderr, "the in-flight request did not begin\n");
     join_resumers();
     h1_server_stop(s);
+    client_close(inflight);
     RUN(completed_once_per_request);
     while (all_reqs) {
         struct req *r = all_reqs;
