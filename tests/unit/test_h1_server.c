@@ -19,6 +19,7 @@
  *   /nibble...      takes at most 4096 body bytes per call, suspending (resumed
  *                   1 ms later) when it leaves some
  *   /own-date       an answer carrying its own Date field
+ *   /big?N          N bytes of pattern() from a buffer the response owns
  *   /status/<code>  that status with a body (the server must drop it for 204/304)
  *   anything else   200 "<method> <target> len=<body bytes> sum=<fnv1a of body>"
  * A head the parser refused is answered with its status in the first call. */
@@ -240,6 +241,16 @@ static enum h1_result handle(void *cls, struct h1_conn *c, void *req, const char
         s->suspend_half = starts(r->target, "/stream-suspend");
         struct h1_response *resp = h1_response_from_reader(sized ? s->total : H1_SIZE_UNKNOWN,
                                                            4096, stream_read, s, free);
+        if (resp == NULL) abort();
+        h1_server_queue(c, 200, resp);
+        h1_response_unref(resp);
+        return H1_YES;
+    }
+    if (starts(r->target, "/big?")) {
+        size_t n = strtoull(r->target + 5, NULL, 10);
+        char *b = malloc(n ? n : 1);
+        for (size_t i = 0; i < n; i++) b[i] = pattern(i);
+        struct h1_response *resp = h1_response_from_buffer_free(n, b, free, b);
         if (resp == NULL) abort();
         h1_server_queue(c, 200, resp);
         h1_response_unref(resp);
@@ -1403,16 +1414,76 @@ TEST(max_conns)
     h1_server_stop(small);
 }
 
+TEST(half_close)
+{
+    /* The client shuts its side after the request (printf | nc): it still gets
+     * the answer, also when the handler waits (suspended) meanwhile. */
+    const char *targets[] = {"/half", "/suspend/half"};
+    for (int i = 0; i < 2; i++) {
+        struct client *cl = client_open();
+        get(cl, targets[i], "Connection: close\r\n");
+        shutdown(cl->fd, SHUT_WR);
+        struct resp r;
+        CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+        expect_echo(&r, "GET", targets[i], "", 0);
+        resp_free(&r);
+        CHECK(closed_within(cl, CLOSE_MS));
+        client_close(cl);
+    }
+    /* Pipelined, then shut: every request is answered. */
+    struct client *cl = client_open();
+    send_str(cl, "GET /h/1 HTTP/1.1\r\n\r\nGET /h/2 HTTP/1.1\r\n\r\n");
+    shutdown(cl->fd, SHUT_WR);
+    for (int i = 1; i <= 2; i++) {
+        struct resp r;
+        char t[16];
+        snprintf(t, sizeof t, "/h/%d", i);
+        CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+        expect_echo(&r, "GET", t, "", 0);
+        resp_free(&r);
+    }
+    client_close(cl);
+}
+
+TEST(slow_reader)
+{
+    /* Answers larger than the socket buffers to a client that pauses before
+     * reading: the server waits for the socket to drain and goes on. */
+    struct client *cl = client_open();
+    get(cl, "/big?8000000", NULL);
+    get(cl, "/sized?3000000", NULL);
+    get(cl, "/stream?3000000", NULL);
+    usleep(300000);
+    struct resp r;
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK(resp_field_is(&r, "Content-Length", "8000000"));
+    check_stream(&r, 8000000);
+    resp_free(&r);
+    usleep(100000);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    check_stream(&r, 3000000);
+    resp_free(&r);
+    CHECK_EQ_INT(read_resp(cl, &r, false), 0);
+    CHECK(r.chunked);
+    check_stream(&r, 3000000);
+    resp_free(&r);
+    client_close(cl);
+}
+
 TEST(idle_timeout)
 {
     struct client *idle = client_open();
     struct client *partial = client_open();
     struct client *used = client_open();
+    struct client *stuck = client_open();
     send_str(partial, "GET /never-fini");
     get(used, "/used", NULL);
     struct resp r;
     CHECK_EQ_INT(read_resp(used, &r, false), 0);
     resp_free(&r);
+    /* A client that never reads its (large) answer: no progress either. */
+    abandoned_before = atomic_load(&n_abandoned);
+    get(stuck, "/big?32000000", NULL); /* past both sockets' buffers */
     int64_t t0 = now_ms();
     /* Not before the timeout (less a margin for the sweep's granularity)... */
     CHECK(silent_for(idle, IDLE_MS - 100));
@@ -1422,6 +1493,8 @@ TEST(idle_timeout)
     CHECK(took >= IDLE_MS - 100);
     CHECK(closed_within(partial, 1500));
     CHECK(closed_within(used, 1500));
+    CHECK(wait_until(one_more_abandoned, IDLE_MS + 1500));
+    client_close(stuck);
     client_close(idle);
     client_close(partial);
     client_close(used);
@@ -1469,6 +1542,8 @@ int main(void)
     RUN(pipelining_many);
     RUN(concurrent_clients);
     RUN(oversize_head);
+    RUN(half_close);
+    RUN(slow_reader);
     RUN(accept_hook);
     RUN(abandoned_requests_complete);
     RUN(max_conns);
