@@ -24,8 +24,8 @@ keys10k, keys1m and users100k each start a fresh gateway and a fresh nginx (cach
 when /dev/shm exists), warm both, and count what reached the upstream while each measured
 run went on: a number above 0 means the run measured misses too, and is reported.
 --profile runs `perf record -e cpu-clock -g` on the gateway for one extra (unmeasured) run
-of keys10k and users100k and reports the share of samples in liblua (and, from a short
-`--call-graph dwarf` run, the share in memset called by libmicrohttpd).
+of keys10k and users100k and reports the share of samples in liblua and in memset (where
+libmicrohttpd's per-request pool zeroing showed, before the gateway had its own HTTP server).
 """
 
 import argparse
@@ -399,17 +399,19 @@ def perf_samples(data):
             yield frames
 
 
-def profile_gateway(pid, port, seconds, prefix, n, tmp, label):
-    """Two extra runs (not in the medians) under perf on the gateway.
+def top_all(report):
+    """Every symbol line of a `perf report --sort dso,sym` text."""
+    return [line.strip() for line in report.splitlines() if re.match(r"\s+[\d.]+%", line)]
 
-    1. `perf record -e cpu-clock -g` for `seconds`: the share of samples in each DSO (self;
-       liblua's is the number that shows whether Lua ran), and the share of samples with any
-       liblua frame on their stack (frame-pointer unwinding: a frame of a library built
-       without frame pointers can be missed, so the self share is the one to read).
-    2. `--call-graph dwarf` for 3 s: the share of samples in memset called directly from
-       libmicrohttpd (its per-connection pool, zeroed for every request).  Frame-pointer
-       unwinding cannot name memset's caller, so this needs DWARF; it is short because the
-       DWARF data is large (about 12 MB a second)."""
+
+def profile_gateway(pid, port, seconds, prefix, n, tmp, label):
+    """One extra run (not in the medians) under `perf record -e cpu-clock -g` on the
+    gateway for `seconds`: the share of samples in each DSO (self; liblua's is the number
+    that shows whether Lua ran), the share of samples with any liblua frame on their stack
+    (frame-pointer unwinding: a frame of a library built without frame pointers can be
+    missed, so the self share is the one to read), and memset's self share, whoever called
+    it (libmicrohttpd zeroed its 32 KiB connection pool for every request: 10.8-14.1 % of
+    the samples before the gateway had its own HTTP server)."""
     data = os.path.join(tmp, f"perf-{label}.data")
     r = perf_run(pid, port, seconds, prefix, n, data, ["-g"])
     rep = subprocess.run(["perf", "report", "-i", data, "--sort", "dso", "--stdio",
@@ -417,29 +419,23 @@ def profile_gateway(pid, port, seconds, prefix, n, tmp, label):
     dsos = parse_perf_dso(rep)
     syms = subprocess.run(["perf", "report", "-i", data, "--sort", "dso,sym", "--stdio",
                            "--no-children", "-g", "none"], capture_output=True, text=True).stdout
-    top = [line.strip() for line in syms.splitlines() if re.match(r"\s+[\d.]+%", line)][:15]
+    top = top_all(syms)[:15]
     samples = with_lua = 0
     for frames in perf_samples(data):
         samples += 1
         with_lua += any("liblua" in f for f in frames)
     os.unlink(data)
-    perf_run(pid, port, 3, prefix, n, data, ["--call-graph", "dwarf,8192"])
-    dsamples = mhd_memset = 0
-    for frames in perf_samples(data):
-        dsamples += 1
-        mhd_memset += ("memset" in frames[0] and len(frames) > 1
-                       and "libmicrohttpd" in frames[1])
-    os.unlink(data)
+    memset = sum(float(line.split("%")[0]) for line in top_all(syms) if "memset" in line)
     lua_self = sum(p for p, d in dsos if "liblua" in d)
     out = {"rps": r["rps"], "dso": dsos[:8], "liblua_self_pct": round(lua_self, 2),
            "samples": samples,
            "liblua_on_stack_pct": round(100.0 * with_lua / samples, 2) if samples else None,
-           "mhd_memset_pct": round(100.0 * mhd_memset / dsamples, 2) if dsamples else None,
+           "memset_pct": round(memset, 2),
            "top_symbols": top}
     log(f"  profile {label}: liblua {lua_self:.2f} % of samples (self), "
         f"{out['liblua_on_stack_pct']} % with a liblua frame on the stack, {samples} samples; "
         f"dso: " + ", ".join(f"{d} {p:.1f}%" for p, d in dsos[:5])
-        + f"; memset from libmicrohttpd {out['mhd_memset_pct']} % ({dsamples} DWARF samples)")
+        + f"; memset {out['memset_pct']} %")
     return out
 
 
@@ -804,9 +800,7 @@ def print_keys(name, r, rounds):
               f"{p['rps']:.0f} req/s, {p['samples']} samples): **liblua {p['liblua_self_pct']:.2f} %** "
               f"of samples (self); {p['liblua_on_stack_pct']} % of samples have a liblua frame "
               f"on their stack. By DSO: " + ", ".join(f"{d} {pct:.1f} %" for pct, d in p["dso"][:6])
-              + f". memset called from libmicrohttpd (zeroing its per-connection pool; a "
-              f"second, 3 s run with `--call-graph dwarf`): {p.get('mhd_memset_pct', '?')} % "
-              f"of samples.\n")
+              + f". memset (self, any caller): {p.get('memset_pct', '?')} % of samples.\n")
         print("Top symbols (self):\n")
         print("```")
         for line in p["top_symbols"][:12]:
