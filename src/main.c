@@ -337,7 +337,7 @@ static int run(struct config *cfg)
     }
     int left = http_server_drain(&gw, clock_mono_ms() + cfg->shutdown_timeout_ms);
     if (left > 0) {
-        /* libmicrohttpd must not be stopped with suspended connections, and
+        /* The HTTP server must not be stopped with suspended connections, and
          * they are past the drain bound: leave without tearing down. */
         LOG_W("drain timeout: %d requests still in flight, exiting", left);
         _exit(0);

@@ -5,7 +5,7 @@
  * the response headers kept for storage (hop-by-hop and per-connection headers
  * already removed), the body, and the timing metadata (stored-at, freshness
  * lifetime, stale windows).  It is allocated as a single block.  A hit hands the
- * body pointer straight to libmicrohttpd and releases its reference when the
+ * body pointer straight to the answer (h1_response.h) and releases its reference when the
  * response is destroyed, so the body is never copied on the hit path.
  *
  * The versioned binary encoding (cache_object_encode / cache_object_decode) is

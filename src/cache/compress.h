@@ -11,7 +11,7 @@
  * and COMPRESS_HEADER (an internal x-cachegw- field: never sent to clients, never
  * taken from an upstream) records the layout: "v1 <identity_len>[ gzip <off> <len>][ br
  * <off> <len>]".  One allocation still holds everything, so a hit hands any of the
- * three to libmicrohttpd without a copy, and the Redis tier stores the same bytes.
+ * three to the client connection without a copy, and the Redis tier stores the same bytes.
  *
  * At delivery compress_select picks the representation a request's Accept-Encoding
  * allows (RFC 9110 §12.5.3: q-values, "*", identity), preferring br, then gzip, then

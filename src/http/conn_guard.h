@@ -1,34 +1,35 @@
 /*
- * conn_guard - keeps a libmicrohttpd listener reachable under slow-client
- * attacks (slowloris): a whole-time deadline for a request's line and headers,
- * and eviction of the oldest connections that have not sent a complete request
- * (line, headers and body) when the listener is at capacity.
+ * conn_guard - keeps a listener reachable under slow-client attacks
+ * (slowloris): a whole-time deadline for a request's line and headers, and
+ * eviction of the oldest connections that have not sent a complete request
+ * (line, headers and body) when the listener is at capacity.  It guards the
+ * main listener (h1_server.h) and the admin one (libmicrohttpd).
  *
- * libmicrohttpd's own timeout is idle time that every byte resets, so a client
- * sending one header line every few seconds holds its connection forever.  The
- * guard tracks every connection from libmicrohttpd's connection notifications:
+ * An idle timeout is reset by every byte, so a client sending one header line
+ * every few seconds would hold its connection forever.  The guard tracks every
+ * connection from its server's open/close notifications:
  *
  *   WAITING   open, no request line yet (new, or idle keep-alive between
  *             requests); deadline: idle_timeout after it began waiting.
- *   HEADERS   the request line arrived (URI callback); deadline:
- *             header_timeout after that.
+ *   HEADERS   the first bytes of a request arrived; deadline: header_timeout
+ *             after that.
  *   BODY      the header block is complete and a request body is coming; no
  *             deadline, but a client that hangs up before the body ends is
- *             noticed (libmicrohttpd would wait for its idle timeout).
+ *             noticed.
  *   BUSY      the request is complete; no deadline here (the response has its
  *             own bounds).
  *
  * A connection past its deadline, or the oldest WAITING/HEADERS/BODY one when
  * the open count exceeds max_conns, is closed by shutdown(2) of its socket:
- * libmicrohttpd then sees the peer gone and releases it through its normal
- * path (completion and close notifications).  The fd stays valid while its
- * slot is in the guard: libmicrohttpd notifies the close before it closes the
- * socket, and the slot is unlinked under the same lock.
+ * its server then sees the peer gone and releases it through its normal path
+ * (completion and close notifications).  The fd stays valid while its slot is
+ * in the guard: the servers notify the close before they close the socket,
+ * and the slot is unlinked under the same lock.
  *
  * Ownership: the guard owns its slots; conn_guard_close frees one.  A slot may
  * carry one opaque pointer for its owner (the request being parsed), handed
- * back by conn_guard_close so nothing leaks when libmicrohttpd drops a
- * connection without a completion callback.
+ * back by conn_guard_close so nothing leaks when libmicrohttpd (the admin
+ * listener) drops a connection without a completion callback.
  * Thread-safety: internally locked; call from any thread.  A sweeper thread
  * enforces the deadlines.
  */

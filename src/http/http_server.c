@@ -298,7 +298,7 @@ static void *on_request_begin(void *cls, struct h1_conn *conn, const char *uri)
 
 /* Counts a finished request in /metrics (metrics.h): its cache result, the tier a cached
  * answer came from, its route's pattern and its duration.  A request that got no answer
- * (its client left, or libmicrohttpd dropped it) counts as an error. */
+ * (its client left, or its connection failed) counts as an error. */
 static void record_metrics(const struct request *r)
 {
     if (r->own_endpoint) {

@@ -1,7 +1,8 @@
 /*
- * http_server - the libmicrohttpd front end and the request state machine.
+ * http_server - the gateway's listener: the HTTP/1.1 server (h1_server.h)
+ * adapted to the request steps.
  *
- * Workers (libmicrohttpd's thread pool) parse requests, answer the gateway's
+ * Workers (the HTTP server's threads) parse requests, answer the gateway's
  * own endpoints, look up the memory tier and answer hits directly.  Anything
  * that needs the network (upstream fetch, Redis) is handed to the I/O loop
  * while the connection is suspended; the loop resumes it when the result is

@@ -2,7 +2,7 @@
  * request.h - one client request on its way through the gateway, shared by
  * the three parts of the front end (docs/design.md, "The request path"):
  *
- *   http_server.c      the libmicrohttpd adapter: connection and request
+ *   http_server.c      the adapter from the HTTP server (h1_server.h): request
  *                      callbacks, validation, the forwarded field set, bodies,
  *                      suspend/resume, release, the access log and metrics;
  *   request_steps.c    the request steps in one table, driven by one loop;
@@ -36,7 +36,7 @@
 #include "policy_engine.h"
 #include "upstream_request.h"
 
-/* Where libmicrohttpd's calls are in the life of the request. */
+/* Where the HTTP server's calls are in the life of the request. */
 enum phase {
     PH_HEADERS,  /* first call not yet seen */
     PH_BODY,     /* receiving the body */
@@ -78,7 +78,6 @@ struct request {
     enum h1_result handler_ret;  /* what the step that answered returned */
     const char *method;       /* method_buf once the headers are in (NULL before) */
     char *uri;                /* raw path[?query] */
-    const char *uri_end;      /* where libmicrohttpd's copy of the target ended (NUL check) */
     struct conn_slot *slot;   /* the connection's guard slot (may be NULL) */
     struct header_list headers; /* the forwarded set (forward_headers): keys come from it */
     struct buf body;
@@ -140,10 +139,10 @@ struct request {
     int status;
     const char *x_cache;
     const char *version;      /* version_buf once the headers are in (NULL before) */
-    /* Our copies of libmicrohttpd's strings: they live in the connection's pool,
-     * which it reuses for its own error answers (a bad chunk) and frees with the
-     * connection, while a request whose body streams upstream is released later,
-     * by the I/O loop.  Longer ones (refused by the validator) are cut. */
+    /* Our copies of the head's strings: they live in the connection's buffer,
+     * which the next request reuses and the connection frees, while a request
+     * whose body streams upstream is released later, by the I/O loop.  Longer
+     * ones (refused by the validator) are cut. */
     char method_buf[33];
     char version_buf[16];
     char request_id[ACCESS_LOG_REQUEST_ID_MAX + 1]; /* the client's X-Request-Id, or ours */
@@ -165,7 +164,7 @@ struct request {
 /* ---- request_steps.c ---- */
 
 /* Runs the steps from r->step until one suspends or answers.  Returns the
- * handler's result for libmicrohttpd. */
+ * handler's result for the HTTP server. */
 enum h1_result request_steps_run(struct request *r);
 
 /* A request whose body is streamed upstream: planned at header time, then

@@ -2,7 +2,7 @@
  * request_validator - the one gate every client request passes before anything
  * is keyed, planned or forwarded: RFC 9112 / RFC 9110 message syntax, framing
  * that another HTTP hop could read differently, and the gateway's own size
- * bounds.  libmicrohttpd has already split the request into method, target,
+ * bounds.  The HTTP parser (h1_parse.h) has already split the request into method, target,
  * version and header fields; this module refuses what it let through.
  *
  * The rules (docs/design.md and the README list them for operators):
@@ -44,7 +44,7 @@ struct request_verdict {
 };
 
 /* Checks one request.  method, target and version are NUL-terminated as
- * libmicrohttpd hands them over (target is the raw request-target, query
+ * the parser hands them over (target is the raw request-target, query
  * included); headers are the fields in arrival order with their names as
  * received.  Returns 0 when valid, else the status also stored in out. */
 int request_validate(const char *method, const char *target, const char *version,
@@ -57,7 +57,7 @@ bool request_is_token(const char *s, size_t len);
 
 /* True when s[0..len) may be a field value: visible ASCII, obs-text (>= 0x80),
  * SP and HTAB only (RFC 9110 §5.5).  Leading/trailing whitespace is allowed
- * here; libmicrohttpd strips it. */
+ * here; the parser strips it. */
 bool request_is_field_value(const char *s, size_t len);
 
 #endif

@@ -273,7 +273,7 @@ enum h1_result answer_object(struct request *r, struct cache_object *obj,
  * numbers that change once a second (Age, Cache-Status ttl).  For an object hit at
  * least SHARE_AFTER_HITS times within one second, the answer built is kept with the
  * object (cache_object.h "attach") and queued again, as it is, for the next hits that
- * need the same answer: libmicrohttpd counts the connections a response is queued on,
+ * need the same answer: the answer counts the connections it is queued on (h1_response.h),
  * and copies nothing of it.  The body is the object's own bytes, so every request that
  * queued it holds the object until it is over (request.h "served").
  * Only hot objects: an answer kept and freed a second later costs more (its memory has
@@ -342,7 +342,7 @@ static bool queue_kept_answer(struct request *r, struct cache_object *obj,
     struct built_answer *b = obj->attach_free == built_answer_free ? obj->attach : NULL;
     if (same_answer(b, plan, age_s, ttl_s, detail)) {
         /* Queued under the lock: another hit may replace and free b once it is released
-         * (libmicrohttpd's own count keeps the response alive from here on). */
+         * (the answer's own count keeps it alive from here on). */
         *ret = h1_server_queue(r->conn, plan->status, b->resp) == 0 ? H1_YES : H1_NO;
         cache_object_attach_unlock(obj);
         STATS_INC(hits_reused);

@@ -14,7 +14,7 @@
  *
  * Every answer carries X-Cache and Cache-Status (RFC 9211), and the request's
  * access-log and metrics fields (status, bytes, cache result) are set here.
- * Each returns libmicrohttpd's result for the handler.  Worker thread only.
+ * Each returns the HTTP server's handler result (h1_server.h).  Worker thread only.
  */
 #ifndef CACHEGW_RESPONSE_WRITER_H
 #define CACHEGW_RESPONSE_WRITER_H

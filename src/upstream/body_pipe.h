@@ -3,7 +3,7 @@
  * upstream while it is still arriving, so large uploads are never buffered
  * whole (docs/design.md, invariant 5).
  *
- * The producer is the HTTP worker that receives the body (libmicrohttpd's
+ * The producer is the HTTP worker that receives the body (the HTTP server's
  * access handler); the consumer is libcurl's read callback on the I/O loop.
  *
  *   producer                               consumer (loop thread)
