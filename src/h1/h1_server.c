@@ -129,10 +129,12 @@ struct h1_server {
     atomic_bool stop;
 };
 
+/* Timeouts are whole seconds: the coarse clock (a few ms of resolution) is enough, and
+ * it is read on every recv and send. */
 static int64_t now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -592,6 +594,9 @@ static void conn_run(struct h1_conn *c)
             if (c->resp != NULL) continue;
             if (c->head.status != 0) goto close; /* a refusal must be answered */
             if (c->framing_bad) {
+                /* Never read as anything: the answer closes the connection (set before
+                 * the answer is queued, so it says so). */
+                c->closing = true;
                 s->h.body_error(s->h.cls, c, c->req, "ambiguous message framing");
                 if (c->resp == NULL) goto close;
                 c->st = CS_WRITE;
@@ -644,9 +649,9 @@ static void conn_run(struct h1_conn *c)
             c->expect_continue = false;
             if (!body_decode(c, &reason)) {
             body_error:
+                c->closing = true;
                 s->h.body_error(s->h.cls, c, c->req, reason ? reason : "bad body");
                 if (c->resp == NULL) goto close;
-                c->closing = true;
                 c->st = CS_WRITE;
             }
             continue;
