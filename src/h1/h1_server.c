@@ -237,12 +237,15 @@ static void read_framing(struct h1_conn *c)
 {
     const struct h1_head *h = &c->head;
     size_t te = 0, cl = 0;
+    bool cl_differ = false;
     const char *te_value = NULL, *cl_value = NULL;
     for (size_t i = 0; i < h->n_fields; i++) {
         if (strcasecmp(h->fields[i].name, "transfer-encoding") == 0) {
             te++;
             te_value = h->fields[i].value;
         } else if (strcasecmp(h->fields[i].name, "content-length") == 0) {
+            /* Equal repeats are one length (RFC 9112 §6.3, as the validator reads them). */
+            if (cl_value != NULL && strcmp(cl_value, h->fields[i].value) != 0) cl_differ = true;
             cl++;
             cl_value = h->fields[i].value;
         }
@@ -256,7 +259,7 @@ static void read_framing(struct h1_conn *c)
         c->framing_bad = te != 1 || cl != 0 || strcasecmp(te_value, "chunked") != 0;
     } else if (cl > 0) {
         uint64_t n = 0;
-        c->framing_bad = cl != 1 || h1_content_length(cl_value, &n) != 0;
+        c->framing_bad = cl_differ || h1_content_length(cl_value, &n) != 0;
         c->body = n > 0 ? BODY_LENGTH : BODY_NONE;
         c->body_left = n;
     }
@@ -316,6 +319,7 @@ static int out_reserve(struct h1_conn *c, size_t more)
 
 static void out_put(struct h1_conn *c, const char *s, size_t n)
 {
+    if (n == 0) return; /* s may be NULL then (an answer without fields) */
     memcpy(c->out + c->out_len, s, n);
     c->out_len += n;
 }

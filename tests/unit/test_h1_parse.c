@@ -524,7 +524,7 @@ TEST(chunked_large)
 {
     /* 1 MiB in chunks of 64 KiB + one odd chunk, byte by byte and whole. */
     static char in[(1 << 20) + 4096];
-    static char body[(1 << 20) + 1];
+    static char body[(1 << 20) + 2]; /* 1 MiB, the odd byte, the NUL */
     size_t n = 0, b = 0;
     for (int i = 0; i < 16; i++) {
         n += (size_t)sprintf(in + n, "10000\r\n");
