@@ -142,6 +142,22 @@ class FramingTest(SecTestCase):
         time.sleep(0.1)
         self.assertNothingForwarded(0, "differing Content-Length")
 
+    def test_equal_repeated_content_lengths_are_one_length(self):
+        # RFC 9112 §6.3: equal repeats may be read as one. The body is forwarded once, and
+        # the request after it on the connection is read from where the body ends.
+        gw = self.start()
+        data = head([b"POST /v6cl HTTP/1.1", b"Host: gw.test", b"Content-Length: 5",
+                     b"Content-Length: 5"]) + b"hello" + get_request("/v6cl-next")
+        with RawConn(gw.port) as c:
+            c.send(data)
+            r1 = c.read_response()
+            r2 = c.read_response()
+        self.assertEqual((r1.status, r2.status), (200, 200), (r1, r2))
+        rec = self.refl.last("/v6cl")
+        self.assertIsNotNone(rec)
+        self.assertEqual(rec.body, b"hello")
+        self.assertEqual(self.refl.count(path="/v6cl-next"), 1)
+
     def test_transfer_encoding_with_content_length_is_400_and_closes(self):
         gw = self.start()
         data = head([b"POST /v6 HTTP/1.1", b"Host: gw.test", b"Content-Length: 35",
