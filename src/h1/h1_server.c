@@ -24,6 +24,7 @@
 #include "h1_server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -320,6 +321,7 @@ static int out_reserve(struct h1_conn *c, size_t more)
 static void out_put(struct h1_conn *c, const char *s, size_t n)
 {
     if (n == 0) return; /* s may be NULL then (an answer without fields) */
+    assert(c->out_len + n <= c->out_cap); /* h1_server_queue reserved it */
     memcpy(c->out + c->out_len, s, n);
     c->out_len += n;
 }
@@ -350,11 +352,16 @@ int h1_server_queue(struct h1_conn *c, int status, struct h1_response *resp)
     if (unknown && !c->chunked_out) c->closing = true; /* HTTP/1.0: close-delimited */
     worker_date(c->w);
     const char *reason = h1_reason_phrase(status);
-    if (out_reserve(c, 64 + strlen(reason) + c->w->date_len + resp->fields_len) != 0) return -1;
+    /* Besides the reason, Date and the fields: the status line (15), one framing field
+     * (at most 38), one Connection field (at most 24) and the empty line (2). */
     c->out_len = 0;
-    char line[64];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
-    out_put(c, line, (size_t)n);
+    if (out_reserve(c, 80 + strlen(reason) + c->w->date_len + resp->fields_len) != 0) return -1;
+    char line[64] = "HTTP/1.1 ";
+    line[9] = (char)('0' + status / 100);
+    line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    line[12] = ' ';
+    out_put(c, line, 13);
     out_put(c, reason, strlen(reason));
     out_put(c, "\r\n", 2);
     if (!resp->has_date) out_put(c, c->w->date, c->w->date_len);
@@ -362,9 +369,16 @@ int h1_server_queue(struct h1_conn *c, int status, struct h1_response *resp)
     if (c->chunked_out) {
         out_put(c, "Transfer-Encoding: chunked\r\n", 28);
     } else if (!bodiless && !unknown) {
-        n = snprintf(line, sizeof line, "Content-Length: %llu\r\n",
-                     (unsigned long long)resp->size);
-        out_put(c, line, (size_t)n);
+        out_put(c, "Content-Length: ", 16);
+        char digits[24];
+        size_t d = sizeof digits;
+        uint64_t v = resp->size;
+        do {
+            digits[--d] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v != 0);
+        out_put(c, digits + d, sizeof digits - d);
+        out_put(c, "\r\n", 2);
     }
     if (c->closing) out_put(c, "Connection: close\r\n", 19);
     else if (c->head.minor == 0) out_put(c, "Connection: keep-alive\r\n", 24);
@@ -596,7 +610,11 @@ static void conn_run(struct h1_conn *c)
             bool ok = conn_call(c, NULL, &zero);
             if (!after_call(c, ok)) goto close;
             if (c->resp != NULL) continue;
-            if (c->head.status != 0) goto close; /* a refusal must be answered */
+            if (c->head.status != 0) { /* a refusal must be answered */
+                if (!c->suspended) goto close;
+                c->st = CS_HANDLER; /* it waits for something first: answered after */
+                return;
+            }
             if (c->framing_bad) {
                 /* Never read as anything: the answer closes the connection (set before
                  * the answer is queued, so it says so). */

@@ -291,7 +291,9 @@ static void *on_request_begin(void *cls, struct h1_conn *conn, const char *uri)
         atomic_fetch_sub(&gw->active_requests, 1);
         return NULL;
     }
-    snprintf(r->client_ip, sizeof r->client_ip, "%s", h1_conn_client_ip(conn));
+    const char *ip = h1_conn_client_ip(conn);
+    size_t ip_len = strnlen(ip, sizeof r->client_ip - 1);
+    memcpy(r->client_ip, ip, ip_len); /* calloc'd: NUL-terminated */
     r->slot = h1_conn_context(conn);
     return r;
 }
