@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <strings.h>
 
 /* One header field; a stored cache_object's headers are an array of these. */
 struct http_header {
@@ -34,6 +35,14 @@ struct header_list {
     size_t n;
     size_t cap;
 };
+
+/* True when name is lower (a lower-case field name), ignoring case.  The first byte is
+ * compared inline, since most names differ there: per-request loops over the fields use
+ * it instead of a strcasecmp per field. */
+static inline bool headers_name_is(const char *name, const char *lower)
+{
+    return (name[0] | 0x20) == lower[0] && strcasecmp(name, lower) == 0;
+}
 
 int header_list_add(struct header_list *l, const char *name, const char *value);
 int header_list_addn(struct header_list *l, const char *name, size_t name_len,

@@ -217,7 +217,7 @@ static bool has_token(const struct h1_head *h, const char *field, const char *to
 {
     size_t tl = strlen(token);
     for (size_t i = 0; i < h->n_fields; i++) {
-        if (strcasecmp(h->fields[i].name, field) != 0) continue;
+        if (!headers_name_is(h->fields[i].name, field)) continue;
         const char *p = h->fields[i].value;
         while (*p) {
             while (*p == ' ' || *p == '\t' || *p == ',') p++;
@@ -242,10 +242,10 @@ static void read_framing(struct h1_conn *c)
     bool cl_differ = false;
     const char *te_value = NULL, *cl_value = NULL;
     for (size_t i = 0; i < h->n_fields; i++) {
-        if (strcasecmp(h->fields[i].name, "transfer-encoding") == 0) {
+        if (headers_name_is(h->fields[i].name, "transfer-encoding")) {
             te++;
             te_value = h->fields[i].value;
-        } else if (strcasecmp(h->fields[i].name, "content-length") == 0) {
+        } else if (headers_name_is(h->fields[i].name, "content-length")) {
             /* Equal repeats are one length (RFC 9112 §6.3, as the validator reads them). */
             if (cl_value != NULL && strcmp(cl_value, h->fields[i].value) != 0) cl_differ = true;
             cl++;

@@ -135,8 +135,8 @@ static enum h1_result on_headers(struct request *r)
         size_t n;
     } rf = {head->fields, head->n_fields};
     for (size_t i = 0; i < rf.n && access_log_enabled(); i++) {
-        char **copy = strcasecmp(rf.items[i].name, "referer") == 0      ? &r->referer
-                      : strcasecmp(rf.items[i].name, "user-agent") == 0 ? &r->user_agent
+        char **copy = headers_name_is(rf.items[i].name, "referer")      ? &r->referer
+                      : headers_name_is(rf.items[i].name, "user-agent") ? &r->user_agent
                                                                           : NULL;
         if (copy != NULL && *copy == NULL) *copy = strdup(rf.items[i].value);
     }
@@ -165,7 +165,7 @@ static enum h1_result on_headers(struct request *r)
     }
     r->debug = cfg->debug_headers;
     for (size_t i = 0; i < rf.n && !r->debug; i++)
-        if (strcasecmp(rf.items[i].name, "cachegw-debug") == 0 && cfg->admin_token &&
+        if (headers_name_is(rf.items[i].name, "cachegw-debug") && cfg->admin_token &&
             cfg->admin_token[0] && strlen(rf.items[i].value) == strlen(cfg->admin_token) &&
             CRYPTO_memcmp(rf.items[i].value, cfg->admin_token, strlen(cfg->admin_token)) == 0)
             r->debug = true;
@@ -177,7 +177,7 @@ static enum h1_result on_headers(struct request *r)
     const char *rid = NULL;
     size_t n_rid = 0;
     for (size_t i = 0; i < rf.n; i++)
-        if (strcasecmp(rf.items[i].name, "x-request-id") == 0 && n_rid++ == 0)
+        if (headers_name_is(rf.items[i].name, "x-request-id") && n_rid++ == 0)
             rid = rf.items[i].value;
     if (n_rid == 1 && access_log_request_id_ok(rid))
         snprintf(r->request_id, sizeof r->request_id, "%s", rid);
@@ -189,8 +189,8 @@ static enum h1_result on_headers(struct request *r)
     }
     const char *cl = NULL, *te = NULL;
     for (size_t i = 0; i < rf.n; i++) {
-        if (strcasecmp(rf.items[i].name, "content-length") == 0) cl = rf.items[i].value;
-        if (strcasecmp(rf.items[i].name, "transfer-encoding") == 0) te = rf.items[i].value;
+        if (headers_name_is(rf.items[i].name, "content-length")) cl = rf.items[i].value;
+        if (headers_name_is(rf.items[i].name, "transfer-encoding")) te = rf.items[i].value;
     }
     if (rc != 0) return answer_error(r, 503, "out of memory", NULL);
     unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
