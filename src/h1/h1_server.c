@@ -58,6 +58,7 @@ struct h1_conn {
     struct h1_worker *w;
     struct h1_conn *prev, *next; /* the worker's connections */
     struct h1_conn *rq_next;     /* the worker's resume queue (under its lock) */
+    struct h1_conn *run_next;    /* the resumes being run (worker only) */
     bool rq_queued;
     int fd;
     char ip[INET6_ADDRSTRLEN];
@@ -213,22 +214,13 @@ static ssize_t conn_read(struct h1_conn *c, char *buf, size_t *len, size_t cap)
 
 /* ---- the head ---- */
 
+/* Whether any line of field lists token (headers.h's list reading). */
 static bool has_token(const struct h1_head *h, const char *field, const char *token)
 {
-    size_t tl = strlen(token);
-    for (size_t i = 0; i < h->n_fields; i++) {
-        if (!headers_name_is(h->fields[i].name, field)) continue;
-        const char *p = h->fields[i].value;
-        while (*p) {
-            while (*p == ' ' || *p == '\t' || *p == ',') p++;
-            const char *e = p;
-            while (*e && *e != ',') e++;
-            const char *t = e;
-            while (t > p && (t[-1] == ' ' || t[-1] == '\t')) t--;
-            if ((size_t)(t - p) == tl && strncasecmp(p, token, tl) == 0) return true;
-            p = e;
-        }
-    }
+    for (size_t i = 0; i < h->n_fields; i++)
+        if (headers_name_is(h->fields[i].name, field) &&
+            headers_has_token(h->fields[i].value, token))
+            return true;
     return false;
 }
 
@@ -754,23 +746,21 @@ static void worker_resumes(struct h1_worker *w)
     uint64_t v;
     ssize_t n = read(w->evfd, &v, sizeof v);
     (void)n;
+    /* Taken under the lock into run_next, reversed (the queue is newest first): once
+     * rq_queued is false another thread may queue a connection again, through rq_next. */
     pthread_mutex_lock(&w->lock);
-    struct h1_conn *list = w->rq_head;
+    struct h1_conn *rev = NULL;
+    for (struct h1_conn *c = w->rq_head; c; c = c->rq_next) {
+        c->rq_queued = false;
+        c->run_next = rev;
+        rev = c;
+    }
     w->rq_head = NULL;
     w->rq_signalled = false;
-    for (struct h1_conn *c = list; c; c = c->rq_next) c->rq_queued = false;
     pthread_mutex_unlock(&w->lock);
-    /* Resumed in the order they were queued (the list is newest first). */
-    struct h1_conn *rev = NULL;
-    while (list) {
-        struct h1_conn *next = list->rq_next;
-        list->rq_next = rev;
-        rev = list;
-        list = next;
-    }
     while (rev) {
         struct h1_conn *c = rev;
-        rev = rev->rq_next;
+        rev = rev->run_next;
         if (!c->suspended) continue;
         c->suspended = false;
         c->readable = c->writable = true; /* events were not acted on meanwhile */
