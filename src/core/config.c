@@ -834,6 +834,20 @@ static const struct opt *find_by_flag(const char *name, size_t len)
     return NULL;
 }
 
+/* The option stored at offset in struct config (its names, for messages). */
+static const struct opt *find_by_offset(size_t offset)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (OPTIONS[i].offset == offset) return &OPTIONS[i];
+    return NULL;
+}
+
+/* The string option stored at offset in cfg. */
+static const char *string_at(const struct config *cfg, size_t offset)
+{
+    return *(char *const *)((const char *)cfg + offset);
+}
+
 static const struct opt *find_by_env(const char *name)
 {
     for (size_t i = 0; i < N_OPTIONS; i++)
@@ -1242,17 +1256,12 @@ static int validate_rfc_options(const struct config *cfg, char *err, size_t err_
  * and no two alike (the second would never answer). */
 static int validate_endpoint_paths(const struct config *cfg, char *err, size_t err_len)
 {
-    static const struct {
-        size_t offset;
-        const char *flag, *env;
-    } PATHS[] = {
-        {FIELD(health_path), "health-path", "HEALTH_PATH"},
-        {FIELD(health_cache_path), "health-cache-path", "HEALTH_CACHE_PATH"},
-        {FIELD(metrics_path), "metrics-path", "METRICS_PATH"},
-    };
+    static const size_t PATHS[] = {FIELD(health_path), FIELD(health_cache_path),
+                                   FIELD(metrics_path)};
     char shown[SHOWN_VALUE_MAX + 8];
     for (size_t i = 0; i < sizeof PATHS / sizeof PATHS[0]; i++) {
-        const char *p = *(char *const *)((const char *)cfg + PATHS[i].offset);
+        const char *p = string_at(cfg, PATHS[i]);
+        const struct opt *o = find_by_offset(PATHS[i]);
         if (p == NULL || p[0] == '\0') continue;
         const char *why = NULL;
         if (p[0] != '/') why = "it must start with '/', or be empty to not serve it";
@@ -1261,18 +1270,18 @@ static int validate_endpoint_paths(const struct config *cfg, char *err, size_t e
             if (*c == '?' || *c == '#' || (unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f)
                 why = "a path alone: no query, fragment, space or control bytes";
         for (size_t k = 0; why == NULL && k < i; k++) {
-            const char *q = *(char *const *)((const char *)cfg + PATHS[k].offset);
+            const char *q = string_at(cfg, PATHS[k]);
             if (q != NULL && strcmp(p, q) == 0) {
                 sanitize(p, shown, sizeof shown);
                 snprintf(err, err_len, "invalid value for --%s (%s): '%s' (--%s serves that path)",
-                         PATHS[i].flag, PATHS[i].env, shown, PATHS[k].flag);
+                         o->flag, o->env, shown, find_by_offset(PATHS[k])->flag);
                 return -1;
             }
         }
         if (why == NULL) continue;
         sanitize(p, shown, sizeof shown);
-        snprintf(err, err_len, "invalid value for --%s (%s): '%s' (%s)", PATHS[i].flag,
-                 PATHS[i].env, shown, why);
+        snprintf(err, err_len, "invalid value for --%s (%s): '%s' (%s)", o->flag, o->env, shown,
+                 why);
         return -1;
     }
     return 0;
@@ -1300,21 +1309,16 @@ static int validate_combined(const struct config *cfg, char *err, size_t err_len
     if (validate_redis_topology(cfg, err, err_len) != 0) return -1;
     /* The TLS files are read only for a rediss:// URL; then each must be readable. */
     if (cfg->redis_url == NULL || strncasecmp(cfg->redis_url, "rediss://", 9) != 0) return 0;
-    static const struct {
-        size_t offset;
-        const char *flag, *env;
-    } FILES[] = {
-        {FIELD(redis_tls_ca_file), "redis-tls-ca-file", "REDIS_TLS_CA_FILE"},
-        {FIELD(redis_tls_cert_file), "redis-tls-cert-file", "REDIS_TLS_CERT_FILE"},
-        {FIELD(redis_tls_key_file), "redis-tls-key-file", "REDIS_TLS_KEY_FILE"},
-    };
+    static const size_t FILES[] = {FIELD(redis_tls_ca_file), FIELD(redis_tls_cert_file),
+                                   FIELD(redis_tls_key_file)};
     for (size_t i = 0; i < sizeof FILES / sizeof FILES[0]; i++) {
-        const char *path = *(char *const *)((const char *)cfg + FILES[i].offset);
+        const char *path = string_at(cfg, FILES[i]);
         if (path == NULL || access(path, R_OK) == 0) continue;
         int e = errno;
         sanitize(path, shown, sizeof shown);
-        snprintf(err, err_len, "invalid value for --%s (%s): '%s' (cannot read it: %s)",
-                 FILES[i].flag, FILES[i].env, shown, strerror(e));
+        const struct opt *o = find_by_offset(FILES[i]);
+        snprintf(err, err_len, "invalid value for --%s (%s): '%s' (cannot read it: %s)", o->flag,
+                 o->env, shown, strerror(e));
         return -1;
     }
     if (cfg->redis_tls_key_file != NULL && cfg->redis_tls_cert_file == NULL) {

@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -77,15 +78,14 @@ struct h1_conn {
     char *buf;
     size_t cap, len, scan, head_len;
     struct h1_head head;
-    void *req;
-    bool req_begun;
-    bool keep_alive;
+    void *req;        /* the handlers' request (request_begin), NULL when none */
     bool head_only;   /* HEAD: the answer has no body */
 
     /* The body. */
     enum body_kind body;
     bool framing_bad;
     bool expect_continue;
+    uint64_t body_length; /* its Content-Length (h1_conn_body_length) */
     uint64_t body_left;
     struct h1_chunked ch;
     char *bbuf;       /* body bytes, then the next request's */
@@ -96,7 +96,6 @@ struct h1_conn {
 
     /* The answer. */
     struct h1_response *resp;
-    int status;
     char *out;
     size_t out_cap, out_len;
     struct iovec iov[3];
@@ -146,10 +145,8 @@ static int64_t now_ms(void)
 static void conn_release_request(struct h1_conn *c, bool ok)
 {
     void *req = c->req;
-    bool begun = c->req_begun;
     c->req = NULL;
-    c->req_begun = false;
-    if (begun && req != NULL) c->w->s->h.completed(c->w->s->h.cls, c, req, ok);
+    if (req != NULL) c->w->s->h.completed(c->w->s->h.cls, c, req, ok);
     h1_response_unref(c->resp);
     c->resp = NULL;
     free(c->bbuf);
@@ -245,7 +242,7 @@ static void read_framing(struct h1_conn *c)
         }
     }
     c->body = BODY_NONE;
-    c->body_left = 0;
+    c->body_length = c->body_left = 0;
     c->framing_bad = false;
     memset(&c->ch, 0, sizeof c->ch);
     if (te > 0) {
@@ -255,34 +252,42 @@ static void read_framing(struct h1_conn *c)
         uint64_t n = 0;
         c->framing_bad = cl_differ || h1_content_length(cl_value, &n) != 0;
         c->body = n > 0 ? BODY_LENGTH : BODY_NONE;
-        c->body_left = n;
+        c->body_length = c->body_left = n;
     }
     c->body_done = c->body == BODY_NONE;
     c->expect_continue = c->head.minor >= 1 && c->body != BODY_NONE &&
                          has_token(h, "expect", "100-continue");
 }
 
-static void conn_begin_request(struct h1_conn *c)
+/* The head in buf[0..head_len) is complete, or (oversize != 0) it outgrew max_head and is
+ * refused with that status: the request begins either way, so every refusal is answered
+ * by the handler. */
+static void conn_begin_request(struct h1_conn *c, int oversize, const char *reason)
 {
     struct h1_server *s = c->w->s;
-    h1_parse_head(c->buf, c->head_len, &c->head);
-    const struct h1_head *h = &c->head;
+    struct h1_head *h = &c->head;
+    if (oversize != 0) {
+        memset(h, 0, sizeof *h);
+        h->status = oversize;
+        h->reason = reason;
+    } else {
+        h1_parse_head(c->buf, c->head_len, h);
+    }
+    c->head_only = h->method != NULL && strcmp(h->method, "HEAD") == 0;
     if (h->status == 0) {
         read_framing(c);
-        c->keep_alive = h->minor >= 1 ? !has_token(h, "connection", "close")
-                                      : has_token(h, "connection", "keep-alive");
-        c->head_only = strcmp(h->method, "HEAD") == 0;
+        bool keep_alive = h->minor >= 1 ? !has_token(h, "connection", "close")
+                                        : has_token(h, "connection", "keep-alive");
+        c->closing = !keep_alive;
     } else {
         c->body = BODY_NONE;
         c->body_done = true;
-        c->keep_alive = false;
-        c->head_only = h->method != NULL && strcmp(h->method, "HEAD") == 0;
+        c->framing_bad = c->expect_continue = false;
+        c->closing = true;
     }
-    c->closing = !c->keep_alive;
     c->pend = NULL;
     c->pend_len = 0;
     c->req = s->h.request_begin(s->h.cls, c, h->target ? h->target : "");
-    c->req_begun = c->req != NULL;
 }
 
 /* Moves bytes read past the end of a request to the front of buf (the next
@@ -377,7 +382,6 @@ int h1_server_queue(struct h1_conn *c, int status, struct h1_response *resp)
     else if (c->head.minor == 0) out_put(c, "Connection: keep-alive\r\n", 24);
     out_put(c, "\r\n", 2);
     c->resp = h1_response_ref(resp);
-    c->status = status;
     c->rpos = 0;
     c->rdone = bodiless || c->head_only || resp->reader == NULL;
     /* A small body goes out in the head's buffer: one plain send instead of a two-part
@@ -531,8 +535,6 @@ static bool body_decode(struct h1_conn *c, const char **reason)
     return true;
 }
 
-static void conn_run(struct h1_conn *c);
-
 /* The request is over (its answer sent): the next one, or the close. */
 static void conn_next_request(struct h1_conn *c)
 {
@@ -546,22 +548,20 @@ static void conn_next_request(struct h1_conn *c)
         size_t from = c->bpos, n = c->blen - c->bpos;
         c->bbuf = NULL; /* kept from conn_release_request */
         conn_release_request(c, true);
-        if (n > c->cap) { /* cannot fit: a pipelined head longer than max_head anyway */
-            char *b = realloc(c->buf, n);
-            if (b != NULL) {
-                c->buf = b;
-                c->cap = n;
-            } else {
-                n = c->cap;
-            }
+        char *b = n > c->cap ? realloc(c->buf, n) : c->buf; /* more than a head's bound */
+        if (b == NULL) {
+            free(tmp);
+            conn_linger(c); /* out of memory: the pipelined bytes cannot be kept */
+            return;
         }
+        c->buf = b;
+        if (n > c->cap) c->cap = n;
         conn_keep_next(c, tmp + from, n);
         free(tmp);
     } else {
         conn_release_request(c, true);
         conn_keep_next(c, c->buf + c->head_len, c->len - c->head_len);
     }
-    c->blen = c->bpos = 0;
     c->st = CS_HEAD;
 }
 
@@ -586,16 +586,7 @@ static void conn_run(struct h1_conn *c)
                         const char *reason;
                         int status = h1_oversize_status(c->buf, c->len, &reason);
                         c->head_len = c->len;
-                        memset(&c->head, 0, sizeof c->head);
-                        c->head.status = status;
-                        c->head.reason = reason;
-                        c->body = BODY_NONE;
-                        c->body_done = true;
-                        c->keep_alive = false;
-                        c->closing = true;
-                        c->head_only = false;
-                        c->req = s->h.request_begin(s->h.cls, c, "");
-                        c->req_begun = c->req != NULL;
+                        conn_begin_request(c, status, reason);
                         goto first_call;
                     }
                 }
@@ -607,9 +598,9 @@ static void conn_run(struct h1_conn *c)
                 continue;
             }
             c->head_len = end;
-            conn_begin_request(c);
+            conn_begin_request(c, 0, NULL);
         first_call:
-            if (!c->req_begun) goto close;
+            if (c->req == NULL) goto close;
             c->first_call = true;
             size_t zero = 0;
             bool ok = conn_call(c, NULL, &zero);
@@ -858,8 +849,9 @@ static void *worker_main(void *arg)
                 resumes = true;
             } else {
                 struct h1_conn *c = p;
-                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
-                if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable = true;
+                uint32_t e = evs[i].events;
+                if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
+                if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable = true;
                 /* Running a connection closes at most that one, so the batch's
                  * other events stay valid; resumes and accepts (which may close
                  * any connection) wait until the batch is done. */
@@ -961,6 +953,12 @@ unsigned h1_server_connections(const struct h1_server *s)
 }
 
 const struct h1_head *h1_conn_head(const struct h1_conn *c) { return &c->head; }
+long long h1_conn_body_length(const struct h1_conn *c)
+{
+    if (c->body == BODY_CHUNKED) return -1;
+    if (c->body == BODY_NONE) return 0;
+    return c->body_length > LLONG_MAX ? LLONG_MAX : (long long)c->body_length; /* 413 anyway */
+}
 const char *h1_conn_client_ip(const struct h1_conn *c) { return c->ip; }
 int h1_conn_fd(const struct h1_conn *c) { return c->fd; }
 void h1_conn_set_context(struct h1_conn *c, void *ctx) { c->ctx = ctx; }

@@ -96,6 +96,9 @@ void h1_conn_resume(struct h1_conn *c);
 
 /* The current request's head as parsed (status != 0: the parser refused it). */
 const struct h1_head *h1_conn_head(const struct h1_conn *c);
+/* The current request's body as its head frames it: its Content-Length, 0 when it has
+ * none, -1 when it is chunked (a length past LLONG_MAX reads as LLONG_MAX). */
+long long h1_conn_body_length(const struct h1_conn *c);
 /* The client's address as text ("" when unknown). */
 const char *h1_conn_client_ip(const struct h1_conn *c);
 int h1_conn_fd(const struct h1_conn *c);

@@ -129,16 +129,13 @@ static enum h1_result on_headers(struct request *r)
     const struct h1_head *head = h1_conn_head(r->conn);
     r->method = copy_short(r->method_buf, sizeof r->method_buf, head->method);
     r->version = copy_short(r->version_buf, sizeof r->version_buf, head->version);
-    const char *method = head->method, *version = head->version;
-    struct raw_fields {
-        const struct http_header *items;
-        size_t n;
-    } rf = {head->fields, head->n_fields};
-    for (size_t i = 0; i < rf.n && access_log_enabled(); i++) {
-        char **copy = headers_name_is(rf.items[i].name, "referer")      ? &r->referer
-                      : headers_name_is(rf.items[i].name, "user-agent") ? &r->user_agent
+    const struct http_header *fields = head->fields;
+    size_t n_fields = head->n_fields;
+    for (size_t i = 0; i < n_fields && access_log_enabled(); i++) {
+        char **copy = headers_name_is(fields[i].name, "referer")      ? &r->referer
+                      : headers_name_is(fields[i].name, "user-agent") ? &r->user_agent
                                                                           : NULL;
-        if (copy != NULL && *copy == NULL) *copy = strdup(rf.items[i].value);
+        if (copy != NULL && *copy == NULL) *copy = strdup(fields[i].value);
     }
     const struct request_limits limits = {.max_target_bytes = cfg->max_header_bytes,
                                           .max_query_params = (size_t)cfg->max_query_params,
@@ -149,7 +146,7 @@ static enum h1_result on_headers(struct request *r)
         v.status = head->status;
         v.reason = head->reason;
     } else {
-        request_validate(method, r->uri, version, rf.items, rf.n, &limits, &v);
+        request_validate(head->method, r->uri, head->version, fields, n_fields, &limits, &v);
     }
     if (v.status != 0) {
         STATS_INC(rejected);
@@ -164,21 +161,21 @@ static enum h1_result on_headers(struct request *r)
                             v.reason);
     }
     r->debug = cfg->debug_headers;
-    for (size_t i = 0; i < rf.n && !r->debug; i++)
-        if (headers_name_is(rf.items[i].name, "cachegw-debug") && cfg->admin_token &&
-            cfg->admin_token[0] && strlen(rf.items[i].value) == strlen(cfg->admin_token) &&
-            CRYPTO_memcmp(rf.items[i].value, cfg->admin_token, strlen(cfg->admin_token)) == 0)
+    for (size_t i = 0; i < n_fields && !r->debug; i++)
+        if (headers_name_is(fields[i].name, "cachegw-debug") && cfg->admin_token &&
+            cfg->admin_token[0] && strlen(fields[i].value) == strlen(cfg->admin_token) &&
+            CRYPTO_memcmp(fields[i].value, cfg->admin_token, strlen(cfg->admin_token)) == 0)
             r->debug = true;
     const struct forward_options fo = {.trusted = gw->trusted_proxies,
                                        .forwarded_host = cfg->forwarded_host};
-    int rc = forward_headers_build(rf.items, rf.n, r->client_ip, &fo, &r->headers);
+    int rc = forward_headers_build(fields, n_fields, r->client_ip, &fo, &r->headers);
     /* The request id: the client's X-Request-Id when it is one sane token (one
      * field, <= 128 bytes), else a new one; either way the only one forwarded. */
     const char *rid = NULL;
     size_t n_rid = 0;
-    for (size_t i = 0; i < rf.n; i++)
-        if (headers_name_is(rf.items[i].name, "x-request-id") && n_rid++ == 0)
-            rid = rf.items[i].value;
+    for (size_t i = 0; i < n_fields; i++)
+        if (headers_name_is(fields[i].name, "x-request-id") && n_rid++ == 0)
+            rid = fields[i].value;
     if (n_rid == 1 && access_log_request_id_ok(rid))
         snprintf(r->request_id, sizeof r->request_id, "%s", rid);
     else
@@ -187,23 +184,20 @@ static enum h1_result on_headers(struct request *r)
         header_list_remove(&r->headers, "x-request-id");
         rc = header_list_add(&r->headers, "x-request-id", r->request_id);
     }
-    const char *cl = NULL, *te = NULL;
-    for (size_t i = 0; i < rf.n; i++) {
-        if (headers_name_is(rf.items[i].name, "content-length")) cl = rf.items[i].value;
-        if (headers_name_is(rf.items[i].name, "transfer-encoding")) te = rf.items[i].value;
-    }
     if (rc != 0) return answer_error(r, 503, "out of memory", NULL);
-    unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
-    r->has_body = te != NULL || clen > 0;
-    if (clen > cfg->max_body_bytes) {
+    /* The framing the validator accepted, as the HTTP server reads the body by it. */
+    long long clen = h1_conn_body_length(r->conn);
+    bool chunked = clen < 0;
+    r->has_body = clen != 0;
+    if (clen > 0 && (unsigned long long)clen > cfg->max_body_bytes) {
         STATS_INC(rejected);
         return answer_error(r, 413, "request body too large", NULL);
     }
     if (r->has_body) conn_guard_body_started(gw->guard, r->slot);
     else conn_guard_headers_done(gw->guard, r->slot);
     r->phase = PH_BODY;
-    if (r->has_body && (te != NULL || clen > BODY_STREAM_THRESHOLD) && r->uri[0] == '/')
-        return stream_start(r, te != NULL ? -1 : (long long)clen);
+    if (r->has_body && (chunked || clen > BODY_STREAM_THRESHOLD) && r->uri[0] == '/')
+        return stream_start(r, clen);
     return H1_YES;
 }
 

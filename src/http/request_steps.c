@@ -617,7 +617,7 @@ static enum step_result forward_failed(struct request *r, const struct upstream_
 }
 
 static enum h1_result deliver_upstream(struct request *r, struct upstream_fetch *f,
-                                        const char *x_cache, const char *cache_status)
+                                       const char *x_cache, const char *cache_status)
 {
     if (f->stream) return answer_streamed(r, f, x_cache, cache_status);
     return answer_fetched(r, f, x_cache, cache_status);
@@ -642,13 +642,14 @@ static enum step_result step_fetch_done(struct request *r)
                  r->store_only ? "request" : r->stale ? "stale" : "uri-miss", f->status,
                  (long long)(res.stored->meta.ttl_ms / 1000 - res.stored->meta.initial_age_s));
         /* A store-only request (issue 12 item 10) was not served by the cache. */
-        r->handler_ret = answer_object(r, res.stored, r->store_only ? "BYPASS" : "MISS", cache_status);
+        r->handler_ret =
+            answer_object(r, res.stored, r->store_only ? "BYPASS" : "MISS", cache_status);
         return STEP_ANSWERED;
     }
     if (f->status == 304 && r->stale) {
         /* Revalidated but not re-stored: the stale copy is still current. */
         r->handler_ret = answer_object(r, r->stale, "MISS",
-                                   "cachegw; fwd=stale; fwd-status=304; detail=not-stored");
+                                       "cachegw; fwd=stale; fwd-status=304; detail=not-stored");
         return STEP_ANSWERED;
     }
     snprintf(cache_status, sizeof cache_status, "cachegw; fwd=%s; detail=%s",

@@ -74,8 +74,7 @@ static enum h1_result queue(struct request *r, int status, struct h1_response *r
  * of its to report (an upstream's own 502 passes through as fwd-status=502).
  * Other answers were given before any forward: no fwd, only detail.  detail is
  * the error as a token, e.g. upstream-timeout, upstream-unavailable. */
-enum h1_result answer_error(struct request *r, int status, const char *error,
-                                    const char *detail)
+enum h1_result answer_error(struct request *r, int status, const char *error, const char *detail)
 {
     r->gateway_error = true;
     /* detail may be an upstream library's message: escaped for the JSON body. */
@@ -254,8 +253,8 @@ static struct h1_response *build_object_response(struct request *r, struct cache
 }
 
 /* Answers from a stored object without copying its body. */
-enum h1_result answer_object(struct request *r, struct cache_object *obj,
-                                     const char *x_cache, const char *cache_status)
+enum h1_result answer_object(struct request *r, struct cache_object *obj, const char *x_cache,
+                             const char *cache_status)
 {
     bool not_modified = cache_rules_not_modified(&r->headers, obj);
     struct object_plan plan;
@@ -323,7 +322,7 @@ static bool same_answer(const struct built_answer *b, const struct object_plan *
 
 /* r queued an answer whose body is obj's own bytes: it holds obj until it is over. */
 static enum h1_result queued_shared(struct request *r, struct cache_object *obj, int status,
-                                     enum h1_result ret, size_t len)
+                                    enum h1_result ret, size_t len)
 {
     r->served = cache_object_ref(obj);
     mark_answered(r, status, "HIT");
@@ -413,18 +412,18 @@ static void copy_forwardable_headers(struct h1_response *resp, const struct head
 }
 
 /* Answers with a buffered upstream response, handing its body over. */
-enum h1_result answer_fetched(struct request *r, struct upstream_fetch *f,
-                                      const char *x_cache, const char *cache_status)
+enum h1_result answer_fetched(struct request *r, struct upstream_fetch *f, const char *x_cache,
+                              const char *cache_status)
 {
     struct h1_response *resp;
     if (f->head_only && f->content_length > 0) {
-        resp = h1_response_from_reader((uint64_t)f->content_length, 4096, no_body_reader, NULL,
-                                       NULL);
+        resp =
+            h1_response_from_reader((uint64_t)f->content_length, 4096, no_body_reader, NULL, NULL);
     } else {
         char *data = f->body.data;
         size_t len = f->body.len;
-        resp = h1_response_from_buffer_free(len, data ? data : "", data ? free_buffer_cb : NULL,
-                                            data);
+        resp =
+            h1_response_from_buffer_free(len, data ? data : "", data ? free_buffer_cb : NULL, data);
         if (resp != NULL) memset(&f->body, 0, sizeof f->body);
         note_bytes(r, (long long)len);
     }
@@ -469,8 +468,8 @@ static void stream_free(void *cls)
     free(c);
 }
 
-enum h1_result answer_streamed(struct request *r, struct upstream_fetch *f,
-                                       const char *x_cache, const char *cache_status)
+enum h1_result answer_streamed(struct request *r, struct upstream_fetch *f, const char *x_cache,
+                               const char *cache_status)
 {
     struct stream_ctx *c = calloc(1, sizeof *c);
     if (c == NULL) return H1_NO;
@@ -498,7 +497,7 @@ enum h1_result answer_streamed(struct request *r, struct upstream_fetch *f,
 /* Answers a fresh hit; detail (may be NULL, else a static string) names the tier it
  * came from. */
 enum h1_result answer_hit(struct request *r, struct cache_object *obj, int64_t now,
-                           const char *detail)
+                          const char *detail)
 {
     STATS_INC(hits);
     r->hit_redis = detail != NULL && strcmp(detail, "redis") == 0;
@@ -581,4 +580,3 @@ enum h1_result answer_status_page(struct request *r, bool metrics, double latenc
                      : 200;
     return queue(r, status, resp, NULL);
 }
-
