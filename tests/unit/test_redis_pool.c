@@ -10,15 +10,14 @@
 #define PORT_RETRY 16393
 #define PORT_KILL_TLS 16394
 
+/* The shared test options with a pool of three and a slower reconnect ceiling, as these
+ * scenarios were written for. */
 static struct redis_pool_options opts(void)
 {
-    return (struct redis_pool_options){.pool_size = 3,
-                                       .connect_timeout_ms = 1000,
-                                       .op_timeout_ms = 1000,
-                                       .retries = 1,
-                                       .health_interval_s = 1,
-                                       .reconnect_min_ms = 50,
-                                       .reconnect_max_ms = 400};
+    struct redis_pool_options o = test_pool_options();
+    o.pool_size = 3;
+    o.reconnect_max_ms = 400;
+    return o;
 }
 
 static void check_set_get(struct env *e, const char *key)
